@@ -1,0 +1,103 @@
+#include "proxy/filter_chain_matcher.h"
+
+namespace ewgw::proxy {
+
+namespace {
+
+std::string describe(const std::vector<xds::filter_chain_config>& chains, std::size_t i) {
+  return chains[i].name.empty() ? "filter_chains[" + std::to_string(i) + "]"
+                                : "filter chain '" + chains[i].name + "'";
+}
+
+}  // namespace
+
+std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::filter_chain_config>& chains) {
+  root_ = {};
+  for (std::size_t i = 0; i < chains.size(); ++i) {
+    const xds::filter_chain_match& m = chains[i].match;
+    server_name_node& names = m.destination_port ? root_.by_port[*m.destination_port]
+                                                 : (root_.any ? *root_.any : root_.any.emplace());
+    std::vector<transport_node*> transports;
+    if (m.server_names.empty()) {
+      transports.push_back(names.any ? &*names.any : &names.any.emplace());
+    } else {
+      for (const std::string& n : m.server_names) {
+        if (n.starts_with("*.")) {
+          transports.push_back(&names.wildcard[n.substr(1)]);
+        } else {
+          transports.push_back(&names.exact[n]);
+        }
+      }
+    }
+    for (transport_node* t : transports) {
+      alpn_node& alpns = m.transport_protocol.empty() ? (t->any ? *t->any : t->any.emplace())
+                                                      : t->by_protocol[m.transport_protocol];
+      auto claim = [&](int& slot) -> std::optional<std::string> {
+        if (slot != no_match && slot != static_cast<int>(i)) {
+          return describe(chains, i) + " overlaps " + describe(chains, static_cast<std::size_t>(slot)) +
+                 ": both match the same destination port, server name, transport and ALPN";
+        }
+        slot = static_cast<int>(i);
+        return std::nullopt;
+      };
+      if (m.application_protocols.empty()) {
+        if (auto e = claim(alpns.any)) return e;
+      } else {
+        for (const std::string& p : m.application_protocols) {
+          auto [it, inserted] = alpns.by_protocol.try_emplace(p, no_match);
+          if (auto e = claim(it->second)) return e;
+        }
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+int filter_chain_matcher::match(const connection_facts& facts) const {
+  const server_name_node* names = nullptr;
+  if (auto it = root_.by_port.find(facts.destination_port); it != root_.by_port.end()) {
+    names = &it->second;
+  } else if (root_.any) {
+    names = &*root_.any;
+  } else {
+    return no_match;
+  }
+
+  const transport_node* transport = nullptr;
+  const std::string_view sni = facts.server_name;
+  if (!sni.empty()) {
+    if (auto it = names->exact.find(sni); it != names->exact.end()) {
+      transport = &it->second;
+    } else if (!names->wildcard.empty()) {
+      // "*.example.com" is stored as ".example.com"; try the longest suffix first:
+      // a.b.example.com -> .b.example.com, .example.com, .com
+      for (std::size_t dot = sni.find('.', 1); dot != std::string_view::npos; dot = sni.find('.', dot + 1)) {
+        if (auto w = names->wildcard.find(sni.substr(dot)); w != names->wildcard.end()) {
+          transport = &w->second;
+          break;
+        }
+      }
+    }
+  }
+  if (transport == nullptr) {
+    if (!names->any) return no_match;
+    transport = &*names->any;
+  }
+
+  const alpn_node* alpns = nullptr;
+  if (auto it = transport->by_protocol.find(facts.transport_protocol); it != transport->by_protocol.end()) {
+    alpns = &it->second;
+  } else if (transport->any) {
+    alpns = &*transport->any;
+  } else {
+    return no_match;
+  }
+
+  // The client's first offered protocol that some chain names wins (client order).
+  for (std::string_view p : facts.application_protocols) {
+    if (auto it = alpns->by_protocol.find(p); it != alpns->by_protocol.end()) return it->second;
+  }
+  return alpns->any;
+}
+
+}  // namespace ewgw::proxy

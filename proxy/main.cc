@@ -1,0 +1,115 @@
+// ewgw: an east-west gateway for Istio multi-cluster meshes (SNI passthrough on port 15443).
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "proxy/gateway.h"
+#include "stats/log.h"
+#include "xds/decode.h"
+
+namespace {
+
+constexpr std::string_view usage = R"(usage: ewgw --config FILE [options]
+
+  --config FILE          Envoy v3 Bootstrap (YAML or JSON)
+  --mode serve|validate  serve (default) or only check the configuration (exit 0 or 1)
+  --concurrency N        worker threads (default: number of cores)
+  --log-level LEVEL      trace, debug, info (default), warn, error, off
+  --help                 this text
+)";
+
+struct options {
+  std::string config;
+  std::string mode = "serve";
+  std::size_t concurrency = 0;
+  ewgw::log::level level = ewgw::log::level::info;
+};
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "ewgw: %s\n\n%.*s", message.c_str(), static_cast<int>(usage.size()), usage.data());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options opt;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&](std::string_view name) -> const char* {
+      if (i + 1 >= argc) return nullptr;
+      (void)name;
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::fwrite(usage.data(), 1, usage.size(), stdout);
+      return 0;
+    } else if (arg == "--config" || arg == "-c") {
+      const char* v = value(arg);
+      if (!v) return usage_error("--config needs a file");
+      opt.config = v;
+    } else if (arg == "--mode") {
+      const char* v = value(arg);
+      if (!v || (std::string_view(v) != "serve" && std::string_view(v) != "validate")) {
+        return usage_error("--mode must be serve or validate");
+      }
+      opt.mode = v;
+    } else if (arg == "--concurrency") {
+      const char* v = value(arg);
+      char* end = nullptr;
+      const long n = v ? std::strtol(v, &end, 10) : 0;
+      if (!v || *end != '\0' || n < 1 || n > 1024) return usage_error("--concurrency must be 1..1024");
+      opt.concurrency = static_cast<std::size_t>(n);
+    } else if (arg == "--log-level" || arg == "-l") {
+      const char* v = value(arg);
+      if (!v || !ewgw::log::parse_level(v, opt.level)) return usage_error("--log-level must be trace, debug, info, warn, error or off");
+    } else {
+      return usage_error("unknown argument '" + std::string(arg) + "'");
+    }
+  }
+  if (opt.config.empty()) return usage_error("--config is required");
+  ewgw::log::set_level(opt.level);
+  if (opt.concurrency == 0) opt.concurrency = std::max(1u, std::thread::hardware_concurrency());
+
+  auto loaded = ewgw::xds::load_bootstrap_file(opt.config);
+  for (const std::string& n : loaded.diag.notices) EWGW_LOG(info, "config", n);
+  if (!loaded.diag.ok()) {
+    for (const std::string& e : loaded.diag.errors) std::fprintf(stderr, "error: %s\n", e.c_str());
+    std::fprintf(stderr, "ewgw: %s: %zu error(s); configuration rejected\n", opt.config.c_str(), loaded.diag.errors.size());
+    return 1;
+  }
+
+  ewgw::proxy::gateway gw({opt.concurrency});
+  // Building the routing snapshot checks what the decoder cannot (e.g. overlapping chains).
+  if (auto errors = gw.apply(loaded.config); !errors.empty()) {
+    for (const std::string& e : errors) std::fprintf(stderr, "error: %s: %s\n", opt.config.c_str(), e.c_str());
+    std::fprintf(stderr, "ewgw: %s: configuration rejected\n", opt.config.c_str());
+    return 1;
+  }
+  if (opt.mode == "validate") {
+    std::printf("%s: configuration is valid (%zu listener(s), %zu cluster(s))\n", opt.config.c_str(),
+                loaded.config.listeners.size(), loaded.config.clusters.size());
+    return 0;
+  }
+
+  if (auto error = gw.start()) {
+    std::fprintf(stderr, "ewgw: %s\n", error->c_str());
+    gw.stop();
+    return 1;
+  }
+  EWGW_LOG(info, "main", "ewgw started", {{"config", opt.config}, {"concurrency", ewgw::log::num(opt.concurrency)}});
+
+  boost::asio::io_context main_context(1);
+  boost::asio::signal_set signals(main_context, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int sig) {
+    EWGW_LOG(info, "main", "shutting down", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+  });
+  main_context.run();
+  gw.stop();
+  return 0;
+}

@@ -1,0 +1,82 @@
+// The immutable routing state the data path reads: listeners with their chain matchers, and
+// clusters with their load balancers. Built off the data path from plain config, published to
+// every worker as a whole; a connection takes what it needs (its listener and cluster, by
+// shared_ptr) when it starts and never observes a later update.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lb/load_balancer.h"
+#include "proxy/filter_chain_matcher.h"
+#include "proxy/proxy_stats.h"
+#include "xds/config.h"
+
+namespace ewgw::proxy {
+
+struct cluster_runtime {
+  std::string name;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::uint32_t max_connections = 1024;
+  std::shared_ptr<lb::load_balancer> balancer;
+  std::shared_ptr<stats::block_scope<cluster_stats>> stats;
+  // Open or opening upstream connections across workers (circuit breaker input). Shared with
+  // later versions of the same cluster so the limit holds across updates.
+  std::shared_ptr<std::atomic<std::uint32_t>> active_connections;
+};
+
+struct weighted_target {
+  std::shared_ptr<cluster_runtime> cluster;  // null when the cluster does not exist
+  std::uint32_t cumulative_weight = 0;       // upper bound (exclusive) of its slot in [0, total)
+};
+
+struct filter_chain_runtime {
+  std::string name;
+  xds::tcp_proxy_config tcp_proxy;
+  std::shared_ptr<cluster_runtime> cluster;  // tcp_proxy.cluster resolved; null if absent/unknown
+  std::vector<weighted_target> weighted;
+  std::uint32_t total_weight = 0;
+  std::shared_ptr<stats::block_scope<tcp_stats>> stats;
+};
+
+struct listener_runtime {
+  std::string name;
+  xds::socket_address address;
+  bool tls_inspector = false;
+  std::chrono::milliseconds listener_filters_timeout{15000};
+  bool continue_on_listener_filters_timeout = false;
+  filter_chain_matcher matcher;
+  std::vector<filter_chain_runtime> chains;
+  std::optional<filter_chain_runtime> default_chain;
+  std::shared_ptr<stats::block_scope<listener_stats>> stats;
+  std::shared_ptr<stats::block_scope<tls_inspector_stats>> tls_stats;
+};
+
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+struct routing_snapshot {
+  std::uint64_t version = 0;
+  std::vector<std::shared_ptr<const listener_runtime>> listeners;
+  // By name, for sni_cluster (the SNI names the cluster) and for chains resolving clusters.
+  std::unordered_map<std::string, std::shared_ptr<cluster_runtime>, string_hash, std::equal_to<>> clusters;
+
+  const listener_runtime* find_listener(std::string_view name) const;
+};
+
+// Builds a snapshot from plain config. Errors (e.g. overlapping chain matchers) are appended to
+// `errors`, each naming the listener; on error the result must not be published.
+std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_config& config, stats::registry& registry,
+                                                       std::uint64_t version, std::vector<std::string>& errors);
+
+// Envoy's stat name for a listener: "<address>_<port>" (e.g. "0.0.0.0_15443").
+std::string listener_stat_name(const xds::socket_address& address);
+
+}  // namespace ewgw::proxy

@@ -1,0 +1,113 @@
+#include "proxy/worker.h"
+
+#include <boost/asio/post.hpp>
+
+#include "proxy/tcp_session.h"
+#include "stats/log.h"
+
+namespace ewgw::proxy {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+worker::worker(std::size_t id) : id_(id), random_(static_cast<std::uint32_t>(0x9e3779b9u * (id + 1))) {}
+
+worker::~worker() { stop(); }
+
+void worker::add_acceptor(std::string listener, asio::ip::tcp::acceptor acceptor) {
+  acceptors_.push_back(std::unique_ptr<acceptor_entry>(
+      new acceptor_entry{std::move(listener), std::move(acceptor), nullptr, asio::steady_timer(context_)}));
+}
+
+void worker::publish(std::shared_ptr<const routing_snapshot> snapshot) {
+  asio::post(context_, [this, snapshot = std::move(snapshot)]() mutable {
+    snapshot_ = std::move(snapshot);
+    update_acceptors();
+  });
+}
+
+void worker::update_acceptors() {
+  for (auto& entry : acceptors_) {
+    std::shared_ptr<const listener_runtime> found;
+    if (snapshot_) {
+      for (const auto& l : snapshot_->listeners) {
+        if (l->name == entry->listener) found = l;
+      }
+    }
+    entry->current = std::move(found);
+  }
+}
+
+void worker::start() {
+  // Keeps run() going while the worker has no listener (they can be added later).
+  work_.emplace(context_.get_executor());
+  asio::post(context_, [this] {
+    for (auto& entry : acceptors_) accept(*entry);
+  });
+  thread_ = std::thread([this] {
+    // Handlers report errors as error_codes; an exception escaping one is a bug. Log it and keep
+    // the worker serving its other connections rather than taking the process down.
+    for (;;) {
+      try {
+        context_.run();
+        break;
+      } catch (const std::exception& e) {
+        EWGW_LOG(error, "worker", "unexpected exception in handler", {{"what", e.what()}});
+      }
+    }
+  });
+}
+
+void worker::accept(acceptor_entry& entry) {
+  entry.acceptor.async_accept(context_, [this, &entry](const error_code& ec, asio::ip::tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !entry.acceptor.is_open()) return;
+    if (ec) {
+      // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning on the ready listener.
+      EWGW_LOG(warn, "worker", "accept failed", {{"listener", entry.listener}, {"error", ec.message()}});
+      entry.retry.expires_after(std::chrono::milliseconds(50));
+      entry.retry.async_wait([this, &entry](const error_code& tec) {
+        if (!tec) accept(entry);
+      });
+      return;
+    }
+    if (entry.current) {
+      std::make_shared<tcp_session>(*this, entry.current, std::move(socket))->start();
+    }
+    accept(entry);
+  });
+}
+
+void worker::attach(tcp_session* s) {
+  s->next_ = sessions_;
+  s->prev_ = nullptr;
+  if (sessions_) sessions_->prev_ = s;
+  sessions_ = s;
+  open_sessions_.store(open_sessions_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void worker::detach(tcp_session* s) {
+  if (s->prev_) s->prev_->next_ = s->next_;
+  else sessions_ = s->next_;
+  if (s->next_) s->next_->prev_ = s->prev_;
+  s->prev_ = s->next_ = nullptr;
+  open_sessions_.store(open_sessions_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
+void worker::stop() {
+  if (!thread_.joinable()) return;
+  asio::post(context_, [this] {
+    work_.reset();
+    for (auto& entry : acceptors_) {
+      error_code ignored;
+      entry->acceptor.close(ignored);
+      entry->retry.cancel();
+    }
+    // abort() may destroy sessions only after handlers drain; take the list first.
+    std::vector<std::shared_ptr<tcp_session>> open;
+    for (tcp_session* s = sessions_; s != nullptr; s = s->next_) open.push_back(s->shared_from_this());
+    for (auto& s : open) s->abort();
+  });
+  thread_.join();
+}
+
+}  // namespace ewgw::proxy

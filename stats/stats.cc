@@ -1,0 +1,29 @@
+#include "stats/stats.h"
+
+namespace ewgw::stats {
+
+void registry::for_each_scope(const std::function<void(const scope&)>& fn) const {
+  std::vector<std::shared_ptr<scope>> copy;
+  {
+    std::lock_guard lock(mu_);
+    copy.reserve(scopes_.size());
+    for (const auto& [k, s] : scopes_) copy.push_back(s);
+  }
+  for (const auto& s : copy) fn(*s);
+}
+
+std::map<std::string, std::int64_t> registry::totals() const {
+  std::map<std::string, std::int64_t> out;
+  for_each_scope([&](const scope& s) {
+    s.for_each_total([&](const sample& m) { out[s.prefix() + std::string(m.name)] += m.value; });
+  });
+  return out;
+}
+
+std::int64_t registry::value(std::string_view full_name) const {
+  const auto all = totals();
+  const auto it = all.find(std::string(full_name));
+  return it == all.end() ? -1 : it->second;
+}
+
+}  // namespace ewgw::stats

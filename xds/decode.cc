@@ -1,0 +1,620 @@
+#include "xds/decode.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+#include <fstream>
+#include <initializer_list>
+#include <set>
+#include <sstream>
+
+#include "envoy/config/bootstrap/v3/bootstrap.pb.h"
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/config/endpoint/v3/endpoint.pb.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.pb.h"
+#include "envoy/extensions/filters/network/sni_cluster/v3/sni_cluster.pb.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
+#include "udpa/type/v1/typed_struct.pb.h"
+#include "xds/decode_internal.h"
+#include "xds/type/v3/typed_struct.pb.h"
+#include "xds/yaml_to_json.h"
+
+namespace ewgw::xds {
+
+namespace pb = google::protobuf;
+namespace bootstrap_v3 = envoy::config::bootstrap::v3;
+namespace listener_v3 = envoy::config::listener::v3;
+namespace cluster_v3 = envoy::config::cluster::v3;
+namespace endpoint_v3 = envoy::config::endpoint::v3;
+namespace core_v3 = envoy::config::core::v3;
+namespace tcp_proxy_v3 = envoy::extensions::filters::network::tcp_proxy::v3;
+
+void diagnostics::error(std::string path, std::string_view why) {
+  path += ": ";
+  path += why;
+  errors.push_back(std::move(path));
+}
+
+void diagnostics::notice(std::string path, std::string_view why) {
+  path += ": ";
+  path += why;
+  notices.push_back(std::move(path));
+}
+
+namespace internal {
+
+std::string join(const std::string& path, std::string_view field) {
+  if (path.empty()) return std::string(field);
+  std::string p = path;
+  p.push_back('.');
+  p += field;
+  return p;
+}
+
+std::string index(const std::string& path, std::size_t i) { return path + "[" + std::to_string(i) + "]"; }
+
+void check_fields(const pb::Message& msg, std::initializer_list<std::string_view> applied,
+                  std::initializer_list<std::string_view> ignored, const std::string& path, diagnostics& diag) {
+  std::vector<const pb::FieldDescriptor*> set;
+  msg.GetReflection()->ListFields(msg, &set);
+  for (const pb::FieldDescriptor* f : set) {
+    const std::string& name = f->name();
+    if (std::find(applied.begin(), applied.end(), name) != applied.end()) continue;
+    if (std::find(ignored.begin(), ignored.end(), name) != ignored.end()) {
+      diag.notice(join(path, name), "accepted and ignored (does not affect routing)");
+      continue;
+    }
+    diag.error(join(path, name), "not supported: it would change how connections are routed, and ewgw does not implement it");
+  }
+}
+
+milliseconds to_ms(const pb::Duration& d) {
+  return milliseconds(pb::util::TimeUtil::DurationToMilliseconds(d));
+}
+
+bool decode_socket_address(const core_v3::Address& address, const std::string& path, diagnostics& diag,
+                           socket_address& out) {
+  if (!address.has_socket_address()) {
+    diag.error(path, "only socket_address is supported (no pipe or internal addresses)");
+    return false;
+  }
+  const core_v3::SocketAddress& sa = address.socket_address();
+  const std::string sa_path = join(path, "socket_address");
+  check_fields(sa, {"address", "port_value", "protocol"}, {"ipv4_compat"}, sa_path, diag);
+  if (sa.protocol() != core_v3::SocketAddress::TCP) {
+    diag.error(join(sa_path, "protocol"), "only TCP is supported");
+    return false;
+  }
+  if (!is_ip_literal(sa.address())) {
+    diag.error(join(sa_path, "address"), "'" + sa.address() + "' is not a numeric IPv4 or IPv6 address");
+    return false;
+  }
+  if (sa.port_value() > 65535) {
+    diag.error(join(sa_path, "port_value"), std::to_string(sa.port_value()) + " is not a valid port");
+    return false;
+  }
+  out.address = sa.address();
+  out.port = static_cast<std::uint16_t>(sa.port_value());
+  return true;
+}
+
+// Telemetry-only network filters that Istio puts on gateway chains. They do not affect routing;
+// their metrics are produced natively by the observability module.
+bool is_telemetry_filter(std::string_view name, std::string_view type_url) {
+  static constexpr std::string_view names[] = {"istio.stats", "istio.metadata_exchange", "istio.stackdriver",
+                                               "envoy.filters.network.metadata_exchange"};
+  static constexpr std::string_view types[] = {"stats.PluginConfig",
+                                               "envoy.tcp.metadataexchange.config.MetadataExchange",
+                                               "stackdriver.config.v1alpha1.PluginConfig"};
+  for (std::string_view n : names) {
+    if (name == n) return true;
+  }
+  for (std::string_view t : types) {
+    if (type_url.ends_with("/" + std::string(t))) return true;
+  }
+  return false;
+}
+
+// The type URL an Any carries, looking through the TypedStruct wrappers (ours from yaml_to_json,
+// or udpa/xds TypedStruct as Istio sends them).
+std::string effective_type_url(const pb::Any& any) {
+  if (any.Is<::xds::type::v3::TypedStruct>()) {
+    ::xds::type::v3::TypedStruct ts;
+    if (any.UnpackTo(&ts)) return ts.type_url();
+  }
+  if (any.Is<::udpa::type::v1::TypedStruct>()) {
+    ::udpa::type::v1::TypedStruct ts;
+    if (any.UnpackTo(&ts)) return ts.type_url();
+  }
+  return any.type_url();
+}
+
+bool is_ip_literal(const std::string& s) {
+  if (s.empty()) return false;
+  // Either dotted-quad IPv4 or something containing ':' made of hex digits, ':' and '.'.
+  if (s.find(':') != std::string::npos) {
+    return std::all_of(s.begin(), s.end(), [](char c) {
+      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
+    });
+  }
+  int parts = 0;
+  std::size_t at = 0;
+  while (at <= s.size()) {
+    const std::size_t dot = std::min(s.find('.', at), s.size());
+    const std::string_view part(s.data() + at, dot - at);
+    if (part.empty() || part.size() > 3 ||
+        !std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return false;
+    }
+    if (std::stoi(std::string(part)) > 255) return false;
+    ++parts;
+    at = dot + 1;
+  }
+  return parts == 4;
+}
+
+// Envoy's rule (filter_chain_manager_impl.cc): a server name is exact, or a wildcard starting
+// with "*." matching any name ending in the rest (at any depth); other uses of '*' are rejected.
+bool valid_server_name_pattern(std::string_view name) {
+  if (name.empty()) return false;
+  const std::size_t star = name.find('*');
+  if (star == std::string_view::npos) return true;
+  return star == 0 && name.size() > 2 && name[1] == '.' && name.find('*', 1) == std::string_view::npos;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+void decode_filter_chain_match(const listener_v3::FilterChainMatch& m, const std::string& path, diagnostics& diag,
+                               filter_chain_match& out) {
+  check_fields(m, {"destination_port", "server_names", "transport_protocol", "application_protocols", "source_type"}, {},
+               path, diag);
+  if (m.source_type() != listener_v3::FilterChainMatch::ANY) {
+    diag.error(join(path, "source_type"), "not supported: only ANY");
+  }
+  if (m.has_destination_port()) {
+    if (m.destination_port().value() == 0 || m.destination_port().value() > 65535) {
+      diag.error(join(path, "destination_port"), "must be 1..65535");
+    } else {
+      out.destination_port = static_cast<std::uint16_t>(m.destination_port().value());
+    }
+  }
+  for (int i = 0; i < m.server_names_size(); ++i) {
+    const std::string& name = m.server_names(i);
+    if (!valid_server_name_pattern(name)) {
+      diag.error(index(join(path, "server_names"), i),
+                 "'" + name + "': partial wildcards are not supported (use an exact name or '*.suffix')");
+      continue;
+    }
+    out.server_names.push_back(lower(name));
+  }
+  if (!m.transport_protocol().empty()) {
+    if (m.transport_protocol() != "tls" && m.transport_protocol() != "raw_buffer") {
+      diag.error(join(path, "transport_protocol"),
+                 "'" + m.transport_protocol() + "' is never detected: tls_inspector sets 'tls' or 'raw_buffer'");
+    }
+    out.transport_protocol = m.transport_protocol();
+  }
+  for (const std::string& p : m.application_protocols()) out.application_protocols.push_back(p);
+}
+
+void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path, diagnostics& diag,
+                      tcp_proxy_config& out) {
+  check_fields(tp,
+               {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "max_connect_attempts",
+                "max_downstream_connection_duration"},
+               {"access_log", "access_log_flush_interval", "flush_access_log_on_connected", "access_log_options",
+                "hash_policy"},
+               path, diag);
+  if (tp.stat_prefix().empty()) diag.error(join(path, "stat_prefix"), "must not be empty");
+  out.stat_prefix = tp.stat_prefix();
+  if (tp.has_weighted_clusters()) {
+    const std::string wpath = join(path, "weighted_clusters.clusters");
+    if (tp.weighted_clusters().clusters().empty()) diag.error(wpath, "must list at least one cluster");
+    for (int i = 0; i < tp.weighted_clusters().clusters_size(); ++i) {
+      const auto& c = tp.weighted_clusters().clusters(i);
+      check_fields(c, {"name", "weight"}, {}, index(wpath, i), diag);
+      if (c.name().empty()) diag.error(join(index(wpath, i), "name"), "must not be empty");
+      if (c.weight() == 0) diag.error(join(index(wpath, i), "weight"), "must be at least 1");
+      out.weighted_clusters.push_back({c.name(), c.weight()});
+    }
+  } else if (tp.cluster().empty()) {
+    diag.error(path, "needs 'cluster' or 'weighted_clusters'");
+  } else {
+    out.cluster = tp.cluster();
+  }
+  if (tp.has_idle_timeout()) out.idle_timeout = to_ms(tp.idle_timeout());
+  if (tp.has_max_downstream_connection_duration()) {
+    out.max_downstream_connection_duration = to_ms(tp.max_downstream_connection_duration());
+  }
+  if (tp.has_max_connect_attempts()) {
+    if (tp.max_connect_attempts().value() < 1) {
+      diag.error(join(path, "max_connect_attempts"), "must be at least 1");
+    } else {
+      out.max_connect_attempts = tp.max_connect_attempts().value();
+    }
+  }
+}
+
+void decode_filter_chain(const listener_v3::FilterChain& chain, const std::string& path, diagnostics& diag,
+                         filter_chain_config& out) {
+  // transport_socket_connect_timeout only applies to a transport socket, which we reject.
+  check_fields(chain, {"filter_chain_match", "filters", "name", "transport_socket_connect_timeout"}, {"metadata"}, path,
+               diag);
+  out.name = chain.name();
+  if (chain.has_filter_chain_match()) {
+    decode_filter_chain_match(chain.filter_chain_match(), join(path, "filter_chain_match"), diag, out.match);
+  }
+  bool have_tcp_proxy = false;
+  const std::string fpath = join(path, "filters");
+  for (int i = 0; i < chain.filters_size(); ++i) {
+    const listener_v3::Filter& f = chain.filters(i);
+    const std::string p = index(fpath, i);
+    check_fields(f, {"name", "typed_config"}, {}, p, diag);
+    const std::string type_url = f.has_typed_config() ? effective_type_url(f.typed_config()) : std::string();
+    if (have_tcp_proxy) {
+      diag.error(p, "'" + f.name() + "' follows tcp_proxy, which must be the last (terminal) filter");
+      continue;
+    }
+    if (f.typed_config().Is<tcp_proxy_v3::TcpProxy>()) {
+      tcp_proxy_v3::TcpProxy tp;
+      if (!f.typed_config().UnpackTo(&tp)) {
+        diag.error(join(p, "typed_config"), "cannot decode TcpProxy");
+        continue;
+      }
+      decode_tcp_proxy(tp, join(p, "typed_config"), diag, out.tcp_proxy);
+      have_tcp_proxy = true;
+    } else if (f.typed_config().Is<envoy::extensions::filters::network::sni_cluster::v3::SniCluster>()) {
+      out.tcp_proxy.cluster_from_sni = true;
+    } else if (is_telemetry_filter(f.name(), type_url)) {
+      diag.notice(p, "telemetry filter '" + f.name() + "' accepted; ewgw emits its TCP metrics natively");
+    } else {
+      diag.error(p, "network filter '" + f.name() + "' (" + (type_url.empty() ? "no typed_config" : type_url) +
+                        ") is not supported; ewgw supports tcp_proxy, sni_cluster and telemetry filters");
+    }
+  }
+  if (!have_tcp_proxy) diag.error(fpath, "no envoy.filters.network.tcp_proxy filter: nothing would carry the traffic");
+}
+
+}  // namespace internal
+
+using namespace internal;
+
+void decode_listener(const listener_v3::Listener& l, const std::string& path, diagnostics& diag, listener_config& out) {
+  check_fields(l,
+               {"name", "address", "filter_chains", "default_filter_chain", "listener_filters",
+                "listener_filters_timeout", "continue_on_listener_filters_timeout"},
+               {"stat_prefix", "metadata", "traffic_direction", "access_log", "per_connection_buffer_limit_bytes",
+                "drain_type", "enable_reuse_port", "reuse_port", "tcp_backlog_size", "connection_balance_config",
+                "max_connections_to_accept_per_socket_event", "ignore_global_conn_limit", "bypass_overload_manager"},
+               path, diag);
+  out.name = l.name();
+  if (l.name().empty()) diag.error(join(path, "name"), "must not be empty");
+  if (!l.has_address()) {
+    diag.error(join(path, "address"), "is required");
+  } else {
+    decode_socket_address(l.address(), join(path, "address"), diag, out.address);
+  }
+  const std::string lf = join(path, "listener_filters");
+  for (int i = 0; i < l.listener_filters_size(); ++i) {
+    const listener_v3::ListenerFilter& f = l.listener_filters(i);
+    const std::string p = index(lf, i);
+    check_fields(f, {"name", "typed_config"}, {}, p, diag);
+    using envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+    if (f.typed_config().Is<TlsInspector>() || (!f.has_typed_config() && f.name() == "envoy.filters.listener.tls_inspector")) {
+      TlsInspector ti;
+      f.typed_config().UnpackTo(&ti);
+      // The buffer grows on demand up to 16 KiB, so the initial size is not needed.
+      check_fields(ti, {}, {"enable_ja3_fingerprinting", "initial_read_buffer_size"}, join(p, "typed_config"), diag);
+      out.tls_inspector = true;
+    } else {
+      diag.error(p, "listener filter '" + f.name() + "' is not supported; only envoy.filters.listener.tls_inspector");
+    }
+  }
+  if (l.has_listener_filters_timeout()) out.listener_filters_timeout = to_ms(l.listener_filters_timeout());
+  out.continue_on_listener_filters_timeout = l.continue_on_listener_filters_timeout();
+  const std::string fc = join(path, "filter_chains");
+  for (int i = 0; i < l.filter_chains_size(); ++i) {
+    filter_chain_config chain;
+    decode_filter_chain(l.filter_chains(i), index(fc, i), diag, chain);
+    out.filter_chains.push_back(std::move(chain));
+  }
+  if (l.has_default_filter_chain()) {
+    filter_chain_config chain;
+    decode_filter_chain(l.default_filter_chain(), join(path, "default_filter_chain"), diag, chain);
+    chain.match = {};  // "The filter chain match is ignored in this field." (listener.proto)
+    out.default_filter_chain = std::move(chain);
+  }
+  if (out.filter_chains.empty() && !out.default_filter_chain) {
+    diag.error(path, "has no filter_chains and no default_filter_chain");
+  }
+  // Envoy rejects two chains whose match criteria are identical (verifyNoDuplicateMatchers).
+  for (std::size_t i = 0; i < out.filter_chains.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      const filter_chain_match& a = out.filter_chains[i].match;
+      const filter_chain_match& b = out.filter_chains[j].match;
+      auto sorted = [](std::vector<std::string> v) {
+        std::sort(v.begin(), v.end());
+        return v;
+      };
+      if (a.destination_port == b.destination_port && a.transport_protocol == b.transport_protocol &&
+          sorted(a.server_names) == sorted(b.server_names) &&
+          sorted(a.application_protocols) == sorted(b.application_protocols)) {
+        diag.error(index(fc, i), "has the same filter_chain_match as filter_chains[" + std::to_string(j) + "]");
+      }
+    }
+  }
+}
+
+void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const std::string& path, diagnostics& diag,
+                            load_assignment_config& out) {
+  check_fields(cla, {"cluster_name", "endpoints", "policy"}, {}, path, diag);
+  out.cluster_name = cla.cluster_name();
+  if (cla.has_policy()) {
+    const std::string pp = join(path, "policy");
+    check_fields(cla.policy(), {"overprovisioning_factor"}, {"endpoint_stale_after"}, pp, diag);
+    if (cla.policy().has_overprovisioning_factor()) {
+      if (cla.policy().overprovisioning_factor().value() == 0) {
+        diag.error(join(pp, "overprovisioning_factor"), "must be greater than 0");
+      } else {
+        out.overprovisioning_factor = cla.policy().overprovisioning_factor().value();
+      }
+    }
+  }
+  const std::string ep = join(path, "endpoints");
+  for (int i = 0; i < cla.endpoints_size(); ++i) {
+    const endpoint_v3::LocalityLbEndpoints& le = cla.endpoints(i);
+    const std::string lp = index(ep, i);
+    check_fields(le, {"locality", "lb_endpoints", "load_balancing_weight", "priority"}, {"proximity", "metadata"}, lp, diag);
+    locality_endpoints_config loc;
+    loc.where = {le.locality().region(), le.locality().zone(), le.locality().sub_zone()};
+    loc.priority = le.priority();
+    if (le.has_load_balancing_weight()) {
+      if (le.load_balancing_weight().value() == 0) {
+        diag.error(join(lp, "load_balancing_weight"), "must be at least 1");
+      }
+      loc.weight = le.load_balancing_weight().value();
+    }
+    const std::string hp = join(lp, "lb_endpoints");
+    for (int j = 0; j < le.lb_endpoints_size(); ++j) {
+      const endpoint_v3::LbEndpoint& lbe = le.lb_endpoints(j);
+      const std::string p = index(hp, j);
+      check_fields(lbe, {"endpoint", "health_status", "load_balancing_weight"}, {"metadata"}, p, diag);
+      if (!lbe.has_endpoint()) {
+        diag.error(p, "needs an endpoint (named endpoints are not supported)");
+        continue;
+      }
+      check_fields(lbe.endpoint(), {"address"}, {"hostname", "health_check_config"}, join(p, "endpoint"), diag);
+      endpoint_config e;
+      if (!decode_socket_address(lbe.endpoint().address(), join(p, "endpoint.address"), diag, e.address)) continue;
+      e.health = static_cast<health_status>(lbe.health_status());
+      if (lbe.has_load_balancing_weight()) {
+        if (lbe.load_balancing_weight().value() == 0) {
+          diag.error(join(p, "load_balancing_weight"), "must be at least 1");
+        }
+        e.weight = lbe.load_balancing_weight().value();
+      }
+      loc.endpoints.push_back(std::move(e));
+    }
+    out.localities.push_back(std::move(loc));
+  }
+}
+
+void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagnostics& diag, cluster_config& out) {
+  check_fields(c,
+               {"name", "type", "eds_cluster_config", "connect_timeout", "lb_policy", "load_assignment",
+                "circuit_breakers", "common_lb_config", "least_request_lb_config", "metadata"},
+               {"alt_stat_name", "per_connection_buffer_limit_bytes", "max_requests_per_connection",
+                "upstream_http_protocol_options", "common_http_protocol_options", "http_protocol_options",
+                "http2_protocol_options", "typed_extension_protocol_options", "dns_refresh_rate",
+                "dns_failure_refresh_rate", "respect_dns_ttl", "dns_lookup_family", "cleanup_interval",
+                "protocol_selection", "upstream_connection_options", "ignore_health_on_host_removal",
+                "track_cluster_stats", "track_timeout_budgets", "wait_for_warm_on_init", "preconnect_policy"},
+               path, diag);
+  out.name = c.name();
+  if (c.name().empty()) diag.error(join(path, "name"), "must not be empty");
+  switch (c.type()) {
+    case cluster_v3::Cluster::STATIC: out.type = discovery_type::static_; break;
+    case cluster_v3::Cluster::EDS: out.type = discovery_type::eds; break;
+    default:
+      diag.error(join(path, "type"), cluster_v3::Cluster::DiscoveryType_Name(c.type()) +
+                                         " is not supported; use STATIC or EDS");
+  }
+  if (c.has_eds_cluster_config()) {
+    const std::string ep = join(path, "eds_cluster_config");
+    check_fields(c.eds_cluster_config(), {"service_name", "eds_config"}, {}, ep, diag);
+    out.eds_service_name = c.eds_cluster_config().service_name();
+  }
+  if (out.type == discovery_type::eds && out.eds_service_name.empty()) out.eds_service_name = c.name();
+  if (c.has_connect_timeout()) {
+    out.connect_timeout = to_ms(c.connect_timeout());
+    if (out.connect_timeout.count() <= 0) diag.error(join(path, "connect_timeout"), "must be greater than 0");
+  }
+  switch (c.lb_policy()) {
+    case cluster_v3::Cluster::ROUND_ROBIN: out.policy = lb_policy::round_robin; break;
+    case cluster_v3::Cluster::LEAST_REQUEST: out.policy = lb_policy::least_request; break;
+    case cluster_v3::Cluster::RANDOM: out.policy = lb_policy::random; break;
+    default:
+      diag.error(join(path, "lb_policy"), cluster_v3::Cluster::LbPolicy_Name(c.lb_policy()) +
+                                              " is not supported; use ROUND_ROBIN, LEAST_REQUEST or RANDOM");
+  }
+  if (c.has_least_request_lb_config()) {
+    const auto& lr = c.least_request_lb_config();
+    check_fields(lr, {"choice_count"}, {}, join(path, "least_request_lb_config"), diag);
+    if (lr.has_choice_count()) {
+      if (lr.choice_count().value() < 2) {
+        diag.error(join(path, "least_request_lb_config.choice_count"), "must be at least 2");
+      } else {
+        out.least_request_choice_count = lr.choice_count().value();
+      }
+    }
+  }
+  if (c.has_common_lb_config()) {
+    const auto& cl = c.common_lb_config();
+    const std::string cp = join(path, "common_lb_config");
+    check_fields(cl, {"healthy_panic_threshold", "locality_weighted_lb_config"}, {"update_merge_window"}, cp, diag);
+    if (cl.has_healthy_panic_threshold()) {
+      const double v = cl.healthy_panic_threshold().value();
+      if (v < 0 || v > 100) {
+        diag.error(join(cp, "healthy_panic_threshold"), "must be within 0..100");
+      } else {
+        out.healthy_panic_threshold_percent = static_cast<std::uint32_t>(v);
+      }
+    }
+    out.locality_weighted = cl.has_locality_weighted_lb_config();
+  }
+  if (c.has_circuit_breakers()) {
+    const std::string cb = join(path, "circuit_breakers.thresholds");
+    for (int i = 0; i < c.circuit_breakers().thresholds_size(); ++i) {
+      const auto& t = c.circuit_breakers().thresholds(i);
+      // Only max_connections applies to TCP; the request limits are for HTTP.
+      check_fields(t, {"priority", "max_connections"},
+                   {"max_pending_requests", "max_requests", "max_retries", "retry_budget", "track_remaining",
+                    "max_connection_pools"},
+                   index(cb, i), diag);
+      if (t.priority() == core_v3::DEFAULT && t.has_max_connections()) {
+        out.max_connections = t.max_connections().value();
+      }
+    }
+  }
+  if (c.has_load_assignment()) {
+    decode_load_assignment(c.load_assignment(), join(path, "load_assignment"), diag, out.load_assignment);
+  } else if (out.type == discovery_type::static_) {
+    diag.error(join(path, "load_assignment"), "is required for a STATIC cluster");
+  }
+  if (c.has_metadata()) {
+    const auto& fm = c.metadata().filter_metadata();
+    if (auto it = fm.find("istio"); it != fm.end()) {
+      for (const auto& [k, v] : it->second.fields()) {
+        if (v.has_string_value()) out.istio_metadata[k] = v.string_value();
+      }
+    }
+  }
+}
+
+namespace {
+
+void decode_bootstrap(const bootstrap_v3::Bootstrap& b, diagnostics& diag, bootstrap_config& out) {
+  check_fields(b, {"node", "admin", "static_resources"},
+               {"stats_config", "stats_sinks", "stats_flush_interval", "stats_flush_on_admin", "tracing",
+                "layered_runtime", "overload_manager", "watchdog", "watchdogs", "enable_dispatcher_stats",
+                "header_prefix", "stats_server_version_override", "use_tcp_for_dns_lookups", "fatal_actions",
+                "bootstrap_extensions", "default_socket_interface", "inline_headers", "perf_tracing_file_path",
+                "application_log_config", "memory_allocator_manager", "flags_path"},
+               "", diag);
+  if (b.has_node()) {
+    check_fields(b.node(), {"id", "cluster", "locality"},
+                 {"metadata", "user_agent_name", "user_agent_version", "user_agent_build_version", "extensions",
+                  "client_features", "dynamic_parameters"},
+                 "node", diag);
+    out.node.id = b.node().id();
+    out.node.cluster = b.node().cluster();
+    out.node.where = {b.node().locality().region(), b.node().locality().zone(), b.node().locality().sub_zone()};
+  }
+  if (b.has_admin()) {
+    check_fields(b.admin(), {"address"}, {"access_log", "access_log_path", "profile_path", "socket_options",
+                                          "ignore_global_conn_limit"},
+                 "admin", diag);
+    if (b.admin().has_address()) {
+      socket_address a;
+      if (decode_socket_address(b.admin().address(), "admin.address", diag, a)) out.admin_address = a;
+    }
+  }
+  const auto& sr = b.static_resources();
+  check_fields(sr, {"listeners", "clusters"}, {}, "static_resources", diag);
+  for (int i = 0; i < sr.listeners_size(); ++i) {
+    listener_config l;
+    decode_listener(sr.listeners(i), index("static_resources.listeners", i), diag, l);
+    out.listeners.push_back(std::move(l));
+  }
+  for (int i = 0; i < sr.clusters_size(); ++i) {
+    cluster_config c;
+    const std::string p = index("static_resources.clusters", i);
+    decode_cluster(sr.clusters(i), p, diag, c);
+    if (c.type == discovery_type::eds) {
+      diag.error(join(p, "type"), "an EDS cluster needs an xDS control plane (dynamic_resources), which is not configured");
+    }
+    out.clusters.push_back(std::move(c));
+  }
+}
+
+}  // namespace
+
+void validate_static_config(const bootstrap_config& config, diagnostics& diag) {
+  std::set<std::string> clusters;
+  for (std::size_t i = 0; i < config.clusters.size(); ++i) {
+    if (!clusters.insert(config.clusters[i].name).second) {
+      diag.error(index("static_resources.clusters", i), "duplicate cluster name '" + config.clusters[i].name + "'");
+    }
+  }
+  std::set<std::string> listener_names;
+  std::set<std::pair<std::string, std::uint16_t>> addresses;
+  for (std::size_t i = 0; i < config.listeners.size(); ++i) {
+    const listener_config& l = config.listeners[i];
+    const std::string lp = index("static_resources.listeners", i);
+    if (!listener_names.insert(l.name).second) diag.error(lp, "duplicate listener name '" + l.name + "'");
+    if (l.address.port != 0 && !addresses.insert({l.address.address, l.address.port}).second) {
+      diag.error(join(lp, "address"), "another listener already uses " + l.address.address + ":" +
+                                          std::to_string(l.address.port));
+    }
+    auto check_chain = [&](const filter_chain_config& chain, const std::string& cp) {
+      const tcp_proxy_config& tp = chain.tcp_proxy;
+      if (!tp.cluster.empty() && !clusters.contains(tp.cluster)) {
+        diag.error(cp + ".filters", "tcp_proxy names cluster '" + tp.cluster + "', which is not defined");
+      }
+      for (const weighted_cluster& w : tp.weighted_clusters) {
+        if (!clusters.contains(w.name)) {
+          diag.error(cp + ".filters", "tcp_proxy weighted_clusters names '" + w.name + "', which is not defined");
+        }
+      }
+    };
+    for (std::size_t j = 0; j < l.filter_chains.size(); ++j) {
+      check_chain(l.filter_chains[j], index(join(lp, "filter_chains"), j));
+    }
+    if (l.default_filter_chain) check_chain(*l.default_filter_chain, join(lp, "default_filter_chain"));
+  }
+}
+
+bootstrap_load_result load_bootstrap_text(std::string_view text, std::string_view origin) {
+  bootstrap_load_result result;
+  const std::string prefix = std::string(origin) + ":";
+  yaml_to_json_result converted = yaml_to_json(text, *bootstrap_v3::Bootstrap::descriptor());
+  if (!converted.errors.empty()) {
+    for (const std::string& e : converted.errors) result.diag.errors.push_back(prefix + e);
+    return result;
+  }
+  bootstrap_v3::Bootstrap bootstrap;
+  pb::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto status = pb::util::JsonStringToMessage(converted.json, &bootstrap, options);
+  if (!status.ok()) {
+    result.diag.errors.push_back(prefix + " " + std::string(status.message()));
+    return result;
+  }
+  decode_bootstrap(bootstrap, result.diag, result.config);
+  if (result.diag.ok()) validate_static_config(result.config, result.diag);
+  for (std::string& e : result.diag.errors) e = prefix + " " + e;
+  for (std::string& n : result.diag.notices) n = prefix + " " + n;
+  return result;
+}
+
+bootstrap_load_result load_bootstrap_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    bootstrap_load_result result;
+    result.diag.errors.push_back(path + ": cannot open the file");
+    return result;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return load_bootstrap_text(text.str(), path);
+}
+
+}  // namespace ewgw::xds

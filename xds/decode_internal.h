@@ -1,0 +1,37 @@
+// Proto-facing decode helpers shared inside xds/ (the bootstrap loader now, the ADS client
+// later). Not for use outside xds/: it exposes generated protobuf types.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/config/endpoint/v3/endpoint.pb.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "xds/config.h"
+#include "xds/decode.h"
+
+namespace ewgw::xds {
+
+void decode_listener(const envoy::config::listener::v3::Listener& l, const std::string& path, diagnostics& diag,
+                     listener_config& out);
+void decode_cluster(const envoy::config::cluster::v3::Cluster& c, const std::string& path, diagnostics& diag,
+                    cluster_config& out);
+void decode_load_assignment(const envoy::config::endpoint::v3::ClusterLoadAssignment& cla, const std::string& path,
+                            diagnostics& diag, load_assignment_config& out);
+
+namespace internal {
+
+std::string join(const std::string& path, std::string_view field);
+std::string index(const std::string& path, std::size_t i);
+// Reports every field set on `msg` that is in neither list: as an error (unsupported, would
+// change routing) or, for `ignored`, as a notice.
+void check_fields(const google::protobuf::Message& msg, std::initializer_list<std::string_view> applied,
+                  std::initializer_list<std::string_view> ignored, const std::string& path, diagnostics& diag);
+bool is_ip_literal(const std::string& s);
+bool valid_server_name_pattern(std::string_view name);
+bool is_telemetry_filter(std::string_view name, std::string_view type_url);
+
+}  // namespace internal
+}  // namespace ewgw::xds
