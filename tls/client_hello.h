@@ -98,13 +98,18 @@ class client_hello_parser {
  private:
   hello_status fail(hello_status status, std::string_view why);
   hello_status decode_body(std::span<const std::uint8_t> received);
+  // Fewest stream bytes that can still hold the whole ClientHello; needs hello_length_.
+  std::size_t min_wire_bytes() const;
 
   std::size_t max_bytes_;
   hello_status status_ = hello_status::need_more;
   std::string_view error_;
-  // Record-layer scan state: offset of the next record header not yet seen whole, handshake
-  // payload bytes seen so far (from complete and partial records), and the ClientHello's length
-  // from its handshake header once known (0 until then).
+  // Record-layer scan state: stream bytes consumed by the scan (record headers once seen whole,
+  // payload bytes as they arrive), offset just past the current record's payload (= offset of
+  // the next record header; equal to scanned_ while waiting for a header), handshake payload
+  // bytes seen so far (from complete and partial records), and the ClientHello's length from its
+  // handshake header once known (0 until then; a real one is at least 41 bytes).
+  std::size_t scanned_ = 0;
   std::size_t next_record_ = 0;
   std::size_t handshake_bytes_ = 0;
   std::size_t hello_length_ = 0;
