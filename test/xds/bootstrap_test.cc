@@ -1,0 +1,307 @@
+// Bootstrap loading: real Envoy v3 YAML/JSON through the official protos into plain structs,
+// and every class of bad input producing an error that names the field and the reason.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <string>
+
+#include "xds/decode.h"
+
+namespace ewgw::xds {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// A minimal valid config that tests modify.
+std::string config_with(const std::string& listener_extra, const std::string& chain_extra = "",
+                        const std::string& cluster_extra = "", const std::string& filters = "") {
+  return R"(
+static_resources:
+  listeners:
+  - name: l1
+    address: {socket_address: {address: 127.0.0.1, port_value: 15443}}
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector}
+)" + listener_extra + R"(
+    filter_chains:
+    - filter_chain_match: {server_names: [a.example.com]}
+)" + chain_extra + R"(
+      filters:
+)" + filters + R"(
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: a
+          cluster: c1
+  clusters:
+  - name: c1
+    type: STATIC
+)" + cluster_extra + R"(
+    load_assignment:
+      cluster_name: c1
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}
+)";
+}
+
+bool has_error(const diagnostics& d, const std::string& needle) {
+  return std::any_of(d.errors.begin(), d.errors.end(), [&](const std::string& e) { return e.find(needle) != std::string::npos; });
+}
+
+std::string all_errors(const diagnostics& d) {
+  std::string s;
+  for (const auto& e : d.errors) s += e + "\n";
+  return s;
+}
+
+TEST(Bootstrap, DemoConfigLoadsIntoPlainStructs) {
+  const auto r = load_bootstrap_file(EWGW_SOURCE_DIR "/demo/bootstrap.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  const bootstrap_config& c = r.config;
+  EXPECT_EQ(c.node.cluster, "istio-eastwestgateway");
+  ASSERT_TRUE(c.admin_address);
+  EXPECT_EQ(c.admin_address->port, 15000);
+  ASSERT_EQ(c.listeners.size(), 1u);
+  const listener_config& l = c.listeners[0];
+  EXPECT_EQ(l.name, "0.0.0.0_15443");
+  EXPECT_EQ(l.address.port, 15443);
+  EXPECT_TRUE(l.tls_inspector);
+  EXPECT_EQ(l.listener_filters_timeout.count(), 15000);
+  ASSERT_EQ(l.filter_chains.size(), 2u);
+  const filter_chain_config& chain = l.filter_chains[0];
+  ASSERT_EQ(chain.match.server_names.size(), 1u);
+  EXPECT_EQ(chain.match.server_names[0], "outbound_.5000_._.helloworld.sample.svc.cluster.local");
+  EXPECT_EQ(chain.match.application_protocols.size(), 5u);
+  EXPECT_EQ(chain.tcp_proxy.cluster, "outbound_.5000_._.helloworld.sample.svc.cluster.local");
+  EXPECT_EQ(chain.tcp_proxy.idle_timeout.count(), 3600000);
+  EXPECT_EQ(chain.tcp_proxy.max_connect_attempts, 1u);
+  ASSERT_EQ(c.clusters.size(), 2u);
+  EXPECT_EQ(c.clusters[0].connect_timeout.count(), 10000);
+  ASSERT_EQ(c.clusters[0].load_assignment.localities.size(), 1u);
+  EXPECT_EQ(c.clusters[0].load_assignment.localities[0].where.zone, "us-east1-b");
+  ASSERT_EQ(c.clusters[0].load_assignment.localities[0].endpoints.size(), 2u);
+  EXPECT_EQ(c.clusters[0].load_assignment.localities[0].endpoints[1].address.port, 15102);
+  EXPECT_EQ(c.clusters[0].load_assignment.localities[0].endpoints[1].health, health_status::healthy);
+  // istio.stats is telemetry: accepted with a notice, not an error.
+  EXPECT_TRUE(std::any_of(r.diag.notices.begin(), r.diag.notices.end(),
+                          [](const std::string& n) { return n.find("istio.stats") != std::string::npos; }));
+}
+
+TEST(Bootstrap, JsonFormIsAccepted) {
+  const std::string json = R"({"static_resources":{"listeners":[{"name":"l","address":{"socketAddress":{"address":"127.0.0.1","portValue":1234}},
+    "filterChains":[{"filters":[{"name":"tcp","typedConfig":{"@type":"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    "statPrefix":"s","cluster":"c","maxConnectAttempts":3,"maxDownstreamConnectionDuration":"2.5s"}}]}]}],
+    "clusters":[{"name":"c","type":"STATIC","connectTimeout":"0.25s","loadAssignment":{"clusterName":"c","endpoints":[{"priority":1,
+    "lbEndpoints":[{"endpoint":{"address":{"socketAddress":{"address":"::1","portValue":80}}},"loadBalancingWeight":7,"healthStatus":"DEGRADED"}]}]}}]}})";
+  const auto r = load_bootstrap_text(json, "inline.json");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.listeners[0].address.port, 1234);
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].tcp_proxy.max_connect_attempts, 3u);
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].tcp_proxy.max_downstream_connection_duration.count(), 2500);
+  EXPECT_FALSE(r.config.listeners[0].tls_inspector);
+  const auto& loc = r.config.clusters[0].load_assignment.localities[0];
+  EXPECT_EQ(r.config.clusters[0].connect_timeout.count(), 250);
+  EXPECT_EQ(loc.priority, 1u);
+  EXPECT_EQ(loc.endpoints[0].weight, 7u);
+  EXPECT_EQ(loc.endpoints[0].health, health_status::degraded);
+  EXPECT_EQ(loc.endpoints[0].address.address, "::1");
+}
+
+TEST(Bootstrap, UnquotedNumericNameIsAString) {
+  // YAML reads 123 as a number; a string field must still accept it.
+  std::string text = config_with("");
+  text.replace(text.find("cluster: c1"), 11, "cluster: 123");
+  text.replace(text.find("- name: c1"), 10, "- name: 123");
+  const auto r = load_bootstrap_text(text, "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.clusters[0].name, "123");
+}
+
+TEST(Bootstrap, NodeMetadataKeepsYamlTypes) {
+  const auto r = load_bootstrap_text(std::string("node:\n  id: x\n  metadata: {NAME: \"007\", COUNT: 3, FLAG: true, LIST: [a, 1]}\n") +
+                                         config_with("").substr(1),
+                                     "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.node.id, "x");
+}
+
+TEST(Bootstrap, UnknownFieldIsReportedWithItsPosition) {
+  const auto r = load_bootstrap_text("static_resources:\n  listners: []\n", "t.yaml");
+  ASSERT_FALSE(r.diag.ok());
+  EXPECT_TRUE(has_error(r.diag, "t.yaml:2:3: unknown field 'listners' in envoy.config.bootstrap.v3.Bootstrap.StaticResources"))
+      << all_errors(r.diag);
+}
+
+TEST(Bootstrap, YamlSyntaxErrorNamesTheLine) {
+  const auto r = load_bootstrap_text("static_resources:\n  listeners: [\n", "t.yaml");
+  ASSERT_FALSE(r.diag.ok());
+  EXPECT_TRUE(has_error(r.diag, "t.yaml:")) << all_errors(r.diag);
+}
+
+TEST(Bootstrap, EmptyAndMissingFiles) {
+  EXPECT_TRUE(has_error(load_bootstrap_text("", "e.yaml").diag, "e.yaml:the document is empty"));
+  EXPECT_TRUE(has_error(load_bootstrap_file("/nonexistent/ewgw.yaml").diag, "cannot open the file"));
+}
+
+TEST(Bootstrap, InvalidEnumValueIsRejected) {
+  const auto r = load_bootstrap_text(config_with("", "", "    lb_policy: FASTEST\n"), "t.yaml");
+  ASSERT_FALSE(r.diag.ok());
+  EXPECT_TRUE(has_error(r.diag, "FASTEST")) << all_errors(r.diag);
+}
+
+TEST(Bootstrap, UnsupportedNetworkFilterIsAnError) {
+  const auto r = load_bootstrap_text(
+      config_with("", "", "",
+                  "      - name: envoy.filters.network.rbac\n        typed_config: {\"@type\": "
+                  "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC, stat_prefix: x}\n"),
+      "t.yaml");
+  ASSERT_FALSE(r.diag.ok());
+  EXPECT_TRUE(has_error(r.diag, "static_resources.listeners[0].filter_chains[0].filters[0]: network filter "
+                                "'envoy.filters.network.rbac' (type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC) "
+                                "is not supported"))
+      << all_errors(r.diag);
+}
+
+TEST(Bootstrap, TelemetryFiltersAreAccepted) {
+  const auto r = load_bootstrap_text(
+      config_with("", "", "",
+                  "      - name: istio.metadata_exchange\n        typed_config:\n          \"@type\": type.googleapis.com/udpa.type.v1.TypedStruct\n"
+                  "          type_url: type.googleapis.com/envoy.tcp.metadataexchange.config.MetadataExchange\n"
+                  "          value: {protocol: istio-peer-exchange}\n"),
+      "t.yaml");
+  EXPECT_TRUE(r.diag.ok()) << all_errors(r.diag);
+}
+
+TEST(Bootstrap, UnsupportedListenerFilterIsAnError) {
+  const auto r = load_bootstrap_text(
+      config_with("    - name: envoy.filters.listener.proxy_protocol\n      typed_config: {\"@type\": "
+                  "type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol}\n"),
+      "t.yaml");
+  ASSERT_FALSE(r.diag.ok());
+  EXPECT_TRUE(has_error(r.diag, "listener_filters[1]: listener filter 'envoy.filters.listener.proxy_protocol' is not supported"))
+      << all_errors(r.diag);
+}
+
+TEST(Bootstrap, RoutingFieldsWeDoNotImplementAreErrors) {
+  const auto tls = load_bootstrap_text(
+      config_with("", "", "    transport_socket: {name: tls, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext}}\n"),
+      "t.yaml");
+  EXPECT_TRUE(has_error(tls.diag, "static_resources.clusters[0].transport_socket: not supported")) << all_errors(tls.diag);
+
+  const auto prefix = load_bootstrap_text(
+      config_with("", "      # source filter\n"), "t.yaml");
+  EXPECT_TRUE(prefix.diag.ok()) << all_errors(prefix.diag);
+  std::string with_source = config_with("");
+  with_source.replace(with_source.find("{server_names: [a.example.com]}"), 31,
+                      "{server_names: [a.example.com], source_prefix_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}]}");
+  EXPECT_TRUE(has_error(load_bootstrap_text(with_source, "t.yaml").diag, "filter_chain_match.source_prefix_ranges: not supported"));
+
+  EXPECT_TRUE(has_error(load_bootstrap_text(config_with("    use_original_dst: true\n"), "t.yaml").diag, "use_original_dst: not supported"));
+  EXPECT_TRUE(has_error(load_bootstrap_text(config_with("", "", "    health_checks: [{timeout: 1s, interval: 1s, tcp_health_check: {}}]\n"), "t.yaml").diag,
+                        "clusters[0].health_checks: not supported"));
+}
+
+TEST(Bootstrap, UnsupportedClusterTypeAndPolicy) {
+  const auto dns = load_bootstrap_text(config_with("", "", "    lb_policy: MAGLEV\n").replace(
+                                           config_with("", "", "    lb_policy: MAGLEV\n").find("type: STATIC"), 12, "type: STRICT_DNS"),
+                                       "t.yaml");
+  EXPECT_TRUE(has_error(dns.diag, "clusters[0].type: STRICT_DNS is not supported")) << all_errors(dns.diag);
+  EXPECT_TRUE(has_error(dns.diag, "clusters[0].lb_policy: MAGLEV is not supported")) << all_errors(dns.diag);
+}
+
+TEST(Bootstrap, MissingClusterIsAnError) {
+  std::string text = config_with("");
+  text.replace(text.find("cluster: c1"), 11, "cluster: nope");
+  const auto r = load_bootstrap_text(text, "t.yaml");
+  EXPECT_TRUE(has_error(r.diag, "tcp_proxy names cluster 'nope', which is not defined")) << all_errors(r.diag);
+}
+
+TEST(Bootstrap, ServerNamePatterns) {
+  for (const char* bad : {"*", "*w.example.com", "a.*.example.com", "*."}) {
+    std::string text = config_with("");
+    text.replace(text.find("a.example.com"), 13, std::string("\"") + bad + "\"");
+    const auto r = load_bootstrap_text(text, "t.yaml");
+    EXPECT_TRUE(has_error(r.diag, "partial wildcards are not supported")) << bad << ": " << all_errors(r.diag);
+  }
+  std::string ok = config_with("");
+  ok.replace(ok.find("a.example.com"), 13, "\"*.Example.COM\"");
+  const auto r = load_bootstrap_text(ok, "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].match.server_names[0], "*.example.com");
+}
+
+TEST(Bootstrap, DuplicateMatchersAreRejected) {
+  std::string text = config_with("");
+  const std::string chain = text.substr(text.find("    - filter_chain_match"), text.find("  clusters:") - text.find("    - filter_chain_match"));
+  text.insert(text.find("  clusters:"), chain);
+  const auto r = load_bootstrap_text(text, "t.yaml");
+  EXPECT_TRUE(has_error(r.diag, "filter_chains[1]: has the same filter_chain_match as filter_chains[0]")) << all_errors(r.diag);
+}
+
+TEST(Bootstrap, TcpProxyMustBeLastAndPresent) {
+  const auto r = load_bootstrap_text(
+      config_with("", "", "",
+                  "      - name: envoy.filters.network.tcp_proxy\n        typed_config:\n          \"@type\": "
+                  "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy\n          stat_prefix: x\n"
+                  "          cluster: c1\n"),
+      "t.yaml");
+  EXPECT_TRUE(has_error(r.diag, "follows tcp_proxy, which must be the last (terminal) filter")) << all_errors(r.diag);
+}
+
+TEST(Bootstrap, StaticEndpointsMustBeIpLiterals) {
+  std::string text = config_with("");
+  text.replace(text.find("address: 127.0.0.1, port_value: 8080"), 18, "address: backend.local");
+  const auto r = load_bootstrap_text(text, "t.yaml");
+  EXPECT_TRUE(has_error(r.diag, "'backend.local' is not a numeric IPv4 or IPv6 address")) << all_errors(r.diag);
+}
+
+TEST(Bootstrap, WeightedClustersAndSniCluster) {
+  std::string text = config_with("", "", "",
+                                 "      - name: envoy.filters.network.sni_cluster\n        typed_config: {\"@type\": "
+                                 "type.googleapis.com/envoy.extensions.filters.network.sni_cluster.v3.SniCluster}\n");
+  text.replace(text.find("cluster: c1"), 11, "weighted_clusters: {clusters: [{name: c1, weight: 80}, {name: c1, weight: 20}]}");
+  const auto r = load_bootstrap_text(text, "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  const tcp_proxy_config& tp = r.config.listeners[0].filter_chains[0].tcp_proxy;
+  EXPECT_TRUE(tp.cluster_from_sni);
+  ASSERT_EQ(tp.weighted_clusters.size(), 2u);
+  EXPECT_EQ(tp.weighted_clusters[0].weight, 80u);
+
+  std::string zero = text;
+  zero.replace(zero.find("weight: 20"), 10, "weight: 0");
+  EXPECT_FALSE(load_bootstrap_text(zero, "t.yaml").diag.ok());
+}
+
+TEST(Bootstrap, EdsClusterWithoutControlPlaneIsAnError) {
+  std::string text = config_with("");
+  text.replace(text.find("type: STATIC"), 12, "type: EDS\n    eds_cluster_config: {service_name: svc, eds_config: {ads: {}}}");
+  const auto r = load_bootstrap_text(text, "t.yaml");
+  EXPECT_TRUE(has_error(r.diag, "an EDS cluster needs an xDS control plane")) << all_errors(r.diag);
+}
+
+TEST(Bootstrap, ZeroIdleTimeoutDisables) {
+  std::string text = config_with("");
+  text.replace(text.find("cluster: c1"), 11, "cluster: c1\n          idle_timeout: 0s");
+  const auto r = load_bootstrap_text(text, "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].tcp_proxy.idle_timeout.count(), 0);
+}
+
+TEST(Bootstrap, DuplicateNamesAndAddresses) {
+  std::string text = config_with("");
+  const auto start = text.find("  - name: l1");
+  const std::string listener = text.substr(start, text.find("  clusters:") - start);
+  text.insert(text.find("  clusters:"), listener);
+  const auto r = load_bootstrap_text(text, "t.yaml");
+  EXPECT_TRUE(has_error(r.diag, "duplicate listener name 'l1'")) << all_errors(r.diag);
+  EXPECT_TRUE(has_error(r.diag, "another listener already uses 127.0.0.1:15443")) << all_errors(r.diag);
+}
+
+}  // namespace
+}  // namespace ewgw::xds
