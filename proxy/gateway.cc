@@ -1,6 +1,7 @@
 #include "proxy/gateway.h"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
 
 #include "proxy/worker.h"
 #include "stats/log.h"
@@ -25,7 +26,7 @@ gateway::~gateway() { stop(); }
 
 std::vector<std::string> gateway::apply(const xds::bootstrap_config& config) {
   std::vector<std::string> errors;
-  auto snapshot = build_snapshot(config, stats_, ++version_, errors);
+  auto snapshot = build_snapshot(config, stats_, ++version_, snapshot_.get(), errors);
   if (!errors.empty()) return errors;
   snapshot_ = snapshot;
   for (auto& w : workers_) w->publish(snapshot);
@@ -44,6 +45,8 @@ std::optional<std::string> gateway::start() {
       asio::ip::tcp::acceptor acceptor(w->context());
       const asio::ip::tcp::endpoint endpoint(address, port);
       acceptor.open(endpoint.protocol(), ec);
+      // As Envoy: an IPv6 listener does not take IPv4 connections unless ipv4_compat is set.
+      if (!ec && address.is_v6()) acceptor.set_option(asio::ip::v6_only(!l->address.ipv4_compat), ec);
       if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
       if (!ec) acceptor.set_option(reuse_port(true), ec);
       if (!ec) acceptor.bind(endpoint, ec);

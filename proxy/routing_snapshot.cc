@@ -27,7 +27,8 @@ lb::host_health to_lb_health(xds::health_status h) {
   return lb::host_health::unhealthy;
 }
 
-std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, stats::registry& registry) {
+std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, stats::registry& registry,
+                                               const routing_snapshot* previous) {
   auto out = std::make_shared<cluster_runtime>();
   out->name = c.name;
   out->connect_timeout = c.connect_timeout;
@@ -42,7 +43,12 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   }
   out->balancer = std::make_shared<lb::load_balancer>(std::move(hosts), registry.workers());
   out->stats = registry.get<cluster_stats>("cluster", c.name);
-  out->active_connections = std::make_shared<std::atomic<std::uint32_t>>(0);
+  if (previous != nullptr) {
+    if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) {
+      out->active_connections = it->second->active_connections;
+    }
+  }
+  if (!out->active_connections) out->active_connections = std::make_shared<std::atomic<std::uint32_t>>(0);
   return out;
 }
 
@@ -66,10 +72,11 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
 }  // namespace
 
 std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_config& config, stats::registry& registry,
-                                                       std::uint64_t version, std::vector<std::string>& errors) {
+                                                       std::uint64_t version, const routing_snapshot* previous,
+                                                       std::vector<std::string>& errors) {
   auto snapshot = std::make_shared<routing_snapshot>();
   snapshot->version = version;
-  for (const xds::cluster_config& c : config.clusters) snapshot->clusters[c.name] = build_cluster(c, registry);
+  for (const xds::cluster_config& c : config.clusters) snapshot->clusters[c.name] = build_cluster(c, registry, previous);
   for (const xds::listener_config& l : config.listeners) {
     auto out = std::make_shared<listener_runtime>();
     out->name = l.name;

@@ -25,8 +25,8 @@ struct cluster_runtime {
   std::uint32_t max_connections = 1024;
   std::shared_ptr<lb::load_balancer> balancer;
   std::shared_ptr<stats::block_scope<cluster_stats>> stats;
-  // Open or opening upstream connections across workers (circuit breaker input). Shared with
-  // later versions of the same cluster so the limit holds across updates.
+  // Open or opening upstream connections across workers (circuit breaker input). Carried over
+  // to later versions of the same cluster (by name) so the limit holds across updates.
   std::shared_ptr<std::atomic<std::uint32_t>> active_connections;
 };
 
@@ -71,10 +71,17 @@ struct routing_snapshot {
   const listener_runtime* find_listener(std::string_view name) const;
 };
 
-// Builds a snapshot from plain config. Errors (e.g. overlapping chain matchers) are appended to
-// `errors`, each naming the listener; on error the result must not be published.
+// Builds a snapshot from plain config. `previous` (may be null) is the snapshot it replaces:
+// state that must survive updates is carried over from it. Errors (e.g. overlapping chain
+// matchers) are appended to `errors`, each naming the listener; on error the result must not be
+// published.
+//
+// Hosts are rebuilt on every update for now: their per-host connection counts restart with the
+// new snapshot (old connections decrement the old host objects). Keeping hosts, with their
+// outlier state, across EDS updates comes with the Envoy-faithful balancer.
 std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_config& config, stats::registry& registry,
-                                                       std::uint64_t version, std::vector<std::string>& errors);
+                                                       std::uint64_t version, const routing_snapshot* previous,
+                                                       std::vector<std::string>& errors);
 
 // Envoy's stat name for a listener: "<address>_<port>" (e.g. "0.0.0.0_15443").
 std::string listener_stat_name(const xds::socket_address& address);

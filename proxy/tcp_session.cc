@@ -16,12 +16,13 @@ using boost::system::error_code;
 
 namespace {
 
-// The first read sizes the hello buffer; Istio configures tls_inspector's initial read buffer
-// at 512 bytes and typical ClientHellos are 250-600 bytes (1.7-2 KB with post-quantum key
-// shares), so the buffer starts small and doubles only for larger ones.
+// The hello buffer starts small and doubles only for larger ClientHellos: Istio configures
+// tls_inspector's initial read buffer at 512 bytes, typical ClientHellos are 250-600 bytes
+// (1.7-2 KB with post-quantum key shares). A fixed 16 KiB buffer per connection is what made
+// Envoy's tls_inspector expensive (envoy#34706).
 constexpr std::size_t initial_hello_capacity = 1024;
-// More ALPN protocols than this are not used for chain matching (Istio offers five).
-constexpr std::size_t max_matched_alpns = 16;
+// ALPN protocols beyond this many are not used for chain matching (Istio offers five).
+constexpr std::size_t max_matched_alpns = 64;
 
 asio::ip::tcp::endpoint to_endpoint(const lb::endpoint_address& a) {
   if (a.ipv6) {
@@ -36,34 +37,38 @@ asio::ip::tcp::endpoint to_endpoint(const lb::endpoint_address& a) {
 
 }  // namespace
 
-tcp_session::tcp_session(worker& owner, std::shared_ptr<const listener_runtime> listener, asio::ip::tcp::socket downstream)
+tcp_session::tcp_session(worker& owner, std::shared_ptr<const listener_runtime> listener, asio::ip::tcp::socket downstream,
+                         std::uint16_t local_port)
     : owner_(owner),
       listener_(std::move(listener)),
+      listener_stats_(listener_->stats->worker(owner.id())),
+      tls_stats_(listener_->tls_stats->worker(owner.id())),
       downstream_(std::move(downstream)),
       upstream_(owner.context()),
       timer_(owner.context()),
       down_to_up_{&downstream_, &upstream_, nullptr, false, true},
-      up_to_down_{&upstream_, &downstream_, nullptr, false, false} {
+      up_to_down_{&upstream_, &downstream_, nullptr, false, false},
+      local_port_(local_port) {
   owner_.attach(this);
-  auto& s = listener_->stats->worker(owner_.id());
-  s.downstream_cx_total.inc();
-  s.downstream_cx_active.add();
+  listener_stats_.downstream_cx_total.inc();
+  listener_stats_.downstream_cx_active.add();
 }
 
+// Runs once no handler refers to the session any more, so buffers handed to pending writes are
+// released here and never earlier.
 tcp_session::~tcp_session() {
+  release_upstream();
   owner_.detach(this);
   owner_.buffers().release(std::move(down_to_up_.buffer));
   owner_.buffers().release(std::move(up_to_down_.buffer));
-  auto& s = listener_->stats->worker(owner_.id());
-  s.downstream_cx_active.sub();
-  s.downstream_cx_destroy.inc();
+  listener_stats_.downstream_cx_active.sub();
+  listener_stats_.downstream_cx_destroy.inc();
 }
 
 void tcp_session::start() {
   error_code ec;
   downstream_.set_option(asio::ip::tcp::no_delay(true), ec);
   downstream_.non_blocking(true, ec);
-  local_port_ = downstream_.local_endpoint(ec).port();
   if (ec) {
     close();
     return;
@@ -87,35 +92,31 @@ void tcp_session::wait_for_hello() {
 
 void tcp_session::on_hello_readable(const error_code& ec) {
   if (phase_ != phase::inspecting) return;
-  auto& tls_stats = listener_->tls_stats->worker(owner_.id());
   if (ec) {
+    tls_stats_.connection_closed.inc();
     close();
     return;
   }
   hello_state& h = *hello_;
   const std::size_t limit = tls::default_max_client_hello_bytes;
-  error_code avail_ec;
-  const std::size_t available = downstream_.available(avail_ec);
-  // Read what is there, but never past the size limit: a ClientHello must complete within it,
-  // and bytes beyond stay in the kernel until the relay reads them.
-  const std::size_t want = std::min(std::max<std::size_t>(available, 1), limit - h.size);
-  if (h.size + want > h.capacity) {
-    std::size_t cap = std::max(h.capacity * 2, initial_hello_capacity);
-    cap = std::min(std::max(cap, h.size + want), limit);
-    auto grown = std::make_unique<std::uint8_t[]>(cap);
+  if (h.size == h.capacity) {
+    // Full (or not yet allocated): double, up to the limit. Never read past the limit: a
+    // ClientHello must complete within it, and later bytes stay in the kernel for the relay.
+    const std::size_t cap = std::min(std::max(h.capacity * 2, initial_hello_capacity), limit);
+    auto grown = std::make_unique_for_overwrite<std::uint8_t[]>(cap);
     if (h.size > 0) std::memcpy(grown.get(), h.data.get(), h.size);
     h.data = std::move(grown);
     h.capacity = cap;
   }
   error_code read_ec;
-  const std::size_t n = downstream_.read_some(asio::buffer(h.data.get() + h.size, want), read_ec);
+  const std::size_t n = downstream_.read_some(asio::buffer(h.data.get() + h.size, h.capacity - h.size), read_ec);
   if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) {
     wait_for_hello();
     return;
   }
   if (read_ec) {
     // EOF or reset before the ClientHello was complete.
-    tls_stats.connection_closed.inc();
+    tls_stats_.connection_closed.inc();
     close();
     return;
   }
@@ -124,7 +125,7 @@ void tcp_session::on_hello_readable(const error_code& ec) {
   switch (status) {
     case tls::hello_status::need_more:
       if (h.size >= limit) {
-        tls_stats.client_hello_too_large.inc();
+        tls_stats_.client_hello_too_large.inc();
         close();
         return;
       }
@@ -132,9 +133,9 @@ void tcp_session::on_hello_readable(const error_code& ec) {
       return;
     case tls::hello_status::complete: {
       const tls::client_hello& hello = h.parser.hello();
-      tls_stats.tls_found.inc();
-      (hello.server_name().empty() ? tls_stats.sni_not_found : tls_stats.sni_found).inc();
-      (hello.has_alpn() ? tls_stats.alpn_found : tls_stats.alpn_not_found).inc();
+      tls_stats_.tls_found.inc();
+      (hello.server_name().empty() ? tls_stats_.sni_not_found : tls_stats_.sni_found).inc();
+      (hello.has_alpn() ? tls_stats_.alpn_found : tls_stats_.alpn_not_found).inc();
       std::array<std::string_view, max_matched_alpns> alpns;
       std::size_t count = 0;
       hello.for_each_alpn([&](std::string_view p) {
@@ -146,16 +147,16 @@ void tcp_session::on_hello_readable(const error_code& ec) {
     case tls::hello_status::not_tls:
       // As Envoy: not TLS is not an error by itself; the connection is matched as raw_buffer
       // (Istio's chains all require an SNI, so it then matches nothing and is closed).
-      tls_stats.tls_not_found.inc();
+      tls_stats_.tls_not_found.inc();
       route({}, "raw_buffer", {});
       return;
     case tls::hello_status::too_large:
-      tls_stats.client_hello_too_large.inc();
+      tls_stats_.client_hello_too_large.inc();
       EWGW_LOG(debug, "tcp", "ClientHello too large", {{"listener", listener_->name}});
       close();
       return;
     case tls::hello_status::malformed:
-      tls_stats.client_hello_malformed.inc();
+      tls_stats_.client_hello_malformed.inc();
       EWGW_LOG(debug, "tcp", "malformed ClientHello", {{"listener", listener_->name}, {"reason", h.parser.error()}});
       close();
       return;
@@ -170,19 +171,20 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
   } else if (listener_->default_chain) {
     chain_ = &*listener_->default_chain;
   } else {
-    listener_->stats->worker(owner_.id()).no_filter_chain_match.inc();
+    listener_stats_.no_filter_chain_match.inc();
     EWGW_LOG(debug, "tcp", "no filter chain matched", {{"listener", listener_->name}, {"sni", server_name}});
     close();
     return;
   }
-  auto& tcp = chain_->stats->worker(owner_.id());
-  tcp.downstream_cx_total.inc();
+  tcp_stats_ = &chain_->stats->worker(owner_.id());
+  tcp_stats_->downstream_cx_total.inc();
+  if (hello_) tcp_stats_->downstream_cx_rx_bytes_total.inc(hello_->size);
 
   // tcp_proxy: weighted_clusters win over everything (Envoy ignores the per-connection cluster
   // that sni_cluster sets when weights are configured); then sni_cluster's SNI; then `cluster`.
   const xds::tcp_proxy_config& tp = chain_->tcp_proxy;
   if (!chain_->weighted.empty()) {
-    const std::uint32_t r = static_cast<std::uint32_t>(owner_.random()() % chain_->total_weight);
+    const std::uint64_t r = owner_.next_random() % chain_->total_weight;
     for (const weighted_target& t : chain_->weighted) {
       if (r < t.cumulative_weight) {
         cluster_ = t.cluster;
@@ -196,33 +198,54 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
     cluster_ = chain_->cluster;
   }
   if (!cluster_) {
-    tcp.downstream_cx_no_route.inc();
+    tcp_stats_->downstream_cx_no_route.inc();
     EWGW_LOG(debug, "tcp", "no route: cluster not found", {{"listener", listener_->name}, {"sni", server_name}});
     close();
     return;
   }
+  cluster_stats_ = &cluster_->stats->worker(owner_.id());
   routed_at_ = clock::now();
+  // A reset from the client while the upstream connects (or at any later time, including
+  // after it half-closed) closes both sides at once.
+  watch_for_errors(downstream_);
   connect();
 }
 
+void tcp_session::watch_for_errors(asio::ip::tcp::socket& socket) {
+  // Wakes on EPOLLERR, EPOLLHUP or EPOLLPRI; plain data and FINs do not wake it. Only a pending
+  // socket error (a reset) closes the pair: EPOLLHUP also means "both directions shut down",
+  // which happens while the last bytes are still waiting to be read and relayed.
+  socket.async_wait(asio::socket_base::wait_error, [self = shared_from_this(), &socket](const error_code& ec) {
+    if (ec == asio::error::operation_aborted || self->phase_ == phase::closed) return;
+    using socket_error = asio::detail::socket_option::integer<SOL_SOCKET, SO_ERROR>;
+    socket_error error;
+    error_code opt_ec;
+    socket.get_option(error, opt_ec);
+    if (opt_ec || error.value() != 0) {
+      self->close();
+      return;
+    }
+    self->watch_for_errors(socket);
+  });
+}
+
 void tcp_session::connect() {
-  auto& cs = cluster_->stats->worker(owner_.id());
   // Circuit breaker (cluster circuit_breakers.thresholds max_connections).
   if (cluster_->active_connections->load(std::memory_order_relaxed) >= cluster_->max_connections) {
-    cs.upstream_cx_overflow.inc();
+    cluster_stats_->upstream_cx_overflow.inc();
     close();
     return;
   }
   lb::host* previous = host_;
   host_ = cluster_->balancer->pick(owner_.id(), previous);
   if (host_ == nullptr) {
-    cs.upstream_cx_none_healthy.inc();
+    cluster_stats_->upstream_cx_none_healthy.inc();
     close();
     return;
   }
   ++connect_attempts_;
-  cs.upstream_cx_total.inc();
-  cs.upstream_cx_active.add();
+  cluster_stats_->upstream_cx_total.inc();
+  cluster_stats_->upstream_cx_active.add();
   cluster_->active_connections->fetch_add(1, std::memory_order_relaxed);
   host_->connection_opened();
   upstream_counted_ = true;
@@ -237,21 +260,22 @@ void tcp_session::connect() {
 
 void tcp_session::on_connected(const error_code& ec) {
   if (phase_ != phase::connecting) return;
-  if (ec) {
+  // A success queued just as the timer closed the socket is still a timeout.
+  if (ec || connect_timed_out_) {
     on_connect_failed(connect_timed_out_);
     return;
   }
   error_code opt_ec;
   upstream_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
   upstream_.non_blocking(true, opt_ec);
+  watch_for_errors(upstream_);
   last_activity_ = clock::now();
   arm_timer(relay_deadline());
   forward_hello();
 }
 
 void tcp_session::on_connect_failed(bool timed_out) {
-  auto& cs = cluster_->stats->worker(owner_.id());
-  (timed_out ? cs.upstream_cx_connect_timeout : cs.upstream_cx_connect_fail).inc();
+  (timed_out ? cluster_stats_->upstream_cx_connect_timeout : cluster_stats_->upstream_cx_connect_fail).inc();
   EWGW_LOG(debug, "tcp", timed_out ? "upstream connect timeout" : "upstream connect failed",
            {{"cluster", cluster_->name}, {"host", host_->address().to_string()}});
   release_upstream();
@@ -261,7 +285,7 @@ void tcp_session::on_connect_failed(bool timed_out) {
     connect();
     return;
   }
-  if (chain_->tcp_proxy.max_connect_attempts > 1) cs.upstream_cx_connect_attempts_exceeded.inc();
+  if (chain_->tcp_proxy.max_connect_attempts > 1) cluster_stats_->upstream_cx_connect_attempts_exceeded.inc();
   close();
 }
 
@@ -272,10 +296,8 @@ void tcp_session::forward_hello() {
     return;
   }
   phase_ = phase::forwarding;
-  const std::size_t n = hello_->size;
-  chain_->stats->worker(owner_.id()).downstream_cx_rx_bytes_total.inc(n);
-  cluster_->stats->worker(owner_.id()).upstream_cx_tx_bytes_total.inc(n);
-  asio::async_write(upstream_, asio::buffer(hello_->data.get(), n),
+  cluster_stats_->upstream_cx_tx_bytes_total.inc(hello_->size);
+  asio::async_write(upstream_, asio::buffer(hello_->data.get(), hello_->size),
                     [self = shared_from_this()](const error_code& ec, std::size_t) {
                       if (self->phase_ != phase::forwarding) return;
                       if (ec) {
@@ -326,13 +348,12 @@ void tcp_session::pump(direction& d) {
     return;
   }
   last_activity_ = clock::now();
-  const std::size_t w = owner_.id();
   if (d.downstream_to_upstream) {
-    chain_->stats->worker(w).downstream_cx_rx_bytes_total.inc(n);
-    cluster_->stats->worker(w).upstream_cx_tx_bytes_total.inc(n);
+    tcp_stats_->downstream_cx_rx_bytes_total.inc(n);
+    cluster_stats_->upstream_cx_tx_bytes_total.inc(n);
   } else {
-    cluster_->stats->worker(w).upstream_cx_rx_bytes_total.inc(n);
-    chain_->stats->worker(w).downstream_cx_tx_bytes_total.inc(n);
+    cluster_stats_->upstream_cx_rx_bytes_total.inc(n);
+    tcp_stats_->downstream_cx_tx_bytes_total.inc(n);
   }
   asio::async_write(*d.to, asio::buffer(d.buffer.get(), n),
                     [self = shared_from_this(), &d](const error_code& wec, std::size_t bytes) {
@@ -347,18 +368,23 @@ void tcp_session::on_written(direction& d, const error_code& ec, std::size_t) {
     return;
   }
   last_activity_ = clock::now();
-  // Keep the buffer and read again at once: while data flows, the next read usually succeeds.
+  // Keep the buffer and read again at once: while data flows the next read usually succeeds,
+  // and with edge-triggered epoll the readiness edge may already have been consumed.
   pump(d);
 }
 
 void tcp_session::finish_direction(direction& d) {
   // Half-close: the peer finished sending, so finish sending to the other side (RFC 9293
-  // s3.6: a FIN closes one direction; the other may keep carrying data).
+  // s3.6: a FIN closes one direction; the other may keep carrying data). A later reset from
+  // that peer is caught by watch_for_errors().
   d.finished = true;
   error_code ec;
   d.to->shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-  if (down_to_up_.finished && up_to_down_.finished) close();
-  else if (ec && ec != asio::error::not_connected) close();
+  if (down_to_up_.finished && up_to_down_.finished) {
+    close();
+  } else if (ec && ec != asio::error::not_connected) {
+    close();
+  }
 }
 
 tcp_session::clock::time_point tcp_session::relay_deadline() const {
@@ -382,13 +408,15 @@ void tcp_session::arm_timer(clock::time_point deadline) {
 
 // One timer serves every phase. A firing may be stale (the phase moved on after it was queued),
 // so each phase re-checks its own deadline against the clock and re-arms when not yet due.
+// The idle deadline moves with every read and write without touching the timer: the timer only
+// fires at the old deadline and re-arms for the remainder.
 void tcp_session::on_timer(const error_code& ec) {
   if (ec == asio::error::operation_aborted) return;
   const clock::time_point now = clock::now();
   switch (phase_) {
     case phase::inspecting:
       if (now < inspect_deadline_) return arm_timer(inspect_deadline_);
-      listener_->stats->worker(owner_.id()).downstream_pre_cx_timeout.inc();
+      listener_stats_.downstream_pre_cx_timeout.inc();
       if (listener_->continue_on_listener_filters_timeout) {
         route({}, "raw_buffer", {});
       } else {
@@ -409,12 +437,11 @@ void tcp_session::on_timer(const error_code& ec) {
     case phase::relaying: {
       const clock::time_point deadline = relay_deadline();
       if (now < deadline) return arm_timer(deadline);
-      auto& tcp = chain_->stats->worker(owner_.id());
       const auto& tp = chain_->tcp_proxy;
       if (tp.max_downstream_connection_duration.count() > 0 && now >= routed_at_ + tp.max_downstream_connection_duration) {
-        tcp.max_downstream_connection_duration.inc();
+        tcp_stats_->max_downstream_connection_duration.inc();
       } else {
-        tcp.idle_timeout.inc();
+        tcp_stats_->idle_timeout.inc();
       }
       close();
       return;
@@ -427,25 +454,23 @@ void tcp_session::on_timer(const error_code& ec) {
 void tcp_session::release_upstream() {
   if (!upstream_counted_) return;
   upstream_counted_ = false;
-  auto& cs = cluster_->stats->worker(owner_.id());
-  cs.upstream_cx_active.sub();
-  cs.upstream_cx_destroy.inc();
+  cluster_stats_->upstream_cx_active.sub();
+  cluster_stats_->upstream_cx_destroy.inc();
   cluster_->active_connections->fetch_sub(1, std::memory_order_relaxed);
   host_->connection_closed();
 }
 
 void tcp_session::close() {
   if (phase_ == phase::closed) return;
-  const bool was_connecting = phase_ == phase::connecting;
   phase_ = phase::closed;
   error_code ignored;
   timer_.cancel();
+  // Closing cancels pending operations; their handlers still run (and see phase closed) and
+  // still hold the session, so buffers a pending write points at stay valid until the
+  // destructor releases them.
   downstream_.close(ignored);
   upstream_.close(ignored);
-  if (was_connecting || upstream_counted_) release_upstream();
-  hello_.reset();
-  owner_.buffers().release(std::move(down_to_up_.buffer));
-  owner_.buffers().release(std::move(up_to_down_.buffer));
+  release_upstream();
 }
 
 }  // namespace ewgw::proxy

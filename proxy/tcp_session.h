@@ -32,7 +32,10 @@ class worker;
 
 class tcp_session final : public std::enable_shared_from_this<tcp_session> {
  public:
-  tcp_session(worker& owner, std::shared_ptr<const listener_runtime> listener, boost::asio::ip::tcp::socket downstream);
+  // `local_port` is the port the listener is bound to (the destination port for chain
+  // matching; the acceptor knows it, so no getsockname per connection).
+  tcp_session(worker& owner, std::shared_ptr<const listener_runtime> listener, boost::asio::ip::tcp::socket downstream,
+              std::uint16_t local_port);
   ~tcp_session();
   tcp_session(const tcp_session&) = delete;
   tcp_session& operator=(const tcp_session&) = delete;
@@ -78,6 +81,7 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
   void pump(direction& d);
   void on_written(direction& d, const boost::system::error_code& ec, std::size_t bytes);
   void finish_direction(direction& d);
+  void watch_for_errors(boost::asio::ip::tcp::socket& socket);
 
   void arm_timer(clock::time_point deadline);
   void on_timer(const boost::system::error_code& ec);
@@ -87,6 +91,11 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
 
   worker& owner_;
   std::shared_ptr<const listener_runtime> listener_;
+  // Resolved once, so that the relay updates counters without pointer chasing or lookups.
+  listener_stats& listener_stats_;
+  tls_inspector_stats& tls_stats_;
+  tcp_stats* tcp_stats_ = nullptr;
+  cluster_stats* cluster_stats_ = nullptr;
   const filter_chain_runtime* chain_ = nullptr;  // owned by listener_
   std::shared_ptr<cluster_runtime> cluster_;
   lb::host* host_ = nullptr;  // owned by cluster_'s balancer; counted in its active connections

@@ -10,13 +10,15 @@ namespace ewgw::proxy {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
-worker::worker(std::size_t id) : id_(id), random_(static_cast<std::uint32_t>(0x9e3779b9u * (id + 1))) {}
+worker::worker(std::size_t id) : id_(id), random_state_(0x2545f4914f6cdd1dull * (id + 1)) {}
 
 worker::~worker() { stop(); }
 
 void worker::add_acceptor(std::string listener, asio::ip::tcp::acceptor acceptor) {
+  error_code ec;
+  const std::uint16_t port = acceptor.local_endpoint(ec).port();
   acceptors_.push_back(std::unique_ptr<acceptor_entry>(
-      new acceptor_entry{std::move(listener), std::move(acceptor), nullptr, asio::steady_timer(context_)}));
+      new acceptor_entry{std::move(listener), std::move(acceptor), port, nullptr, asio::steady_timer(context_)}));
 }
 
 void worker::publish(std::shared_ptr<const routing_snapshot> snapshot) {
@@ -62,18 +64,30 @@ void worker::accept(acceptor_entry& entry) {
   entry.acceptor.async_accept(context_, [this, &entry](const error_code& ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !entry.acceptor.is_open()) return;
     if (ec) {
-      // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning on the ready listener.
-      EWGW_LOG(warn, "worker", "accept failed", {{"listener", entry.listener}, {"error", ec.message()}});
+      // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning on the ready listener, and
+      // log at most once a second however long it lasts.
+      ++entry.errors_since_log;
+      const auto now = std::chrono::steady_clock::now();
+      if (now - entry.last_error_log >= std::chrono::seconds(1)) {
+        EWGW_LOG(warn, "worker", "accept failed",
+                 {{"listener", entry.listener}, {"error", ec.message()}, {"count", log::num(entry.errors_since_log)}});
+        entry.last_error_log = now;
+        entry.errors_since_log = 0;
+      }
       entry.retry.expires_after(std::chrono::milliseconds(50));
       entry.retry.async_wait([this, &entry](const error_code& tec) {
         if (!tec) accept(entry);
       });
       return;
     }
-    if (entry.current) {
-      std::make_shared<tcp_session>(*this, entry.current, std::move(socket))->start();
-    }
+    // Keep accepting whatever happens to this connection.
     accept(entry);
+    if (!entry.current) return;
+    try {
+      std::make_shared<tcp_session>(*this, entry.current, std::move(socket), entry.port)->start();
+    } catch (const std::bad_alloc&) {
+      EWGW_LOG(error, "worker", "out of memory creating a session", {{"listener", entry.listener}});
+    }
   });
 }
 

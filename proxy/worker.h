@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
-#include <random>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,7 +34,13 @@ class worker {
   std::size_t id() const { return id_; }
   boost::asio::io_context& context() { return context_; }
   buffer_pool& buffers() { return buffers_; }
-  std::minstd_rand& random() { return random_; }
+  // 64 bits of pseudo-randomness (splitmix64): weighted picks over totals up to 2^32.
+  std::uint64_t next_random() {
+    std::uint64_t z = (random_state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
   const std::shared_ptr<const routing_snapshot>& snapshot() const { return snapshot_; }
 
   // Adds an acceptor already bound and listening (created on this worker's context) for the
@@ -59,20 +65,26 @@ class worker {
   struct acceptor_entry {
     std::string listener;
     boost::asio::ip::tcp::acceptor acceptor;
+    std::uint16_t port;
     std::shared_ptr<const listener_runtime> current;
     boost::asio::steady_timer retry;
+    std::chrono::steady_clock::time_point last_error_log{};
+    std::uint64_t errors_since_log = 0;
   };
   void accept(acceptor_entry& entry);
   void update_acceptors();
 
+  // Declaration order is destruction order reversed: sessions destroyed while the context
+  // shuts down still use the buffer pool and the session list, so those outlive the context;
+  // acceptors and timers hold handles into the context, so they go first.
   std::size_t id_;
-  boost::asio::io_context context_{1};
   buffer_pool buffers_;
-  std::minstd_rand random_;
-  std::shared_ptr<const routing_snapshot> snapshot_;
-  std::vector<std::unique_ptr<acceptor_entry>> acceptors_;
+  std::uint64_t random_state_;
   tcp_session* sessions_ = nullptr;  // intrusive list head
   std::atomic<std::size_t> open_sessions_{0};
+  boost::asio::io_context context_{1};
+  std::shared_ptr<const routing_snapshot> snapshot_;
+  std::vector<std::unique_ptr<acceptor_entry>> acceptors_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::thread thread_;
 };

@@ -17,6 +17,8 @@ using std::chrono::milliseconds;
 struct socket_address {
   std::string address;  // numeric IPv4 or IPv6 literal
   std::uint16_t port = 0;
+  // For an IPv6 listener address: also accept IPv4 (Envoy binds IPv6-only unless set).
+  bool ipv4_compat = false;
 };
 
 // envoy.config.listener.v3.FilterChainMatch, the criteria we support. Empty means "any".

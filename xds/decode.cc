@@ -1,5 +1,6 @@
 #include "xds/decode.h"
 
+#include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 
@@ -70,8 +71,25 @@ void check_fields(const pb::Message& msg, std::initializer_list<std::string_view
   }
 }
 
+// Durations are clamped to 10 years: a longer timeout is "never" in practice, and deadlines
+// computed as now + duration in nanoseconds would overflow past about 292 years.
+constexpr std::int64_t max_duration_ms = 10LL * 365 * 24 * 3600 * 1000;
+
 milliseconds to_ms(const pb::Duration& d) {
-  return milliseconds(pb::util::TimeUtil::DurationToMilliseconds(d));
+  const std::int64_t ms = pb::util::TimeUtil::DurationToMilliseconds(d);
+  return milliseconds(std::clamp<std::int64_t>(ms, 0, max_duration_ms));
+}
+
+// A duration field: negative values are errors; sub-millisecond positive values round up to
+// 1 ms rather than truncating to 0, which often means "disabled".
+bool decode_duration(const pb::Duration& d, const std::string& path, diagnostics& diag, milliseconds& out) {
+  if (d.seconds() < 0 || d.nanos() < 0) {
+    diag.error(path, "must not be negative");
+    return false;
+  }
+  out = to_ms(d);
+  if (out.count() == 0 && (d.seconds() != 0 || d.nanos() != 0)) out = milliseconds(1);
+  return true;
 }
 
 bool decode_socket_address(const core_v3::Address& address, const std::string& path, diagnostics& diag,
@@ -82,7 +100,7 @@ bool decode_socket_address(const core_v3::Address& address, const std::string& p
   }
   const core_v3::SocketAddress& sa = address.socket_address();
   const std::string sa_path = join(path, "socket_address");
-  check_fields(sa, {"address", "port_value", "protocol"}, {"ipv4_compat"}, sa_path, diag);
+  check_fields(sa, {"address", "port_value", "protocol", "ipv4_compat"}, {}, sa_path, diag);
   if (sa.protocol() != core_v3::SocketAddress::TCP) {
     diag.error(join(sa_path, "protocol"), "only TCP is supported");
     return false;
@@ -97,6 +115,7 @@ bool decode_socket_address(const core_v3::Address& address, const std::string& p
   }
   out.address = sa.address();
   out.port = static_cast<std::uint16_t>(sa.port_value());
+  out.ipv4_compat = sa.ipv4_compat();
   return true;
 }
 
@@ -132,27 +151,8 @@ std::string effective_type_url(const pb::Any& any) {
 }
 
 bool is_ip_literal(const std::string& s) {
-  if (s.empty()) return false;
-  // Either dotted-quad IPv4 or something containing ':' made of hex digits, ':' and '.'.
-  if (s.find(':') != std::string::npos) {
-    return std::all_of(s.begin(), s.end(), [](char c) {
-      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
-    });
-  }
-  int parts = 0;
-  std::size_t at = 0;
-  while (at <= s.size()) {
-    const std::size_t dot = std::min(s.find('.', at), s.size());
-    const std::string_view part(s.data() + at, dot - at);
-    if (part.empty() || part.size() > 3 ||
-        !std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-      return false;
-    }
-    if (std::stoi(std::string(part)) > 255) return false;
-    ++parts;
-    at = dot + 1;
-  }
-  return parts == 4;
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
 // Envoy's rule (filter_chain_manager_impl.cc): a server name is exact, or a wildcard starting
@@ -218,6 +218,10 @@ void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path,
   if (tp.has_weighted_clusters()) {
     const std::string wpath = join(path, "weighted_clusters.clusters");
     if (tp.weighted_clusters().clusters().empty()) diag.error(wpath, "must list at least one cluster");
+    std::uint64_t total = 0;
+    for (const auto& c : tp.weighted_clusters().clusters()) total += c.weight();
+    // Envoy sums weights in 64 bits; we pick within a 32-bit total, so larger sums are refused.
+    if (total > UINT32_MAX) diag.error(wpath, "the weights add up to more than 4294967295");
     for (int i = 0; i < tp.weighted_clusters().clusters_size(); ++i) {
       const auto& c = tp.weighted_clusters().clusters(i);
       check_fields(c, {"name", "weight"}, {}, index(wpath, i), diag);
@@ -230,9 +234,10 @@ void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path,
   } else {
     out.cluster = tp.cluster();
   }
-  if (tp.has_idle_timeout()) out.idle_timeout = to_ms(tp.idle_timeout());
+  if (tp.has_idle_timeout()) decode_duration(tp.idle_timeout(), join(path, "idle_timeout"), diag, out.idle_timeout);
   if (tp.has_max_downstream_connection_duration()) {
-    out.max_downstream_connection_duration = to_ms(tp.max_downstream_connection_duration());
+    decode_duration(tp.max_downstream_connection_duration(), join(path, "max_downstream_connection_duration"), diag,
+                    out.max_downstream_connection_duration);
   }
   if (tp.has_max_connect_attempts()) {
     if (tp.max_connect_attempts().value() < 1) {
@@ -318,7 +323,9 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
       diag.error(p, "listener filter '" + f.name() + "' is not supported; only envoy.filters.listener.tls_inspector");
     }
   }
-  if (l.has_listener_filters_timeout()) out.listener_filters_timeout = to_ms(l.listener_filters_timeout());
+  if (l.has_listener_filters_timeout()) {
+    decode_duration(l.listener_filters_timeout(), join(path, "listener_filters_timeout"), diag, out.listener_filters_timeout);
+  }
   out.continue_on_listener_filters_timeout = l.continue_on_listener_filters_timeout();
   const std::string fc = join(path, "filter_chains");
   for (int i = 0; i < l.filter_chains_size(); ++i) {
@@ -434,7 +441,7 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
   }
   if (out.type == discovery_type::eds && out.eds_service_name.empty()) out.eds_service_name = c.name();
   if (c.has_connect_timeout()) {
-    out.connect_timeout = to_ms(c.connect_timeout());
+    decode_duration(c.connect_timeout(), join(path, "connect_timeout"), diag, out.connect_timeout);
     if (out.connect_timeout.count() <= 0) diag.error(join(path, "connect_timeout"), "must be greater than 0");
   }
   switch (c.lb_policy()) {

@@ -3,6 +3,7 @@
 #include <google/protobuf/descriptor.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <regex>
@@ -256,6 +257,13 @@ class converter {
         if (!n.empty() && n[0] == '.') n.insert(0, "0");
         if (n.size() > 1 && n[0] == '-' && n[1] == '.') n.insert(1, "0");
         if (!n.empty() && n.back() == '.') n.push_back('0');
+        // JSON forbids leading zeros ("007" is the YAML integer 7).
+        const std::size_t sign = (!n.empty() && n[0] == '-') ? 1 : 0;
+        std::size_t zeros = 0;
+        while (sign + zeros + 1 < n.size() && n[sign + zeros] == '0' && std::isdigit(static_cast<unsigned char>(n[sign + zeros + 1]))) {
+          ++zeros;
+        }
+        n.erase(sign, zeros);
         out += n;
         return;
       }

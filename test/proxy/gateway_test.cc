@@ -504,6 +504,47 @@ TEST_F(GatewayTest, BackendResetClosesTheClient) {
   EXPECT_TRUE(stat_reaches(listener_stat("downstream_cx_active"), 0));
 }
 
+TEST_F(GatewayTest, ResetAfterHalfCloseClosesTheUpstream) {
+  // The client half-closes, then resets. Nothing is being written to it, so only watching the
+  // socket for errors notices; otherwise the upstream would stay open until idle_timeout.
+  test::tcp_sink_server backend;
+  start(make_yaml({{istio_sni, "helloworld"}}, {{"helloworld", {backend.port()}}}));
+  const auto hello = test::make_client_hello(istio_sni, istio_alpn);
+  test::unique_fd fd(test::connect_tcp(port_));
+  ASSERT_TRUE(test::send_all(fd.get(), {reinterpret_cast<const char*>(hello.data()), hello.size()}));
+  ASSERT_TRUE(backend.wait_for_bytes(0, hello.size()));
+  ASSERT_EQ(::shutdown(fd.get(), SHUT_WR), 0);
+  ASSERT_TRUE(backend.wait_peer_closed(0));  // the FIN arrived: a half-close, still open
+  EXPECT_TRUE(stat_reaches("cluster.helloworld.upstream_cx_active", 1));
+  linger l{1, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  fd.reset();  // RST
+  EXPECT_TRUE(stat_reaches("cluster.helloworld.upstream_cx_active", 0));
+  EXPECT_TRUE(stat_reaches(listener_stat("downstream_cx_active"), 0));
+}
+
+TEST_F(GatewayTest, Ipv6ListenerIsV6OnlyUnlessIpv4Compat) {
+  test::tcp_echo_server backend;
+  for (const bool compat : {false, true}) {
+    std::string yaml = make_yaml({{"", "helloworld", false}}, {{"helloworld", {backend.port()}}}, "", false);
+    yaml.replace(yaml.find("address: 127.0.0.1, port_value: 0"), 33,
+                 std::string("address: \"::\", port_value: 0") + (compat ? ", ipv4_compat: true" : ""));
+    start(yaml);
+    if (HasFatalFailure()) return;
+    test::unique_fd fd(test::connect_tcp(port_, 2s));
+    if (compat) {
+      ASSERT_GE(fd.get(), 0);
+      ASSERT_TRUE(test::send_all(fd.get(), "v4 via v6"));
+      std::string echoed;
+      EXPECT_TRUE(test::read_exact(fd.get(), 9, echoed));
+    } else {
+      EXPECT_LT(fd.get(), 0) << "an IPv6 listener without ipv4_compat accepted IPv4";
+    }
+    gw_->stop();
+    gw_.reset();
+  }
+}
+
 TEST_F(GatewayTest, IdleTimeoutClosesBothSides) {
   test::tcp_sink_server backend;
   start(make_yaml({{istio_sni, "helloworld", true, "          idle_timeout: 0.3s\n"}}, {{"helloworld", {backend.port()}}}));
@@ -688,8 +729,22 @@ TEST_F(GatewayTest, ThousandConcurrentConnectionsArriveIntact) {
   }
   ASSERT_EQ(remaining, 0) << "connections still incomplete at the deadline";
   int intact = 0;
-  for (const conn& c : conns) intact += (c.in.size() == c.out.size() && fnv1a(c.in) == fnv1a(c.out)) ? 1 : 0;
-  EXPECT_EQ(intact, connections);
+  int reported = 0;
+  for (const conn& c : conns) {
+    const bool ok = c.in.size() == c.out.size() && fnv1a(c.in) == fnv1a(c.out);
+    intact += ok ? 1 : 0;
+    if (!ok && reported++ < 3) {
+      std::size_t same = 0;
+      while (same < c.in.size() && same < c.out.size() && c.in[same] == c.out[same]) ++same;
+      ADD_FAILURE() << "connection " << (&c - conns.data()) << ": sent " << c.out.size() << " bytes, received "
+                    << c.in.size() << ", identical prefix " << same;
+    }
+  }
+  EXPECT_EQ(intact, connections) << "connect_fail=" << stat("cluster.helloworld.upstream_cx_connect_fail")
+                                 << " connect_timeout=" << stat("cluster.helloworld.upstream_cx_connect_timeout")
+                                 << " no_route=" << stat("tcp.chain0.downstream_cx_no_route")
+                                 << " too_large=" << stat(tls_stat("client_hello_too_large"))
+                                 << " timeouts=" << stat(listener_stat("downstream_pre_cx_timeout"));
   conns.clear();
   EXPECT_TRUE(stat_reaches(listener_stat("downstream_cx_active"), 0));
   EXPECT_EQ(stat(listener_stat("downstream_cx_total")), connections);

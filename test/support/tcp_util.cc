@@ -195,7 +195,9 @@ threaded_listener::threaded_listener(handler h, std::uint16_t port, std::chrono:
   const int one = 1;
   ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr = loopback(port);
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, 128) != 0) {
+  // A full accept queue makes the kernel drop handshakes and, with SYN cookies, answer the
+  // client's data with RST: stress tests open 1,000 connections at once, so take the maximum.
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, SOMAXCONN) != 0) {
     const int err = errno;
     ::close(listen_fd_);
     errno = err;

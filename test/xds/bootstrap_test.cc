@@ -278,6 +278,42 @@ TEST(Bootstrap, WeightedClustersAndSniCluster) {
   EXPECT_FALSE(load_bootstrap_text(zero, "t.yaml").diag.ok());
 }
 
+TEST(Bootstrap, WeightsMustFitIn32Bits) {
+  std::string text = config_with("");
+  text.replace(text.find("cluster: c1"), 11,
+               "weighted_clusters: {clusters: [{name: c1, weight: 4294967295}, {name: c1, weight: 1}]}");
+  EXPECT_TRUE(has_error(load_bootstrap_text(text, "t.yaml").diag, "the weights add up to more than 4294967295"));
+}
+
+TEST(Bootstrap, DurationsAreCheckedAndClamped) {
+  std::string negative = config_with("    listener_filters_timeout: -1s\n");
+  EXPECT_TRUE(has_error(load_bootstrap_text(negative, "t.yaml").diag, "listener_filters_timeout: must not be negative"));
+  std::string tiny = config_with("");
+  tiny.replace(tiny.find("cluster: c1"), 11, "cluster: c1\n          idle_timeout: 0.0001s");
+  auto r = load_bootstrap_text(tiny, "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].tcp_proxy.idle_timeout.count(), 1);  // not "disabled"
+  std::string huge = config_with("");
+  huge.replace(huge.find("cluster: c1"), 11, "cluster: c1\n          idle_timeout: 315576000000s");
+  r = load_bootstrap_text(huge, "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].tcp_proxy.idle_timeout.count(), 10LL * 365 * 24 * 3600 * 1000);
+}
+
+TEST(Bootstrap, AddressesAreValidatedStrictly) {
+  for (const char* bad : {"1:2", "::::", "010.0.0.1", "256.1.1.1", "1.2.3"}) {
+    std::string text = config_with("");
+    text.replace(text.find("address: 127.0.0.1, port_value: 8080"), 18, std::string("address: \"") + bad + "\"");
+    EXPECT_TRUE(has_error(load_bootstrap_text(text, "t.yaml").diag, "is not a numeric IPv4 or IPv6 address")) << bad;
+  }
+}
+
+TEST(Bootstrap, StructNumbersWithLeadingZeros) {
+  const auto r = load_bootstrap_text(std::string("node:\n  id: x\n  metadata: {A: 007, B: -00.5, C: 0}\n") + config_with("").substr(1),
+                                     "t.yaml");
+  EXPECT_TRUE(r.diag.ok()) << all_errors(r.diag);
+}
+
 TEST(Bootstrap, EdsClusterWithoutControlPlaneIsAnError) {
   std::string text = config_with("");
   text.replace(text.find("type: STATIC"), 12, "type: EDS\n    eds_cluster_config: {service_name: svc, eds_config: {ads: {}}}");
