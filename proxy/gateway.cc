@@ -3,6 +3,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 
+#include <set>
+
 #include "proxy/worker.h"
 #include "stats/log.h"
 
@@ -15,6 +17,10 @@ namespace {
 
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
+bool same_address(const xds::socket_address& a, const xds::socket_address& b) {
+  return a.address == b.address && a.port == b.port && a.ipv4_compat == b.ipv4_compat;
+}
+
 }  // namespace
 
 gateway::gateway(gateway_options options)
@@ -24,12 +30,81 @@ gateway::gateway(gateway_options options)
 
 gateway::~gateway() { stop(); }
 
+std::optional<std::string> gateway::bind(const listener_runtime& l, bound_listener& out) {
+  error_code ec;
+  const auto address = asio::ip::make_address(l.address.address, ec);
+  if (ec) return "listener '" + l.name + "': bad address '" + l.address.address + "'";
+  std::uint16_t port = l.address.port;
+  std::vector<asio::ip::tcp::acceptor> acceptors;
+  for (auto& w : workers_) {
+    asio::ip::tcp::acceptor acceptor(w->context());
+    const asio::ip::tcp::endpoint endpoint(address, port);
+    acceptor.open(endpoint.protocol(), ec);
+    // As Envoy: an IPv6 listener does not take IPv4 connections unless ipv4_compat is set.
+    if (!ec && address.is_v6()) acceptor.set_option(asio::ip::v6_only(!l.address.ipv4_compat), ec);
+    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor.set_option(reuse_port(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (!ec) acceptor.non_blocking(true, ec);
+    if (ec) {
+      return "listener '" + l.name + "': cannot listen on " + l.address.address + ":" + std::to_string(port) + ": " +
+             ec.message();
+    }
+    port = acceptor.local_endpoint().port();  // an ephemeral port, once chosen, for all workers
+    acceptors.push_back(std::move(acceptor));
+  }
+  for (std::size_t i = 0; i < workers_.size(); ++i) workers_[i]->add_acceptor(l.name, std::move(acceptors[i]));
+  out.address = l.address;
+  out.port = port;
+  EWGW_LOG(info, "gateway", "listening",
+           {{"listener", l.name}, {"address", l.address.address}, {"port", log::num(port)},
+            {"workers", log::num(workers_.size())}});
+  return std::nullopt;
+}
+
+void gateway::unbind(const std::string& name, std::uint16_t port) {
+  for (auto& w : workers_) w->remove_acceptor(name, port);
+  EWGW_LOG(info, "gateway", "stopped listening; open connections continue",
+           {{"listener", name}, {"port", log::num(port)}});
+}
+
 std::vector<std::string> gateway::apply(const xds::bootstrap_config& config) {
   std::vector<std::string> errors;
-  auto snapshot = build_snapshot(config, stats_, ++version_, snapshot_.get(), errors);
+  auto snapshot = build_snapshot(config, stats_, version_ + 1, snapshot_.get(), errors);
   if (!errors.empty()) return errors;
-  snapshot_ = snapshot;
-  for (auto& w : workers_) w->publish(snapshot);
+
+  if (started_) {
+    // Bind what is new or moved before anything changes, so a bind failure rejects the whole
+    // update and the last good configuration stays in force.
+    std::map<std::string, bound_listener> fresh;
+    for (const auto& l : snapshot->listeners) {
+      auto it = bound_.find(l->name);
+      if (it != bound_.end() && same_address(it->second.address, l->address)) continue;
+      bound_listener b;
+      if (auto error = bind(*l, b)) {
+        for (const auto& [name, done] : fresh) unbind(name, done.port);
+        errors.push_back(*error);
+        return errors;
+      }
+      fresh[l->name] = b;
+    }
+    std::set<std::string> wanted;
+    for (const auto& l : snapshot->listeners) wanted.insert(l->name);
+    for (auto it = bound_.begin(); it != bound_.end();) {
+      const bool moved = fresh.contains(it->first);
+      if (!wanted.contains(it->first) || moved) {
+        unbind(it->first, it->second.port);
+        it = bound_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& [name, b] : fresh) bound_[name] = b;
+  }
+  ++version_;
+  snapshot_ = std::move(snapshot);
+  for (auto& w : workers_) w->publish(snapshot_);
   return errors;
 }
 
@@ -37,32 +112,9 @@ std::optional<std::string> gateway::start() {
   if (started_) return std::nullopt;
   if (!snapshot_) return "no configuration applied";
   for (const auto& l : snapshot_->listeners) {
-    error_code ec;
-    const auto address = asio::ip::make_address(l->address.address, ec);
-    if (ec) return "listener '" + l->name + "': bad address '" + l->address.address + "'";
-    std::uint16_t port = l->address.port;
-    for (auto& w : workers_) {
-      asio::ip::tcp::acceptor acceptor(w->context());
-      const asio::ip::tcp::endpoint endpoint(address, port);
-      acceptor.open(endpoint.protocol(), ec);
-      // As Envoy: an IPv6 listener does not take IPv4 connections unless ipv4_compat is set.
-      if (!ec && address.is_v6()) acceptor.set_option(asio::ip::v6_only(!l->address.ipv4_compat), ec);
-      if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-      if (!ec) acceptor.set_option(reuse_port(true), ec);
-      if (!ec) acceptor.bind(endpoint, ec);
-      if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-      if (!ec) acceptor.non_blocking(true, ec);
-      if (ec) {
-        return "listener '" + l->name + "': cannot listen on " + l->address.address + ":" + std::to_string(port) +
-               ": " + ec.message();
-      }
-      port = acceptor.local_endpoint().port();  // an ephemeral port, once chosen, for all workers
-      w->add_acceptor(l->name, std::move(acceptor));
-    }
-    bound_.emplace_back(l->name, port);
-    EWGW_LOG(info, "gateway", "listening",
-             {{"listener", l->name}, {"address", l->address.address}, {"port", log::num(port)},
-              {"workers", log::num(workers_.size())}});
+    bound_listener b;
+    if (auto error = bind(*l, b)) return error;
+    bound_[l->name] = b;
   }
   for (auto& w : workers_) w->publish(snapshot_);
   for (auto& w : workers_) w->start();
@@ -77,10 +129,8 @@ void gateway::stop() {
 }
 
 std::uint16_t gateway::listener_port(std::string_view listener) const {
-  for (const auto& [name, port] : bound_) {
-    if (name == listener) return port;
-  }
-  return 0;
+  auto it = bound_.find(std::string(listener));
+  return it == bound_.end() ? 0 : it->second.port;
 }
 
 std::size_t gateway::open_connections() const {

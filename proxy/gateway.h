@@ -1,10 +1,12 @@
 // The gateway: workers, listeners and the routing snapshot they share. Used by main() and,
-// in-process, by the integration tests.
+// in-process, by the integration tests. apply(), start() and stop() are called from one control
+// thread (main, or the xDS client's thread); workers never block on it.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,8 +31,15 @@ class gateway {
   gateway(const gateway&) = delete;
   gateway& operator=(const gateway&) = delete;
 
-  // Builds a routing snapshot from `config` and publishes it to every worker. Returns the
-  // errors that prevented it (nothing is published then).
+  // Builds a routing snapshot from `config` and publishes it to every worker, atomically per
+  // worker. Returns the errors that prevented it; nothing changes then (the last good
+  // configuration stays in force).
+  //
+  // Once started, listeners are reconciled by name: new ones are bound, removed ones stop
+  // accepting, one whose address changed is rebound. Connections already accepted are never
+  // closed by an update: each keeps the listener and cluster state it started with, so a
+  // connection on a chain that did not change carries on untouched, and so does one whose
+  // listener or cluster went away (it ends when its peers or its timeouts end it).
   std::vector<std::string> apply(const xds::bootstrap_config& config);
 
   // Binds every listener of the current snapshot on every worker (SO_REUSEPORT) and starts the
@@ -41,18 +50,27 @@ class gateway {
 
   // The port a listener is bound to (after start()), or 0.
   std::uint16_t listener_port(std::string_view listener) const;
-  // True once the configuration is applied and every listener is bound.
+  // True once a configuration is applied, the gateway started and every listener bound.
   bool ready() const { return ready_.load(); }
 
   stats::registry& stats() { return stats_; }
   std::size_t open_connections() const;
+  std::uint64_t snapshot_version() const { return version_; }
 
  private:
+  struct bound_listener {
+    xds::socket_address address;
+    std::uint16_t port = 0;  // the port actually bound
+  };
+  // Binds `l` on every worker; on failure closes what was bound and returns the reason.
+  std::optional<std::string> bind(const listener_runtime& l, bound_listener& out);
+  void unbind(const std::string& name, std::uint16_t port);
+
   gateway_options options_;
   stats::registry stats_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::shared_ptr<const routing_snapshot> snapshot_;
-  std::vector<std::pair<std::string, std::uint16_t>> bound_;
+  std::map<std::string, bound_listener> bound_;
   std::uint64_t version_ = 0;
   bool started_ = false;
   std::atomic<bool> ready_{false};

@@ -17,8 +17,27 @@ worker::~worker() { stop(); }
 void worker::add_acceptor(std::string listener, asio::ip::tcp::acceptor acceptor) {
   error_code ec;
   const std::uint16_t port = acceptor.local_endpoint(ec).port();
-  acceptors_.push_back(std::unique_ptr<acceptor_entry>(
-      new acceptor_entry{std::move(listener), std::move(acceptor), port, nullptr, asio::steady_timer(context_)}));
+  auto entry = std::shared_ptr<acceptor_entry>(
+      new acceptor_entry{std::move(listener), std::move(acceptor), port, nullptr, asio::steady_timer(context_)});
+  asio::post(context_, [this, entry] {
+    acceptors_.push_back(entry);
+    if (running_) accept(entry);
+  });
+}
+
+void worker::remove_acceptor(const std::string& listener, std::uint16_t port) {
+  asio::post(context_, [this, listener, port] {
+    for (auto it = acceptors_.begin(); it != acceptors_.end();) {
+      if ((*it)->listener == listener && (*it)->port == port) {
+        error_code ignored;
+        (*it)->acceptor.close(ignored);
+        (*it)->retry.cancel();
+        it = acceptors_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  });
 }
 
 void worker::publish(std::shared_ptr<const routing_snapshot> snapshot) {
@@ -44,7 +63,8 @@ void worker::start() {
   // Keeps run() going while the worker has no listener (they can be added later).
   work_.emplace(context_.get_executor());
   asio::post(context_, [this] {
-    for (auto& entry : acceptors_) accept(*entry);
+    running_ = true;
+    for (auto& entry : acceptors_) accept(entry);
   });
   thread_ = std::thread([this] {
     // Handlers report errors as error_codes; an exception escaping one is a bug. Log it and keep
@@ -60,33 +80,33 @@ void worker::start() {
   });
 }
 
-void worker::accept(acceptor_entry& entry) {
-  entry.acceptor.async_accept(context_, [this, &entry](const error_code& ec, asio::ip::tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || !entry.acceptor.is_open()) return;
+void worker::accept(const std::shared_ptr<acceptor_entry>& entry) {
+  entry->acceptor.async_accept(context_, [this, entry](const error_code& ec, asio::ip::tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !entry->acceptor.is_open()) return;
     if (ec) {
       // EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning on the ready listener, and
       // log at most once a second however long it lasts.
-      ++entry.errors_since_log;
+      ++entry->errors_since_log;
       const auto now = std::chrono::steady_clock::now();
-      if (now - entry.last_error_log >= std::chrono::seconds(1)) {
+      if (now - entry->last_error_log >= std::chrono::seconds(1)) {
         EWGW_LOG(warn, "worker", "accept failed",
-                 {{"listener", entry.listener}, {"error", ec.message()}, {"count", log::num(entry.errors_since_log)}});
-        entry.last_error_log = now;
-        entry.errors_since_log = 0;
+                 {{"listener", entry->listener}, {"error", ec.message()}, {"count", log::num(entry->errors_since_log)}});
+        entry->last_error_log = now;
+        entry->errors_since_log = 0;
       }
-      entry.retry.expires_after(std::chrono::milliseconds(50));
-      entry.retry.async_wait([this, &entry](const error_code& tec) {
-        if (!tec) accept(entry);
+      entry->retry.expires_after(std::chrono::milliseconds(50));
+      entry->retry.async_wait([this, entry](const error_code& tec) {
+        if (!tec && entry->acceptor.is_open()) accept(entry);
       });
       return;
     }
     // Keep accepting whatever happens to this connection.
     accept(entry);
-    if (!entry.current) return;
+    if (!entry->current) return;
     try {
-      std::make_shared<tcp_session>(*this, entry.current, std::move(socket), entry.port)->start();
+      std::make_shared<tcp_session>(*this, entry->current, std::move(socket), entry->port)->start();
     } catch (const std::bad_alloc&) {
-      EWGW_LOG(error, "worker", "out of memory creating a session", {{"listener", entry.listener}});
+      EWGW_LOG(error, "worker", "out of memory creating a session", {{"listener", entry->listener}});
     }
   });
 }

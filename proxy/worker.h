@@ -44,8 +44,12 @@ class worker {
   const std::shared_ptr<const routing_snapshot>& snapshot() const { return snapshot_; }
 
   // Adds an acceptor already bound and listening (created on this worker's context) for the
-  // listener named `listener`. Call before start().
+  // listener named `listener`. Any thread; before or after start(). It serves the listener of
+  // that name in the snapshot published next (publish after adding).
   void add_acceptor(std::string listener, boost::asio::ip::tcp::acceptor acceptor);
+  // Stops accepting for `listener` on `port` and closes its sockets. Connections it accepted carry on.
+  // Any thread.
+  void remove_acceptor(const std::string& listener, std::uint16_t port);
 
   // Replaces the worker's snapshot; safe from any thread (posted to the worker).
   void publish(std::shared_ptr<const routing_snapshot> snapshot);
@@ -71,7 +75,7 @@ class worker {
     std::chrono::steady_clock::time_point last_error_log{};
     std::uint64_t errors_since_log = 0;
   };
-  void accept(acceptor_entry& entry);
+  void accept(const std::shared_ptr<acceptor_entry>& entry);
   void update_acceptors();
 
   // Declaration order is destruction order reversed: sessions destroyed while the context
@@ -84,7 +88,9 @@ class worker {
   std::atomic<std::size_t> open_sessions_{0};
   boost::asio::io_context context_{1};
   std::shared_ptr<const routing_snapshot> snapshot_;
-  std::vector<std::unique_ptr<acceptor_entry>> acceptors_;
+  // Shared with pending accept handlers, so a removed entry outlives its last handler.
+  std::vector<std::shared_ptr<acceptor_entry>> acceptors_;
+  bool running_ = false;  // accept loops started (worker thread only)
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::thread thread_;
 };
