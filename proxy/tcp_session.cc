@@ -23,6 +23,8 @@ namespace {
 constexpr std::size_t initial_hello_capacity = 1024;
 // ALPN protocols beyond this many are not used for chain matching (Istio offers five).
 constexpr std::size_t max_matched_alpns = 64;
+// Chunks relayed in one direction before yielding to other connections (256 KiB).
+constexpr int max_chunks_per_turn = 16;
 
 asio::ip::tcp::endpoint to_endpoint(const lb::endpoint_address& a) {
   if (a.ipv6) {
@@ -82,7 +84,9 @@ void tcp_session::start() {
     inspect_deadline_ = clock::now() + listener_->listener_filters_timeout;
     arm_timer(inspect_deadline_);
   }
-  wait_for_hello();
+  // Clients send the ClientHello right after the handshake, so it is usually queued already:
+  // try reading before waiting (saves an event-loop round trip per connection).
+  on_hello_readable({});
 }
 
 void tcp_session::wait_for_hello() {
@@ -211,11 +215,25 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
   connect();
 }
 
+// A pending relay read notices a reset on its socket by itself. A socket with no read pending
+// needs watching: the downstream while the upstream connects and the hello is forwarded, and
+// any socket after it sent its FIN (a later reset would otherwise go unnoticed until
+// idle_timeout). Each wait costs an epoll_ctl, so only those cases are watched.
+bool tcp_session::needs_error_watch(const asio::ip::tcp::socket& socket) const {
+  if (phase_ == phase::connecting || phase_ == phase::forwarding) return &socket == &downstream_;
+  if (phase_ != phase::relaying) return false;
+  return &socket == &downstream_ ? down_to_up_.finished : up_to_down_.finished;
+}
+
 void tcp_session::watch_for_errors(asio::ip::tcp::socket& socket) {
+  bool& watching = &socket == &downstream_ ? watching_downstream_ : watching_upstream_;
+  if (watching) return;
+  watching = true;
   // Wakes on EPOLLERR, EPOLLHUP or EPOLLPRI; plain data and FINs do not wake it. Only a pending
   // socket error (a reset) closes the pair: EPOLLHUP also means "both directions shut down",
   // which happens while the last bytes are still waiting to be read and relayed.
-  socket.async_wait(asio::socket_base::wait_error, [self = shared_from_this(), &socket](const error_code& ec) {
+  socket.async_wait(asio::socket_base::wait_error, [self = shared_from_this(), &socket, &watching](const error_code& ec) {
+    watching = false;
     if (ec == asio::error::operation_aborted || self->phase_ == phase::closed) return;
     using socket_error = asio::detail::socket_option::integer<SOL_SOCKET, SO_ERROR>;
     socket_error error;
@@ -225,7 +243,7 @@ void tcp_session::watch_for_errors(asio::ip::tcp::socket& socket) {
       self->close();
       return;
     }
-    self->watch_for_errors(socket);
+    if (self->needs_error_watch(socket)) self->watch_for_errors(socket);
   });
 }
 
@@ -254,7 +272,16 @@ void tcp_session::connect() {
   connect_timed_out_ = false;
   connect_deadline_ = clock::now() + cluster_->connect_timeout;
   arm_timer(connect_deadline_);
-  upstream_.async_connect(to_endpoint(host_->address()),
+  const asio::ip::tcp::endpoint endpoint = to_endpoint(host_->address());
+  // Non-blocking before connecting: one ioctl serves both the connect and the relay's reads.
+  error_code open_ec;
+  upstream_.open(endpoint.protocol(), open_ec);
+  if (!open_ec) upstream_.non_blocking(true, open_ec);
+  if (open_ec) {
+    on_connect_failed(false);
+    return;
+  }
+  upstream_.async_connect(endpoint,
                           [self = shared_from_this()](const error_code& ec) { self->on_connected(ec); });
 }
 
@@ -267,8 +294,6 @@ void tcp_session::on_connected(const error_code& ec) {
   }
   error_code opt_ec;
   upstream_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
-  upstream_.non_blocking(true, opt_ec);
-  watch_for_errors(upstream_);
   last_activity_ = clock::now();
   arm_timer(relay_deadline());
   forward_hello();
@@ -330,35 +355,57 @@ void tcp_session::wait_readable(direction& d) {
 
 void tcp_session::pump(direction& d) {
   if (!d.buffer) d.buffer = owner_.buffers().acquire();
-  error_code ec;
-  const std::size_t n = d.from->read_some(asio::buffer(d.buffer.get(), buffer_pool::block_size), ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) {
-    // Nothing in flight: give the buffer back while this direction is idle.
-    owner_.buffers().release(std::move(d.buffer));
-    wait_readable(d);
+  // Relay chunk after chunk without returning to the event loop while both sockets keep up:
+  // read, then write with a non-blocking send; only a send that cannot complete goes through
+  // async_write. The per-turn bound keeps one busy connection from starving the others.
+  for (int chunk = 0; chunk < max_chunks_per_turn; ++chunk) {
+    error_code ec;
+    const std::size_t n = d.from->read_some(asio::buffer(d.buffer.get(), buffer_pool::block_size), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      // Nothing in flight: give the buffer back while this direction is idle.
+      owner_.buffers().release(std::move(d.buffer));
+      wait_readable(d);
+      return;
+    }
+    if (ec == asio::error::eof) {
+      owner_.buffers().release(std::move(d.buffer));
+      finish_direction(d);
+      return;
+    }
+    if (ec) {
+      close();
+      return;
+    }
+    last_activity_ = clock::now();
+    if (d.downstream_to_upstream) {
+      tcp_stats_->downstream_cx_rx_bytes_total.inc(n);
+      cluster_stats_->upstream_cx_tx_bytes_total.inc(n);
+    } else {
+      cluster_stats_->upstream_cx_rx_bytes_total.inc(n);
+      tcp_stats_->downstream_cx_tx_bytes_total.inc(n);
+    }
+    std::size_t written = 0;
+    while (written < n) {
+      const std::size_t w = d.to->write_some(asio::buffer(d.buffer.get() + written, n - written), ec);
+      if (ec) break;
+      written += w;
+    }
+    if (written == n) continue;
+    if (ec != asio::error::would_block && ec != asio::error::try_again) {
+      close();
+      return;
+    }
+    // The peer is slower than the sender: finish this chunk asynchronously; reading resumes
+    // when it is written (backpressure).
+    asio::async_write(*d.to, asio::buffer(d.buffer.get() + written, n - written),
+                      [self = shared_from_this(), &d](const error_code& wec, std::size_t bytes) {
+                        self->on_written(d, wec, bytes);
+                      });
     return;
   }
-  if (ec == asio::error::eof) {
-    owner_.buffers().release(std::move(d.buffer));
-    finish_direction(d);
-    return;
-  }
-  if (ec) {
-    close();
-    return;
-  }
-  last_activity_ = clock::now();
-  if (d.downstream_to_upstream) {
-    tcp_stats_->downstream_cx_rx_bytes_total.inc(n);
-    cluster_stats_->upstream_cx_tx_bytes_total.inc(n);
-  } else {
-    cluster_stats_->upstream_cx_rx_bytes_total.inc(n);
-    tcp_stats_->downstream_cx_tx_bytes_total.inc(n);
-  }
-  asio::async_write(*d.to, asio::buffer(d.buffer.get(), n),
-                    [self = shared_from_this(), &d](const error_code& wec, std::size_t bytes) {
-                      self->on_written(d, wec, bytes);
-                    });
+  asio::post(owner_.context(), [self = shared_from_this(), &d] {
+    if (self->phase_ == phase::relaying) self->pump(d);
+  });
 }
 
 void tcp_session::on_written(direction& d, const error_code& ec, std::size_t) {
@@ -384,6 +431,8 @@ void tcp_session::finish_direction(direction& d) {
     close();
   } else if (ec && ec != asio::error::not_connected) {
     close();
+  } else {
+    watch_for_errors(*d.from);
   }
 }
 
@@ -398,11 +447,13 @@ tcp_session::clock::time_point tcp_session::relay_deadline() const {
 }
 
 void tcp_session::arm_timer(clock::time_point deadline) {
-  if (deadline == clock::time_point::max()) {
-    timer_.cancel();
-    return;
-  }
+  // A wait already pending for an earlier (or the same) time will fire first and re-arm for
+  // whatever is due then, so only an earlier deadline needs the timer moved. This spares most
+  // connections a cancel and a timerfd update at each phase change.
+  if (armed_until_ <= deadline) return;
+  if (deadline == clock::time_point::max()) return;
   timer_.expires_at(deadline);
+  armed_until_ = deadline;
   timer_.async_wait([self = shared_from_this()](const error_code& ec) { self->on_timer(ec); });
 }
 
@@ -412,6 +463,7 @@ void tcp_session::arm_timer(clock::time_point deadline) {
 // fires at the old deadline and re-arms for the remainder.
 void tcp_session::on_timer(const error_code& ec) {
   if (ec == asio::error::operation_aborted) return;
+  armed_until_ = clock::time_point::max();
   const clock::time_point now = clock::now();
   switch (phase_) {
     case phase::inspecting:

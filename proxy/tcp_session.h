@@ -82,6 +82,7 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
   void on_written(direction& d, const boost::system::error_code& ec, std::size_t bytes);
   void finish_direction(direction& d);
   void watch_for_errors(boost::asio::ip::tcp::socket& socket);
+  bool needs_error_watch(const boost::asio::ip::tcp::socket& socket) const;
 
   void arm_timer(clock::time_point deadline);
   void on_timer(const boost::system::error_code& ec);
@@ -107,6 +108,8 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
   direction up_to_down_;
   phase phase_ = phase::inspecting;
   bool connect_timed_out_ = false;
+  bool watching_downstream_ = false;
+  bool watching_upstream_ = false;
   bool upstream_counted_ = false;
   std::uint32_t connect_attempts_ = 0;
   std::uint16_t local_port_ = 0;
@@ -114,6 +117,8 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
   clock::time_point connect_deadline_{};
   clock::time_point routed_at_{};
   clock::time_point last_activity_{};
+  // Expiry of the pending timer wait; max() when none is pending.
+  clock::time_point armed_until_ = clock::time_point::max();
 };
 
 }  // namespace ewgw::proxy
