@@ -3,6 +3,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <set>
 
 #include "proxy/worker.h"
@@ -26,6 +30,46 @@ bool same_address(const xds::socket_address& a, const xds::socket_address& b) {
 gateway::gateway(gateway_options options)
     : options_(options), stats_(options.concurrency == 0 ? 1 : options.concurrency) {
   for (std::size_t i = 0; i < stats_.workers(); ++i) workers_.push_back(std::make_unique<worker>(i));
+  server_stats_ = stats_.get<server_stats>("server", "");
+  refresh_server_stats();
+}
+
+void gateway::drain_listeners() {
+  draining_ = true;
+  for (const auto& [name, b] : bound_) {
+    for (auto& w : workers_) w->remove_acceptor(name, b.port);
+  }
+  EWGW_LOG(info, "gateway", "draining: listeners closed, open connections continue",
+           {{"connections", log::num(open_connections())}});
+}
+
+namespace {
+
+std::int64_t resident_bytes() {
+  // /proc/self/statm: size resident shared ... in pages.
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%ld %ld", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? static_cast<std::int64_t>(resident) * sysconf(_SC_PAGESIZE) : 0;
+}
+
+}  // namespace
+
+void gateway::refresh_server_stats() {
+  // Written only here (the control thread) into block 0; readers sum all blocks.
+  server_stats& s = server_stats_->worker(0);
+  auto set = [](stats::gauge& g, std::int64_t v) { g.add(v - g.value()); };
+  set(s.live, ready() ? 1 : 0);
+  set(s.state, draining_ ? 1 : (ready_ ? 0 : 2));
+  set(s.uptime, std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_at_).count());
+  set(s.concurrency, static_cast<std::int64_t>(workers_.size()));
+  set(s.total_connections, static_cast<std::int64_t>(open_connections()));
+  const struct mallinfo2 mi = mallinfo2();
+  set(s.memory_allocated, static_cast<std::int64_t>(mi.uordblks + mi.hblkhd));
+  set(s.memory_heap_size, static_cast<std::int64_t>(mi.arena + mi.hblkhd));
+  set(s.memory_physical_size, resident_bytes());
 }
 
 gateway::~gateway() { stop(); }

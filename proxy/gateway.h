@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -50,8 +51,17 @@ class gateway {
 
   // The port a listener is bound to (after start()), or 0.
   std::uint16_t listener_port(std::string_view listener) const;
-  // True once a configuration is applied, the gateway started and every listener bound.
-  bool ready() const { return ready_.load(); }
+  // True once a configuration is applied, the gateway started and every listener bound, and not
+  // draining. Any thread.
+  bool ready() const { return ready_.load() && !draining_.load(); }
+  bool draining() const { return draining_.load(); }
+
+  // Stops accepting on every listener (open connections continue) and reports not ready, for
+  // a graceful rollout (admin /drain_listeners, SIGTERM).
+  void drain_listeners();
+
+  // Updates the server.* gauges (uptime, memory, connections); call before reading stats.
+  void refresh_server_stats();
 
   stats::registry& stats() { return stats_; }
   std::size_t open_connections() const;
@@ -74,6 +84,9 @@ class gateway {
   std::uint64_t version_ = 0;
   bool started_ = false;
   std::atomic<bool> ready_{false};
+  std::atomic<bool> draining_{false};
+  std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
+  std::shared_ptr<stats::block_scope<server_stats>> server_stats_;
 };
 
 }  // namespace ewgw::proxy

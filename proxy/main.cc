@@ -1,13 +1,19 @@
 // ewgw: an east-west gateway for Istio multi-cluster meshes (SNI passthrough on port 15443).
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include <cstdio>
+#include <memory>
+#include <optional>
+#include <vector>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 #include <thread>
 
+#include "proxy/admin_endpoints.h"
+#include "proxy/admin_server.h"
 #include "proxy/gateway.h"
 #include "stats/log.h"
 #include "xds/decode.h"
@@ -20,10 +26,35 @@ constexpr std::string_view usage = R"(usage: ewgw --config FILE [options]
   --mode serve|validate  serve (default) or only check the configuration (exit 0 or 1)
   --concurrency N        worker threads (default: number of cores)
   --log-level LEVEL      trace, debug, info (default), warn, error, off
+  --admin-address A:P    admin endpoints (default: the bootstrap's admin.address, else none)
+  --prometheus-address A:P  serve /stats/prometheus here (Istio: 0.0.0.0:15090)
+  --readiness-address A:P   serve /healthz/ready here (Istio: 0.0.0.0:15021)
   --help                 this text
 )";
 
+struct host_port {
+  std::string address;
+  std::uint16_t port = 0;
+};
+
+// "127.0.0.1:15000", "[::]:15090", "0.0.0.0:15021".
+bool parse_host_port(std::string_view text, host_port& out) {
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == text.size()) return false;
+  std::string_view host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  char* end = nullptr;
+  const std::string port(text.substr(colon + 1));
+  const long p = std::strtol(port.c_str(), &end, 10);
+  if (*end != '\0' || p < 0 || p > 65535 || host.empty()) return false;
+  out = {std::string(host), static_cast<std::uint16_t>(p)};
+  return true;
+}
+
 struct options {
+  std::optional<host_port> admin;
+  std::optional<host_port> prometheus;
+  std::optional<host_port> readiness;
   std::string config;
   std::string mode = "serve";
   std::size_t concurrency = 0;
@@ -65,6 +96,11 @@ int main(int argc, char** argv) {
       const long n = v ? std::strtol(v, &end, 10) : 0;
       if (!v || *end != '\0' || n < 1 || n > 1024) return usage_error("--concurrency must be 1..1024");
       opt.concurrency = static_cast<std::size_t>(n);
+    } else if (arg == "--admin-address" || arg == "--prometheus-address" || arg == "--readiness-address") {
+      const char* v = value(arg);
+      host_port hp;
+      if (!v || !parse_host_port(v, hp)) return usage_error(std::string(arg) + " needs ADDRESS:PORT");
+      (arg == "--admin-address" ? opt.admin : arg == "--prometheus-address" ? opt.prometheus : opt.readiness) = hp;
     } else if (arg == "--log-level" || arg == "-l") {
       const char* v = value(arg);
       if (!v || !ewgw::log::parse_level(v, opt.level)) return usage_error("--log-level must be trace, debug, info, warn, error or off");
@@ -104,12 +140,43 @@ int main(int argc, char** argv) {
   }
   EWGW_LOG(info, "main", "ewgw started", {{"config", opt.config}, {"concurrency", ewgw::log::num(opt.concurrency)}});
 
+  // The control thread: signals and the admin, scrape and probe endpoints. Workers never wait
+  // on it.
   boost::asio::io_context main_context(1);
   boost::asio::signal_set signals(main_context, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code&, int sig) {
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
     EWGW_LOG(info, "main", "shutting down", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+    main_context.stop();
   });
+  if (!opt.admin && loaded.config.admin_address) {
+    opt.admin = host_port{loaded.config.admin_address->address, loaded.config.admin_address->port};
+  }
+  std::vector<std::unique_ptr<ewgw::proxy::admin_server>> servers;
+  auto serve = [&](const std::optional<host_port>& where, const char* what, auto install) -> bool {
+    if (!where) return true;
+    auto server = std::make_unique<ewgw::proxy::admin_server>(main_context);
+    install(*server);
+    if (auto error = server->listen(where->address, where->port)) {
+      std::fprintf(stderr, "ewgw: %s: %s\n", what, error->c_str());
+      return false;
+    }
+    EWGW_LOG(info, "main", "serving", {{"endpoints", what}, {"address", where->address}, {"port", ewgw::log::num(server->port())}});
+    servers.push_back(std::move(server));
+    return true;
+  };
+  const bool served =
+      serve(opt.admin, "admin", [&](ewgw::proxy::admin_server& s) {
+        ewgw::proxy::install_admin_routes(s, gw, [&] { boost::asio::post(main_context, [&] { main_context.stop(); }); });
+      }) &&
+      serve(opt.prometheus, "prometheus", [&](ewgw::proxy::admin_server& s) { ewgw::proxy::install_prometheus_routes(s, gw); }) &&
+      serve(opt.readiness, "readiness", [&](ewgw::proxy::admin_server& s) { ewgw::proxy::install_readiness_routes(s, gw); });
+  if (!served) {
+    gw.stop();
+    return 1;
+  }
   main_context.run();
+  for (auto& s : servers) s->stop();
   gw.stop();
   return 0;
 }

@@ -16,7 +16,7 @@ namespace ewgw::proxy {
 EWGW_STATS_BLOCK(listener_stats, EWGW_LISTENER_STATS)
 
 // Scope "listener.<address>_<port>.tls_inspector." (Envoy's tls_inspector stats, plus
-// client_hello_malformed and connection_closed for the outcomes Envoy folds elsewhere).
+// client_hello_malformed_total and connection_closed for the outcomes Envoy folds elsewhere).
 #define EWGW_TLS_INSPECTOR_STATS(COUNTER, GAUGE)                                                   \
   COUNTER(tls_found, "ClientHellos parsed")                                                         \
   COUNTER(tls_not_found, "Connections whose first bytes are not a TLS ClientHello")                 \
@@ -25,9 +25,11 @@ EWGW_STATS_BLOCK(listener_stats, EWGW_LISTENER_STATS)
   COUNTER(alpn_found, "ClientHellos with an ALPN offer")                                            \
   COUNTER(alpn_not_found, "ClientHellos without an ALPN offer")                                     \
   COUNTER(client_hello_too_large, "Connections closed because the ClientHello exceeded 16 KiB")     \
-  COUNTER(client_hello_malformed, "Connections closed because the ClientHello had inconsistent lengths or fields") \
+  COUNTER(client_hello_malformed_total, "Connections closed because the ClientHello had inconsistent lengths or fields") \
   COUNTER(connection_closed, "Connections the client closed before its ClientHello was complete")
-EWGW_STATS_BLOCK(tls_inspector_stats, EWGW_TLS_INSPECTOR_STATS)
+#define EWGW_TLS_INSPECTOR_HISTOGRAMS(HISTOGRAM) \
+  HISTOGRAM(bytes_processed, "Bytes read while looking for the ClientHello")
+EWGW_STATS_BLOCK_WITH_HISTOGRAMS(tls_inspector_stats, EWGW_TLS_INSPECTOR_STATS, EWGW_TLS_INSPECTOR_HISTOGRAMS)
 
 // Scope "tcp.<stat_prefix>." (Envoy's tcp_proxy stats).
 #define EWGW_TCP_STATS(COUNTER, GAUGE)                                                             \
@@ -39,7 +41,8 @@ EWGW_STATS_BLOCK(tls_inspector_stats, EWGW_TLS_INSPECTOR_STATS)
   COUNTER(max_downstream_connection_duration, "Connections closed by max_downstream_connection_duration")
 EWGW_STATS_BLOCK(tcp_stats, EWGW_TCP_STATS)
 
-// Scope "cluster.<name>." (Envoy's cluster upstream stats).
+// Scope "cluster.<name>." (Envoy's cluster upstream stats), created when the cluster first
+// carries a connection (stats::lazy_scope).
 #define EWGW_CLUSTER_STATS(COUNTER, GAUGE)                                                         \
   COUNTER(upstream_cx_total, "Upstream connections attempted")                                      \
   GAUGE(upstream_cx_active, "Upstream connections open or opening")                                 \
@@ -51,6 +54,21 @@ EWGW_STATS_BLOCK(tcp_stats, EWGW_TCP_STATS)
   COUNTER(upstream_cx_destroy, "Upstream connections closed")                                       \
   COUNTER(upstream_cx_rx_bytes_total, "Bytes received from upstream hosts")                         \
   COUNTER(upstream_cx_tx_bytes_total, "Bytes sent to upstream hosts")
-EWGW_STATS_BLOCK(cluster_stats, EWGW_CLUSTER_STATS)
+#define EWGW_CLUSTER_HISTOGRAMS(HISTOGRAM)                                                         \
+  HISTOGRAM(upstream_cx_connect_ms, "Upstream connect time in milliseconds")                        \
+  HISTOGRAM(upstream_cx_length_ms, "Upstream connection length in milliseconds")
+EWGW_STATS_BLOCK_WITH_HISTOGRAMS(cluster_stats, EWGW_CLUSTER_STATS, EWGW_CLUSTER_HISTOGRAMS)
+
+// Scope "server." (Envoy's server stats), refreshed when read.
+#define EWGW_SERVER_STATS(COUNTER, GAUGE)                                                          \
+  GAUGE(live, "1 while the gateway is serving (not draining)")                                      \
+  GAUGE(state, "Server state: 0 live, 1 draining, 2 pre-initializing, 3 initializing (Envoy's values)") \
+  GAUGE(uptime, "Seconds since start")                                                              \
+  GAUGE(concurrency, "Worker threads")                                                              \
+  GAUGE(total_connections, "Downstream connections open on all listeners")                          \
+  GAUGE(memory_allocated, "Bytes allocated by the process heap (mallinfo2 uordblks)")               \
+  GAUGE(memory_heap_size, "Bytes the heap holds from the system (mallinfo2 arena + hblkhd)")        \
+  GAUGE(memory_physical_size, "Resident set size in bytes")
+EWGW_STATS_BLOCK(server_stats, EWGW_SERVER_STATS)
 
 }  // namespace ewgw::proxy

@@ -29,8 +29,7 @@ lb::host_health to_lb_health(xds::health_status h) {
 
 std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, stats::registry& registry,
                                                const routing_snapshot* previous) {
-  auto out = std::make_shared<cluster_runtime>();
-  out->name = c.name;
+  auto out = std::make_shared<cluster_runtime>(registry, c.name);
   out->connect_timeout = c.connect_timeout;
   out->max_connections = c.max_connections;
   std::vector<lb::host_entry> hosts;
@@ -42,7 +41,6 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
     }
   }
   out->balancer = std::make_shared<lb::load_balancer>(std::move(hosts), registry.workers());
-  out->stats = registry.get<cluster_stats>("cluster", c.name);
   if (previous != nullptr) {
     if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) {
       out->active_connections = it->second->active_connections;
@@ -91,7 +89,7 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
     if (l.default_filter_chain) out->default_chain = build_chain(*l.default_filter_chain, *snapshot, registry);
     const std::string stat_name = listener_stat_name(l.address);
     out->stats = registry.get<listener_stats>("listener", stat_name);
-    out->tls_stats = registry.get<tls_inspector_stats>("listener", stat_name + ".tls_inspector");
+    out->tls_stats = registry.get<tls_inspector_stats>("listener", stat_name, "tls_inspector");
     snapshot->listeners.push_back(std::move(out));
   }
   return snapshot;

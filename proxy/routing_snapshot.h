@@ -24,7 +24,9 @@ struct cluster_runtime {
   std::chrono::milliseconds connect_timeout{5000};
   std::uint32_t max_connections = 1024;
   std::shared_ptr<lb::load_balancer> balancer;
-  std::shared_ptr<stats::block_scope<cluster_stats>> stats;
+  explicit cluster_runtime(stats::registry& registry, const std::string& cluster_name)
+      : name(cluster_name), stats(registry, "cluster", cluster_name) {}
+  stats::lazy_scope<cluster_stats> stats;
   // Open or opening upstream connections across workers (circuit breaker input). Carried over
   // to later versions of the same cluster (by name) so the limit holds across updates.
   std::shared_ptr<std::atomic<std::uint32_t>> active_connections;

@@ -138,6 +138,7 @@ void tcp_session::on_hello_readable(const error_code& ec) {
     case tls::hello_status::complete: {
       const tls::client_hello& hello = h.parser.hello();
       tls_stats_.tls_found.inc();
+      tls_stats_.bytes_processed.record(static_cast<double>(hello.wire_bytes()));
       (hello.server_name().empty() ? tls_stats_.sni_not_found : tls_stats_.sni_found).inc();
       (hello.has_alpn() ? tls_stats_.alpn_found : tls_stats_.alpn_not_found).inc();
       std::array<std::string_view, max_matched_alpns> alpns;
@@ -160,7 +161,7 @@ void tcp_session::on_hello_readable(const error_code& ec) {
       close();
       return;
     case tls::hello_status::malformed:
-      tls_stats_.client_hello_malformed.inc();
+      tls_stats_.client_hello_malformed_total.inc();
       EWGW_LOG(debug, "tcp", "malformed ClientHello", {{"listener", listener_->name}, {"reason", h.parser.error()}});
       close();
       return;
@@ -207,7 +208,7 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
     close();
     return;
   }
-  cluster_stats_ = &cluster_->stats->worker(owner_.id());
+  cluster_stats_ = &cluster_->stats.worker(owner_.id());
   routed_at_ = clock::now();
   // A reset from the client while the upstream connects (or at any later time, including
   // after it half-closed) closes both sides at once.
@@ -270,7 +271,8 @@ void tcp_session::connect() {
 
   phase_ = phase::connecting;
   connect_timed_out_ = false;
-  connect_deadline_ = clock::now() + cluster_->connect_timeout;
+  connect_started_ = clock::now();
+  connect_deadline_ = connect_started_ + cluster_->connect_timeout;
   arm_timer(connect_deadline_);
   const asio::ip::tcp::endpoint endpoint = to_endpoint(host_->address());
   // Non-blocking before connecting: one ioctl serves both the connect and the relay's reads.
@@ -295,6 +297,9 @@ void tcp_session::on_connected(const error_code& ec) {
   error_code opt_ec;
   upstream_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
   last_activity_ = clock::now();
+  upstream_connected_ = true;
+  cluster_stats_->upstream_cx_connect_ms.record(
+      std::chrono::duration<double, std::milli>(last_activity_ - connect_started_).count());
   arm_timer(relay_deadline());
   forward_hello();
 }
@@ -506,6 +511,11 @@ void tcp_session::on_timer(const error_code& ec) {
 void tcp_session::release_upstream() {
   if (!upstream_counted_) return;
   upstream_counted_ = false;
+  if (upstream_connected_) {
+    upstream_connected_ = false;
+    cluster_stats_->upstream_cx_length_ms.record(
+        std::chrono::duration<double, std::milli>(clock::now() - connect_started_).count());
+  }
   cluster_stats_->upstream_cx_active.sub();
   cluster_stats_->upstream_cx_destroy.inc();
   cluster_->active_connections->fetch_sub(1, std::memory_order_relaxed);

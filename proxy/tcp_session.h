@@ -111,10 +111,12 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
   bool watching_downstream_ = false;
   bool watching_upstream_ = false;
   bool upstream_counted_ = false;
+  bool upstream_connected_ = false;
   std::uint32_t connect_attempts_ = 0;
   std::uint16_t local_port_ = 0;
   clock::time_point inspect_deadline_{};
   clock::time_point connect_deadline_{};
+  clock::time_point connect_started_{};
   clock::time_point routed_at_{};
   clock::time_point last_activity_{};
   // Expiry of the pending timer wait; max() when none is pending.

@@ -14,8 +14,9 @@ packages=(
   prometheus-cpp-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm
-  # Real peers used by the tests: GnuTLS client, curl.
-  gnutls-bin curl
+  # Real peers used by the tests: GnuTLS client, curl, and a Prometheus server (with promtool)
+  # that scrapes the gateway.
+  gnutls-bin curl prometheus
 )
 
 missing=()
@@ -33,8 +34,17 @@ if ((${#missing[@]})); then
   SUDO=""
   if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
+  # Packages with services (prometheus) must not start them: the tests run their own instances
+  # on loopback. A policy-rc.d that denies starts is the Debian way; keep one that exists.
+  created_policy=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if ((created_policy)); then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 "$here/fetch-xds-protos.sh"

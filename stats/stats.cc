@@ -16,6 +16,11 @@ std::map<std::string, std::int64_t> registry::totals() const {
   std::map<std::string, std::int64_t> out;
   for_each_scope([&](const scope& s) {
     s.for_each_total([&](const sample& m) { out[s.prefix() + std::string(m.name)] += m.value; });
+    // Histograms appear as their sample count and sum (Envoy's /stats shows quantiles instead).
+    s.for_each_histogram([&](const histogram_sample& h) {
+      out[s.prefix() + std::string(h.name) + ".count"] += static_cast<std::int64_t>(h.count());
+      out[s.prefix() + std::string(h.name) + ".sum"] += static_cast<std::int64_t>(h.sum);
+    });
   });
   return out;
 }

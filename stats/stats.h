@@ -12,6 +12,7 @@
 // struct (hot path) and the registration/exposition (cold path) cannot drift apart.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -50,6 +51,48 @@ class gauge {
   std::atomic<std::int64_t> value_{0};
 };
 
+// Envoy's default histogram bucket bounds (HistogramBucketSettings defaults), used for
+// milliseconds and bytes alike so existing dashboards' bucket queries keep working.
+inline constexpr double default_histogram_bounds[] = {0.5,   1,     5,     10,     25,     50,     100,
+                                                      250,   500,   1000,  2500,   5000,   10000, 30000,
+                                                      60000, 300000, 600000, 1800000, 3600000};
+inline constexpr std::size_t histogram_bucket_count = std::size(default_histogram_bounds);
+
+// Per-worker histogram: one count per bucket (plus +Inf) and a running sum, each written only by
+// its worker with relaxed load+store, like counter.
+class histogram {
+ public:
+  void record(double value) noexcept {
+    std::size_t i = 0;
+    while (i < histogram_bucket_count && value > default_histogram_bounds[i]) ++i;
+    bump(counts_[i], 1);
+    sum_.store(sum_.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
+  }
+  // counts()[i] counts values <= bounds[i]; counts()[bucket_count] those above every bound.
+  std::uint64_t count_at(std::size_t i) const noexcept { return counts_[i].load(std::memory_order_relaxed); }
+  double sum() const noexcept { return sum_.load(std::memory_order_relaxed); }
+
+ private:
+  static void bump(std::atomic<std::uint64_t>& a, std::uint64_t n) {
+    a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  std::array<std::atomic<std::uint64_t>, histogram_bucket_count + 1> counts_{};
+  std::atomic<double> sum_{0};
+};
+
+// A histogram's totals across workers, as seen when read.
+struct histogram_sample {
+  std::string_view name;
+  std::string_view help;
+  std::array<std::uint64_t, histogram_bucket_count + 1> counts{};  // not cumulative
+  double sum = 0;
+  std::uint64_t count() const {
+    std::uint64_t n = 0;
+    for (auto c : counts) n += c;
+    return n;
+  }
+};
+
 enum class metric_kind : std::uint8_t { counter, gauge };
 
 #define EWGW_STATS_DECLARE_COUNTER(name, help) ::ewgw::stats::counter name;
@@ -68,6 +111,24 @@ enum class metric_kind : std::uint8_t { counter, gauge };
     }                                                                     \
   };
 
+#define EWGW_STATS_DECLARE_HISTOGRAM(name, help) ::ewgw::stats::histogram name;
+#define EWGW_STATS_VISIT_HISTOGRAM(name, help) h(std::string_view(#name), std::string_view(help), name);
+
+// A block with histograms as well: HLIST(HISTOGRAM) lists them.
+#define EWGW_STATS_BLOCK_WITH_HISTOGRAMS(type_name, LIST, HLIST)          \
+  struct alignas(64) type_name {                                          \
+    LIST(EWGW_STATS_DECLARE_COUNTER, EWGW_STATS_DECLARE_GAUGE)            \
+    HLIST(EWGW_STATS_DECLARE_HISTOGRAM)                                   \
+    template <class V>                                                    \
+    void visit(V&& v) const {                                             \
+      LIST(EWGW_STATS_VISIT_COUNTER, EWGW_STATS_VISIT_GAUGE)              \
+    }                                                                     \
+    template <class H>                                                    \
+    void visit_histograms(H&& h) const {                                  \
+      HLIST(EWGW_STATS_VISIT_HISTOGRAM)                                   \
+    }                                                                     \
+  };
+
 // One metric's total across workers, as seen when read.
 struct sample {
   std::string_view name;  // metric name within its scope, e.g. "downstream_cx_total"
@@ -76,34 +137,44 @@ struct sample {
   std::int64_t value;
 };
 
-// A named group of metrics (e.g. "listener.0.0.0.0_15443."), one block per worker.
+// A named group of metrics, one block per worker. Envoy names a stat by a dotted path
+// (family, then the tagged value, then sub-scopes: "listener.0.0.0.0_15443.tls_inspector.") and
+// turns the tagged value into a Prometheus label (envoy_listener_address="0.0.0.0_15443").
 class scope {
  public:
   virtual ~scope() = default;
-  // Envoy-style dotted prefix ending in '.', e.g. "cluster.outbound_.5000_._.helloworld.".
+  // Dotted prefix ending in '.', e.g. "cluster.outbound_.5000_._.helloworld.".
   const std::string& prefix() const { return prefix_; }
-  // The family this scope belongs to ("listener", "cluster", "tcp", ...) and its label value,
-  // for exposition formats that use labels instead of dotted names.
+  // "listener", "cluster", "tcp", "server", "cluster_manager", ...
   const std::string& family() const { return family_; }
+  // The tagged value (cluster name, listener address, stat prefix); empty for untagged scopes.
   const std::string& label() const { return label_; }
+  // Sub-scope below the tagged value, e.g. "tls_inspector" or "cds"; may be empty.
+  const std::string& subsystem() const { return subsystem_; }
   virtual void for_each_total(const std::function<void(const sample&)>& fn) const = 0;
+  virtual void for_each_histogram(const std::function<void(const histogram_sample&)>&) const {}
 
  protected:
-  scope(std::string family, std::string label, std::string prefix)
-      : prefix_(std::move(prefix)), family_(std::move(family)), label_(std::move(label)) {}
+  scope(std::string family, std::string label, std::string subsystem)
+      : family_(std::move(family)), label_(std::move(label)), subsystem_(std::move(subsystem)) {
+    for (const std::string* part : {&family_, &label_, &subsystem_}) {
+      if (!part->empty()) prefix_ += *part + ".";
+    }
+  }
 
  private:
   std::string prefix_;
   std::string family_;
   std::string label_;
+  std::string subsystem_;
 };
 
 // A scope whose metrics are the members of Block, with one cache-line aligned Block per worker.
 template <class Block>
 class block_scope final : public scope {
  public:
-  block_scope(std::string family, std::string label, std::string prefix, std::size_t workers)
-      : scope(std::move(family), std::move(label), std::move(prefix)), blocks_(workers) {}
+  block_scope(std::string family, std::string label, std::string subsystem, std::size_t workers)
+      : scope(std::move(family), std::move(label), std::move(subsystem)), blocks_(workers) {}
 
   // The block a worker updates. `worker` < the worker count given to the registry.
   Block& worker(std::size_t worker) noexcept { return blocks_[worker]; }
@@ -121,6 +192,27 @@ class block_scope final : public scope {
     for (const sample& s : totals) fn(s);
   }
 
+  void for_each_histogram(const std::function<void(const histogram_sample&)>& fn) const override {
+    if constexpr (requires(const Block& b) { b.visit_histograms([](std::string_view, std::string_view, const histogram&) {}); }) {
+      std::vector<histogram_sample> totals;
+      blocks_[0].visit_histograms([&](std::string_view name, std::string_view help, const histogram&) {
+        histogram_sample s;
+        s.name = name;
+        s.help = help;
+        totals.push_back(s);
+      });
+      for (const Block& b : blocks_) {
+        std::size_t i = 0;
+        b.visit_histograms([&](std::string_view, std::string_view, const histogram& h) {
+          for (std::size_t k = 0; k <= histogram_bucket_count; ++k) totals[i].counts[k] += h.count_at(k);
+          totals[i].sum += h.sum();
+          ++i;
+        });
+      }
+      for (const histogram_sample& s : totals) fn(s);
+    }
+  }
+
  private:
   std::vector<Block> blocks_;
 };
@@ -134,14 +226,15 @@ class registry {
 
   std::size_t workers() const { return workers_; }
 
-  // The scope for (family, label) holding Block metrics, created on first use.
+  // The scope for (family, label, subsystem) holding Block metrics, created on first use.
   template <class Block>
-  std::shared_ptr<block_scope<Block>> get(const std::string& family, const std::string& label) {
+  std::shared_ptr<block_scope<Block>> get(const std::string& family, const std::string& label,
+                                          const std::string& subsystem = "") {
     std::lock_guard lock(mu_);
-    const key k{family, label, std::type_index(typeid(Block))};
+    const key k{family, label + "\x1f" + subsystem, std::type_index(typeid(Block))};
     auto it = scopes_.find(k);
     if (it != scopes_.end()) return std::static_pointer_cast<block_scope<Block>>(it->second);
-    auto s = std::make_shared<block_scope<Block>>(family, label, family + "." + label + ".", workers_);
+    auto s = std::make_shared<block_scope<Block>>(family, label, subsystem, workers_);
     scopes_.emplace(k, s);
     return s;
   }
@@ -169,6 +262,35 @@ class registry {
   std::size_t workers_;
   mutable std::mutex mu_;
   std::map<key, std::shared_ptr<scope>> scopes_;
+};
+
+// A scope created on first use. A gateway knows thousands of clusters (istiod sends one per
+// service port, twice over) and most never carry a connection; their metrics would cost memory
+// per worker and series per scrape for nothing. The first worker to touch the scope creates it
+// through the registry (a lock, once); afterwards it is one atomic load.
+template <class Block>
+class lazy_scope {
+ public:
+  lazy_scope(registry& r, std::string family, std::string label)
+      : registry_(&r), family_(std::move(family)), label_(std::move(label)) {}
+
+  Block& worker(std::size_t w) {
+    block_scope<Block>* s = scope_.load(std::memory_order_acquire);
+    if (s == nullptr) {
+      // The registry returns the same scope for the same name, so racing workers agree; it
+      // also keeps the scope alive, so a raw pointer is enough here.
+      s = registry_->get<Block>(family_, label_).get();
+      scope_.store(s, std::memory_order_release);
+    }
+    return s->worker(w);
+  }
+  bool created() const { return scope_.load(std::memory_order_acquire) != nullptr; }
+
+ private:
+  registry* registry_;
+  std::string family_;
+  std::string label_;
+  std::atomic<block_scope<Block>*> scope_{nullptr};
 };
 
 }  // namespace ewgw::stats

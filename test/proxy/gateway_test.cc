@@ -629,13 +629,13 @@ TEST_F(GatewayTest, KeepsServingAfterEveryBadInput) {
     std::string bad = good_hello;
     bad[5 + 4 + 2 + 32] = static_cast<char>(200);
     EXPECT_TRUE(send_and_expect_close(bad));
-    EXPECT_TRUE(stat_reaches(tls_stat("client_hello_malformed"), 1));
+    EXPECT_TRUE(stat_reaches(tls_stat("client_hello_malformed_total"), 1));
   }
   ASSERT_TRUE(good_connection_works());
 
   // A zero-length handshake record.
   EXPECT_TRUE(send_and_expect_close(std::string("\x16\x03\x01\x00\x00", 5)));
-  EXPECT_TRUE(stat_reaches(tls_stat("client_hello_malformed"), 2));
+  EXPECT_TRUE(stat_reaches(tls_stat("client_hello_malformed_total"), 2));
   ASSERT_TRUE(good_connection_works());
 
   // The client gives up halfway through its hello, with FIN and with RST.
