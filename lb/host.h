@@ -3,10 +3,17 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace ewgw::lb {
+
+// The cold half's notion of time. Nothing in lb/ reads a clock: callers pass `now`, so tests
+// drive time explicitly and never sleep.
+using time_point = std::chrono::steady_clock::time_point;
 
 // A numeric endpoint address, pre-parsed so connecting needs no string handling.
 struct endpoint_address {
@@ -20,32 +27,129 @@ struct endpoint_address {
   bool operator==(const endpoint_address&) const = default;
 };
 
-// EDS health_status folded into what load balancing needs (envoy.config.core.v3.HealthStatus:
-// UNKNOWN and HEALTHY are healthy; UNHEALTHY, DRAINING and TIMEOUT are not picked; DEGRADED is
-// used only when healthy hosts run short).
-enum class host_health : std::uint8_t { healthy, degraded, unhealthy };
+struct endpoint_address_hash {
+  std::size_t operator()(const endpoint_address& a) const noexcept;
+};
 
-// Shared by every worker and every configuration snapshot that includes it, so its counters
-// survive endpoint updates. Mutable state is atomic: workers update it without locks.
+// EDS health_status folded into what load balancing needs (envoy.config.core.v3.HealthStatus):
+// UNKNOWN and HEALTHY are healthy; DEGRADED is used when healthy hosts run short; UNHEALTHY,
+// DRAINING and TIMEOUT are unhealthy (picked only in panic). `excluded` is Envoy's
+// EXCLUDED_VIA_* state: not counted in any availability denominator, picked only in panic.
+enum class host_health : std::uint8_t { healthy, degraded, unhealthy, excluded };
+
+// What the data path observed on one upstream attempt (Envoy's Outlier::Result, as a TCP proxy
+// reports it). Without split_external_local_origin_errors the results are folded into HTTP
+// codes as Envoy does: connect_success 200, connect_failed 503, connect_timeout 504,
+// request_failed 500, request_success 200. With split, the connect results feed the local-origin
+// counter and request_failed counts as a 503 on the external counters.
+enum class outcome : std::uint8_t {
+  connect_success,  // LocalOriginConnectSuccessFinal
+  connect_failed,   // LocalOriginConnectFailed: refused, reset, unreachable
+  connect_timeout,  // LocalOriginTimeout
+  request_failed,   // ExtOriginRequestFailed
+  request_success,  // ExtOriginRequestSuccess
+};
+
+// The kinds of outlier ejection, in Envoy's stat-name order (envoy.data.cluster.v3.OutlierEjectionType).
+enum class ejection_kind : std::uint8_t {
+  consecutive_5xx,
+  consecutive_gateway_failure,
+  consecutive_local_origin_failure,
+  success_rate,
+  local_origin_success_rate,
+  failure_percentage,
+  local_origin_failure_percentage,
+};
+inline constexpr std::size_t ejection_kind_count = 7;
+
+// Outlier bookkeeping that only the cold half reads and writes (under the cluster's cold mutex).
+struct outlier_cold_state {
+  std::uint32_t backoff = 0;        // Envoy's ejectTimeBackoff
+  std::uint32_t num_ejections = 0;  // lifetime count
+  time_point last_ejection{};
+  std::optional<time_point> last_unejection;
+  std::chrono::milliseconds jitter{0};
+  // Cumulative success-rate counters as seen at the previous interval: the difference is the
+  // interval's bucket (Envoy swaps two buckets; a difference of monotonic counters is the same
+  // data without a race between the swap and the writers).
+  std::uint64_t seen_external_total = 0, seen_external_success = 0;
+  std::uint64_t seen_local_total = 0, seen_local_success = 0;
+  double external_success_rate = -1, local_success_rate = -1;  // last interval's, -1 = none
+};
+
+// Shared by every worker and every balancer generation that includes it (matched by address on
+// rebuild), so its connection count and outlier state survive endpoint updates. Load-balancing
+// attributes that come from config (weight, EDS health, locality, priority) live in the balancer
+// that lists the host, not here.
+//
+// Threads: connection counts and report() are called by any worker (relaxed atomics only);
+// ejected() by anyone; everything else by the cold half.
 class host {
  public:
-  host(endpoint_address address, std::uint32_t weight, host_health health)
-      : address_(address), weight_(weight == 0 ? 1 : weight), health_(health) {}
+  explicit host(endpoint_address address) : address_(address) {}
+  host(const host&) = delete;
+  host& operator=(const host&) = delete;
 
   const endpoint_address& address() const { return address_; }
-  std::uint32_t weight() const { return weight_; }
-  host_health health() const { return health_; }
 
   // Connections currently open to this host, across workers (least-request input).
   std::uint32_t active_connections() const { return active_.load(std::memory_order_relaxed); }
   void connection_opened() { active_.fetch_add(1, std::memory_order_relaxed); }
   void connection_closed() { active_.fetch_sub(1, std::memory_order_relaxed); }
 
+  // Hot half of outlier detection: counts one outcome. Returns true when a consecutive-failure
+  // counter has just reached its threshold (a detection is pending): the caller should then ask
+  // the cold half to process detections soon (load_balancer::process_detections() on the control
+  // thread) instead of waiting for the next interval tick. A no-op returning false when the
+  // cluster has no outlier_detection.
+  bool report(outcome o);
+
+  // Ejected by outlier detection: treated as unhealthy by every balancer built or refreshed
+  // since.
+  bool ejected() const { return ejected_.load(std::memory_order_acquire); }
+
+  // Diagnostics (approximate while workers report).
+  std::uint32_t consecutive_5xx() const { return consecutive_5xx_.load(std::memory_order_relaxed); }
+  std::uint32_t consecutive_gateway_failure() const {
+    return consecutive_gateway_failure_.load(std::memory_order_relaxed);
+  }
+  std::uint32_t consecutive_local_origin_failure() const {
+    return consecutive_local_origin_failure_.load(std::memory_order_relaxed);
+  }
+  // Cold half only (under the cluster's cold mutex).
+  const outlier_cold_state& outlier_state() const { return cold_; }
+
  private:
+  friend class outlier_detector;
+
+  static constexpr std::uint32_t pending_bit(ejection_kind k) { return 1u << static_cast<unsigned>(k); }
+  bool put_http_code(unsigned code);
+  bool local_origin_failure();
+  void local_origin_success();
+  void reset_consecutive(std::atomic<std::uint32_t>& c) {
+    if (c.load(std::memory_order_relaxed) != 0) c.store(0, std::memory_order_relaxed);
+  }
+
   endpoint_address address_;
-  std::uint32_t weight_;
-  host_health health_;
   std::atomic<std::uint32_t> active_{0};
+
+  // Hot half: written by workers.
+  std::atomic<std::uint32_t> consecutive_5xx_{0};
+  std::atomic<std::uint32_t> consecutive_gateway_failure_{0};
+  std::atomic<std::uint32_t> consecutive_local_origin_failure_{0};
+  std::atomic<std::uint32_t> pending_{0};  // pending_bit() per consecutive kind detected
+  std::atomic<std::uint64_t> external_total_{0}, external_success_{0};
+  std::atomic<std::uint64_t> local_total_{0}, local_success_{0};
+
+  // Detection settings, written by the cold half when a balancer including this host is built.
+  std::atomic<bool> detect_{false};
+  std::atomic<bool> split_{false};
+  std::atomic<std::uint32_t> threshold_5xx_{5};
+  std::atomic<std::uint32_t> threshold_gateway_failure_{5};
+  std::atomic<std::uint32_t> threshold_local_origin_failure_{5};
+
+  std::atomic<bool> ejected_{false};  // written by the cold half only
+  outlier_cold_state cold_;
 };
 
 }  // namespace ewgw::lb

@@ -1,41 +1,530 @@
 #include "lb/load_balancer.h"
 
 #include <algorithm>
-#include <limits>
+#include <cmath>
+#include <mutex>
+#include <unordered_map>
+
+#include "lb/edf_scheduler.h"
+#include "lb/outlier_detector.h"
 
 namespace ewgw::lb {
 
-load_balancer::load_balancer(std::vector<host_entry> hosts, std::size_t workers)
-    : hosts_(std::move(hosts)), workers_(workers == 0 ? 1 : workers) {
-  for (const host_health wanted : {host_health::healthy, host_health::degraded}) {
-    std::uint32_t best = std::numeric_limits<std::uint32_t>::max();
-    for (const host_entry& e : hosts_) {
-      if (e.target->health() == wanted) best = std::min(best, e.priority);
-    }
-    for (const host_entry& e : hosts_) {
-      if (e.target->health() == wanted && e.priority == best) candidates_.push_back(e.target.get());
-    }
-    if (!candidates_.empty()) break;
+namespace {
+
+struct host_ref {
+  host* target;
+  std::uint32_t weight;
+};
+
+// One list of candidate hosts (Envoy's HostsSource): a priority's all / healthy / degraded
+// hosts, or one locality's healthy / degraded hosts.
+struct source {
+  std::uint32_t begin = 0;  // into health_view::refs
+  std::uint32_t size = 0;
+  std::int32_t edf = -1;  // index of this source's schedule in worker_state::edf; -1 = unweighted
+};
+
+struct priority_picker {
+  std::uint32_t all = 0, healthy = 0, degraded = 0;  // source ids
+  // Locality i's healthy hosts are source locality_sources + 2 * i, its degraded ones + 1.
+  std::uint32_t locality_sources = 0;
+  std::int32_t healthy_locality_edf = -1, degraded_locality_edf = -1;
+  std::vector<double> healthy_locality_weights, degraded_locality_weights;  // effective weights
+};
+
+// One worker's picking state for one view. Only that worker touches it.
+struct alignas(64) worker_state {
+  std::vector<std::uint64_t> rr;  // rotation index per source
+  std::vector<edf_scheduler> edf;
+};
+
+struct alignas(64) padded_counter {
+  std::atomic<std::uint64_t> value{0};
+};
+
+bool weights_equal(const host_ref* refs, std::uint32_t n) {
+  for (std::uint32_t i = 1; i < n; ++i) {
+    if (refs[i].weight != refs[0].weight) return false;
   }
-  if (candidates_.empty()) {
-    for (const host_entry& e : hosts_) candidates_.push_back(e.target.get());
+  return true;
+}
+
+}  // namespace
+
+struct load_balancer::shared_state {
+  shared_state(std::size_t workers, std::uint64_t seed) : panic(workers), cold_random(fast_random::mix(seed ^ 0x636f6c64)) {}
+  std::mutex cold;
+  atomic_lb_stats stats;
+  std::vector<padded_counter> panic;  // lb_healthy_panic, one per worker (single writer each)
+  fast_random cold_random;
+};
+
+struct alignas(64) load_balancer::worker_slot {
+  std::atomic<const health_view*> hazard{nullptr};
+  fast_random random;
+};
+
+struct load_balancer::health_view {
+  std::uint64_t generation = 0;
+  std::vector<host_ref> refs;
+  std::vector<source> sources;
+  std::vector<priority_picker> priorities;
+  priority_loads loads;
+  std::vector<priority_counts> counts;           // per priority
+  std::vector<priority_counts> locality_counts;  // per locality_layout
+  std::unique_ptr<worker_state[]> workers;       // pointer: workers mutate their own entry
+};
+
+std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config, const build_options& options,
+                                                    const load_balancer* previous) {
+  std::shared_ptr<load_balancer> lb(new load_balancer());
+  lb->workers_ = std::max<std::size_t>(1, options.workers);
+  lb->seed_ = options.seed;
+  lb->overprovisioning_factor_ = config.overprovisioning_factor;
+  lb->panic_threshold_ = config.healthy_panic_threshold;
+  lb->locality_weighted_ = config.locality_weighted;
+  lb->policy_ = config.policy;
+  lb->choice_count_ = std::max<std::uint32_t>(1, config.choice_count);
+  lb->active_request_bias_ = config.active_request_bias;
+  lb->outlier_ = config.outlier_detection;
+  lb->shared_ = previous != nullptr ? previous->shared_ : std::make_shared<shared_state>(lb->workers_, options.seed);
+  lb->slots_ = std::make_unique<worker_slot[]>(lb->workers_);
+  for (std::size_t w = 0; w < lb->workers_; ++w) {
+    lb->slots_[w].random = fast_random(fast_random::mix(options.seed + 0x9e3779b97f4a7c15ull * (w + 1)));
   }
-  // Start each worker at a different offset so workers do not all hit the same host first.
-  for (std::size_t w = 0; w < workers_.size(); ++w) {
-    workers_[w].next = candidates_.empty() ? 0 : w % candidates_.size();
+
+  std::lock_guard<std::mutex> lock(lb->shared_->cold);
+  std::unordered_map<endpoint_address, std::size_t, endpoint_address_hash> known;  // index in previous->hosts_
+  std::size_t listings = 0;
+  for (const priority_config& p : config.priorities) {
+    for (const locality_config& loc : p.localities) listings += loc.hosts.size();
+  }
+  if (previous != nullptr) {
+    known.reserve(previous->hosts_.size());
+    for (std::size_t i = 0; i < previous->hosts_.size(); ++i) known.emplace(previous->hosts_[i]->address(), i);
+  }
+  std::unordered_map<endpoint_address, host*, endpoint_address_hash> listed;
+  listed.reserve(listings);
+  lb->members_.reserve(listings);
+  lb->hosts_.reserve(listings);
+  lb->host_ptrs_.reserve(listings);
+  for (const priority_config& p : config.priorities) {
+    priority_layout pl{};
+    pl.begin = static_cast<std::uint32_t>(lb->members_.size());
+    pl.locality_begin = static_cast<std::uint32_t>(lb->localities_.size());
+    for (const locality_config& loc : p.localities) {
+      locality_layout ll{loc.name, loc.weight, static_cast<std::uint32_t>(lb->members_.size()), 0};
+      for (const host_config& hc : loc.hosts) {
+        host* target = nullptr;
+        if (auto it = listed.find(hc.address); it != listed.end()) {
+          target = it->second;
+        } else {
+          auto k = known.find(hc.address);
+          std::shared_ptr<host> h = k != known.end() ? previous->hosts_[k->second] : std::make_shared<host>(hc.address);
+          target = h.get();
+          listed.emplace(hc.address, target);
+          lb->hosts_.push_back(std::move(h));
+          lb->host_ptrs_.push_back(target);
+        }
+        lb->members_.push_back({target, std::max<std::uint32_t>(1, hc.weight), hc.health});
+      }
+      ll.end = static_cast<std::uint32_t>(lb->members_.size());
+      lb->localities_.push_back(std::move(ll));
+    }
+    pl.end = static_cast<std::uint32_t>(lb->members_.size());
+    pl.locality_end = static_cast<std::uint32_t>(lb->localities_.size());
+    lb->priorities_.push_back(pl);
+  }
+  std::uint64_t ejected = 0;
+  for (host* h : lb->host_ptrs_) {
+    outlier_detector::configure(*h, lb->outlier_);
+    ejected += h->ejected() ? 1 : 0;
+  }
+  lb->shared_->stats.ejections_active.store(ejected, std::memory_order_relaxed);
+  lb->publish_locked(lb->make_view());
+  return lb;
+}
+
+load_balancer::~load_balancer() {
+  delete view_.load(std::memory_order_relaxed);
+  for (health_view* v : retired_) delete v;
+}
+
+// Cold: everything a pick needs that depends on which hosts are ejected.
+std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
+  auto v = std::make_unique<health_view>();
+  // The state each member counts as: ejected hosts are unhealthy (Envoy's FAILED_OUTLIER_CHECK),
+  // excluded hosts stay excluded. Read once, so the whole view sees one ejected set.
+  std::vector<host_health> state(members_.size());
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    const member& m = members_[i];
+    state[i] = m.health != host_health::excluded && m.target->ejected() ? host_health::unhealthy : m.health;
+  }
+  const auto count = [&](std::uint32_t begin, std::uint32_t end) {
+    priority_counts c;
+    c.hosts = end - begin;
+    for (std::uint32_t i = begin; i < end; ++i) {
+      switch (state[i]) {
+        case host_health::healthy: ++c.healthy; break;
+        case host_health::degraded: ++c.degraded; break;
+        case host_health::excluded: ++c.excluded; break;
+        case host_health::unhealthy: break;
+      }
+    }
+    return c;
+  };
+  v->locality_counts.resize(localities_.size());
+  for (const priority_layout& pl : priorities_) {
+    v->counts.push_back(count(pl.begin, pl.end));
+    for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
+      v->locality_counts[l] = count(localities_[l].begin, localities_[l].end);
+    }
+  }
+  v->loads = compute_priority_loads(v->counts, overprovisioning_factor_, panic_threshold_);
+
+  // Initial weights of each EDF schedule; every worker gets its own copy below.
+  std::vector<std::vector<double>> schedules;
+  // A source gets a schedule when Envoy would build one (policy not random, more than one host,
+  // weights differ) and a pick can reach it with this view's loads and panic flags; a source
+  // that cannot be reached keeps the (equally valid) unweighted pick, which costs nothing to set
+  // up. This keeps rebuilds proportional to the hosts that take traffic.
+  const auto add_source = [&](std::uint32_t begin, std::uint32_t end, bool reachable, auto wanted) {
+    source src;
+    src.begin = static_cast<std::uint32_t>(v->refs.size());
+    for (std::uint32_t i = begin; i < end; ++i) {
+      if (wanted(state[i])) v->refs.push_back({members_[i].target, members_[i].weight});
+    }
+    src.size = static_cast<std::uint32_t>(v->refs.size()) - src.begin;
+    const host_ref* refs = v->refs.data() + src.begin;
+    if (reachable && policy_ != lb_policy::random && src.size > 1 && !weights_equal(refs, src.size)) {
+      std::vector<double> w(src.size);
+      for (std::uint32_t i = 0; i < src.size; ++i) {
+        w[i] = policy_ == lb_policy::least_request
+                   ? refs[i].weight / std::pow(refs[i].target->active_connections() + 1.0, active_request_bias_)
+                   : refs[i].weight;
+      }
+      src.edf = static_cast<std::int32_t>(schedules.size());
+      schedules.push_back(std::move(w));
+    }
+    v->sources.push_back(src);
+    return static_cast<std::uint32_t>(v->sources.size() - 1);
+  };
+  const auto all = [](host_health) { return true; };
+  const auto healthy = [](host_health x) { return x == host_health::healthy; };
+  const auto degraded = [](host_health x) { return x == host_health::degraded; };
+
+  for (std::size_t p = 0; p < priorities_.size(); ++p) {
+    const priority_layout& pl = priorities_[p];
+    const bool panic = v->loads.panic[p];
+    const bool healthy_picks = !panic && v->loads.healthy_load[p] > 0;
+    const bool degraded_picks = !panic && v->loads.degraded_load[p] > 0;
+    priority_picker pp;
+    bool healthy_schedule = false, degraded_schedule = false;
+    if (locality_weighted_) {
+      // Effective weights (locality_wrr.cc). No schedule when no locality has one: picks then
+      // use the whole priority, as Envoy's LocalityWrr does without a scheduler.
+      for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
+        const locality_layout& ll = localities_[l];
+        const priority_counts& c = v->locality_counts[l];
+        pp.healthy_locality_weights.push_back(
+            effective_locality_weight(ll.weight, c.healthy, c.hosts, c.excluded, overprovisioning_factor_));
+        pp.degraded_locality_weights.push_back(
+            effective_locality_weight(ll.weight, c.degraded, c.hosts, c.excluded, overprovisioning_factor_));
+        healthy_schedule = healthy_schedule || pp.healthy_locality_weights.back() > 0;
+        degraded_schedule = degraded_schedule || pp.degraded_locality_weights.back() > 0;
+      }
+    }
+    const bool panic_picks = panic && v->loads.healthy_load[p] + v->loads.degraded_load[p] > 0;
+    pp.all = add_source(pl.begin, pl.end, panic_picks, all);
+    pp.healthy = add_source(pl.begin, pl.end, healthy_picks && !healthy_schedule, healthy);
+    pp.degraded = add_source(pl.begin, pl.end, degraded_picks && !degraded_schedule, degraded);
+    pp.locality_sources = static_cast<std::uint32_t>(v->sources.size());
+    if (locality_weighted_) {
+      for (std::uint32_t l = pl.locality_begin, i = 0; l < pl.locality_end; ++l, ++i) {
+        const locality_layout& ll = localities_[l];
+        add_source(ll.begin, ll.end, healthy_picks && pp.healthy_locality_weights[i] > 0, healthy);
+        add_source(ll.begin, ll.end, degraded_picks && pp.degraded_locality_weights[i] > 0, degraded);
+      }
+      if (healthy_schedule) {
+        pp.healthy_locality_edf = static_cast<std::int32_t>(schedules.size());
+        schedules.push_back(pp.healthy_locality_weights);
+      }
+      if (degraded_schedule) {
+        pp.degraded_locality_edf = static_cast<std::int32_t>(schedules.size());
+        schedules.push_back(pp.degraded_locality_weights);
+      }
+    }
+    v->priorities.push_back(std::move(pp));
+  }
+
+  // Per-worker state. With a seed, each worker starts its rotations and (up to 255 picks into)
+  // its schedules at its own point, so workers do not all send their first picks to one host.
+  v->workers = std::make_unique<worker_state[]>(workers_);
+  for (std::size_t w = 0; w < workers_; ++w) {
+    const std::uint64_t start = seed_ == 0 ? 0 : fast_random::mix(seed_ ^ (0xa0761d6478bd642full * (w + 1)));
+    worker_state& ws = v->workers[w];
+    ws.rr.assign(v->sources.size(), start);
+    ws.edf.resize(schedules.size());
+    for (std::size_t e = 0; e < schedules.size(); ++e) ws.edf[e].reset(schedules[e], start & 0xff);
+  }
+  return v;
+}
+
+void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
+  v->generation = next_generation_++;
+  std::uint64_t healthy = 0, degraded = 0, excluded = 0, total = 0;
+  for (const priority_counts& c : v->counts) {
+    healthy += c.healthy;
+    degraded += c.degraded;
+    excluded += c.excluded;
+    total += c.hosts;
+  }
+  atomic_lb_stats& s = shared_->stats;
+  s.membership_healthy.store(healthy, std::memory_order_relaxed);
+  s.membership_degraded.store(degraded, std::memory_order_relaxed);
+  s.membership_excluded.store(excluded, std::memory_order_relaxed);
+  s.membership_total.store(total, std::memory_order_relaxed);
+  health_view* old = view_.exchange(v.release(), std::memory_order_seq_cst);
+  if (old != nullptr) retired_.push_back(old);
+  reclaim_locked();
+}
+
+// Hazard-pointer reclamation: a retired view is freed once no worker announces it. A worker
+// announces the view (seq_cst store) and then re-reads view_; publish_locked swapped view_
+// (seq_cst) before this scan. So either the scan sees the announcement, or the worker's re-read
+// sees the new view and drops the old one without using it.
+void load_balancer::reclaim_locked() {
+  std::erase_if(retired_, [this](health_view* r) {
+    for (std::size_t w = 0; w < workers_; ++w) {
+      if (slots_[w].hazard.load(std::memory_order_seq_cst) == r) return false;
+    }
+    delete r;
+    return true;
+  });
+}
+
+const load_balancer::health_view* load_balancer::enter(worker_slot& slot) {
+  const health_view* v = view_.load(std::memory_order_acquire);
+  for (;;) {
+    slot.hazard.store(v, std::memory_order_seq_cst);
+    const health_view* again = view_.load(std::memory_order_seq_cst);
+    if (again == v) return v;
+    v = again;
   }
 }
 
 host* load_balancer::pick(std::size_t worker, const host* avoid) {
-  if (candidates_.empty()) return nullptr;
-  worker_state& s = workers_[worker % workers_.size()];
-  host* h = candidates_[s.next % candidates_.size()];
-  s.next = (s.next + 1) % candidates_.size();
-  if (h == avoid && candidates_.size() > 1) {
-    h = candidates_[s.next % candidates_.size()];
-    s.next = (s.next + 1) % candidates_.size();
+  return pick(worker, slots_[worker % workers_].random, avoid);
+}
+
+host* load_balancer::pick(std::size_t worker, random_source& random, const host* avoid) {
+  const std::size_t w = worker % workers_;
+  worker_slot& slot = slots_[w];
+  const health_view* v = enter(slot);
+  host* h = nullptr;
+  if (avoid == nullptr) {
+    std::uint32_t source_id = 0;
+    h = pick_once(*v, w, random, source_id);
+  } else {
+    h = pick_other(*v, w, random, avoid);
+  }
+  slot.hazard.store(nullptr, std::memory_order_release);
+  return h;
+}
+
+host* load_balancer::pick_once(const health_view& v, std::size_t w, random_source& random, std::uint32_t& source_out) {
+  const std::size_t n = v.priorities.size();
+  if (n == 0) return nullptr;
+
+  // Envoy's choosePriority: h in 1..100 over the cumulative healthy loads, then degraded loads.
+  const std::uint64_t r = random.next();
+  const std::uint32_t h = static_cast<std::uint32_t>(r % 100) + 1;
+  std::size_t p = 0;
+  bool use_degraded = false;
+  std::uint32_t cumulative = 0;
+  bool found = false;
+  for (std::size_t i = 0; i < n && !found; ++i) {
+    cumulative += v.loads.healthy_load[i];
+    if (h <= cumulative) p = i, found = true;
+  }
+  for (std::size_t i = 0; i < n && !found; ++i) {
+    cumulative += v.loads.degraded_load[i];
+    if (h <= cumulative) p = i, use_degraded = true, found = true;
+  }
+
+  const priority_picker& pp = v.priorities[p];
+  worker_state& ws = v.workers[w];
+  std::uint32_t sid = use_degraded ? pp.degraded : pp.healthy;
+  if (v.loads.panic[p]) {
+    padded_counter& c = shared_->panic[w % shared_->panic.size()];
+    c.value.store(c.value.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    sid = pp.all;
+  } else if (locality_weighted_) {
+    const std::int32_t e = use_degraded ? pp.degraded_locality_edf : pp.healthy_locality_edf;
+    if (e >= 0) {
+      const std::vector<double>& weights = use_degraded ? pp.degraded_locality_weights : pp.healthy_locality_weights;
+      const std::uint32_t locality = ws.edf[e].pick([&weights](std::uint32_t i) { return weights[i]; });
+      sid = pp.locality_sources + 2 * locality + (use_degraded ? 1 : 0);
+    }
+  }
+  source_out = sid;
+
+  const source& s = v.sources[sid];
+  if (s.size == 0) return nullptr;
+  const host_ref* refs = v.refs.data() + s.begin;
+  switch (policy_) {
+    case lb_policy::round_robin:
+      if (s.edf >= 0) {
+        return refs[ws.edf[s.edf].pick([refs](std::uint32_t i) { return static_cast<double>(refs[i].weight); })].target;
+      }
+      return refs[ws.rr[sid]++ % s.size].target;
+    case lb_policy::least_request: {
+      if (s.edf >= 0) {
+        const double bias = active_request_bias_;
+        return refs[ws.edf[s.edf].pick([refs, bias](std::uint32_t i) {
+                 const double active = refs[i].target->active_connections() + 1.0;
+                 if (bias == 1.0) return refs[i].weight / active;
+                 if (bias == 0.0) return static_cast<double>(refs[i].weight);
+                 return refs[i].weight / std::pow(active, bias);
+               })].target;
+      }
+      // Envoy's unweightedHostPickNChoices: sample choice_count hosts (with replacement), keep
+      // the first with the fewest active connections.
+      host* best = nullptr;
+      std::uint32_t best_active = 0;
+      for (std::uint32_t c = 0; c < choice_count_; ++c) {
+        host* candidate = refs[random.next() % s.size].target;
+        const std::uint32_t active = candidate->active_connections();
+        if (best == nullptr || active < best_active) best = candidate, best_active = active;
+      }
+      return best;
+    }
+    case lb_policy::random:
+      // Envoy's RandomLoadBalancer reuses the priority draw to index the hosts.
+      return refs[r % s.size].target;
+  }
+  return nullptr;
+}
+
+// A pick that avoids `avoid` when any other host can be given: two more ordinary picks (as
+// Envoy re-picks when a host is rejected), then the rest of the chosen source, then any healthy,
+// degraded or (in panic priorities) other host, highest priority first.
+host* load_balancer::pick_other(const health_view& v, std::size_t w, random_source& random, const host* avoid) {
+  std::uint32_t sid = 0;
+  host* h = nullptr;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    h = pick_once(v, w, random, sid);
+    if (h != avoid) return h;
+  }
+  const auto scan = [&](std::uint32_t id) -> host* {
+    const source& s = v.sources[id];
+    if (s.size == 0) return nullptr;
+    const std::uint64_t start = random.next();
+    for (std::uint32_t i = 0; i < s.size; ++i) {
+      host* candidate = v.refs[s.begin + (start + i) % s.size].target;
+      if (candidate != avoid) return candidate;
+    }
+    return nullptr;
+  };
+  if (host* o = scan(sid)) return o;
+  for (const priority_picker& pp : v.priorities) {
+    if (host* o = scan(pp.healthy)) return o;
+  }
+  for (const priority_picker& pp : v.priorities) {
+    if (host* o = scan(pp.degraded)) return o;
+  }
+  for (std::size_t p = 0; p < v.priorities.size(); ++p) {
+    if (!v.loads.panic[p]) continue;
+    if (host* o = scan(v.priorities[p].all)) return o;
   }
   return h;
+}
+
+bool load_balancer::outlier_pass_locked(time_point now, random_source& random, bool interval) {
+  if (!outlier_.enabled) return false;
+  outlier_detector detector(outlier_, host_ptrs_, shared_->stats, random);
+  const bool changed = interval ? detector.tick(now) : detector.process_detections(now);
+  if (changed) publish_locked(make_view());
+  return changed;
+}
+
+bool load_balancer::process_detections(time_point now, random_source& random) {
+  std::lock_guard<std::mutex> lock(shared_->cold);
+  return outlier_pass_locked(now, random, false);
+}
+
+bool load_balancer::process_detections(time_point now) {
+  std::lock_guard<std::mutex> lock(shared_->cold);
+  return outlier_pass_locked(now, shared_->cold_random, false);
+}
+
+bool load_balancer::tick(time_point now, random_source& random) {
+  std::lock_guard<std::mutex> lock(shared_->cold);
+  return outlier_pass_locked(now, random, true);
+}
+
+bool load_balancer::tick(time_point now) {
+  std::lock_guard<std::mutex> lock(shared_->cold);
+  return outlier_pass_locked(now, shared_->cold_random, true);
+}
+
+std::chrono::milliseconds load_balancer::outlier_interval() const {
+  return outlier_.enabled ? outlier_.interval : std::chrono::milliseconds(0);
+}
+
+lb_stats load_balancer::stats() const {
+  lb_stats out = shared_->stats.load();
+  out.lb_healthy_panic = 0;
+  for (const padded_counter& c : shared_->panic) out.lb_healthy_panic += c.value.load(std::memory_order_relaxed);
+  return out;
+}
+
+balancer_state load_balancer::explain() const {
+  std::lock_guard<std::mutex> lock(shared_->cold);
+  const health_view& v = *view_.load(std::memory_order_acquire);
+  balancer_state out;
+  out.view_generation = v.generation;
+  out.normalized_total_availability = v.loads.normalized_total_availability;
+  out.total_panic = v.loads.total_panic;
+  for (std::size_t p = 0; p < priorities_.size(); ++p) {
+    const priority_layout& pl = priorities_[p];
+    priority_state ps;
+    ps.counts = v.counts[p];
+    ps.health = v.loads.health[p];
+    ps.degraded = v.loads.degraded[p];
+    ps.healthy_load = v.loads.healthy_load[p];
+    ps.degraded_load = v.loads.degraded_load[p];
+    ps.panic = v.loads.panic[p];
+    for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
+      const locality_layout& ll = localities_[l];
+      locality_state ls;
+      ls.name = ll.name;
+      ls.weight = ll.weight;
+      ls.counts = v.locality_counts[l];
+      ls.effective_weight =
+          effective_locality_weight(ll.weight, ls.counts.healthy, ls.counts.hosts, ls.counts.excluded, overprovisioning_factor_);
+      ls.effective_degraded_weight = effective_locality_weight(ll.weight, ls.counts.degraded, ls.counts.hosts,
+                                                               ls.counts.excluded, overprovisioning_factor_);
+      ps.localities.push_back(std::move(ls));
+      for (std::uint32_t i = ll.begin; i < ll.end; ++i) {
+        const member& m = members_[i];
+        host_state hs;
+        hs.address = m.target->address();
+        hs.priority = static_cast<std::uint32_t>(p);
+        hs.locality = l - pl.locality_begin;
+        hs.weight = m.weight;
+        hs.health = m.health;
+        hs.ejected = m.target->ejected();
+        hs.active_connections = m.target->active_connections();
+        hs.ejection_backoff = m.target->outlier_state().backoff;
+        hs.num_ejections = m.target->outlier_state().num_ejections;
+        out.hosts.push_back(hs);
+      }
+    }
+    out.priorities.push_back(std::move(ps));
+  }
+  return out;
 }
 
 }  // namespace ewgw::lb

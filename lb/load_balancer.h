@@ -1,46 +1,201 @@
-// Host selection for one cluster.
+// Host selection for one cluster, with Envoy's semantics (Envoy's load_balancer_impl.cc,
+// locality_wrr.cc, edf_scheduler.h, the round_robin / least_request / random policies and
+// outlier_detection_impl.cc; docs/configuration.md "Load balancing" states the rules):
 //
-// Interim policy (until the Envoy-faithful priority/locality balancer lands): round robin over
-// the healthy hosts of the lowest priority that has any; if no priority has a healthy host,
-// degraded hosts the same way; if none, every host (total panic, as Envoy does at threshold 0).
-// Weights, localities, least request and outlier ejection are not applied yet.
+//   pick = priority (h = random % 100 + 1 over the cumulative healthy, then degraded, loads)
+//        → hosts source: all hosts of the priority when it is in panic; else, when locality
+//          weighted, one locality by EDF over effective weights; else the priority's healthy (or
+//          degraded) hosts
+//        → host by policy: round robin (rotation; EDF when weights differ), least request (P2C
+//          on active connections; EDF on weight / (active + 1)^bias when weights differ), random.
 //
-// The structure is immutable once built and shared by all workers; each worker owns its own
-// rotation state, so pick() takes no lock and allocates nothing.
+// Structure. A balancer is built from plain config (lb/config.h) off the data path and is then
+// immutable, except for its "health view": everything a pick reads that depends on which hosts
+// are ejected (host lists per priority and locality, priority loads, panic flags, locality
+// weights) plus each worker's private picking state for that view (rotation indexes, EDF
+// schedules, sized when the view is built). The cold half builds a new view whenever the
+// ejected set changes and publishes it with one atomic pointer exchange. pick() takes the
+// current view under a per-worker hazard pointer (a seq_cst store and a re-load of the view
+// pointer, then a release store when done: no lock, no reference count, no shared cache line
+// written), and the cold half frees a retired view only once no worker's hazard points at it.
+// pick() therefore never locks, never allocates and never frees; test/lb checks this with a
+// counting operator new, bench/lb reports allocations per pick.
+//
+// Outlier detection is split the same way. host::report() (data path) only updates atomics and
+// flags a consecutive-failure detection the moment a counter reaches its threshold, as Envoy's
+// host monitor does on the worker. Enforcement (enforcing_* percentages, max_ejection_percent,
+// ejection time and backoff), un-ejection and the success-rate / failure-percentage detectors run
+// in process_detections() / tick() on the control thread, like Envoy's main-thread handlers: a
+// detection is enforced at the next process_detections() (Envoy: as soon as the main thread
+// runs the posted event) or at the latest at the next tick().
+//
+// Generations. An EDS/CDS update builds a new balancer from the new config and the previous one:
+// hosts are taken over by address, with their connection counts and outlier state, and the
+// statistics and the cold mutex are shared by all generations of the cluster (the membership
+// gauges describe the generation built or refreshed last). Old generations stay valid for the
+// connections that hold them; their view no longer changes.
+//
+// Threads. pick(worker, ...) may run concurrently for different workers; each worker index must
+// be used by one thread at a time. build(), tick(), process_detections() and explain() may be
+// called from any thread: they serialize on the cluster's cold mutex.
+//
+// Wiring outlier detection in the proxy (not done yet; two calls, plus decoding
+// Cluster.outlier_detection into cluster_config::outlier_detection):
+//   - data path, when a connect attempt ends: host->report(lb::outcome::connect_success /
+//     connect_failed / connect_timeout); if it returns true, post
+//     balancer->process_detections(now) to the control thread;
+//   - control thread: every outlier_interval() (when non-zero), tick(now) on the cluster's
+//     current balancer (the one in the latest routing snapshot).
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "lb/config.h"
 #include "lb/host.h"
+#include "lb/lb_stats.h"
+#include "lb/priority_load.h"
+#include "lb/random.h"
 
 namespace ewgw::lb {
 
-struct host_entry {
-  std::shared_ptr<host> target;
+// What explain() reports: the computed loads and weights, for humans and tests.
+struct locality_state {
+  std::string name;
+  std::uint32_t weight = 0;
+  priority_counts counts;
+  double effective_weight = 0;           // in the healthy schedule
+  double effective_degraded_weight = 0;  // in the degraded schedule
+};
+
+struct priority_state {
+  priority_counts counts;
+  std::uint32_t health = 0;    // availability, percent
+  std::uint32_t degraded = 0;  // degraded availability, percent
+  std::uint32_t healthy_load = 0;
+  std::uint32_t degraded_load = 0;
+  bool panic = false;
+  std::vector<locality_state> localities;
+};
+
+struct host_state {
+  endpoint_address address;
   std::uint32_t priority = 0;
+  std::uint32_t locality = 0;  // index in priority_state::localities
+  std::uint32_t weight = 1;
+  host_health health = host_health::healthy;  // from EDS
+  bool ejected = false;
+  std::uint32_t active_connections = 0;
+  std::uint32_t ejection_backoff = 0;
+  std::uint32_t num_ejections = 0;
+};
+
+struct balancer_state {
+  std::uint64_t view_generation = 0;  // bumps each time the ejected set changes
+  std::uint32_t normalized_total_availability = 0;
+  bool total_panic = false;
+  std::vector<priority_state> priorities;
+  std::vector<host_state> hosts;
 };
 
 class load_balancer {
  public:
-  load_balancer(std::vector<host_entry> hosts, std::size_t workers);
+  struct build_options {
+    std::size_t workers = 1;
+    // 0: every worker starts each rotation at the first host and each EDF schedule at time zero
+    // (deterministic; what the tests use). Otherwise each worker starts at a pseudo-random point
+    // derived from the seed and its index, as Envoy seeds each worker's balancer.
+    std::uint64_t seed = 0;
+  };
 
-  // A host for a new connection from `worker`, or nullptr when the cluster has no host.
-  // `avoid` (may be null) is skipped when another host is available: a retry after a failed
-  // connect goes elsewhere (tcp_proxy max_connect_attempts).
+  // Builds a balancer for `config`. `previous` (may be null) is this cluster's balancer being
+  // replaced: hosts with the same address are taken over from it (connection counts and outlier
+  // state survive), and so are the statistics. A host listed twice is one host.
+  static std::shared_ptr<load_balancer> build(const cluster_config& config, const build_options& options,
+                                              const load_balancer* previous = nullptr);
+
+  ~load_balancer();
+  load_balancer(const load_balancer&) = delete;
+  load_balancer& operator=(const load_balancer&) = delete;
+
+  // Data path. A host for a new connection from `worker`, or nullptr when there is none to
+  // give (no hosts, or panic disabled and nothing healthy). `avoid` (may be null) is not
+  // returned when another host is available: a connect retry goes elsewhere (tcp_proxy
+  // max_connect_attempts). Draws from `random`, which belongs to the calling worker.
+  host* pick(std::size_t worker, random_source& random, const host* avoid = nullptr);
+  // The same with the worker's own generator (seeded from build_options::seed).
   host* pick(std::size_t worker, const host* avoid = nullptr);
 
-  const std::vector<host_entry>& hosts() const { return hosts_; }
+  // Cold half (outlier detection); no-ops returning false without outlier_detection. Each
+  // returns true when the ejected set changed, in which case a new view has been published.
+  bool process_detections(time_point now, random_source& random);
+  bool process_detections(time_point now);  // with the cluster's own cold generator
+  bool tick(time_point now, random_source& random);
+  bool tick(time_point now);
+  // How often tick() should run; zero without outlier detection.
+  std::chrono::milliseconds outlier_interval() const;
+
+  // Observability (cold: allocates).
+  lb_stats stats() const;
+  balancer_state explain() const;
+  const std::vector<std::shared_ptr<host>>& hosts() const { return hosts_; }
+  lb_policy policy() const { return policy_; }
 
  private:
-  struct alignas(64) worker_state {
-    std::size_t next = 0;
+  struct shared_state;
+  struct health_view;
+  struct worker_slot;
+  struct member {
+    host* target;
+    std::uint32_t weight;
+    host_health health;
   };
-  std::vector<host_entry> hosts_;
-  std::vector<host*> candidates_;  // the hosts round robin rotates over
-  std::vector<worker_state> workers_;
+  struct locality_layout {
+    std::string name;
+    std::uint32_t weight;
+    std::uint32_t begin, end;  // into members_
+  };
+  struct priority_layout {
+    std::uint32_t begin, end;                    // into members_
+    std::uint32_t locality_begin, locality_end;  // into localities_
+  };
+
+  load_balancer() = default;
+  host* pick_once(const health_view& v, std::size_t worker, random_source& random, std::uint32_t& source_out);
+  host* pick_other(const health_view& v, std::size_t worker, random_source& random, const host* avoid);
+  const health_view* enter(worker_slot& slot);
+  std::unique_ptr<health_view> make_view() const;
+  void publish_locked(std::unique_ptr<health_view> v);
+  void reclaim_locked();
+  bool outlier_pass_locked(time_point now, random_source& random, bool interval);
+
+  // Immutable after build.
+  std::vector<std::shared_ptr<host>> hosts_;  // unique, in config order
+  std::vector<host*> host_ptrs_;              // the same, for the outlier detector
+  std::vector<member> members_;               // priority → locality → host order
+  std::vector<locality_layout> localities_;
+  std::vector<priority_layout> priorities_;
+  std::uint32_t overprovisioning_factor_ = 140;
+  std::uint32_t panic_threshold_ = 50;
+  bool locality_weighted_ = false;
+  lb_policy policy_ = lb_policy::round_robin;
+  std::uint32_t choice_count_ = 2;
+  double active_request_bias_ = 1.0;
+  outlier_detection_config outlier_;
+  std::size_t workers_ = 1;
+  std::uint64_t seed_ = 0;
+
+  std::shared_ptr<shared_state> shared_;
+  std::unique_ptr<worker_slot[]> slots_;
+  std::atomic<health_view*> view_{nullptr};
+  // Under shared_->cold.
+  std::vector<health_view*> retired_;
+  std::uint64_t next_generation_ = 1;
 };
 
 }  // namespace ewgw::lb

@@ -1,5 +1,8 @@
 #include "proxy/routing_snapshot.h"
 
+#include <algorithm>
+#include <random>
+
 namespace ewgw::proxy {
 
 const listener_runtime* routing_snapshot::find_listener(std::string_view name) const {
@@ -27,25 +30,61 @@ lb::host_health to_lb_health(xds::health_status h) {
   return lb::host_health::unhealthy;
 }
 
+lb::lb_policy to_lb_policy(xds::lb_policy p) {
+  switch (p) {
+    case xds::lb_policy::round_robin: return lb::lb_policy::round_robin;
+    case xds::lb_policy::least_request: return lb::lb_policy::least_request;
+    case xds::lb_policy::random: return lb::lb_policy::random;
+  }
+  return lb::lb_policy::round_robin;
+}
+
+// The cluster's load-balancing config in lb/ terms. Priorities keep their order; numbers that
+// skip a value are compacted (an empty priority gets no load in Envoy's arithmetic, so the
+// loads are the same, and a stray large number cannot allocate empty levels).
+lb::cluster_config to_lb_config(const xds::cluster_config& c) {
+  lb::cluster_config out;
+  out.policy = to_lb_policy(c.policy);
+  out.choice_count = c.least_request_choice_count;
+  out.healthy_panic_threshold = c.healthy_panic_threshold_percent;
+  out.locality_weighted = c.locality_weighted;
+  out.overprovisioning_factor = c.load_assignment.overprovisioning_factor;
+  std::vector<std::uint32_t> numbers;
+  for (const xds::locality_endpoints_config& loc : c.load_assignment.localities) numbers.push_back(loc.priority);
+  std::sort(numbers.begin(), numbers.end());
+  numbers.erase(std::unique(numbers.begin(), numbers.end()), numbers.end());
+  out.priorities.resize(numbers.size());
+  for (const xds::locality_endpoints_config& loc : c.load_assignment.localities) {
+    const auto index = std::lower_bound(numbers.begin(), numbers.end(), loc.priority) - numbers.begin();
+    lb::locality_config l;
+    l.name = loc.where.region + "/" + loc.where.zone + "/" + loc.where.sub_zone;
+    l.weight = loc.weight;
+    for (const xds::endpoint_config& e : loc.endpoints) {
+      lb::host_config h;
+      if (!lb::endpoint_address::parse(e.address.address, e.address.port, h.address)) continue;  // decode validated it
+      h.weight = e.weight;
+      h.health = to_lb_health(e.health);
+      l.hosts.push_back(h);
+    }
+    out.priorities[index].localities.push_back(std::move(l));
+  }
+  return out;
+}
+
 std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, stats::registry& registry,
                                                const routing_snapshot* previous) {
   auto out = std::make_shared<cluster_runtime>(registry, c.name);
   out->connect_timeout = c.connect_timeout;
   out->max_connections = c.max_connections;
-  std::vector<lb::host_entry> hosts;
-  for (const xds::locality_endpoints_config& loc : c.load_assignment.localities) {
-    for (const xds::endpoint_config& e : loc.endpoints) {
-      lb::endpoint_address a;
-      if (!lb::endpoint_address::parse(e.address.address, e.address.port, a)) continue;  // decode validated it
-      hosts.push_back({std::make_shared<lb::host>(a, e.weight, to_lb_health(e.health)), loc.priority});
-    }
-  }
-  out->balancer = std::make_shared<lb::load_balancer>(std::move(hosts), registry.workers());
+  const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
-    if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) {
-      out->active_connections = it->second->active_connections;
-    }
+    if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();
   }
+  lb::load_balancer::build_options options;
+  options.workers = registry.workers();
+  options.seed = std::random_device{}();
+  out->balancer = lb::load_balancer::build(to_lb_config(c), options, before ? before->balancer.get() : nullptr);
+  if (before != nullptr) out->active_connections = before->active_connections;
   if (!out->active_connections) out->active_connections = std::make_shared<std::atomic<std::uint32_t>>(0);
   return out;
 }

@@ -78,9 +78,9 @@ struct routing_snapshot {
 // matchers) are appended to `errors`, each naming the listener; on error the result must not be
 // published.
 //
-// Hosts are rebuilt on every update for now: their per-host connection counts restart with the
-// new snapshot (old connections decrement the old host objects). Keeping hosts, with their
-// outlier state, across EDS updates comes with the Envoy-faithful balancer.
+// Each cluster's balancer is rebuilt from the previous one of the same name: hosts with the same
+// address are kept, with their connection counts and outlier state, and so are the balancer's
+// statistics.
 std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_config& config, stats::registry& registry,
                                                        std::uint64_t version, const routing_snapshot* previous,
                                                        std::vector<std::string>& errors);

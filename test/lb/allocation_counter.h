@@ -1,0 +1,12 @@
+// Counts heap allocations made by the calling thread: the test binaries that link
+// allocation_counter.cc replace the global operator new to bump a thread-local counter, so a
+// test can assert that a code path allocates nothing.
+#pragma once
+
+#include <cstdint>
+
+namespace ewgw::lb::testing {
+
+std::uint64_t allocations_on_this_thread();
+
+}  // namespace ewgw::lb::testing
