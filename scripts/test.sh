@@ -19,13 +19,19 @@ done
 
 scripts/setup.sh
 
+# ccache keys on the working directory when compiling with -g; a fresh clone (as CI uses) would
+# miss every entry. Relative paths make the cache shareable between clones.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
+
 run_preset() {
   local preset="$1"
-  echo "== $preset: configure and build"
+  echo "== $(date -u +%T) $preset: configure and build"
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset"
-  echo "== $preset: test"
+  echo "== $(date -u +%T) $preset: test"
   ctest --preset "$preset"
+  echo "== $(date -u +%T) $preset: done"
 }
 
 run_preset release
