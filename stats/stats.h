@@ -141,7 +141,9 @@ class registry {
     const key k{family, label, std::type_index(typeid(Block))};
     auto it = scopes_.find(k);
     if (it != scopes_.end()) return std::static_pointer_cast<block_scope<Block>>(it->second);
-    auto s = std::make_shared<block_scope<Block>>(family, label, family + "." + label + ".", workers_);
+    // An empty label names the family itself ("control_plane.connected_state").
+    auto s = std::make_shared<block_scope<Block>>(family, label, label.empty() ? family + "." : family + "." + label + ".",
+                                                  workers_);
     scopes_.emplace(k, s);
     return s;
   }
