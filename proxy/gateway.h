@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,7 +49,7 @@ class gateway {
   std::optional<std::string> start();
   void stop();
 
-  // The port a listener is bound to (after start()), or 0.
+  // The port a listener is bound to (after start()), or 0. Any thread.
   std::uint16_t listener_port(std::string_view listener) const;
   // True once a configuration is applied, the gateway started and every listener bound.
   bool ready() const { return ready_.load(); }
@@ -70,6 +71,7 @@ class gateway {
   stats::registry stats_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::shared_ptr<const routing_snapshot> snapshot_;
+  mutable std::mutex bound_mu_;  // bound_ is read by listener_port() from any thread
   std::map<std::string, bound_listener> bound_;
   std::uint64_t version_ = 0;
   bool started_ = false;

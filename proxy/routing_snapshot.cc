@@ -33,6 +33,7 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   out->name = c.name;
   out->connect_timeout = c.connect_timeout;
   out->max_connections = c.max_connections;
+  out->unsupported = c.unsupported;
   std::vector<lb::host_entry> hosts;
   for (const xds::locality_endpoints_config& loc : c.load_assignment.localities) {
     for (const xds::endpoint_config& e : loc.endpoints) {

@@ -23,6 +23,9 @@ struct cluster_runtime {
   std::string name;
   std::chrono::milliseconds connect_timeout{5000};
   std::uint32_t max_connections = 1024;
+  // Non-empty for a cluster received over xDS with settings ewgw does not implement: connections
+  // routed to it are closed (upstream_cx_unsupported_config). The text says which settings.
+  std::string unsupported;
   std::shared_ptr<lb::load_balancer> balancer;
   std::shared_ptr<stats::block_scope<cluster_stats>> stats;
   // Open or opening upstream connections across workers (circuit breaker input). Carried over

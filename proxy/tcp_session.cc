@@ -204,6 +204,13 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
     return;
   }
   cluster_stats_ = &cluster_->stats->worker(owner_.id());
+  if (!cluster_->unsupported.empty()) {
+    cluster_stats_->upstream_cx_unsupported_config.inc();
+    EWGW_LOG(debug, "tcp", "cluster uses settings ewgw does not implement; connection closed",
+             {{"cluster", cluster_->name}, {"reason", cluster_->unsupported}});
+    close();
+    return;
+  }
   routed_at_ = clock::now();
   // A reset from the client while the upstream connects (or at any later time, including
   // after it half-closed) closes both sides at once.
