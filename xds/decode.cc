@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 #include <initializer_list>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -350,19 +351,28 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
     diag.error(path, "has no filter_chains and no default_filter_chain");
   }
   // Envoy rejects two chains whose match criteria are identical (verifyNoDuplicateMatchers).
+  // Compared through a canonical key (sorted lists) in a map: istiod sends one chain per
+  // service port, tens of thousands on one listener, so a pairwise check would be quadratic.
+  std::map<std::string, std::size_t> seen;
   for (std::size_t i = 0; i < out.filter_chains.size(); ++i) {
-    for (std::size_t j = 0; j < i; ++j) {
-      const filter_chain_match& a = out.filter_chains[i].match;
-      const filter_chain_match& b = out.filter_chains[j].match;
-      auto sorted = [](std::vector<std::string> v) {
-        std::sort(v.begin(), v.end());
-        return v;
-      };
-      if (a.destination_port == b.destination_port && a.transport_protocol == b.transport_protocol &&
-          sorted(a.server_names) == sorted(b.server_names) &&
-          sorted(a.application_protocols) == sorted(b.application_protocols)) {
-        diag.error(index(fc, i), "has the same filter_chain_match as filter_chains[" + std::to_string(j) + "]");
+    const filter_chain_match& m = out.filter_chains[i].match;
+    auto sorted = [](std::vector<std::string> v) {
+      std::sort(v.begin(), v.end());
+      return v;
+    };
+    std::string key = m.destination_port ? std::to_string(*m.destination_port) : "*";
+    key += '\0';
+    key += m.transport_protocol;
+    for (const auto& list : {sorted(m.server_names), sorted(m.application_protocols)}) {
+      key += '\0';
+      for (const std::string& n : list) {
+        key += n;
+        key += '\1';
       }
+    }
+    auto [it, fresh] = seen.emplace(std::move(key), i);
+    if (!fresh) {
+      diag.error(index(fc, i), "has the same filter_chain_match as filter_chains[" + std::to_string(it->second) + "]");
     }
   }
 }
