@@ -65,35 +65,45 @@ std::string_view short_name(resource_kind kind) {
 
 ads_state::ads_state(const bootstrap_config& bootstrap, std::chrono::milliseconds listener_wait)
     : listener_wait_(listener_wait) {
-  base_.node = bootstrap.node;
-  base_.admin_address = bootstrap.admin_address;
-  base_.ads = bootstrap.ads;
-  base_.listeners = bootstrap.listeners;
-  for (const auto& l : bootstrap.listeners) static_listener_names_.insert(l.name);
-  recording_ = false;
+  assembled_.node = bootstrap.node;
+  assembled_.admin_address = bootstrap.admin_address;
+  assembled_.ads = bootstrap.ads;
+  for (listener_config l : bootstrap.listeners) {
+    static_listener_names_.insert(l.name);
+    l.revision.value = ++next_revision_;
+    assembled_.listeners.push_back(std::move(l));
+  }
+  static_listeners_ = assembled_.listeners.size();
   for (const cluster_config& c : bootstrap.clusters) {
     static_cluster_names_.insert(c.name);
-    if (!is_eds(c)) {
-      base_.clusters.push_back(c);
-      continue;
-    }
+    if (is_eds(c)) continue;
+    assembled_.clusters.push_back(c);
+    assembled_.clusters.back().revision.value = ++next_revision_;
+  }
+  static_clusters_ = assembled_.clusters.size();
+  recording_ = false;
+  for (const cluster_config& c : bootstrap.clusters) {
+    if (!is_eds(c)) continue;
     // A static EDS cluster warms like a dynamic one.
     cluster_entry e;
     e.is_static = true;
     e.warming = std::make_shared<const cluster_config>(c);
-    put_cluster(c.name, std::move(e));
+    set_cluster_meta(c.name, std::move(e));
+    add_user(c.eds_service_name, c.name);
   }
   recording_ = true;
   changed_ = false;
 }
 
-void ads_state::begin(result& r) {
-  (void)r;
+void ads_state::begin() {
   undo_.clear();
   changed_ = false;
 }
 
-void ads_state::commit() { undo_.clear(); }
+void ads_state::commit() {
+  undo_.clear();
+  if (undo_.capacity() > 1024) undo_.shrink_to_fit();  // a full-state update leaves a large log
+}
 
 void ads_state::rollback() {
   recording_ = false;
@@ -102,83 +112,148 @@ void ads_state::rollback() {
   recording_ = true;
 }
 
-void ads_state::put_cluster(const std::string& name, std::optional<cluster_entry> entry) {
+// ---- primitive mutations (each records its inverse) ----------------------------------------
+
+void ads_state::set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry) {
   auto it = clusters_.find(name);
   std::optional<cluster_entry> old;
   if (it != clusters_.end()) old = it->second;
-  if (recording_) undo_.push_back([this, name, old] { put_cluster(name, old); });
-  auto unindex = [&](const cluster_entry& e) {
-    for (const auto* c : {e.active.get(), e.warming.get()}) {
-      if (c == nullptr || !is_eds(*c)) continue;
-      auto u = users_.find(c->eds_service_name);
-      if (u == users_.end()) continue;
-      u->second.erase(name);
-      if (u->second.empty()) users_.erase(u);
-    }
-  };
-  auto reindex = [&](const cluster_entry& e) {
-    for (const auto* c : {e.active.get(), e.warming.get()}) {
-      if (c != nullptr && is_eds(*c)) users_[c->eds_service_name].insert(name);
-    }
-  };
-  const cluster_config* old_active = old ? old->active.get() : nullptr;
-  const cluster_config* new_active = entry ? entry->active.get() : nullptr;
-  if (old_active != new_active) changed_ = true;
-  if (old) unindex(*old);
+  if (recording_) undo_.push_back([this, name, old] { set_cluster_meta(name, old); });
+  if (old && old->warming) --warming_;
+  if (entry && entry->warming) ++warming_;
   if (entry) {
-    reindex(*entry);
+    // The position in assembled_ belongs to set_cluster_active().
+    entry->pos = it != clusters_.end() ? it->second.pos : npos;
     clusters_.insert_or_assign(name, std::move(*entry));
   } else if (it != clusters_.end()) {
     clusters_.erase(it);
   }
 }
 
-void ads_state::put_cla(const std::string& name, std::optional<cla_entry> entry) {
-  auto it = assignments_.find(name);
-  std::optional<cla_entry> old;
-  if (it != assignments_.end()) old = it->second;
-  if (recording_) undo_.push_back([this, name, old] { put_cla(name, old); });
-  // Active clusters using this service route differently now (unless the content is equal).
-  const bool same = old && entry && *old->assignment == *entry->assignment;
-  if (auto u = users_.find(name); !same && u != users_.end()) {
-    for (const std::string& c : u->second) {
-      auto ce = clusters_.find(c);
-      if (ce != clusters_.end() && ce->second.active && is_eds(*ce->second.active) &&
-          ce->second.active->eds_service_name == name) {
-        changed_ = true;
-        break;
-      }
+void ads_state::set_cluster_active(const std::string& name, std::optional<cluster_config> config) {
+  cluster_entry& e = clusters_.at(name);
+  auto old = std::make_shared<std::optional<cluster_config>>();
+  if (e.pos != npos) *old = std::move(assembled_.clusters[e.pos]);
+  if (!*old && !config) return;
+  if (recording_) undo_.push_back([this, name, old] { set_cluster_active(name, std::move(*old)); });
+  changed_ = true;
+  auto& v = assembled_.clusters;
+  if (config) {
+    if (e.pos == npos) {
+      e.pos = v.size();
+      v.push_back(std::move(*config));
+    } else {
+      v[e.pos] = std::move(*config);
     }
+    return;
   }
+  // Removed: the last cluster takes its place (statics sit before every dynamic one).
+  const std::size_t last = v.size() - 1;
+  if (e.pos != last) {
+    v[e.pos] = std::move(v[last]);
+    clusters_.at(v[e.pos].name).pos = e.pos;
+  }
+  v.pop_back();
+  e.pos = npos;
+}
+
+void ads_state::set_service(const std::string& name, std::optional<service_entry> entry) {
+  auto it = services_.find(name);
+  std::optional<service_entry> old;
+  if (it != services_.end()) old = it->second;
+  if (recording_) undo_.push_back([this, name, old] { set_service(name, old); });
   if (entry) {
-    assignments_.insert_or_assign(name, std::move(*entry));
-  } else if (it != assignments_.end()) {
-    assignments_.erase(it);
+    services_.insert_or_assign(name, std::move(*entry));
+  } else if (it != services_.end()) {
+    services_.erase(it);
   }
 }
 
-void ads_state::put_listener(const std::string& name, std::optional<listener_entry> entry) {
+void ads_state::add_user(const std::string& service, const std::string& cluster) {
+  service_entry s;
+  if (auto it = services_.find(service); it != services_.end()) s = it->second;
+  if (std::find(s.users.begin(), s.users.end(), cluster) != s.users.end()) return;
+  s.users.push_back(cluster);
+  set_service(service, std::move(s));
+}
+
+void ads_state::remove_user(const std::string& service, const std::string& cluster) {
+  auto it = services_.find(service);
+  if (it == services_.end()) return;
+  service_entry s = it->second;
+  auto u = std::find(s.users.begin(), s.users.end(), cluster);
+  if (u == s.users.end()) return;
+  s.users.erase(u);
+  set_service(service, std::move(s));
+}
+
+void ads_state::set_listener_meta(const std::string& name, std::optional<listener_entry> entry) {
   auto it = listeners_.find(name);
   std::optional<listener_entry> old;
   if (it != listeners_.end()) old = it->second;
-  if (recording_) undo_.push_back([this, name, old] { put_listener(name, old); });
-  const listener_config* old_active = old ? old->active.get() : nullptr;
-  const listener_config* new_active = entry ? entry->active.get() : nullptr;
-  if (old_active != new_active) changed_ = true;
+  if (recording_) undo_.push_back([this, name, old] { set_listener_meta(name, old); });
+  if (old && old->waiting) --waiting_;
+  if (entry && entry->waiting) ++waiting_;
   if (entry) {
+    entry->pos = it != listeners_.end() ? it->second.pos : npos;
     listeners_.insert_or_assign(name, std::move(*entry));
   } else if (it != listeners_.end()) {
     listeners_.erase(it);
   }
 }
 
-bool ads_state::cluster_ready(const std::string& name) const {
-  if (static_cluster_names_.contains(name)) {
-    auto it = clusters_.find(name);  // a static EDS cluster must have its endpoints
-    return it == clusters_.end() || it->second.active != nullptr;
+void ads_state::set_listener_active(const std::string& name, std::optional<listener_config> config) {
+  listener_entry& e = listeners_.at(name);
+  auto old = std::make_shared<std::optional<listener_config>>();
+  if (e.pos != npos) *old = std::move(assembled_.listeners[e.pos]);
+  if (!*old && !config) return;
+  if (recording_) undo_.push_back([this, name, old] { set_listener_active(name, std::move(*old)); });
+  changed_ = true;
+  auto& v = assembled_.listeners;
+  if (config) {
+    if (e.pos == npos) {
+      e.pos = v.size();
+      v.push_back(std::move(*config));
+    } else {
+      v[e.pos] = std::move(*config);
+    }
+    return;
   }
+  const std::size_t last = v.size() - 1;
+  if (e.pos != last) {
+    v[e.pos] = std::move(v[last]);
+    listeners_.at(v[e.pos].name).pos = e.pos;
+  }
+  v.pop_back();
+  e.pos = npos;
+}
+
+// ---- lookups --------------------------------------------------------------------------------
+
+const cluster_config* ads_state::active_cluster(const std::string& name) const {
   auto it = clusters_.find(name);
-  return it != clusters_.end() && it->second.active != nullptr;
+  return it == clusters_.end() || it->second.pos == npos ? nullptr : &assembled_.clusters[it->second.pos];
+}
+
+const listener_config* ads_state::active_listener(const std::string& name) const {
+  auto it = listeners_.find(name);
+  return it == listeners_.end() || it->second.pos == npos ? nullptr : &assembled_.listeners[it->second.pos];
+}
+
+const load_assignment_config* ads_state::service_endpoints(const std::string& service) const {
+  auto it = services_.find(service);
+  if (it == services_.end() || !it->second.has_assignment) return nullptr;
+  for (const std::string& user : it->second.users) {
+    const cluster_config* c = active_cluster(user);
+    if (c != nullptr && is_eds(*c) && c->eds_service_name == service) return &c->load_assignment;
+  }
+  return nullptr;
+}
+
+bool ads_state::cluster_ready(const std::string& name) const {
+  auto it = clusters_.find(name);
+  if (it == clusters_.end()) return static_cluster_names_.contains(name);  // a static, non-EDS cluster
+  return it->second.pos != npos;
 }
 
 std::vector<std::string> ads_state::missing_clusters(const listener_config& l) const {
@@ -278,10 +353,11 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::stri
     return false;
   }
   // Not subscribed (any more): a response crossing an unsubscribe. Ignored, as Envoy does.
-  if (!users_.contains(name)) return true;
-  for (const std::string& c : users_.at(name)) r.eds_clusters.push_back(c);
+  auto service = services_.find(name);
+  if (service == services_.end() || service->second.users.empty()) return true;
+  for (const std::string& c : service->second.users) r.eds_clusters.push_back(c);
   const std::size_t digest = digest_of(any.value());
-  if (auto it = assignments_.find(name); it != assignments_.end() && it->second.digest == digest) return true;
+  if (service->second.has_assignment && service->second.digest == digest) return true;
   diagnostics diag;
   load_assignment_config config;
   decode_load_assignment(cla, "", diag, config);
@@ -305,7 +381,7 @@ void ads_state::check_listener_addresses(const std::vector<decoded_listener>& in
                          " is already used by listener '" + it->second + "'");
     }
   };
-  for (const auto& l : base_.listeners) claim(l.name, l.address);
+  for (std::size_t i = 0; i < static_listeners_; ++i) claim(assembled_.listeners[i].name, assembled_.listeners[i].address);
   std::set<std::string> replaced;
   for (const auto& d : incoming) {
     claim(d.name, d.config.address);
@@ -313,96 +389,158 @@ void ads_state::check_listener_addresses(const std::vector<decoded_listener>& in
   }
   for (const auto& [name, e] : listeners_) {
     if (replaced.contains(name) || removed.contains(name)) continue;
-    if (e.active) claim(name, e.active->address);
+    if (e.pos != npos) claim(name, assembled_.listeners[e.pos].address);
     if (e.waiting) claim(name, e.waiting->address);
   }
 }
 
 // ---- staging --------------------------------------------------------------------------------
 
-void ads_state::stage_cluster(decoded_cluster d, result& r) {
-  cluster_entry e;
-  if (auto it = clusters_.find(d.name); it != clusters_.end()) e = it->second;
-  e.version = std::move(d.version);
-  e.digest = d.digest;
-  // Equal content (a control plane may serialize the same resource differently, e.g. map order)
-  // keeps the object in force, so nothing is re-applied.
-  if (e.active && *e.active == d.config) {
-    e.warming.reset();
-    put_cluster(d.name, std::move(e));
-    return;
+namespace {
+
+// EDS service names a cluster's versions (in force and warming) use.
+std::vector<std::string> services_of(const cluster_config* active, const cluster_config* warming) {
+  std::vector<std::string> out;
+  if (active != nullptr && is_eds(*active)) out.push_back(active->eds_service_name);
+  if (warming != nullptr && (out.empty() || out[0] != warming->eds_service_name)) {
+    out.push_back(warming->eds_service_name);
   }
-  auto config = std::make_shared<const cluster_config>(std::move(d.config));
-  if (!config->unsupported.empty()) {
-    r.notes.push_back("cluster '" + d.name + "' accepted but unusable: " + config->unsupported);
-  }
-  if (!is_eds(*config) || assignments_.contains(config->eds_service_name)) {
-    e.active = std::move(config);
-    e.warming.reset();
-  } else {
-    e.warming = std::move(config);  // the previous version, if any, keeps routing meanwhile
-  }
-  put_cluster(d.name, std::move(e));
+  return out;
 }
 
-void ads_state::remove_cluster(const std::string& name) { put_cluster(name, std::nullopt); }
+}  // namespace
+
+void ads_state::stage_cluster(decoded_cluster d, result& r) {
+  const std::string name = d.name;
+  cluster_entry e;
+  if (auto it = clusters_.find(name); it != clusters_.end()) e = it->second;
+  const cluster_config* current = active_cluster(name);
+  const auto before = services_of(current, e.warming.get());
+  e.version = std::move(d.version);
+  e.digest = d.digest;
+  cluster_config config = std::move(d.config);
+  if (!config.unsupported.empty()) r.notes.push_back("cluster '" + name + "' accepted but unusable: " + config.unsupported);
+  bool ready = true;
+  if (is_eds(config)) {
+    if (const load_assignment_config* known = service_endpoints(config.eds_service_name)) {
+      config.load_assignment = *known;
+      config.load_assignment.cluster_name = name;
+    } else {
+      ready = false;  // warming; the version in force, if any, keeps routing meanwhile
+    }
+  }
+  if (!ready) {
+    e.warming = std::make_shared<const cluster_config>(std::move(config));
+    set_cluster_meta(name, e);
+  } else if (current != nullptr && *current == config) {
+    // Equal content (a control plane may serialize the same resource differently, e.g. map
+    // order) keeps the object in force, so nothing is re-applied.
+    e.warming.reset();
+    set_cluster_meta(name, e);
+  } else {
+    e.warming.reset();
+    set_cluster_meta(name, e);
+    config.revision.value = ++next_revision_;
+    set_cluster_active(name, std::move(config));
+  }
+  const cluster_entry& now = clusters_.at(name);
+  const auto after = services_of(active_cluster(name), now.warming.get());
+  for (const auto& s : before) {
+    if (std::find(after.begin(), after.end(), s) == after.end()) remove_user(s, name);
+  }
+  for (const auto& s : after) add_user(s, name);
+}
+
+void ads_state::remove_cluster(const std::string& name) {
+  auto it = clusters_.find(name);
+  if (it == clusters_.end()) return;
+  const auto before = services_of(active_cluster(name), it->second.warming.get());
+  set_cluster_active(name, std::nullopt);
+  set_cluster_meta(name, std::nullopt);
+  for (const auto& s : before) remove_user(s, name);
+}
 
 void ads_state::stage_cla(decoded_cla d) {
-  cla_entry e;
-  e.version = std::move(d.version);
-  e.digest = d.digest;
-  e.assignment = std::make_shared<const load_assignment_config>(std::move(d.config));
-  const std::string name = d.name;
-  put_cla(name, std::move(e));
-  // Clusters warming for this service are ready now.
-  auto u = users_.find(name);
-  if (u == users_.end()) return;
-  const std::vector<std::string> users(u->second.begin(), u->second.end());
-  for (const std::string& c : users) {
-    auto it = clusters_.find(c);
-    if (it == clusters_.end() || !it->second.warming || it->second.warming->eds_service_name != name) continue;
-    cluster_entry e2 = it->second;
-    e2.active = std::move(e2.warming);
-    e2.warming.reset();
-    put_cluster(c, std::move(e2));
+  const std::string service = d.name;
+  service_entry s = services_.at(service);
+  s.has_assignment = true;
+  s.version = std::move(d.version);
+  s.digest = d.digest;
+  const std::vector<std::string> users = s.users;
+  set_service(service, std::move(s));
+  for (const std::string& user : users) {
+    cluster_entry e = clusters_.at(user);
+    load_assignment_config la = d.config;
+    la.cluster_name = user;
+    if (e.warming && e.warming->eds_service_name == service) {
+      // Warming until now: this version takes effect.
+      const auto before = services_of(active_cluster(user), e.warming.get());
+      cluster_config config = *e.warming;
+      config.load_assignment = std::move(la);
+      config.revision.value = ++next_revision_;
+      e.warming.reset();
+      set_cluster_meta(user, e);
+      set_cluster_active(user, std::move(config));
+      const auto after = services_of(active_cluster(user), nullptr);
+      for (const auto& old : before) {
+        if (std::find(after.begin(), after.end(), old) == after.end()) remove_user(old, user);
+      }
+      continue;
+    }
+    const cluster_config* active = active_cluster(user);
+    if (active == nullptr || !is_eds(*active) || active->eds_service_name != service) continue;
+    if (active->load_assignment == la) continue;
+    cluster_config config = *active;
+    config.load_assignment = std::move(la);
+    config.revision.value = ++next_revision_;
+    set_cluster_active(user, std::move(config));
   }
 }
 
-void ads_state::drop_unused_assignments() {
+void ads_state::drop_unused_services() {
   std::vector<std::string> unused;
-  for (const auto& [name, e] : assignments_) {
-    if (!users_.contains(name)) unused.push_back(name);
+  for (const auto& [name, s] : services_) {
+    if (s.users.empty()) unused.push_back(name);
   }
-  for (const auto& name : unused) put_cla(name, std::nullopt);
+  for (const auto& name : unused) set_service(name, std::nullopt);
 }
 
 void ads_state::stage_listener(decoded_listener d, clock::time_point now, result& r) {
+  const std::string name = d.name;
   listener_entry e;
-  if (auto it = listeners_.find(d.name); it != listeners_.end()) e = it->second;
+  if (auto it = listeners_.find(name); it != listeners_.end()) e = it->second;
   e.version = std::move(d.version);
   e.digest = d.digest;
-  if (e.active && *e.active == d.config) {
+  const listener_config* current = active_listener(name);
+  if (current != nullptr && *current == d.config) {
     e.waiting.reset();
-    put_listener(d.name, std::move(e));
+    set_listener_meta(name, std::move(e));
     return;
   }
-  auto config = std::make_shared<const listener_config>(std::move(d.config));
-  const auto missing = missing_clusters(*config);
+  const auto missing = missing_clusters(d.config);
   if (missing.empty()) {
-    e.active = std::move(config);
     e.waiting.reset();
-  } else {
-    if (!e.waiting) e.waiting_since = now;  // a newer version keeps the original deadline
-    e.waiting = std::move(config);
-    r.notes.push_back("listener '" + d.name + "' waits for cluster(s) " + join_names(missing) +
-                      (e.active ? "; its previous version stays in force" : "; it is not bound yet"));
+    set_listener_meta(name, std::move(e));
+    d.config.revision.value = ++next_revision_;
+    set_listener_active(name, std::move(d.config));
+    return;
   }
-  put_listener(d.name, std::move(e));
+  if (!e.waiting) e.waiting_since = now;  // a newer version keeps the original deadline
+  e.waiting = std::make_shared<const listener_config>(std::move(d.config));
+  r.notes.push_back("listener '" + name + "' waits for cluster(s) " + join_names(missing) +
+                    (current != nullptr ? "; its previous version stays in force" : "; it is not bound yet"));
+  set_listener_meta(name, std::move(e));
+}
+
+void ads_state::remove_listener(const std::string& name) {
+  if (!listeners_.contains(name)) return;
+  set_listener_active(name, std::nullopt);
+  set_listener_meta(name, std::nullopt);
 }
 
 ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& resources, clock::time_point now) {
   result r;
-  begin(r);
+  begin();
   std::set<std::string> seen;
   switch (kind) {
     case resource_kind::cluster: {
@@ -417,7 +555,7 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
         if (!e.is_static && !seen.contains(name)) gone.push_back(name);
       }
       for (const auto& name : gone) remove_cluster(name);
-      drop_unused_assignments();
+      drop_unused_services();
       break;
     }
     case resource_kind::endpoint: {
@@ -441,7 +579,7 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
       check_listener_addresses(decoded, gone, r);
       if (!r.errors.empty()) return r;
       for (auto& d : decoded) stage_listener(std::move(d), now, r);
-      for (const auto& name : gone) put_listener(name, std::nullopt);
+      for (const auto& name : gone) remove_listener(name);
       break;
     }
   }
@@ -452,7 +590,7 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
 ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list& resources, const name_list& removed,
                                          clock::time_point now) {
   result r;
-  begin(r);
+  begin();
   std::set<std::string> seen;
   auto where = [](const envoy::service::discovery::v3::Resource& res, int i) {
     return "resources[" + std::to_string(i) + "] ('" + res.name() + "')";
@@ -485,7 +623,7 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
         auto it = clusters_.find(name);
         if (it != clusters_.end() && !it->second.is_static && !seen.contains(name)) remove_cluster(name);
       }
-      drop_unused_assignments();
+      drop_unused_services();
       break;
     }
     case resource_kind::endpoint: {
@@ -493,11 +631,9 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
       for (int i = 0; i < resources.size(); ++i) {
         const auto& res = resources[i];
         if (!res.has_resource()) continue;
-        if (auto it = assignments_.find(res.name());
-            !res.version().empty() && it != assignments_.end() && it->second.version == res.version()) {
-          if (auto u = users_.find(res.name()); u != users_.end()) {
-            for (const auto& c : u->second) r.eds_clusters.push_back(c);
-          }
+        if (auto it = services_.find(res.name()); !res.version().empty() && it != services_.end() &&
+                                                   it->second.has_assignment && it->second.version == res.version()) {
+          for (const auto& c : it->second.users) r.eds_clusters.push_back(c);
           continue;
         }
         const std::size_t before = decoded.size();
@@ -508,7 +644,8 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
       for (auto& d : decoded) stage_cla(std::move(d));
       // A removed assignment leaves its clusters without endpoints (they stay ready).
       for (const std::string& name : removed_set) {
-        if (!users_.contains(name) || seen.contains(name)) continue;
+        auto it = services_.find(name);
+        if (it == services_.end() || it->second.users.empty() || seen.contains(name)) continue;
         decoded_cla empty{name, "", 0, load_assignment_config{}};
         empty.config.cluster_name = name;
         stage_cla(std::move(empty));
@@ -536,7 +673,7 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
       check_listener_addresses(decoded, gone, r);
       if (!r.errors.empty()) return r;
       for (auto& d : decoded) stage_listener(std::move(d), now, r);
-      for (const auto& name : gone) put_listener(name, std::nullopt);
+      for (const auto& name : gone) remove_listener(name);
       break;
     }
   }
@@ -546,7 +683,7 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
 
 ads_state::result ads_state::promote_listeners(clock::time_point now) {
   result r;
-  begin(r);
+  begin();
   std::vector<std::string> ready;
   for (const auto& [name, e] : listeners_) {
     if (!e.waiting) continue;
@@ -563,37 +700,21 @@ ads_state::result ads_state::promote_listeners(clock::time_point now) {
   }
   for (const auto& name : ready) {
     listener_entry e = listeners_.at(name);
-    e.active = std::move(e.waiting);
+    listener_config config = *e.waiting;
+    config.revision.value = ++next_revision_;
     e.waiting.reset();
-    put_listener(name, std::move(e));
+    set_listener_meta(name, std::move(e));
+    set_listener_active(name, std::move(config));
   }
   r.changed = changed_;
   return r;
 }
 
-bootstrap_config ads_state::assemble() const {
-  bootstrap_config out = base_;
-  out.clusters.reserve(out.clusters.size() + clusters_.size());
-  for (const auto& [name, e] : clusters_) {
-    if (!e.active) continue;
-    out.clusters.push_back(*e.active);
-    if (is_eds(*e.active)) {
-      auto it = assignments_.find(e.active->eds_service_name);
-      if (it != assignments_.end()) {
-        out.clusters.back().load_assignment = *it->second.assignment;
-        out.clusters.back().load_assignment.cluster_name = name;
-      }
-    }
-  }
-  for (const auto& [name, e] : listeners_) {
-    if (e.active) out.listeners.push_back(*e.active);
-  }
-  return out;
-}
-
 std::set<std::string> ads_state::eds_names() const {
   std::set<std::string> names;
-  for (const auto& [name, users] : users_) names.insert(name);
+  for (const auto& [name, service] : services_) {
+    if (!service.users.empty()) names.insert(name);
+  }
   return names;
 }
 
@@ -606,8 +727,8 @@ std::map<std::string, std::string> ads_state::versions(resource_kind kind) const
       }
       break;
     case resource_kind::endpoint:
-      for (const auto& [name, e] : assignments_) {
-        if (!e.version.empty()) out[name] = e.version;
+      for (const auto& [name, e] : services_) {
+        if (e.has_assignment && !e.version.empty()) out[name] = e.version;
       }
       break;
     case resource_kind::listener:
@@ -627,16 +748,6 @@ std::optional<ads_state::clock::time_point> ads_state::next_wait_deadline() cons
     if (!earliest || deadline < *earliest) earliest = deadline;
   }
   return earliest;
-}
-
-std::size_t ads_state::waiting_listeners() const {
-  return static_cast<std::size_t>(
-      std::count_if(listeners_.begin(), listeners_.end(), [](const auto& kv) { return kv.second.waiting != nullptr; }));
-}
-
-std::size_t ads_state::warming_clusters() const {
-  return static_cast<std::size_t>(
-      std::count_if(clusters_.begin(), clusters_.end(), [](const auto& kv) { return kv.second.warming != nullptr; }));
 }
 
 }  // namespace ewgw::xds

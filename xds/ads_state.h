@@ -82,8 +82,10 @@ class ads_state {
   void rollback();
 
   // The full configuration: static resources, ready clusters (EDS ones with their endpoints)
-  // and the listeners in force.
-  bootstrap_config assemble() const;
+  // and the listeners in force. Maintained in place as resources change (a 10,000-cluster
+  // configuration is not copied per update); valid until the next call that changes the state.
+  // Every listener and cluster in it carries a revision that changes whenever its content does.
+  const bootstrap_config& assemble() const { return assembled_; }
 
   // Service names the EDS subscription must hold now.
   std::set<std::string> eds_names() const;
@@ -91,28 +93,35 @@ class ads_state {
   std::map<std::string, std::string> versions(resource_kind kind) const;
   // When the earliest listener wait ends, if any listener waits.
   std::optional<clock::time_point> next_wait_deadline() const;
-  std::size_t waiting_listeners() const;
-  std::size_t warming_clusters() const;
+  std::size_t waiting_listeners() const { return waiting_; }
+  std::size_t warming_clusters() const { return warming_; }
   std::size_t cluster_count() const { return clusters_.size(); }
   std::size_t listener_count() const { return listeners_.size(); }
 
  private:
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+  // The content in force lives in assembled_ (at `pos`); entries keep the protocol metadata
+  // and the version waiting for its clusters or its endpoints.
   struct cluster_entry {
     std::string version;
     std::size_t digest = 0;  // of the serialized resource: unchanged resources are not decoded again
-    std::shared_ptr<const cluster_config> active;   // routed (EDS endpoints are added at assembly)
+    std::size_t pos = npos;  // in assembled_.clusters while in force
     std::shared_ptr<const cluster_config> warming;  // newest version, waiting for its first assignment
     bool is_static = false;
   };
-  struct cla_entry {
+  // An EDS service name: who uses it, and the assignment's version. The assignment's content
+  // lives in the clusters in force that use it (there is always one once it arrived).
+  struct service_entry {
+    std::vector<std::string> users;  // clusters whose version in force or warming uses it
+    bool has_assignment = false;
     std::string version;
     std::size_t digest = 0;
-    std::shared_ptr<const load_assignment_config> assignment;
   };
   struct listener_entry {
     std::string version;
     std::size_t digest = 0;
-    std::shared_ptr<const listener_config> active;
+    std::size_t pos = npos;  // in assembled_.listeners while in force
     std::shared_ptr<const listener_config> waiting;
     clock::time_point waiting_since{};
   };
@@ -135,17 +144,22 @@ class ads_state {
     load_assignment_config config;
   };
 
-  void begin(result& r);
-  // Mutations; each records how to undo itself.
-  void put_cluster(const std::string& name, std::optional<cluster_entry> entry);
-  void put_cla(const std::string& name, std::optional<cla_entry> entry);
-  void put_listener(const std::string& name, std::optional<listener_entry> entry);
+  void begin();
+  // Mutations of the indexes and of assembled_; each records how to undo itself.
+  void set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry);
+  void set_cluster_active(const std::string& name, std::optional<cluster_config> config);
+  void set_service(const std::string& name, std::optional<service_entry> entry);
+  void set_listener_meta(const std::string& name, std::optional<listener_entry> entry);
+  void set_listener_active(const std::string& name, std::optional<listener_config> config);
+  void add_user(const std::string& service, const std::string& cluster);
+  void remove_user(const std::string& service, const std::string& cluster);
 
   void stage_cluster(decoded_cluster d, result& r);
   void stage_cla(decoded_cla d);
   void stage_listener(decoded_listener d, clock::time_point now, result& r);
   void remove_cluster(const std::string& name);
-  void drop_unused_assignments();
+  void remove_listener(const std::string& name);
+  void drop_unused_services();
 
   bool decode_cluster_any(const google::protobuf::Any& any, const std::string& where, const std::string& version,
                           std::vector<decoded_cluster>& out, std::set<std::string>& seen, result& r);
@@ -156,19 +170,26 @@ class ads_state {
   void check_listener_addresses(const std::vector<decoded_listener>& incoming, const std::set<std::string>& removed,
                                 result& r) const;
 
+  const cluster_config* active_cluster(const std::string& name) const;
+  const listener_config* active_listener(const std::string& name) const;
+  // The endpoints of a service, from a cluster in force that uses it; null when none has them.
+  const load_assignment_config* service_endpoints(const std::string& service) const;
   bool cluster_ready(const std::string& name) const;
   std::vector<std::string> missing_clusters(const listener_config& l) const;
 
-  bootstrap_config base_;  // static resources
   std::set<std::string> static_cluster_names_;
   std::set<std::string> static_listener_names_;
+  std::size_t static_clusters_ = 0;   // assembled_.clusters[0, static_clusters_) are static
+  std::size_t static_listeners_ = 0;  // likewise for listeners
   std::chrono::milliseconds listener_wait_;
+  std::uint64_t next_revision_ = 0;
 
+  bootstrap_config assembled_;
   std::map<std::string, cluster_entry> clusters_;
-  std::map<std::string, cla_entry> assignments_;
-  // Service name -> clusters whose active or warming version uses it.
-  std::unordered_map<std::string, std::set<std::string>> users_;
+  std::unordered_map<std::string, service_entry> services_;
   std::map<std::string, listener_entry> listeners_;
+  std::size_t warming_ = 0;
+  std::size_t waiting_ = 0;
 
   std::vector<std::function<void()>> undo_;
   bool recording_ = true;

@@ -14,6 +14,16 @@ namespace ewgw::xds {
 
 using std::chrono::milliseconds;
 
+// Identifies one exact content of a listener or cluster, so that applying a configuration can
+// keep what did not change (routing objects, their counters and balancer state) without
+// comparing it field by field. The ADS client gives every new content a new revision; 0 means
+// "unknown" (static configuration): always rebuilt. It never takes part in equality: two
+// configurations are equal when their contents are.
+struct revision_tag {
+  std::uint64_t value = 0;
+  bool operator==(const revision_tag&) const { return true; }
+};
+
 struct socket_address {
   std::string address;  // numeric IPv4 or IPv6 literal
   std::uint16_t port = 0;
@@ -73,6 +83,7 @@ struct listener_config {
   bool continue_on_listener_filters_timeout = false;
   std::vector<filter_chain_config> filter_chains;
   std::optional<filter_chain_config> default_filter_chain;
+  revision_tag revision;
   bool operator==(const listener_config&) const = default;
 };
 
@@ -169,6 +180,7 @@ struct cluster_config {
   // Such a cluster is accepted so that the rest of the CDS update applies, but connections
   // routed to it are closed and counted (upstream_cx_unsupported_config). The text says why.
   std::string unsupported;
+  revision_tag revision;
   bool operator==(const cluster_config&) const = default;
 };
 

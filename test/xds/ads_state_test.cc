@@ -353,3 +353,56 @@ TEST(AdsState, StaticResourcesStayAndStaticEdsClustersWarm) {
 
 }  // namespace
 }  // namespace ewgw::xds
+
+namespace ewgw::xds {
+namespace {
+
+// Revisions let the gateway keep what did not change; they must change exactly when content does.
+TEST(AdsStateRevisions, FollowContentAndSurviveRollback) {
+  ads_state s(ads_bootstrap(), 15s);
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), clock::now());
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1}), istio::local_assignment(b, {2})),
+               clock::now());
+  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}, {b, b}})), clock::now());
+  s.commit();
+  auto revision = [&](const std::string& name) { return find_cluster(s.assemble(), name)->revision.value; };
+  auto listener_revision = [&] { return find_listener(s.assemble(), "0.0.0.0_15443")->revision.value; };
+  const auto ra = revision(a);
+  const auto rb = revision(b);
+  const auto rl = listener_revision();
+  EXPECT_NE(ra, 0u);
+  EXPECT_NE(ra, rb);
+
+  // An endpoint change of `a` gives `a` a new revision and leaves `b` and the listener alone.
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {3})), clock::now());
+  s.commit();
+  EXPECT_NE(revision(a), ra);
+  EXPECT_EQ(revision(b), rb);
+  EXPECT_EQ(listener_revision(), rl);
+  const auto ra2 = revision(a);
+
+  // The same content again (re-serialized): nothing changes.
+  EXPECT_FALSE(s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {3})), clock::now()).changed);
+  EXPECT_FALSE(
+      s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}, {b, b}})), clock::now()).changed);
+  s.commit();
+  EXPECT_EQ(revision(a), ra2);
+  EXPECT_EQ(listener_revision(), rl);
+
+  // A refused update is undone with the old revisions, matching what the gateway still runs.
+  EXPECT_TRUE(s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {4})), clock::now()).changed);
+  s.rollback();
+  EXPECT_EQ(revision(a), ra2);
+  EXPECT_EQ(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[0].address.port, 3);
+  // A removal refused, then undone: the cluster is back in place with its revision.
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(b)), clock::now());
+  EXPECT_EQ(find_cluster(s.assemble(), a), nullptr);
+  s.rollback();
+  ASSERT_NE(find_cluster(s.assemble(), a), nullptr);
+  EXPECT_EQ(revision(a), ra2);
+  EXPECT_EQ(revision(b), rb);
+  EXPECT_EQ(s.assemble().clusters.size(), 2u);
+}
+
+}  // namespace
+}  // namespace ewgw::xds
