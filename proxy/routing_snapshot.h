@@ -21,6 +21,7 @@ namespace ewgw::proxy {
 
 struct cluster_runtime {
   std::string name;
+  std::uint64_t revision = 0;  // xds::cluster_config::revision it was built from (0: unknown)
   std::chrono::milliseconds connect_timeout{5000};
   std::uint32_t max_connections = 1024;
   // Non-empty for a cluster received over xDS with settings ewgw does not implement: connections
@@ -49,11 +50,13 @@ struct filter_chain_runtime {
 
 struct listener_runtime {
   std::string name;
+  std::uint64_t revision = 0;  // xds::listener_config::revision it was built from (0: unknown)
   xds::socket_address address;
   bool tls_inspector = false;
   std::chrono::milliseconds listener_filters_timeout{15000};
   bool continue_on_listener_filters_timeout = false;
-  filter_chain_matcher matcher;
+  // Shared by the versions of a listener whose chains did not change.
+  std::shared_ptr<const filter_chain_matcher> matcher;
   std::vector<filter_chain_runtime> chains;
   std::optional<filter_chain_runtime> default_chain;
   std::shared_ptr<stats::block_scope<listener_stats>> stats;
@@ -68,8 +71,9 @@ struct string_hash {
 struct routing_snapshot {
   std::uint64_t version = 0;
   std::vector<std::shared_ptr<const listener_runtime>> listeners;
-  // By name, for sni_cluster (the SNI names the cluster) and for chains resolving clusters.
-  std::unordered_map<std::string, std::shared_ptr<cluster_runtime>, string_hash, std::equal_to<>> clusters;
+  // By name, for sni_cluster (the SNI names the cluster) and for chains resolving clusters. The
+  // key views the name held by the cluster it maps to.
+  std::unordered_map<std::string_view, std::shared_ptr<cluster_runtime>, string_hash, std::equal_to<>> clusters;
 
   const listener_runtime* find_listener(std::string_view name) const;
 };
@@ -79,9 +83,16 @@ struct routing_snapshot {
 // matchers) are appended to `errors`, each naming the listener; on error the result must not be
 // published.
 //
-// Hosts are rebuilt on every update for now: their per-host connection counts restart with the
-// new snapshot (old connections decrement the old host objects). Keeping hosts, with their
-// outlier state, across EDS updates comes with the Envoy-faithful balancer.
+// Reuse: a listener or cluster whose revision (xds/config.h, set by the ADS client) equals the
+// one its previous version was built from is kept as is, with its balancer state. A listener
+// whose content is the same but one of whose clusters was rebuilt gets a new version sharing the
+// previous chain matcher. So a single-cluster EDS update at 10,000 clusters rebuilds one cluster
+// and re-resolves one listener's chains instead of building everything. Revision 0 (static
+// configuration) is always rebuilt.
+//
+// Hosts of a rebuilt cluster are new: their per-host connection counts restart with the new
+// snapshot (old connections decrement the old host objects). Keeping hosts, with their outlier
+// state, across EDS updates comes with the Envoy-faithful balancer.
 std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_config& config, stats::registry& registry,
                                                        std::uint64_t version, const routing_snapshot* previous,
                                                        std::vector<std::string>& errors);

@@ -165,7 +165,7 @@ void tcp_session::on_hello_readable(const error_code& ec) {
 
 void tcp_session::route(std::string_view server_name, std::string_view transport, std::span<const std::string_view> alpns) {
   const connection_facts facts{local_port_, server_name, transport, alpns};
-  const int index = listener_->matcher.match(facts);
+  const int index = listener_->matcher->match(facts);
   if (index != filter_chain_matcher::no_match) {
     chain_ = &listener_->chains[static_cast<std::size_t>(index)];
   } else if (listener_->default_chain) {
