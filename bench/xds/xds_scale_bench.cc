@@ -49,6 +49,9 @@ long settled_rss_kib() {
   return rss_kib();
 }
 
+// Bytes allocated from the heap and in use (glibc), for the breakdown per component.
+std::size_t heap_in_use() { return mallinfo2().uordblks; }
+
 template <class M>
 google::protobuf::Any pack(const M& m) {
   google::protobuf::Any a;
@@ -129,6 +132,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const long rss_before = settled_rss_kib();
+  const std::size_t heap_before = heap_in_use();
 
   // 1. The full state.
   ewgw::xds::ads_state state(boot, std::chrono::seconds(15));
@@ -137,17 +141,20 @@ int main(int argc, char** argv) {
   if (!check(state.apply_sotw(ewgw::xds::resource_kind::cluster, cds, now), "CDS")) return 1;
   state.commit();
   const double cds_ms = ms_since(t);
+  const std::size_t heap_cds = heap_in_use();
   t = clock_type::now();
   if (!check(state.apply_sotw(ewgw::xds::resource_kind::endpoint, eds, now), "EDS")) return 1;
   state.commit();
   const double eds_ms = ms_since(t);
+  const std::size_t heap_eds = heap_in_use();
   t = clock_type::now();
   if (!check(state.apply_sotw(ewgw::xds::resource_kind::listener, lds, now), "LDS")) return 1;
   state.commit();
   const double lds_ms = ms_since(t);
   const long rss_state = settled_rss_kib();
+  const std::size_t heap_lds = heap_in_use();
   t = clock_type::now();
-  auto config = state.assemble();
+  const auto& config = state.assemble();
   const double assemble_ms = ms_since(t);
   t = clock_type::now();
   if (auto errors = gw.apply(config); !errors.empty()) {
@@ -156,8 +163,8 @@ int main(int argc, char** argv) {
   }
   const double apply_ms = ms_since(t);
   const std::size_t applied_clusters = config.clusters.size();
-  config = {};
   const long rss_after = settled_rss_kib();
+  const std::size_t heap_gateway = heap_in_use();
 
   // 2. Single-cluster EDS updates.
   std::vector<double> update_ms;
@@ -176,7 +183,7 @@ int main(int argc, char** argv) {
     double apply = 0;
     if (r.changed) {
       auto t2 = clock_type::now();
-      auto next = state.assemble();
+      const auto& next = state.assemble();
       assemble = ms_since(t2);
       t2 = clock_type::now();
       if (auto errors = gw.apply(next); !errors.empty()) {
@@ -220,6 +227,12 @@ int main(int argc, char** argv) {
   std::printf("  of which: xDS state %.0f bytes per cluster, gateway snapshot and stats %.0f bytes per cluster\n",
               static_cast<double>(rss_state - rss_before) * 1024.0 / static_cast<double>(clusters),
               static_cast<double>(rss_after - rss_state) * 1024.0 / static_cast<double>(clusters));
+  auto per = [&](std::size_t from, std::size_t to) {
+    return (static_cast<double>(to) - static_cast<double>(from)) / static_cast<double>(clusters);
+  };
+  std::printf("heap in use per cluster: clusters %.0f, endpoints %.0f, listener chain %.0f, gateway runtime %.0f; total %.0f\n",
+              per(heap_before, heap_cds), per(heap_cds, heap_eds), per(heap_eds, heap_lds), per(heap_lds, heap_gateway),
+              per(heap_before, heap_gateway));
   gw.stop();
   return 0;
 }
