@@ -82,6 +82,7 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
   }
   resolve(out, snapshot);
   out.stats = registry.get<tcp_stats>("tcp", chain.tcp_proxy.stat_prefix);
+  out.tcp_proxy.stat_prefix = {};  // resolved into `stats`; not kept per chain (tens of thousands)
   return out;
 }
 

@@ -138,13 +138,13 @@ class registry {
   template <class Block>
   std::shared_ptr<block_scope<Block>> get(const std::string& family, const std::string& label) {
     std::lock_guard lock(mu_);
-    const key k{family, label, std::type_index(typeid(Block))};
-    auto it = scopes_.find(k);
+    auto it = scopes_.find(key{family, label, std::type_index(typeid(Block))});
     if (it != scopes_.end()) return std::static_pointer_cast<block_scope<Block>>(it->second);
     // An empty label names the family itself ("control_plane.connected_state").
     auto s = std::make_shared<block_scope<Block>>(family, label, label.empty() ? family + "." : family + "." + label + ".",
                                                   workers_);
-    scopes_.emplace(k, s);
+    // The key views the scope's own names (tens of thousands of scopes with long labels).
+    scopes_.emplace(key{s->family(), s->label(), std::type_index(typeid(Block))}, s);
     return s;
   }
 
@@ -159,8 +159,8 @@ class registry {
 
  private:
   struct key {
-    std::string family;
-    std::string label;
+    std::string_view family;
+    std::string_view label;
     std::type_index type;
     bool operator<(const key& o) const {
       if (family != o.family) return family < o.family;
