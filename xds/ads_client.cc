@@ -513,6 +513,12 @@ struct ads_client::impl {
   }
 
   void rejected(resource_kind kind, const std::string& nonce, const std::vector<std::string>& errors) {
+    reject(kind, nonce, errors);
+    // As Envoy: clusters having been answered (even by a rejected update), listeners follow.
+    if (kind == resource_kind::cluster && ads.lds) subscribe(resource_kind::listener);
+  }
+
+  void reject(resource_kind kind, const std::string& nonce, const std::vector<std::string>& errors) {
     const std::string message = join_errors(errors);
     EWGW_LOG(warn, "xds", "update rejected (NACK); the last good configuration stays",
              {{"type", short_name(kind)}, {"nonce", nonce}, {"errors", message}});
