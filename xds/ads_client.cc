@@ -211,8 +211,15 @@ struct ads_client::impl {
       if (is_stopping()) break;
       if (had_response) backoff = options.initial_backoff;
       const milliseconds delay = jitter(backoff);
-      EWGW_LOG(warn, "xds", "control plane stream ended; reconnecting",
-               {{"target", ads.target}, {"reason", last_stream_error()}, {"retry_in_ms", log::num(delay.count())}});
+      // A stream that worked and was closed (istiod does so every ~30 min) is routine; a stream
+      // that could not be established is what operators need to see.
+      if (had_response) {
+        EWGW_LOG(info, "xds", "control plane stream ended; reconnecting",
+                 {{"target", ads.target}, {"reason", last_stream_error()}, {"retry_in_ms", log::num(delay.count())}});
+      } else {
+        EWGW_LOG(warn, "xds", "control plane unreachable or refused the stream; retrying",
+                 {{"target", ads.target}, {"reason", last_stream_error()}, {"retry_in_ms", log::num(delay.count())}});
+      }
       backoff = std::min(backoff * 2, options.max_backoff);
       idle_until(clock::now() + delay);
     }
@@ -222,7 +229,7 @@ struct ads_client::impl {
   void idle_until(clock::time_point until) {
     while (true) {
       auto wake = until;
-      if (auto d = state.next_wait_deadline(); d && *d < wake) wake = *d;
+      if (auto d = next_wake(); d && *d < wake) wake = *d;
       {
         std::unique_lock lock(mu);
         cv.wait_until(lock, wake, [&] { return stopping; });
@@ -231,6 +238,12 @@ struct ads_client::impl {
       promote(clock::now());
       if (clock::now() >= until) return;
     }
+  }
+
+  // When a waiting listener's wait ends (nothing to wake for while promotions are blocked).
+  std::optional<clock::time_point> next_wake() const {
+    if (promotion_blocked) return std::nullopt;
+    return state.next_wait_deadline();
   }
 
   std::string last_stream_error() {
@@ -344,7 +357,7 @@ struct ads_client::impl {
       std::optional<event> next;
       {
         std::unique_lock lock(mu);
-        const auto deadline = state.next_wait_deadline();
+        const auto deadline = next_wake();
         auto ready = [&] { return stopping || !events.empty(); };
         if (deadline) {
           cv.wait_until(lock, *deadline, ready);
