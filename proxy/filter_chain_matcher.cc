@@ -1,5 +1,7 @@
 #include "proxy/filter_chain_matcher.h"
 
+#include <algorithm>
+
 namespace ewgw::proxy {
 
 namespace {
@@ -13,6 +15,7 @@ std::string describe(const std::vector<xds::filter_chain_config>& chains, std::s
 
 std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::filter_chain_config>& chains) {
   root_ = {};
+  protocols_.clear();
   for (std::size_t i = 0; i < chains.size(); ++i) {
     const xds::filter_chain_match& m = chains[i].match;
     server_name_node& names = m.destination_port ? root_.by_port[*m.destination_port]
@@ -44,7 +47,13 @@ std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::fi
         if (auto e = claim(alpns.any)) return e;
       } else {
         for (const std::string& p : m.application_protocols) {
-          auto [it, inserted] = alpns.by_protocol.try_emplace(p, no_match);
+          const std::string_view interned = *protocols_.insert(p).first;
+          auto it = std::find_if(alpns.by_protocol.begin(), alpns.by_protocol.end(),
+                                 [&](const auto& e) { return e.first == interned; });
+          if (it == alpns.by_protocol.end()) {
+            alpns.by_protocol.emplace_back(interned, no_match);
+            it = alpns.by_protocol.end() - 1;
+          }
           if (auto e = claim(it->second)) return e;
         }
       }
@@ -95,7 +104,9 @@ int filter_chain_matcher::match(const connection_facts& facts) const {
 
   // The client's first offered protocol that some chain names wins (client order).
   for (std::string_view p : facts.application_protocols) {
-    if (auto it = alpns->by_protocol.find(p); it != alpns->by_protocol.end()) return it->second;
+    for (const auto& [protocol, chain] : alpns->by_protocol) {
+      if (protocol == p) return chain;
+    }
   }
   return alpns->any;
 }

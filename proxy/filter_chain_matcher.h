@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,6 +31,13 @@ class filter_chain_matcher {
  public:
   static constexpr int no_match = -1;
 
+  filter_chain_matcher() = default;
+  // The tree views strings the matcher owns (protocols_): moving keeps them, copying would not.
+  filter_chain_matcher(filter_chain_matcher&&) = default;
+  filter_chain_matcher& operator=(filter_chain_matcher&&) = default;
+  filter_chain_matcher(const filter_chain_matcher&) = delete;
+  filter_chain_matcher& operator=(const filter_chain_matcher&) = delete;
+
   // Builds the match tree for `chains` (indices into that vector are returned by match()).
   // Returns an error naming both chains when two of them claim the same combination of
   // criteria, as Envoy rejects overlapping matchers.
@@ -46,8 +54,11 @@ class filter_chain_matcher {
   template <class V>
   using string_map = std::unordered_map<std::string, V, string_hash, std::equal_to<>>;
 
+  // A handful of protocols per chain (Istio: the same five on every chain, tens of thousands of
+  // chains): a small vector of views into the interned protocols_ is a fraction of a hash map's
+  // memory, and a linear scan of five entries is as fast as hashing.
   struct alpn_node {
-    string_map<int> by_protocol;
+    std::vector<std::pair<std::string_view, int>> by_protocol;
     int any = no_match;
   };
   struct transport_node {
@@ -65,6 +76,7 @@ class filter_chain_matcher {
   };
 
   port_node root_;
+  std::set<std::string, std::less<>> protocols_;  // every ALPN named by some chain, once
 };
 
 }  // namespace ewgw::proxy

@@ -36,6 +36,7 @@ gateway::gateway(gateway_options options)
 
 void gateway::drain_listeners() {
   draining_ = true;
+  std::lock_guard lock(bound_mu_);
   for (const auto& [name, b] : bound_) {
     for (auto& w : workers_) w->remove_acceptor(name, b.port);
   }
@@ -135,6 +136,7 @@ std::vector<std::string> gateway::apply(const xds::bootstrap_config& config) {
     }
     std::set<std::string> wanted;
     for (const auto& l : snapshot->listeners) wanted.insert(l->name);
+    std::lock_guard lock(bound_mu_);
     for (auto it = bound_.begin(); it != bound_.end();) {
       const bool moved = fresh.contains(it->first);
       if (!wanted.contains(it->first) || moved) {
@@ -158,6 +160,7 @@ std::optional<std::string> gateway::start() {
   for (const auto& l : snapshot_->listeners) {
     bound_listener b;
     if (auto error = bind(*l, b)) return error;
+    std::lock_guard lock(bound_mu_);
     bound_[l->name] = b;
   }
   for (auto& w : workers_) w->publish(snapshot_);
@@ -173,6 +176,7 @@ void gateway::stop() {
 }
 
 std::uint16_t gateway::listener_port(std::string_view listener) const {
+  std::lock_guard lock(bound_mu_);
   auto it = bound_.find(std::string(listener));
   return it == bound_.end() ? 0 : it->second.port;
 }

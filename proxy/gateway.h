@@ -7,8 +7,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,11 +51,15 @@ class gateway {
   std::optional<std::string> start();
   void stop();
 
-  // The port a listener is bound to (after start()), or 0.
+  // The port a listener is bound to (after start()), or 0. Any thread.
   std::uint16_t listener_port(std::string_view listener) const;
   // True once a configuration is applied, the gateway started and every listener bound, and not
   // draining. Any thread.
-  bool ready() const { return ready_.load() && !draining_.load(); }
+  bool ready() const { return ready_.load() && !draining_.load() && (!readiness_gate_ || readiness_gate_()); }
+
+  // An extra condition for ready(), e.g. "the first CDS and LDS from the control plane are in
+  // force" (Istio's readiness). Set before serving readiness; called from any thread.
+  void set_readiness_gate(std::function<bool()> gate) { readiness_gate_ = std::move(gate); }
   bool draining() const { return draining_.load(); }
 
   // Stops accepting on every listener (open connections continue) and reports not ready, for
@@ -80,11 +86,13 @@ class gateway {
   stats::registry stats_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::shared_ptr<const routing_snapshot> snapshot_;
+  mutable std::mutex bound_mu_;  // bound_ is read by listener_port() from any thread
   std::map<std::string, bound_listener> bound_;
   std::uint64_t version_ = 0;
   bool started_ = false;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
+  std::function<bool()> readiness_gate_;
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   std::shared_ptr<stats::block_scope<server_stats>> server_stats_;
 };

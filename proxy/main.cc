@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -15,14 +16,19 @@
 #include "proxy/admin_endpoints.h"
 #include "proxy/admin_server.h"
 #include "proxy/gateway.h"
+#include "proxy/xds_controller.h"
 #include "stats/log.h"
 #include "xds/decode.h"
+#include "xds/istio_bootstrap.h"
 
 namespace {
 
-constexpr std::string_view usage = R"(usage: ewgw --config FILE [options]
+constexpr std::string_view usage = R"(usage: ewgw [--config FILE | --istio] [options]
 
   --config FILE          Envoy v3 Bootstrap (YAML or JSON)
+  --istio                Istio mode (the default without --config): build the bootstrap from
+                         the environment of an Istio gateway pod and follow istiod over xDS
+  --print-bootstrap      Istio mode: print the bootstrap built from the environment and exit
   --mode serve|validate  serve (default) or only check the configuration (exit 0 or 1)
   --concurrency N        worker threads (default: number of cores)
   --log-level LEVEL      trace, debug, info (default), warn, error, off
@@ -56,6 +62,8 @@ struct options {
   std::optional<host_port> prometheus;
   std::optional<host_port> readiness;
   std::string config;
+  bool istio = false;
+  bool print_bootstrap = false;
   std::string mode = "serve";
   std::size_t concurrency = 0;
   ewgw::log::level level = ewgw::log::level::info;
@@ -84,6 +92,10 @@ int main(int argc, char** argv) {
       const char* v = value(arg);
       if (!v) return usage_error("--config needs a file");
       opt.config = v;
+    } else if (arg == "--istio") {
+      opt.istio = true;
+    } else if (arg == "--print-bootstrap") {
+      opt.print_bootstrap = true;
     } else if (arg == "--mode") {
       const char* v = value(arg);
       if (!v || (std::string_view(v) != "serve" && std::string_view(v) != "validate")) {
@@ -108,28 +120,50 @@ int main(int argc, char** argv) {
       return usage_error("unknown argument '" + std::string(arg) + "'");
     }
   }
-  if (opt.config.empty()) return usage_error("--config is required");
+  if (!opt.config.empty() && opt.istio) return usage_error("--config and --istio exclude each other");
+  if (!opt.config.empty() && opt.print_bootstrap) {
+    return usage_error("--print-bootstrap shows the Istio-mode bootstrap; it does not take --config");
+  }
   ewgw::log::set_level(opt.level);
   if (opt.concurrency == 0) opt.concurrency = std::max(1u, std::thread::hardware_concurrency());
 
-  auto loaded = ewgw::xds::load_bootstrap_file(opt.config);
+  ewgw::xds::bootstrap_load_result loaded;
+  std::string origin = opt.config;
+  if (opt.config.empty()) {
+    // Istio mode: the bootstrap pilot-agent would give Envoy, from this pod's environment.
+    origin = "istio-bootstrap";
+    const auto built = ewgw::xds::build_istio_bootstrap(ewgw::xds::current_istio_environment());
+    if (!built.errors.empty()) {
+      for (const std::string& e : built.errors) std::fprintf(stderr, "error: istio mode: %s\n", e.c_str());
+      return 1;
+    }
+    if (opt.print_bootstrap) {
+      std::fwrite(built.json.data(), 1, built.json.size(), stdout);
+      return 0;
+    }
+    for (const std::string& n : built.notices) EWGW_LOG(info, "istio", n);
+    loaded = ewgw::xds::load_bootstrap_text(built.json, origin);
+  } else {
+    loaded = ewgw::xds::load_bootstrap_file(opt.config);
+  }
   for (const std::string& n : loaded.diag.notices) EWGW_LOG(info, "config", n);
   if (!loaded.diag.ok()) {
     for (const std::string& e : loaded.diag.errors) std::fprintf(stderr, "error: %s\n", e.c_str());
-    std::fprintf(stderr, "ewgw: %s: %zu error(s); configuration rejected\n", opt.config.c_str(), loaded.diag.errors.size());
+    std::fprintf(stderr, "ewgw: %s: %zu error(s); configuration rejected\n", origin.c_str(), loaded.diag.errors.size());
     return 1;
   }
 
   ewgw::proxy::gateway gw({opt.concurrency});
   // Building the routing snapshot checks what the decoder cannot (e.g. overlapping chains).
   if (auto errors = gw.apply(loaded.config); !errors.empty()) {
-    for (const std::string& e : errors) std::fprintf(stderr, "error: %s: %s\n", opt.config.c_str(), e.c_str());
-    std::fprintf(stderr, "ewgw: %s: configuration rejected\n", opt.config.c_str());
+    for (const std::string& e : errors) std::fprintf(stderr, "error: %s: %s\n", origin.c_str(), e.c_str());
+    std::fprintf(stderr, "ewgw: %s: configuration rejected\n", origin.c_str());
     return 1;
   }
   if (opt.mode == "validate") {
-    std::printf("%s: configuration is valid (%zu listener(s), %zu cluster(s))\n", opt.config.c_str(),
-                loaded.config.listeners.size(), loaded.config.clusters.size());
+    std::printf("%s: configuration is valid (%zu listener(s), %zu cluster(s)%s)\n", origin.c_str(),
+                loaded.config.listeners.size(), loaded.config.clusters.size(),
+                loaded.config.ads ? (", more from the ADS server at " + loaded.config.ads->target).c_str() : "");
     return 0;
   }
 
@@ -138,7 +172,22 @@ int main(int argc, char** argv) {
     gw.stop();
     return 1;
   }
-  EWGW_LOG(info, "main", "ewgw started", {{"config", opt.config}, {"concurrency", ewgw::log::num(opt.concurrency)}});
+  EWGW_LOG(info, "main", "ewgw started", {{"config", origin}, {"concurrency", ewgw::log::num(opt.concurrency)}});
+
+  // With an ADS server, the xDS client's thread becomes the gateway's control thread from here
+  // until it is stopped (proxy/xds_controller.h). An unreachable server is retried with backoff;
+  // the gateway serves its static listeners meanwhile and is not ready.
+  std::unique_ptr<ewgw::proxy::xds_controller> xds;
+  if (loaded.config.ads) {
+    const auto& ads = *loaded.config.ads;
+    EWGW_LOG(info, "main", "following the control plane",
+             {{"target", ads.target}, {"api", ads.api == ewgw::xds::xds_api::delta ? "delta" : "sotw"},
+              {"tls", ads.tls ? "true" : "false"}, {"node", loaded.config.node.id}});
+    xds = std::make_unique<ewgw::proxy::xds_controller>(gw, loaded.config);
+    // Ready (15021, /ready) only once the first CDS and LDS are in force, as Istio expects.
+    gw.set_readiness_gate([client = &xds->client()] { return client->ready(); });
+    xds->start();
+  }
 
   // The control thread: signals and the admin, scrape and probe endpoints. Workers never wait
   // on it.
@@ -177,6 +226,7 @@ int main(int argc, char** argv) {
   }
   main_context.run();
   for (auto& s : servers) s->stop();
+  if (xds) xds->stop();
   gw.stop();
   return 0;
 }

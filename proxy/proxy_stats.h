@@ -51,6 +51,7 @@ EWGW_STATS_BLOCK(tcp_stats, EWGW_TCP_STATS)
   COUNTER(upstream_cx_connect_attempts_exceeded, "Connections closed after max_connect_attempts failed connects") \
   COUNTER(upstream_cx_overflow, "Connections refused by the max_connections circuit breaker")       \
   COUNTER(upstream_cx_none_healthy, "Connections closed because the cluster had no host")           \
+  COUNTER(upstream_cx_unsupported_config, "Connections closed because the cluster (from xDS) uses settings ewgw does not implement") \
   COUNTER(upstream_cx_destroy, "Upstream connections closed")                                       \
   COUNTER(upstream_cx_rx_bytes_total, "Bytes received from upstream hosts")                         \
   COUNTER(upstream_cx_tx_bytes_total, "Bytes sent to upstream hosts")

@@ -74,8 +74,10 @@ lb::cluster_config to_lb_config(const xds::cluster_config& c) {
 std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, stats::registry& registry,
                                                const routing_snapshot* previous) {
   auto out = std::make_shared<cluster_runtime>(registry, c.name);
+  out->revision = c.revision.value;
   out->connect_timeout = c.connect_timeout;
   out->max_connections = c.max_connections;
+  out->unsupported = c.unsupported;
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
     if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();
@@ -89,21 +91,73 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   return out;
 }
 
+std::shared_ptr<cluster_runtime> find_cluster(const routing_snapshot& snapshot, const std::string& name) {
+  auto it = snapshot.clusters.find(name);
+  return it == snapshot.clusters.end() ? nullptr : it->second;
+}
+
+// Points a chain at the clusters of `snapshot`, by name.
+void resolve(filter_chain_runtime& chain, const routing_snapshot& snapshot) {
+  chain.cluster = find_cluster(snapshot, chain.tcp_proxy.cluster);
+  for (std::size_t i = 0; i < chain.weighted.size(); ++i) {
+    chain.weighted[i].cluster = find_cluster(snapshot, chain.tcp_proxy.weighted_clusters[i].name);
+  }
+}
+
 filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const routing_snapshot& snapshot,
                                  stats::registry& registry) {
   filter_chain_runtime out;
   out.name = chain.name;
   out.tcp_proxy = chain.tcp_proxy;
-  if (auto it = snapshot.clusters.find(chain.tcp_proxy.cluster); it != snapshot.clusters.end()) out.cluster = it->second;
   for (const xds::weighted_cluster& w : chain.tcp_proxy.weighted_clusters) {
     out.total_weight += w.weight;
     weighted_target t;
-    if (auto it = snapshot.clusters.find(w.name); it != snapshot.clusters.end()) t.cluster = it->second;
     t.cumulative_weight = out.total_weight;
     out.weighted.push_back(std::move(t));
   }
+  resolve(out, snapshot);
   out.stats = registry.get<tcp_stats>("tcp", chain.tcp_proxy.stat_prefix);
+  out.tcp_proxy.stat_prefix = {};  // resolved into `stats`; not kept per chain (tens of thousands)
   return out;
+}
+
+void put(routing_snapshot& snapshot, std::shared_ptr<cluster_runtime> cluster) {
+  const std::string_view key = cluster->name;
+  auto [it, fresh] = snapshot.clusters.try_emplace(key, cluster);
+  if (!fresh) {  // a later duplicate replaces an earlier one (and its name, which the key views)
+    snapshot.clusters.erase(it);
+    snapshot.clusters.emplace(key, std::move(cluster));
+  }
+}
+
+// Names of clusters whose object differs between `previous` and `snapshot` (built, added or
+// removed): usually a handful, so checked linearly.
+class changed_clusters {
+ public:
+  void add(std::string_view name) { names_.push_back(name); }
+  bool contains(std::string_view name) const {
+    return std::find(names_.begin(), names_.end(), name) != names_.end();
+  }
+  bool touches(const filter_chain_runtime& chain) const {
+    if (contains(chain.tcp_proxy.cluster)) return true;
+    for (const auto& w : chain.tcp_proxy.weighted_clusters) {
+      if (contains(w.name)) return true;
+    }
+    return false;
+  }
+  bool empty() const { return names_.empty(); }
+
+ private:
+  std::vector<std::string_view> names_;
+};
+
+// The previous version of listener `l`, when it was built from the same content.
+std::shared_ptr<const listener_runtime> same_listener(const xds::listener_config& l, const routing_snapshot* previous) {
+  if (previous == nullptr || l.revision.value == 0) return nullptr;
+  for (const auto& old : previous->listeners) {
+    if (old->name == l.name) return old->revision == l.revision.value ? old : nullptr;
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -113,15 +167,56 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
                                                        std::vector<std::string>& errors) {
   auto snapshot = std::make_shared<routing_snapshot>();
   snapshot->version = version;
-  for (const xds::cluster_config& c : config.clusters) snapshot->clusters[c.name] = build_cluster(c, registry, previous);
+  snapshot->clusters.reserve(config.clusters.size());
+  changed_clusters changed;
+  std::size_t kept = 0;
+  for (const xds::cluster_config& c : config.clusters) {
+    if (previous != nullptr && c.revision.value != 0) {
+      if (auto it = previous->clusters.find(c.name);
+          it != previous->clusters.end() && it->second->revision == c.revision.value) {
+        put(*snapshot, it->second);  // unchanged: same object, same balancer state
+        ++kept;
+        continue;
+      }
+    }
+    auto built = build_cluster(c, registry, previous);
+    changed.add(built->name);
+    put(*snapshot, std::move(built));
+  }
+  if (previous != nullptr && kept != previous->clusters.size()) {
+    for (const auto& [name, cluster] : previous->clusters) {
+      if (!snapshot->clusters.contains(name)) changed.add(cluster->name);  // removed (kept alive by `previous`)
+    }
+  }
   for (const xds::listener_config& l : config.listeners) {
+    if (auto old = same_listener(l, previous)) {
+      auto touched = [&](const filter_chain_runtime& c) { return !changed.empty() && changed.touches(c); };
+      if (std::none_of(old->chains.begin(), old->chains.end(), touched) &&
+          (!old->default_chain || !touched(*old->default_chain))) {
+        snapshot->listeners.push_back(std::move(old));
+        continue;
+      }
+      // Same chains, some of their clusters changed: a new version sharing the matcher and the
+      // stats, with those chains pointed at the new cluster objects.
+      auto out = std::make_shared<listener_runtime>(*old);
+      for (auto& chain : out->chains) {
+        if (changed.touches(chain)) resolve(chain, *snapshot);
+      }
+      if (out->default_chain && changed.touches(*out->default_chain)) resolve(*out->default_chain, *snapshot);
+      snapshot->listeners.push_back(std::move(out));
+      continue;
+    }
     auto out = std::make_shared<listener_runtime>();
     out->name = l.name;
+    out->revision = l.revision.value;
     out->address = l.address;
     out->tls_inspector = l.tls_inspector;
     out->listener_filters_timeout = l.listener_filters_timeout;
     out->continue_on_listener_filters_timeout = l.continue_on_listener_filters_timeout;
-    if (auto e = out->matcher.build(l.filter_chains)) errors.push_back("listener '" + l.name + "': " + *e);
+    auto matcher = std::make_shared<filter_chain_matcher>();
+    if (auto e = matcher->build(l.filter_chains)) errors.push_back("listener '" + l.name + "': " + *e);
+    out->matcher = std::move(matcher);
+    out->chains.reserve(l.filter_chains.size());
     for (const xds::filter_chain_config& chain : l.filter_chains) {
       out->chains.push_back(build_chain(chain, *snapshot, registry));
     }

@@ -21,8 +21,12 @@ namespace ewgw::proxy {
 
 struct cluster_runtime {
   std::string name;
+  std::uint64_t revision = 0;  // xds::cluster_config::revision it was built from (0: unknown)
   std::chrono::milliseconds connect_timeout{5000};
   std::uint32_t max_connections = 1024;
+  // Non-empty for a cluster received over xDS with settings ewgw does not implement: connections
+  // routed to it are closed (upstream_cx_unsupported_config). The text says which settings.
+  std::string unsupported;
   std::shared_ptr<lb::load_balancer> balancer;
   explicit cluster_runtime(stats::registry& registry, const std::string& cluster_name)
       : name(cluster_name), stats(registry, "cluster", cluster_name) {}
@@ -48,11 +52,13 @@ struct filter_chain_runtime {
 
 struct listener_runtime {
   std::string name;
+  std::uint64_t revision = 0;  // xds::listener_config::revision it was built from (0: unknown)
   xds::socket_address address;
   bool tls_inspector = false;
   std::chrono::milliseconds listener_filters_timeout{15000};
   bool continue_on_listener_filters_timeout = false;
-  filter_chain_matcher matcher;
+  // Shared by the versions of a listener whose chains did not change.
+  std::shared_ptr<const filter_chain_matcher> matcher;
   std::vector<filter_chain_runtime> chains;
   std::optional<filter_chain_runtime> default_chain;
   std::shared_ptr<stats::block_scope<listener_stats>> stats;
@@ -67,8 +73,9 @@ struct string_hash {
 struct routing_snapshot {
   std::uint64_t version = 0;
   std::vector<std::shared_ptr<const listener_runtime>> listeners;
-  // By name, for sni_cluster (the SNI names the cluster) and for chains resolving clusters.
-  std::unordered_map<std::string, std::shared_ptr<cluster_runtime>, string_hash, std::equal_to<>> clusters;
+  // By name, for sni_cluster (the SNI names the cluster) and for chains resolving clusters. The
+  // key views the name held by the cluster it maps to.
+  std::unordered_map<std::string_view, std::shared_ptr<cluster_runtime>, string_hash, std::equal_to<>> clusters;
 
   const listener_runtime* find_listener(std::string_view name) const;
 };
@@ -78,9 +85,16 @@ struct routing_snapshot {
 // matchers) are appended to `errors`, each naming the listener; on error the result must not be
 // published.
 //
-// Each cluster's balancer is rebuilt from the previous one of the same name: hosts with the same
-// address are kept, with their connection counts and outlier state, and so are the balancer's
-// statistics.
+// Reuse: a listener or cluster whose revision (xds/config.h, set by the ADS client) equals the
+// one its previous version was built from is kept as is, with its balancer state. A listener
+// whose content is the same but one of whose clusters was rebuilt gets a new version sharing the
+// previous chain matcher. So a single-cluster EDS update at 10,000 clusters rebuilds one cluster
+// and re-resolves one listener's chains instead of building everything. Revision 0 (static
+// configuration) is always rebuilt.
+//
+// A rebuilt cluster's balancer is built from the previous one of the same name: hosts with the
+// same address are kept, with their connection counts and outlier state, and so are the
+// balancer's statistics.
 std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_config& config, stats::registry& registry,
                                                        std::uint64_t version, const routing_snapshot* previous,
                                                        std::vector<std::string>& errors);

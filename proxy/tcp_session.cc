@@ -170,7 +170,7 @@ void tcp_session::on_hello_readable(const error_code& ec) {
 
 void tcp_session::route(std::string_view server_name, std::string_view transport, std::span<const std::string_view> alpns) {
   const connection_facts facts{local_port_, server_name, transport, alpns};
-  const int index = listener_->matcher.match(facts);
+  const int index = listener_->matcher->match(facts);
   if (index != filter_chain_matcher::no_match) {
     chain_ = &listener_->chains[static_cast<std::size_t>(index)];
   } else if (listener_->default_chain) {
@@ -209,6 +209,13 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
     return;
   }
   cluster_stats_ = &cluster_->stats.worker(owner_.id());
+  if (!cluster_->unsupported.empty()) {
+    cluster_stats_->upstream_cx_unsupported_config.inc();
+    EWGW_LOG(debug, "tcp", "cluster uses settings ewgw does not implement; connection closed",
+             {{"cluster", cluster_->name}, {"reason", cluster_->unsupported}});
+    close();
+    return;
+  }
   routed_at_ = clock::now();
   // A reset from the client while the upstream connects (or at any later time, including
   // after it half-closed) closes both sides at once.

@@ -8,22 +8,27 @@
 #   scripts/demo.sh            10 requests, then stop
 #   scripts/demo.sh -n 50      50 requests
 #   scripts/demo.sh --forever  until Ctrl-C
+#   scripts/demo.sh --xds      the same, but ewgw takes its configuration over xDS from the
+#                              bundled test control plane (ewgw-test-control-plane on
+#                              127.0.0.1:15010, istiod-shaped resources) instead of a file
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 count=10
+xds=0
 while (($#)); do
   case "$1" in
     -n) count="$2"; shift 2 ;;
     --forever) count=0; shift ;;
-    *) echo "usage: $0 [-n COUNT | --forever]" >&2; exit 2 ;;
+    --xds) xds=1; shift ;;
+    *) echo "usage: $0 [-n COUNT | --forever] [--xds]" >&2; exit 2 ;;
   esac
 done
 
 if [[ "${EWGW_DEMO_SKIP_BUILD:-0}" != 1 ]]; then
   "$root/scripts/setup.sh"
   cmake --preset release -S "$root" >/dev/null
-  cmake --build --preset release --target ewgw ewgw-demo-backend ewgw-demo-certs
+  cmake --build --preset release --target ewgw ewgw-demo-backend ewgw-demo-certs ewgw-test-control-plane
 fi
 bin="${EWGW_BUILD_DIR:-$root/build/release}"
 run="$root/demo/run"
@@ -45,7 +50,18 @@ pids+=($!)
 "$bin/test/support/ewgw-demo-backend" --port 15102 --cert-dir "$run/certs" --name helloworld-v2 --version v2 \
   --require-client-cert >"$run/backend-v2.log" 2>&1 &
 pids+=($!)
-"$bin/proxy/ewgw" --config "$root/demo/bootstrap.yaml" --concurrency 2 >"$run/ewgw.log" 2>&1 &
+if ((xds)); then
+  # The control plane serves what istiod would send this gateway: an SNI-DNAT EDS cluster per
+  # service (endpoints: the backends) and the 15443 listener with one chain per service.
+  "$bin/test/xds/ewgw-test-control-plane" --port 15010 --listener-port 15443 \
+    --service "$sni=15101,15102" --service "outbound_.5000_.v1_.helloworld.sample.svc.cluster.local=15101" \
+    >"$run/control-plane.log" 2>&1 &
+  pids+=($!)
+  config="$root/demo/xds-bootstrap.yaml"
+else
+  config="$root/demo/bootstrap.yaml"
+fi
+"$bin/proxy/ewgw" --config "$config" --concurrency 2 >"$run/ewgw.log" 2>&1 &
 pids+=($!)
 
 # Wait until the gateway and both backends accept connections.
@@ -55,7 +71,11 @@ for port in 15443 15101 15102; do
     sleep 0.05
   done
 done
-echo "ewgw is listening on 127.0.0.1:15443 (log: demo/run/ewgw.log)"
+if ((xds)); then
+  echo "ewgw is listening on 127.0.0.1:15443, configured over xDS by the test control plane on 127.0.0.1:15010 (logs: demo/run/)"
+else
+  echo "ewgw is listening on 127.0.0.1:15443 (log: demo/run/ewgw.log)"
+fi
 echo "client: openssl s_client, SNI $sni, ALPN istio-http/1.1, client certificate; backends verify it"
 
 request() {

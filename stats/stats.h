@@ -231,11 +231,11 @@ class registry {
   std::shared_ptr<block_scope<Block>> get(const std::string& family, const std::string& label,
                                           const std::string& subsystem = "") {
     std::lock_guard lock(mu_);
-    const key k{family, label + "\x1f" + subsystem, std::type_index(typeid(Block))};
-    auto it = scopes_.find(k);
+    auto it = scopes_.find(key{family, label, subsystem, std::type_index(typeid(Block))});
     if (it != scopes_.end()) return std::static_pointer_cast<block_scope<Block>>(it->second);
     auto s = std::make_shared<block_scope<Block>>(family, label, subsystem, workers_);
-    scopes_.emplace(k, s);
+    // The key views the scope's own names (tens of thousands of scopes with long labels).
+    scopes_.emplace(key{s->family(), s->label(), s->subsystem(), std::type_index(typeid(Block))}, s);
     return s;
   }
 
@@ -250,12 +250,14 @@ class registry {
 
  private:
   struct key {
-    std::string family;
-    std::string label;
+    std::string_view family;
+    std::string_view label;
+    std::string_view subsystem;
     std::type_index type;
     bool operator<(const key& o) const {
       if (family != o.family) return family < o.family;
       if (label != o.label) return label < o.label;
+      if (subsystem != o.subsystem) return subsystem < o.subsystem;
       return type < o.type;
     }
   };

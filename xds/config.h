@@ -1,5 +1,5 @@
 // The gateway's configuration model: plain structs decoded from Envoy v3 resources
-// (Bootstrap static_resources now, xDS resources later). This is the edge of the xds module:
+// (Bootstrap static_resources and resources received over xDS). This is the edge of the xds module:
 // nothing here depends on protobuf, so lb/ and proxy/ never see a generated type.
 #pragma once
 
@@ -14,11 +14,22 @@ namespace ewgw::xds {
 
 using std::chrono::milliseconds;
 
+// Identifies one exact content of a listener or cluster, so that applying a configuration can
+// keep what did not change (routing objects, their counters and balancer state) without
+// comparing it field by field. The ADS client gives every new content a new revision; 0 means
+// "unknown" (static configuration): always rebuilt. It never takes part in equality: two
+// configurations are equal when their contents are.
+struct revision_tag {
+  std::uint64_t value = 0;
+  bool operator==(const revision_tag&) const { return true; }
+};
+
 struct socket_address {
   std::string address;  // numeric IPv4 or IPv6 literal
   std::uint16_t port = 0;
   // For an IPv6 listener address: also accept IPv4 (Envoy binds IPv6-only unless set).
   bool ipv4_compat = false;
+  bool operator==(const socket_address&) const = default;
 };
 
 // envoy.config.listener.v3.FilterChainMatch, the criteria we support. Empty means "any".
@@ -29,11 +40,13 @@ struct filter_chain_match {
   // "tls" or "raw_buffer" as set by tls_inspector; empty matches both.
   std::string transport_protocol;
   std::vector<std::string> application_protocols;
+  bool operator==(const filter_chain_match&) const = default;
 };
 
 struct weighted_cluster {
   std::string name;
   std::uint32_t weight = 0;
+  bool operator==(const weighted_cluster&) const = default;
 };
 
 // envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy (+ sni_cluster in front of it).
@@ -50,12 +63,14 @@ struct tcp_proxy_config {
   milliseconds max_downstream_connection_duration{0};
   // Envoy default 1, minimum 1.
   std::uint32_t max_connect_attempts = 1;
+  bool operator==(const tcp_proxy_config&) const = default;
 };
 
 struct filter_chain_config {
   std::string name;
   filter_chain_match match;
   tcp_proxy_config tcp_proxy;
+  bool operator==(const filter_chain_config&) const = default;
 };
 
 struct listener_config {
@@ -68,6 +83,8 @@ struct listener_config {
   bool continue_on_listener_filters_timeout = false;
   std::vector<filter_chain_config> filter_chains;
   std::optional<filter_chain_config> default_filter_chain;
+  revision_tag revision;
+  bool operator==(const listener_config&) const = default;
 };
 
 // envoy.config.core.v3.HealthStatus, numbered as in the proto.
@@ -91,6 +108,7 @@ struct endpoint_config {
   socket_address address;
   health_status health = health_status::unknown;
   std::uint32_t weight = 1;  // load_balancing_weight, default 1
+  bool operator==(const endpoint_config&) const = default;
 };
 
 struct locality_endpoints_config {
@@ -98,6 +116,7 @@ struct locality_endpoints_config {
   std::uint32_t priority = 0;
   std::uint32_t weight = 0;  // locality load_balancing_weight; 0 when unset
   std::vector<endpoint_config> endpoints;
+  bool operator==(const locality_endpoints_config&) const = default;
 };
 
 // envoy.config.endpoint.v3.ClusterLoadAssignment
@@ -105,11 +124,41 @@ struct load_assignment_config {
   std::string cluster_name;
   std::vector<locality_endpoints_config> localities;
   std::uint32_t overprovisioning_factor = 140;
+  bool operator==(const load_assignment_config&) const = default;
 };
 
 enum class lb_policy : std::uint8_t { round_robin, least_request, random };
 
 enum class discovery_type : std::uint8_t { static_, eds };
+
+// envoy.config.cluster.v3.OutlierDetection with Envoy's defaults (outlier_detection.proto).
+// Decoded from xDS so the outlier detector (lb/) can be wired to it; not applied yet.
+struct outlier_detection_config {
+  std::uint32_t consecutive_5xx = 5;
+  milliseconds interval{10000};
+  milliseconds base_ejection_time{30000};
+  std::uint32_t max_ejection_percent = 10;
+  std::uint32_t enforcing_consecutive_5xx = 100;
+  std::uint32_t enforcing_success_rate = 100;
+  std::uint32_t success_rate_minimum_hosts = 5;
+  std::uint32_t success_rate_request_volume = 100;
+  std::uint32_t success_rate_stdev_factor = 1900;
+  std::uint32_t consecutive_gateway_failure = 5;
+  std::uint32_t enforcing_consecutive_gateway_failure = 0;
+  bool split_external_local_origin_errors = false;
+  std::uint32_t consecutive_local_origin_failure = 5;
+  std::uint32_t enforcing_consecutive_local_origin_failure = 100;
+  std::uint32_t enforcing_local_origin_success_rate = 100;
+  std::uint32_t failure_percentage_threshold = 85;
+  std::uint32_t enforcing_failure_percentage = 0;
+  std::uint32_t enforcing_failure_percentage_local_origin = 0;
+  std::uint32_t failure_percentage_minimum_hosts = 5;
+  std::uint32_t failure_percentage_request_volume = 50;
+  milliseconds max_ejection_time{300000};
+  milliseconds max_ejection_time_jitter{0};
+  bool successful_active_health_check_uneject_host = true;
+  bool operator==(const outlier_detection_config&) const = default;
+};
 
 struct cluster_config {
   std::string name;
@@ -125,12 +174,64 @@ struct cluster_config {
   load_assignment_config load_assignment;
   // filter_metadata["istio"] string fields (e.g. services[0].host), for telemetry labels.
   std::map<std::string, std::string> istio_metadata;
+  std::optional<outlier_detection_config> outlier_detection;
+  // Clusters received over xDS only: non-empty when the cluster uses settings ewgw does not
+  // implement (e.g. Istio's ordinary outbound|port||host clusters with transport_socket_matches).
+  // Such a cluster is accepted so that the rest of the CDS update applies, but connections
+  // routed to it are closed and counted (upstream_cx_unsupported_config). The text says why.
+  std::string unsupported;
+  revision_tag revision;
+  bool operator==(const cluster_config&) const = default;
 };
 
 struct node_config {
   std::string id;
   std::string cluster;
   locality where;
+  // node.metadata (a google.protobuf.Struct) in its JSON form, sent to the control plane as
+  // is; empty when unset.
+  std::string metadata_json;
+};
+
+// One gRPC metadata entry sent on the xDS stream (GrpcService.initial_metadata).
+struct grpc_header {
+  std::string key;  // lower-case, as HTTP/2 requires
+  std::string value;
+  bool operator==(const grpc_header&) const = default;
+};
+
+// The xDS transport: Envoy's ApiConfigSource api_type.
+enum class xds_api : std::uint8_t {
+  sotw,   // GRPC: StreamAggregatedResources (state of the world)
+  delta,  // DELTA_GRPC: DeltaAggregatedResources (incremental)
+};
+
+// dynamic_resources.ads_config: how to reach the ADS server.
+struct ads_config {
+  xds_api api = xds_api::sotw;
+  // gRPC target: "host:port", "ipv4:1.2.3.4:15012", "unix:/path", "dns:///host:port".
+  std::string target;
+  bool tls = false;
+  // TLS: PEM trust anchors the server's chain must verify against. Empty: gRPC's default roots.
+  std::string root_cert_file;
+  // TLS: the name sent as SNI and verified in the server certificate (gRPC's
+  // ssl_target_name_override); empty means the host part of `target`.
+  std::string server_name;
+  // Call credentials read from a file on every new stream (and when it changes): the header
+  // `token_header: token_prefix + <file contents, trailing whitespace removed>`.
+  std::string token_file;
+  std::string token_header = "authorization";
+  std::string token_prefix = "Bearer ";
+  std::vector<grpc_header> initial_metadata;
+  // State of the world: send the node only on a stream's first request (Delta always does).
+  bool node_on_first_message_only = false;
+  // Subscriptions (cds_config / lds_config set to `ads`).
+  bool cds = true;
+  bool lds = true;
+  // envoy_grpc: the static cluster naming the control plane. It is only used to reach the
+  // control plane and is not part of the routing configuration.
+  std::string control_plane_cluster;
+  bool operator==(const ads_config&) const = default;
 };
 
 struct bootstrap_config {
@@ -138,6 +239,8 @@ struct bootstrap_config {
   std::optional<socket_address> admin_address;
   std::vector<listener_config> listeners;
   std::vector<cluster_config> clusters;
+  // dynamic_resources: set when listeners and clusters also come from an ADS server.
+  std::optional<ads_config> ads;
 };
 
 }  // namespace ewgw::xds

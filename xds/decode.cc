@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 #include <initializer_list>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -44,6 +45,12 @@ void diagnostics::notice(std::string path, std::string_view why) {
   notices.push_back(std::move(path));
 }
 
+void diagnostics::unsupported_setting(std::string path, std::string_view why) {
+  path += ": ";
+  path += why;
+  (collect_unsupported ? unsupported : errors).push_back(std::move(path));
+}
+
 namespace internal {
 
 std::string join(const std::string& path, std::string_view field) {
@@ -67,7 +74,8 @@ void check_fields(const pb::Message& msg, std::initializer_list<std::string_view
       diag.notice(join(path, name), "accepted and ignored (does not affect routing)");
       continue;
     }
-    diag.error(join(path, name), "not supported: it would change how connections are routed, and ewgw does not implement it");
+    diag.unsupported_setting(join(path, name),
+                             "not supported: it would change how connections are routed, and ewgw does not implement it");
   }
 }
 
@@ -343,19 +351,28 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
     diag.error(path, "has no filter_chains and no default_filter_chain");
   }
   // Envoy rejects two chains whose match criteria are identical (verifyNoDuplicateMatchers).
+  // Compared through a canonical key (sorted lists) in a map: istiod sends one chain per
+  // service port, tens of thousands on one listener, so a pairwise check would be quadratic.
+  std::map<std::string, std::size_t> seen;
   for (std::size_t i = 0; i < out.filter_chains.size(); ++i) {
-    for (std::size_t j = 0; j < i; ++j) {
-      const filter_chain_match& a = out.filter_chains[i].match;
-      const filter_chain_match& b = out.filter_chains[j].match;
-      auto sorted = [](std::vector<std::string> v) {
-        std::sort(v.begin(), v.end());
-        return v;
-      };
-      if (a.destination_port == b.destination_port && a.transport_protocol == b.transport_protocol &&
-          sorted(a.server_names) == sorted(b.server_names) &&
-          sorted(a.application_protocols) == sorted(b.application_protocols)) {
-        diag.error(index(fc, i), "has the same filter_chain_match as filter_chains[" + std::to_string(j) + "]");
+    const filter_chain_match& m = out.filter_chains[i].match;
+    auto sorted = [](std::vector<std::string> v) {
+      std::sort(v.begin(), v.end());
+      return v;
+    };
+    std::string key = m.destination_port ? std::to_string(*m.destination_port) : "*";
+    key += '\0';
+    key += m.transport_protocol;
+    for (const auto& list : {sorted(m.server_names), sorted(m.application_protocols)}) {
+      key += '\0';
+      for (const std::string& n : list) {
+        key += n;
+        key += '\1';
       }
+    }
+    auto [it, fresh] = seen.emplace(std::move(key), i);
+    if (!fresh) {
+      diag.error(index(fc, i), "has the same filter_chain_match as filter_chains[" + std::to_string(it->second) + "]");
     }
   }
 }
@@ -414,10 +431,77 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
   }
 }
 
+void decode_outlier_detection(const cluster_v3::OutlierDetection& od, const std::string& path, diagnostics& diag,
+                              outlier_detection_config& out) {
+  check_fields(od,
+               {"consecutive_5xx", "interval", "base_ejection_time", "max_ejection_percent", "enforcing_consecutive_5xx",
+                "enforcing_success_rate", "success_rate_minimum_hosts", "success_rate_request_volume",
+                "success_rate_stdev_factor", "consecutive_gateway_failure", "enforcing_consecutive_gateway_failure",
+                "split_external_local_origin_errors", "consecutive_local_origin_failure",
+                "enforcing_consecutive_local_origin_failure", "enforcing_local_origin_success_rate",
+                "failure_percentage_threshold", "enforcing_failure_percentage",
+                "enforcing_failure_percentage_local_origin", "failure_percentage_minimum_hosts",
+                "failure_percentage_request_volume", "max_ejection_time", "max_ejection_time_jitter",
+                "successful_active_health_check_uneject_host"},
+               {"event_log_path", "monitor", "always_eject_one_host", "detect_degraded_hosts"}, path, diag);
+  auto u32 = [&](bool has, const pb::UInt32Value& v, std::string_view field, std::uint32_t& to, bool percent) {
+    if (!has) return;
+    if (percent && v.value() > 100) {
+      diag.error(join(path, field), "must be within 0..100");
+      return;
+    }
+    to = v.value();
+  };
+  auto dur = [&](bool has, const pb::Duration& d, std::string_view field, milliseconds& to) {
+    if (has) decode_duration(d, join(path, field), diag, to);
+  };
+  u32(od.has_consecutive_5xx(), od.consecutive_5xx(), "consecutive_5xx", out.consecutive_5xx, false);
+  dur(od.has_interval(), od.interval(), "interval", out.interval);
+  dur(od.has_base_ejection_time(), od.base_ejection_time(), "base_ejection_time", out.base_ejection_time);
+  u32(od.has_max_ejection_percent(), od.max_ejection_percent(), "max_ejection_percent", out.max_ejection_percent, true);
+  u32(od.has_enforcing_consecutive_5xx(), od.enforcing_consecutive_5xx(), "enforcing_consecutive_5xx",
+      out.enforcing_consecutive_5xx, true);
+  u32(od.has_enforcing_success_rate(), od.enforcing_success_rate(), "enforcing_success_rate", out.enforcing_success_rate,
+      true);
+  u32(od.has_success_rate_minimum_hosts(), od.success_rate_minimum_hosts(), "success_rate_minimum_hosts",
+      out.success_rate_minimum_hosts, false);
+  u32(od.has_success_rate_request_volume(), od.success_rate_request_volume(), "success_rate_request_volume",
+      out.success_rate_request_volume, false);
+  u32(od.has_success_rate_stdev_factor(), od.success_rate_stdev_factor(), "success_rate_stdev_factor",
+      out.success_rate_stdev_factor, false);
+  u32(od.has_consecutive_gateway_failure(), od.consecutive_gateway_failure(), "consecutive_gateway_failure",
+      out.consecutive_gateway_failure, false);
+  u32(od.has_enforcing_consecutive_gateway_failure(), od.enforcing_consecutive_gateway_failure(),
+      "enforcing_consecutive_gateway_failure", out.enforcing_consecutive_gateway_failure, true);
+  out.split_external_local_origin_errors = od.split_external_local_origin_errors();
+  u32(od.has_consecutive_local_origin_failure(), od.consecutive_local_origin_failure(),
+      "consecutive_local_origin_failure", out.consecutive_local_origin_failure, false);
+  u32(od.has_enforcing_consecutive_local_origin_failure(), od.enforcing_consecutive_local_origin_failure(),
+      "enforcing_consecutive_local_origin_failure", out.enforcing_consecutive_local_origin_failure, true);
+  u32(od.has_enforcing_local_origin_success_rate(), od.enforcing_local_origin_success_rate(),
+      "enforcing_local_origin_success_rate", out.enforcing_local_origin_success_rate, true);
+  u32(od.has_failure_percentage_threshold(), od.failure_percentage_threshold(), "failure_percentage_threshold",
+      out.failure_percentage_threshold, true);
+  u32(od.has_enforcing_failure_percentage(), od.enforcing_failure_percentage(), "enforcing_failure_percentage",
+      out.enforcing_failure_percentage, true);
+  u32(od.has_enforcing_failure_percentage_local_origin(), od.enforcing_failure_percentage_local_origin(),
+      "enforcing_failure_percentage_local_origin", out.enforcing_failure_percentage_local_origin, true);
+  u32(od.has_failure_percentage_minimum_hosts(), od.failure_percentage_minimum_hosts(),
+      "failure_percentage_minimum_hosts", out.failure_percentage_minimum_hosts, false);
+  u32(od.has_failure_percentage_request_volume(), od.failure_percentage_request_volume(),
+      "failure_percentage_request_volume", out.failure_percentage_request_volume, false);
+  dur(od.has_max_ejection_time(), od.max_ejection_time(), "max_ejection_time", out.max_ejection_time);
+  dur(od.has_max_ejection_time_jitter(), od.max_ejection_time_jitter(), "max_ejection_time_jitter",
+      out.max_ejection_time_jitter);
+  if (od.has_successful_active_health_check_uneject_host()) {
+    out.successful_active_health_check_uneject_host = od.successful_active_health_check_uneject_host().value();
+  }
+}
+
 void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagnostics& diag, cluster_config& out) {
   check_fields(c,
                {"name", "type", "eds_cluster_config", "connect_timeout", "lb_policy", "load_assignment",
-                "circuit_breakers", "common_lb_config", "least_request_lb_config", "metadata"},
+                "circuit_breakers", "common_lb_config", "least_request_lb_config", "metadata", "outlier_detection"},
                {"alt_stat_name", "per_connection_buffer_limit_bytes", "max_requests_per_connection",
                 "upstream_http_protocol_options", "common_http_protocol_options", "http_protocol_options",
                 "http2_protocol_options", "typed_extension_protocol_options", "dns_refresh_rate",
@@ -431,13 +515,19 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
     case cluster_v3::Cluster::STATIC: out.type = discovery_type::static_; break;
     case cluster_v3::Cluster::EDS: out.type = discovery_type::eds; break;
     default:
-      diag.error(join(path, "type"), cluster_v3::Cluster::DiscoveryType_Name(c.type()) +
-                                         " is not supported; use STATIC or EDS");
+      diag.unsupported_setting(join(path, "type"), cluster_v3::Cluster::DiscoveryType_Name(c.type()) +
+                                                       " is not supported; use STATIC or EDS");
   }
   if (c.has_eds_cluster_config()) {
     const std::string ep = join(path, "eds_cluster_config");
     check_fields(c.eds_cluster_config(), {"service_name", "eds_config"}, {}, ep, diag);
     out.eds_service_name = c.eds_cluster_config().service_name();
+    if (c.eds_cluster_config().has_eds_config()) {
+      const auto& src = c.eds_cluster_config().eds_config();
+      const std::string sp = join(ep, "eds_config");
+      check_fields(src, {"ads", "resource_api_version"}, {"initial_fetch_timeout"}, sp, diag);
+      if (!src.has_ads()) diag.unsupported_setting(sp, "endpoints can only come from the ADS stream (eds_config: {ads: {}})");
+    }
   }
   if (out.type == discovery_type::eds && out.eds_service_name.empty()) out.eds_service_name = c.name();
   if (c.has_connect_timeout()) {
@@ -449,8 +539,8 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
     case cluster_v3::Cluster::LEAST_REQUEST: out.policy = lb_policy::least_request; break;
     case cluster_v3::Cluster::RANDOM: out.policy = lb_policy::random; break;
     default:
-      diag.error(join(path, "lb_policy"), cluster_v3::Cluster::LbPolicy_Name(c.lb_policy()) +
-                                              " is not supported; use ROUND_ROBIN, LEAST_REQUEST or RANDOM");
+      diag.unsupported_setting(join(path, "lb_policy"), cluster_v3::Cluster::LbPolicy_Name(c.lb_policy()) +
+                                                            " is not supported; use ROUND_ROBIN, LEAST_REQUEST or RANDOM");
   }
   if (c.has_least_request_lb_config()) {
     const auto& lr = c.least_request_lb_config();
@@ -491,6 +581,18 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
       }
     }
   }
+  if (c.has_outlier_detection()) {
+    outlier_detection_config od;
+    decode_outlier_detection(c.outlier_detection(), join(path, "outlier_detection"), diag, od);
+    out.outlier_detection = od;
+    if (diag.collect_unsupported) {
+      diag.notice(join(path, "outlier_detection"), "decoded; outlier ejection is not applied yet");
+    } else {
+      diag.unsupported_setting(join(path, "outlier_detection"),
+                               "not supported yet in a static bootstrap (outlier ejection is not applied yet; clusters "
+                               "received over xDS accept it)");
+    }
+  }
   if (c.has_load_assignment()) {
     decode_load_assignment(c.load_assignment(), join(path, "load_assignment"), diag, out.load_assignment);
   } else if (out.type == discovery_type::static_) {
@@ -506,10 +608,44 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
   }
 }
 
+bool decode_dynamic_cluster(const cluster_v3::Cluster& c, const std::string& path, diagnostics& diag,
+                            cluster_config& out) {
+  diagnostics local;
+  local.collect_unsupported = true;
+  decode_cluster(c, path, local, out);
+  for (std::string& n : local.notices) diag.notices.push_back(std::move(n));
+  if (c.name().empty()) {
+    diag.error(join(path, "name"), "must not be empty");
+    return false;
+  }
+  if (!local.unsupported.empty()) {
+    // The cluster is never used for routing, so the validity of the rest of it does not matter:
+    // hostnames in a STRICT_DNS cluster's endpoints, for example, are not errors here.
+    for (std::size_t i = 0; i < local.unsupported.size() && i < 3; ++i) {
+      if (i > 0) out.unsupported += "; ";
+      out.unsupported += local.unsupported[i];
+    }
+    if (local.unsupported.size() > 3) out.unsupported += "; ...";
+    out.load_assignment = {};
+    return true;
+  }
+  for (std::string& e : local.errors) diag.errors.push_back(std::move(e));
+  return local.errors.empty();
+}
+
+std::string node_metadata_json(const bootstrap_v3::Bootstrap& b) {
+  if (!b.has_node() || !b.node().has_metadata()) return {};
+  std::string json;
+  pb::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  if (!pb::util::MessageToJsonString(b.node().metadata(), &json, options).ok()) return {};
+  return json;
+}
+
 namespace {
 
 void decode_bootstrap(const bootstrap_v3::Bootstrap& b, diagnostics& diag, bootstrap_config& out) {
-  check_fields(b, {"node", "admin", "static_resources"},
+  check_fields(b, {"node", "admin", "static_resources", "dynamic_resources"},
                {"stats_config", "stats_sinks", "stats_flush_interval", "stats_flush_on_admin", "tracing",
                 "layered_runtime", "overload_manager", "watchdog", "watchdogs", "enable_dispatcher_stats",
                 "header_prefix", "stats_server_version_override", "use_tcp_for_dns_lookups", "fatal_actions",
@@ -517,14 +653,16 @@ void decode_bootstrap(const bootstrap_v3::Bootstrap& b, diagnostics& diag, boots
                 "application_log_config", "memory_allocator_manager", "flags_path"},
                "", diag);
   if (b.has_node()) {
-    check_fields(b.node(), {"id", "cluster", "locality"},
-                 {"metadata", "user_agent_name", "user_agent_version", "user_agent_build_version", "extensions",
+    check_fields(b.node(), {"id", "cluster", "locality", "metadata"},
+                 {"user_agent_name", "user_agent_version", "user_agent_build_version", "extensions",
                   "client_features", "dynamic_parameters"},
                  "node", diag);
     out.node.id = b.node().id();
     out.node.cluster = b.node().cluster();
     out.node.where = {b.node().locality().region(), b.node().locality().zone(), b.node().locality().sub_zone()};
+    out.node.metadata_json = node_metadata_json(b);
   }
+  if (b.has_dynamic_resources()) decode_dynamic_resources(b, diag, out);
   if (b.has_admin()) {
     check_fields(b.admin(), {"address"}, {"access_log", "access_log_path", "profile_path", "socket_options",
                                           "ignore_global_conn_limit"},
@@ -544,8 +682,11 @@ void decode_bootstrap(const bootstrap_v3::Bootstrap& b, diagnostics& diag, boots
   for (int i = 0; i < sr.clusters_size(); ++i) {
     cluster_config c;
     const std::string p = index("static_resources.clusters", i);
+    // The cluster that only leads to the control plane (envoy_grpc) was decoded with the ADS
+    // settings; it is not a routing target.
+    if (out.ads && sr.clusters(i).name() == out.ads->control_plane_cluster) continue;
     decode_cluster(sr.clusters(i), p, diag, c);
-    if (c.type == discovery_type::eds) {
+    if (c.type == discovery_type::eds && !out.ads) {
       diag.error(join(p, "type"), "an EDS cluster needs an xDS control plane (dynamic_resources), which is not configured");
     }
     out.clusters.push_back(std::move(c));
@@ -571,15 +712,21 @@ void validate_static_config(const bootstrap_config& config, diagnostics& diag) {
       diag.error(join(lp, "address"), "another listener already uses " + l.address.address + ":" +
                                           std::to_string(l.address.port));
     }
+    // With an ADS server, a cluster missing here may arrive over CDS.
+    auto missing = [&](const std::string& where, const std::string& what) {
+      if (config.ads) {
+        diag.notice(where, what + ", which is not defined statically; it is expected over CDS");
+      } else {
+        diag.error(where, what + ", which is not defined");
+      }
+    };
     auto check_chain = [&](const filter_chain_config& chain, const std::string& cp) {
       const tcp_proxy_config& tp = chain.tcp_proxy;
       if (!tp.cluster.empty() && !clusters.contains(tp.cluster)) {
-        diag.error(cp + ".filters", "tcp_proxy names cluster '" + tp.cluster + "', which is not defined");
+        missing(cp + ".filters", "tcp_proxy names cluster '" + tp.cluster + "'");
       }
       for (const weighted_cluster& w : tp.weighted_clusters) {
-        if (!clusters.contains(w.name)) {
-          diag.error(cp + ".filters", "tcp_proxy weighted_clusters names '" + w.name + "', which is not defined");
-        }
+        if (!clusters.contains(w.name)) missing(cp + ".filters", "tcp_proxy weighted_clusters names '" + w.name + "'");
       }
     };
     for (std::size_t j = 0; j < l.filter_chains.size(); ++j) {

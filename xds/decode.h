@@ -20,10 +20,17 @@ struct diagnostics {
   std::vector<std::string> errors;
   // Fields accepted but not applied, for one log line each.
   std::vector<std::string> notices;
+  // Valid settings ewgw does not implement. Normally they are errors (a static bootstrap is
+  // refused rather than routed differently); with `collect_unsupported` set they are collected
+  // here instead, so a cluster received over xDS can be accepted as unusable rather than
+  // rejecting (and freezing) the whole CDS update.
+  std::vector<std::string> unsupported;
+  bool collect_unsupported = false;
 
   bool ok() const { return errors.empty(); }
   void error(std::string path, std::string_view why);
   void notice(std::string path, std::string_view why);
+  void unsupported_setting(std::string path, std::string_view why);
 };
 
 // Result of loading a bootstrap file.
@@ -38,7 +45,7 @@ bootstrap_load_result load_bootstrap_file(const std::string& path);
 bootstrap_load_result load_bootstrap_text(std::string_view text, std::string_view origin);
 
 // Cross-resource checks for a complete static configuration: unique names, clusters named by
-// listeners exist, unique listener addresses.
+// listeners exist (unless an ADS server may still provide them), unique listener addresses.
 void validate_static_config(const bootstrap_config& config, diagnostics& diag);
 
 }  // namespace ewgw::xds

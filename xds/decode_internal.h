@@ -1,11 +1,12 @@
-// Proto-facing decode helpers shared inside xds/ (the bootstrap loader now, the ADS client
-// later). Not for use outside xds/: it exposes generated protobuf types.
+// Proto-facing decode helpers shared inside xds/ (the bootstrap loader and the ADS client).
+// Not for use outside xds/: it exposes generated protobuf types.
 #pragma once
 
 #include <initializer_list>
 #include <string>
 #include <string_view>
 
+#include "envoy/config/bootstrap/v3/bootstrap.pb.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
@@ -20,6 +21,23 @@ void decode_cluster(const envoy::config::cluster::v3::Cluster& c, const std::str
                     cluster_config& out);
 void decode_load_assignment(const envoy::config::endpoint::v3::ClusterLoadAssignment& cla, const std::string& path,
                             diagnostics& diag, load_assignment_config& out);
+void decode_outlier_detection(const envoy::config::cluster::v3::OutlierDetection& od, const std::string& path,
+                              diagnostics& diag, outlier_detection_config& out);
+
+// A cluster received over CDS. Settings ewgw does not implement do not make it invalid: it is
+// accepted as unusable (out.unsupported says why) so that one such cluster (Istio sends many,
+// e.g. outbound|port||host clusters with transport_socket_matches) cannot freeze every CDS
+// update. Returns false, with errors in `diag`, only when the resource is invalid.
+bool decode_dynamic_cluster(const envoy::config::cluster::v3::Cluster& c, const std::string& path, diagnostics& diag,
+                            cluster_config& out);
+
+// dynamic_resources and, for envoy_grpc, the static cluster leading to the control plane
+// (decode_ads.cc). Sets out.ads.
+void decode_dynamic_resources(const envoy::config::bootstrap::v3::Bootstrap& b, diagnostics& diag,
+                              bootstrap_config& out);
+
+// node.metadata as JSON ("" when unset).
+std::string node_metadata_json(const envoy::config::bootstrap::v3::Bootstrap& b);
 
 namespace internal {
 
@@ -32,6 +50,7 @@ void check_fields(const google::protobuf::Message& msg, std::initializer_list<st
 bool is_ip_literal(const std::string& s);
 bool valid_server_name_pattern(std::string_view name);
 bool is_telemetry_filter(std::string_view name, std::string_view type_url);
+bool decode_duration(const google::protobuf::Duration& d, const std::string& path, diagnostics& diag, milliseconds& out);
 
 }  // namespace internal
 }  // namespace ewgw::xds

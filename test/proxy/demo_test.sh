@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs scripts/demo.sh against the already-built binaries and checks that both backend
-# versions answered through the gateway.
+# Runs scripts/demo.sh (with --xds when EWGW_DEMO_XDS=1) against the already-built binaries
+# and checks that both backend versions answered through the gateway.
 set -euo pipefail
-out="$("$1/scripts/demo.sh" -n 6)"
+args=(-n 6)
+if [[ "${EWGW_DEMO_XDS:-0}" == 1 ]]; then args+=(--xds); fi
+out="$("$1/scripts/demo.sh" "${args[@]}")"
 echo "$out"
 grep -q "Hello version: v1, instance: helloworld-v1" <<<"$out"
 grep -q "Hello version: v2, instance: helloworld-v2" <<<"$out"

@@ -7,13 +7,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <signal.h>
+
 #include <array>
+#include <thread>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "test/support/client_hello_bytes.h"
 #include "test/support/tcp_util.h"
+#include "test/xds/istio_fixtures.h"
+#include "test/xds/test_control_plane.h"
 
 namespace {
 
@@ -25,6 +32,18 @@ struct run_result {
 run_result run(const std::string& args) {
   run_result r;
   FILE* p = ::popen(("timeout 20 " EWGW_BINARY " " + args + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  std::size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+run_result run_with_env(const std::string& env, const std::string& args) {
+  run_result r;
+  FILE* p = ::popen(("env -i PATH=/usr/bin:/bin " + env + " timeout 20 " EWGW_BINARY " " + args + " 2>&1").c_str(), "r");
   if (!p) return r;
   std::array<char, 4096> buf;
   std::size_t n;
@@ -85,8 +104,9 @@ TEST(Main, ValidateReportsOverlappingChains) {
 }
 
 TEST(Main, UsageErrors) {
-  EXPECT_EQ(run("").status, 2);
   EXPECT_EQ(run("--config").status, 2);
+  EXPECT_EQ(run("--istio --config x").status, 2);
+  EXPECT_EQ(run("--print-bootstrap --config x").status, 2);
   EXPECT_EQ(run("--concurrency 0 --config x").status, 2);
   EXPECT_EQ(run("--log-level loud --config x").status, 2);
   const auto unknown = run("--frobnicate");
@@ -122,6 +142,94 @@ TEST(Main, PortInUseIsAStartupError) {
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("listener '0.0.0.0_15443': cannot listen on 127.0.0.1:" + std::to_string(port)), std::string::npos)
       << r.output;
+}
+
+}  // namespace
+
+namespace {
+
+// Istio mode: without --config, the bootstrap comes from the pod's environment.
+TEST(Main, IstioModePrintsTheBootstrapBuiltFromTheEnvironment) {
+  const auto r = run_with_env(
+      "POD_NAME=istio-eastwestgateway-abc POD_NAMESPACE=istio-system INSTANCE_IP=10.1.2.3 "
+      "ISTIO_META_CLUSTER_ID=cluster2 ISTIO_META_NETWORK=network2 ISTIO_META_REQUESTED_NETWORK_VIEW=network1",
+      "--print-bootstrap");
+  EXPECT_EQ(r.status, 0) << r.output;
+  for (const char* want : {"router~10.1.2.3~istio-eastwestgateway-abc.istio-system~istio-system.svc.cluster.local",
+                           "\"api_type\": \"DELTA_GRPC\"", "istiod.istio-system.svc:15012",
+                           "/var/run/secrets/istio/root-cert.pem", "/var/run/secrets/tokens/istio-token",
+                           "\"NETWORK\": \"network2\"", "\"key\": \"clusterid\""}) {
+    EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output;
+  }
+  const auto v = run_with_env("POD_NAME=gw POD_NAMESPACE=istio-system INSTANCE_IP=10.1.2.3", "--istio --mode validate");
+  EXPECT_EQ(v.status, 0) << v.output;
+  EXPECT_NE(v.output.find("istio-bootstrap: configuration is valid (0 listener(s), 0 cluster(s), more from the ADS "
+                          "server at istiod.istio-system.svc:15012)"),
+            std::string::npos)
+      << v.output;
+  const auto bad = run_with_env("PROXY_CONFIG='{oops'", "--print-bootstrap");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("PROXY_CONFIG: not a JSON object"), std::string::npos) << bad.output;
+}
+
+// The binary follows a control plane: started from a bootstrap with dynamic_resources, it is
+// configured over ADS and routes a real connection to the backend the control plane names.
+TEST(Main, ServesWhatTheControlPlaneSends) {
+  ewgw::test::ignore_sigpipe();
+  ewgw::test::tcp_sink_server backend;
+  ewgw::test::test_control_plane cp;
+  const std::string sni = ewgw::test::istio::sni_name("helloworld.sample.svc.cluster.local", 5000);
+  const std::uint16_t port = ewgw::test::unused_port();
+  cp.set_clusters({ewgw::test::istio::sni_dnat_cluster(sni)});
+  cp.set_endpoints({ewgw::test::istio::local_assignment(sni, {backend.port()})});
+  cp.set_listeners({ewgw::test::istio::gateway_listener(port, {{sni, sni}})});
+  cp.start();
+  cp.push();
+  const std::string config = write_temp("xds.yaml", R"(
+node: {id: "router~127.0.0.1~gw.istio-system~istio-system.svc.cluster.local", cluster: gw}
+dynamic_resources:
+  ads_config:
+    api_type: DELTA_GRPC
+    transport_api_version: V3
+    grpc_services: [{google_grpc: {target_uri: ")" + cp.address() + R"(", stat_prefix: xds-grpc}}]
+  cds_config: {ads: {}}
+  lds_config: {ads: {}}
+)");
+  const std::string log = write_temp("xds.log", "");
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_TRUNC);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execl(EWGW_BINARY, EWGW_BINARY, "--config", config.c_str(), "--concurrency", "2", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const auto hello = ewgw::test::make_client_hello(sni, {"istio"});
+  bool reached = false;
+  for (int i = 0; i < 200 && !reached; ++i) {
+    ewgw::test::unique_fd fd(ewgw::test::connect_tcp(port, std::chrono::seconds(1)));
+    if (fd) {
+      ewgw::test::send_all(fd.get(), {reinterpret_cast<const char*>(hello.data()), hello.size()});
+      reached = backend.wait_for_bytes(backend.connections_accepted() == 0 ? 0 : backend.connections_accepted() - 1,
+                                       hello.size(), std::chrono::milliseconds(500));
+    }
+    if (!reached) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  std::string output;
+  {
+    std::ifstream in(log);
+    output.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::filesystem::remove(config);
+  std::filesystem::remove(log);
+  EXPECT_TRUE(reached) << output;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+  EXPECT_NE(output.find("connected to the control plane"), std::string::npos) << output;
+  EXPECT_NE(output.find("ready: first CDS and LDS applied"), std::string::npos) << output;
 }
 
 }  // namespace

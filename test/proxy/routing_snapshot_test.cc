@@ -1,0 +1,107 @@
+// Snapshot reuse across updates: what did not change (by revision) is kept, with its balancer
+// state; listeners whose clusters changed are re-pointed without rebuilding their matcher.
+#include "proxy/routing_snapshot.h"
+
+#include <gtest/gtest.h>
+
+namespace ewgw::proxy {
+namespace {
+
+xds::cluster_config cluster(const std::string& name, std::uint64_t revision, std::uint16_t port) {
+  xds::cluster_config c;
+  c.name = name;
+  c.revision.value = revision;
+  xds::locality_endpoints_config loc;
+  loc.endpoints.push_back({{"127.0.0.1", port, false}, xds::health_status::healthy, 1});
+  c.load_assignment.localities.push_back(loc);
+  return c;
+}
+
+xds::listener_config listener(std::uint64_t revision, const std::vector<std::string>& clusters) {
+  xds::listener_config l;
+  l.name = "gw";
+  l.revision.value = revision;
+  l.address = {"127.0.0.1", 15443, false};
+  for (const auto& c : clusters) {
+    xds::filter_chain_config chain;
+    chain.match.server_names = {c};
+    chain.match.application_protocols = {"istio", "istio-peer-exchange"};
+    chain.tcp_proxy.stat_prefix = c;
+    chain.tcp_proxy.cluster = c;
+    l.filter_chains.push_back(chain);
+  }
+  return l;
+}
+
+struct fixture {
+  stats::registry registry{2};
+  std::shared_ptr<const routing_snapshot> build(const xds::bootstrap_config& c, const routing_snapshot* previous) {
+    std::vector<std::string> errors;
+    auto s = build_snapshot(c, registry, 1, previous, errors);
+    EXPECT_TRUE(errors.empty());
+    return s;
+  }
+};
+
+TEST(RoutingSnapshot, UnchangedRevisionsAreReused) {
+  fixture f;
+  xds::bootstrap_config c;
+  c.clusters = {cluster("a", 1, 1), cluster("b", 2, 2)};
+  c.listeners = {listener(3, {"a", "b"})};
+  auto first = f.build(c, nullptr);
+  auto second = f.build(c, first.get());
+  EXPECT_EQ(second->clusters.at("a"), first->clusters.at("a"));
+  EXPECT_EQ(second->clusters.at("b"), first->clusters.at("b"));
+  EXPECT_EQ(second->listeners[0], first->listeners[0]);
+}
+
+TEST(RoutingSnapshot, AChangedClusterIsRebuiltAndItsChainRepointed) {
+  fixture f;
+  xds::bootstrap_config c;
+  c.clusters = {cluster("a", 1, 1), cluster("b", 2, 2)};
+  c.listeners = {listener(3, {"a", "b"})};
+  auto first = f.build(c, nullptr);
+  c.clusters[0] = cluster("a", 4, 9);  // EDS update of "a"
+  auto second = f.build(c, first.get());
+  EXPECT_NE(second->clusters.at("a"), first->clusters.at("a"));
+  EXPECT_EQ(second->clusters.at("a")->balancer->hosts()[0]->address().port, 9);
+  EXPECT_EQ(second->clusters.at("a")->active_connections, first->clusters.at("a")->active_connections);
+  EXPECT_EQ(second->clusters.at("b"), first->clusters.at("b"));
+  ASSERT_NE(second->listeners[0], first->listeners[0]);
+  EXPECT_EQ(second->listeners[0]->matcher, first->listeners[0]->matcher);  // shared, not rebuilt
+  EXPECT_EQ(second->listeners[0]->chains[0].cluster, second->clusters.at("a"));
+  EXPECT_EQ(second->listeners[0]->chains[1].cluster, first->clusters.at("b"));
+  EXPECT_EQ(second->listeners[0]->chains[1].stats, first->listeners[0]->chains[1].stats);
+
+  // "b" removed: its chain no longer resolves; "a" kept.
+  c.clusters.pop_back();
+  auto third = f.build(c, second.get());
+  EXPECT_EQ(third->clusters.at("a"), second->clusters.at("a"));
+  EXPECT_FALSE(third->clusters.contains("b"));
+  EXPECT_EQ(third->listeners[0]->chains[1].cluster, nullptr);
+  EXPECT_EQ(third->listeners[0]->chains[0].cluster, second->clusters.at("a"));
+}
+
+TEST(RoutingSnapshot, RevisionZeroAndChangedListenersAreRebuilt) {
+  fixture f;
+  xds::bootstrap_config c;
+  c.clusters = {cluster("a", 0, 1)};
+  c.listeners = {listener(0, {"a"})};
+  auto first = f.build(c, nullptr);
+  auto second = f.build(c, first.get());
+  EXPECT_NE(second->clusters.at("a"), first->clusters.at("a"));
+  EXPECT_NE(second->listeners[0], first->listeners[0]);
+  EXPECT_NE(second->listeners[0]->matcher, first->listeners[0]->matcher);
+
+  c.clusters = {cluster("a", 1, 1), cluster("b", 2, 2)};
+  c.listeners = {listener(5, {"a"})};
+  auto third = f.build(c, second.get());
+  c.listeners = {listener(6, {"a", "b"})};
+  auto fourth = f.build(c, third.get());
+  EXPECT_NE(fourth->listeners[0]->matcher, third->listeners[0]->matcher);
+  EXPECT_EQ(fourth->listeners[0]->chains.size(), 2u);
+  EXPECT_EQ(fourth->clusters.at("a"), third->clusters.at("a"));
+}
+
+}  // namespace
+}  // namespace ewgw::proxy

@@ -1,0 +1,408 @@
+// The xDS resource state machine without a transport: warming clusters, waiting listeners,
+// removals in both variants, whole-response rejection and rollback, unusable clusters.
+#include "xds/ads_state.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "test/xds/istio_fixtures.h"
+
+namespace ewgw::xds {
+namespace {
+
+namespace istio = test::istio;
+using namespace std::chrono_literals;
+using clock = std::chrono::steady_clock;
+
+template <class M>
+google::protobuf::Any pack(const M& m) {
+  google::protobuf::Any a;
+  a.PackFrom(m);
+  return a;
+}
+
+template <class... M>
+ads_state::any_list list(const M&... m) {
+  ads_state::any_list out;
+  (out.Add(pack(m)), ...);
+  return out;
+}
+
+template <class M>
+envoy::service::discovery::v3::Resource resource(const M& m, const std::string& name, const std::string& version) {
+  envoy::service::discovery::v3::Resource r;
+  r.set_name(name);
+  r.set_version(version);
+  *r.mutable_resource() = pack(m);
+  return r;
+}
+
+const cluster_config* find_cluster(const bootstrap_config& c, const std::string& name) {
+  for (const auto& cl : c.clusters) {
+    if (cl.name == name) return &cl;
+  }
+  return nullptr;
+}
+
+const listener_config* find_listener(const bootstrap_config& c, const std::string& name) {
+  for (const auto& l : c.listeners) {
+    if (l.name == name) return &l;
+  }
+  return nullptr;
+}
+
+bootstrap_config ads_bootstrap() {
+  bootstrap_config b;
+  b.ads = ads_config{};
+  return b;
+}
+
+const std::string a = istio::sni_name("a.ns.svc.cluster.local", 5000);
+const std::string b = istio::sni_name("b.ns.svc.cluster.local", 5000);
+
+TEST(AdsState, EdsClusterWarmsUntilItsFirstAssignment) {
+  ads_state s(ads_bootstrap(), 15s);
+  auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0];
+  EXPECT_FALSE(r.changed);  // warming: nothing routes differently
+  s.commit();
+  EXPECT_EQ(s.warming_clusters(), 1u);
+  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  EXPECT_EQ(find_cluster(s.assemble(), a), nullptr);
+
+  r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001, 1002})), clock::now());
+  ASSERT_TRUE(r.errors.empty());
+  EXPECT_TRUE(r.changed);
+  EXPECT_EQ(r.eds_clusters, std::vector<std::string>{a});
+  s.commit();
+  const auto cfg = s.assemble();
+  const cluster_config* c = find_cluster(cfg, a);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->policy, lb_policy::least_request);
+  EXPECT_EQ(c->max_connections, 4294967295u);
+  EXPECT_TRUE(c->locality_weighted);
+  ASSERT_EQ(c->load_assignment.localities.size(), 1u);
+  EXPECT_EQ(c->load_assignment.localities[0].endpoints.size(), 2u);
+  EXPECT_EQ(c->load_assignment.localities[0].where.region, "us-east1");
+  EXPECT_EQ(s.warming_clusters(), 0u);
+
+  // The same response again changes nothing (resources are compared, not re-applied).
+  r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
+  EXPECT_FALSE(r.changed);
+  r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001, 1002})), clock::now());
+  EXPECT_FALSE(r.changed);
+}
+
+TEST(AdsState, LocalityPrioritiesWeightsAndHealthFollowEds) {
+  ads_state s(ads_bootstrap(), 15s);
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
+  s.commit();
+  istio::locality_spec near{"us-east1", "us-east1-b", "", 0, 3, {{"10.0.0.1", 80, 2, true}, {"10.0.0.2", 80, 1, false}}};
+  istio::locality_spec far{"eu-west1", "eu-west1-a", "", 3, 1, {{"10.1.0.1", 80, 1, true}}};
+  s.apply_sotw(resource_kind::endpoint, list(istio::assignment(a, {near, far})), clock::now());
+  s.commit();
+  const cluster_config* c = find_cluster(s.assemble(), a);
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ(c->load_assignment.localities.size(), 2u);
+  EXPECT_EQ(c->load_assignment.localities[0].weight, 3u);
+  EXPECT_EQ(c->load_assignment.localities[0].endpoints[0].weight, 2u);
+  EXPECT_EQ(c->load_assignment.localities[0].endpoints[1].health, health_status::unhealthy);
+  EXPECT_EQ(c->load_assignment.localities[1].priority, 3u);
+  EXPECT_EQ(c->load_assignment.localities[1].where.region, "eu-west1");
+}
+
+TEST(AdsState, ListenerWaitsForWarmingClusterThenTakesEffect) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto t0 = clock::now();
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), t0);
+  s.commit();
+  auto r = s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}})), t0);
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0];
+  EXPECT_FALSE(r.changed);
+  ASSERT_FALSE(r.notes.empty());
+  EXPECT_NE(r.notes[0].find("waits for cluster(s) '" + a + "'"), std::string::npos) << r.notes[0];
+  s.commit();
+  EXPECT_EQ(s.waiting_listeners(), 1u);
+  EXPECT_EQ(s.assemble().listeners.size(), 0u);
+  ASSERT_TRUE(s.next_wait_deadline());
+
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001})), t0);
+  s.commit();
+  r = s.promote_listeners(t0);
+  EXPECT_TRUE(r.changed);
+  s.commit();
+  EXPECT_EQ(s.waiting_listeners(), 0u);
+  const auto cfg = s.assemble();
+  const listener_config* l = find_listener(cfg, "0.0.0.0_15443");
+  ASSERT_NE(l, nullptr);
+  ASSERT_EQ(l->filter_chains.size(), 1u);
+  EXPECT_EQ(l->filter_chains[0].match.application_protocols.size(), 5u);
+  EXPECT_TRUE(l->tls_inspector);
+}
+
+TEST(AdsState, ListenerNamingAnUnknownClusterIsAppliedAfterTheWait) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto t0 = clock::now();
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), t0);
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001})), t0);
+  s.commit();
+  // Version 1 is in force; version 2 adds a chain to a cluster nobody sent.
+  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}})), t0);
+  s.commit();
+  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}, {b, b}})), t0);
+  s.commit();
+  EXPECT_EQ(find_listener(s.assemble(), "0.0.0.0_15443")->filter_chains.size(), 1u);
+  EXPECT_FALSE(s.promote_listeners(t0 + 14s).changed);
+  s.commit();
+  auto r = s.promote_listeners(t0 + 15s);
+  EXPECT_TRUE(r.changed);
+  s.commit();
+  EXPECT_NE(r.notes[0].find("connections to cluster(s) '" + b + "' are closed"), std::string::npos) << r.notes[0];
+  EXPECT_EQ(find_listener(s.assemble(), "0.0.0.0_15443")->filter_chains.size(), 2u);
+}
+
+TEST(AdsState, SotwRemovalsAndUnusedAssignments) {
+  ads_state s(ads_bootstrap(), 15s);
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), clock::now());
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1}), istio::local_assignment(b, {2})),
+               clock::now());
+  s.commit();
+  EXPECT_EQ(s.assemble().clusters.size(), 2u);
+  // An EDS response carrying only `a` leaves `b` as it was.
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {3})), clock::now());
+  s.commit();
+  EXPECT_EQ(find_cluster(s.assemble(), b)->load_assignment.localities[0].endpoints[0].address.port, 2);
+  // A CDS response without `b` removes it and its assignment.
+  auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
+  EXPECT_TRUE(r.changed);
+  s.commit();
+  EXPECT_EQ(find_cluster(s.assemble(), b), nullptr);
+  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  // `b` comes back: it warms again (its old assignment was dropped).
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), clock::now());
+  s.commit();
+  EXPECT_EQ(find_cluster(s.assemble(), b), nullptr);
+  EXPECT_EQ(s.warming_clusters(), 1u);
+}
+
+TEST(AdsState, DeltaAddsUpdatesAndRemoves) {
+  ads_state s(ads_bootstrap(), 15s);
+  ads_state::resource_list res;
+  *res.Add() = resource(istio::sni_dnat_cluster(a), a, "1");
+  *res.Add() = resource(istio::sni_dnat_cluster(b), b, "1");
+  ads_state::name_list none;
+  auto r = s.apply_delta(resource_kind::cluster, res, none, clock::now());
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0];
+  s.commit();
+  ads_state::resource_list eds;
+  *eds.Add() = resource(istio::local_assignment(a, {1}), a, "e1");
+  *eds.Add() = resource(istio::local_assignment(b, {2}), b, "e1");
+  s.apply_delta(resource_kind::endpoint, eds, none, clock::now());
+  s.commit();
+  EXPECT_EQ(s.assemble().clusters.size(), 2u);
+  EXPECT_EQ(s.versions(resource_kind::cluster), (std::map<std::string, std::string>{{a, "1"}, {b, "1"}}));
+  EXPECT_EQ(s.versions(resource_kind::endpoint), (std::map<std::string, std::string>{{a, "e1"}, {b, "e1"}}));
+
+  // Removing an assignment empties the cluster; removing a cluster drops it.
+  ads_state::name_list removed;
+  *removed.Add() = a;
+  r = s.apply_delta(resource_kind::endpoint, {}, removed, clock::now());
+  EXPECT_TRUE(r.changed);
+  s.commit();
+  EXPECT_TRUE(find_cluster(s.assemble(), a)->load_assignment.localities.empty());
+  *removed.Mutable(0) = b;
+  r = s.apply_delta(resource_kind::cluster, {}, removed, clock::now());
+  EXPECT_TRUE(r.changed);
+  s.commit();
+  EXPECT_EQ(find_cluster(s.assemble(), b), nullptr);
+  EXPECT_EQ(s.versions(resource_kind::cluster), (std::map<std::string, std::string>{{a, "1"}}));
+  // A resource at the version already held is not decoded again.
+  ads_state::resource_list same;
+  *same.Add() = resource(istio::sni_dnat_cluster(a), a, "1");
+  EXPECT_FALSE(s.apply_delta(resource_kind::cluster, same, {}, clock::now()).changed);
+}
+
+TEST(AdsState, InvalidResourceRejectsTheWholeResponseNamingIt) {
+  ads_state s(ads_bootstrap(), 15s);
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1})), clock::now());
+  s.commit();
+  auto bad = istio::sni_dnat_cluster(b);
+  bad.mutable_connect_timeout()->set_seconds(-1);
+  auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), bad), clock::now());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].find("cluster '" + b + "': connect_timeout: must not be negative"), std::string::npos)
+      << r.errors[0];
+  EXPECT_FALSE(r.changed);
+  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+
+  auto listener = istio::gateway_listener(15443, {{a, a}});
+  listener.mutable_filter_chains(0)->mutable_filters(1)->set_name("envoy.filters.network.rbac");
+  listener.mutable_filter_chains(0)->mutable_filters(1)->mutable_typed_config()->set_type_url(
+      "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC");
+  r = s.apply_sotw(resource_kind::listener, list(listener), clock::now());
+  ASSERT_FALSE(r.errors.empty());
+  EXPECT_NE(r.errors[0].find("listener '0.0.0.0_15443': filter_chains[0].filters[1]: network filter "
+                             "'envoy.filters.network.rbac'"),
+            std::string::npos)
+      << r.errors[0];
+
+  // Undecodable bytes.
+  ads_state::any_list junk;
+  auto* any = junk.Add();
+  any->set_type_url("type.googleapis.com/envoy.config.cluster.v3.Cluster");
+  any->set_value("\xff\xff\xff");
+  r = s.apply_sotw(resource_kind::cluster, junk, clock::now());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].find("resources[0]: not a decodable"), std::string::npos) << r.errors[0];
+}
+
+TEST(AdsState, RollbackRestoresThePreviousState) {
+  ads_state s(ads_bootstrap(), 15s);
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1})), clock::now());
+  s.commit();
+  const auto before = s.assemble();
+  auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(b)), clock::now());
+  EXPECT_TRUE(r.changed);
+  s.rollback();
+  const auto after = s.assemble();
+  ASSERT_EQ(after.clusters.size(), before.clusters.size());
+  EXPECT_EQ(after.clusters[0], before.clusters[0]);
+  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+
+  r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {7})), clock::now());
+  EXPECT_TRUE(r.changed);
+  s.rollback();
+  EXPECT_EQ(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[0].address.port, 1);
+}
+
+TEST(AdsState, ClustersWithUnimplementedSettingsAreAcceptedAsUnusable) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto outbound = istio::outbound_cluster("reviews.default.svc.cluster.local", 9080);
+  auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), outbound), clock::now());
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0];
+  ASSERT_FALSE(r.notes.empty());
+  EXPECT_NE(r.notes[0].find("accepted but unusable: transport_socket_matches: not supported"), std::string::npos)
+      << r.notes[0];
+  s.commit();
+  // Not subscribed for EDS, ready at once, and routing to it fails (proxy side).
+  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  const cluster_config* c = find_cluster(s.assemble(), outbound.name());
+  ASSERT_NE(c, nullptr);
+  EXPECT_FALSE(c->unsupported.empty());
+  // A listener naming it does not wait for it.
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1})), clock::now());
+  r = s.apply_sotw(resource_kind::listener,
+                   list(istio::gateway_listener(15443, {{a, a}, {"x.example", outbound.name()}})), clock::now());
+  EXPECT_TRUE(r.changed);
+  EXPECT_EQ(s.waiting_listeners(), 0u);
+}
+
+TEST(AdsState, OutlierDetectionIsDecodedOverXds) {
+  ads_state s(ads_bootstrap(), 15s);
+  auto c = istio::sni_dnat_cluster(a);
+  c.mutable_outlier_detection()->mutable_consecutive_gateway_failure()->set_value(7);
+  c.mutable_outlier_detection()->mutable_base_ejection_time()->set_seconds(60);
+  s.apply_sotw(resource_kind::cluster, list(c), clock::now());
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1})), clock::now());
+  s.commit();
+  const cluster_config* out = find_cluster(s.assemble(), a);
+  ASSERT_NE(out, nullptr);
+  EXPECT_TRUE(out->unsupported.empty());
+  ASSERT_TRUE(out->outlier_detection);
+  EXPECT_EQ(out->outlier_detection->consecutive_gateway_failure, 7u);
+  EXPECT_EQ(out->outlier_detection->base_ejection_time, std::chrono::seconds(60));
+  EXPECT_EQ(out->outlier_detection->consecutive_5xx, 5u);  // Envoy's default
+  EXPECT_EQ(out->outlier_detection->max_ejection_percent, 10u);
+}
+
+TEST(AdsState, ListenersMayNotShareAnAddress) {
+  ads_state s(ads_bootstrap(), 15s);
+  auto r = s.apply_sotw(resource_kind::listener,
+                        list(istio::passthrough_listener("one", 15012, "x"), istio::passthrough_listener("two", 15012, "y")),
+                        clock::now());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].find("address 127.0.0.1:15012 is already used by listener 'one'"), std::string::npos)
+      << r.errors[0];
+}
+
+TEST(AdsState, StaticResourcesStayAndStaticEdsClustersWarm) {
+  bootstrap_config boot = ads_bootstrap();
+  cluster_config st;
+  st.name = "static-eds";
+  st.type = discovery_type::eds;
+  st.eds_service_name = "static-eds";
+  boot.clusters.push_back(st);
+  cluster_config fixed;
+  fixed.name = "fixed";
+  boot.clusters.push_back(fixed);
+  ads_state s(boot, 15s);
+  EXPECT_EQ(s.eds_names(), std::set<std::string>{"static-eds"});
+  EXPECT_EQ(s.assemble().clusters.size(), 1u);  // "fixed" only
+  auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster("fixed")), clock::now());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].find("a static cluster of the bootstrap has this name"), std::string::npos);
+  // An empty CDS does not remove static clusters.
+  s.apply_sotw(resource_kind::cluster, {}, clock::now());
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("static-eds", {9})), clock::now());
+  s.commit();
+  EXPECT_EQ(s.assemble().clusters.size(), 2u);
+}
+
+}  // namespace
+}  // namespace ewgw::xds
+
+namespace ewgw::xds {
+namespace {
+
+// Revisions let the gateway keep what did not change; they must change exactly when content does.
+TEST(AdsStateRevisions, FollowContentAndSurviveRollback) {
+  ads_state s(ads_bootstrap(), 15s);
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), clock::now());
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1}), istio::local_assignment(b, {2})),
+               clock::now());
+  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}, {b, b}})), clock::now());
+  s.commit();
+  auto revision = [&](const std::string& name) { return find_cluster(s.assemble(), name)->revision.value; };
+  auto listener_revision = [&] { return find_listener(s.assemble(), "0.0.0.0_15443")->revision.value; };
+  const auto ra = revision(a);
+  const auto rb = revision(b);
+  const auto rl = listener_revision();
+  EXPECT_NE(ra, 0u);
+  EXPECT_NE(ra, rb);
+
+  // An endpoint change of `a` gives `a` a new revision and leaves `b` and the listener alone.
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {3})), clock::now());
+  s.commit();
+  EXPECT_NE(revision(a), ra);
+  EXPECT_EQ(revision(b), rb);
+  EXPECT_EQ(listener_revision(), rl);
+  const auto ra2 = revision(a);
+
+  // The same content again (re-serialized): nothing changes.
+  EXPECT_FALSE(s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {3})), clock::now()).changed);
+  EXPECT_FALSE(
+      s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}, {b, b}})), clock::now()).changed);
+  s.commit();
+  EXPECT_EQ(revision(a), ra2);
+  EXPECT_EQ(listener_revision(), rl);
+
+  // A refused update is undone with the old revisions, matching what the gateway still runs.
+  EXPECT_TRUE(s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {4})), clock::now()).changed);
+  s.rollback();
+  EXPECT_EQ(revision(a), ra2);
+  EXPECT_EQ(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[0].address.port, 3);
+  // A removal refused, then undone: the cluster is back in place with its revision.
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(b)), clock::now());
+  EXPECT_EQ(find_cluster(s.assemble(), a), nullptr);
+  s.rollback();
+  ASSERT_NE(find_cluster(s.assemble(), a), nullptr);
+  EXPECT_EQ(revision(a), ra2);
+  EXPECT_EQ(revision(b), rb);
+  EXPECT_EQ(s.assemble().clusters.size(), 2u);
+}
+
+}  // namespace
+}  // namespace ewgw::xds

@@ -1,0 +1,753 @@
+#include "xds/ads_state.h"
+
+#include <algorithm>
+#include <string_view>
+
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/config/endpoint/v3/endpoint.pb.h"
+#include "envoy/config/listener/v3/listener.pb.h"
+#include "xds/decode_internal.h"
+
+namespace ewgw::xds {
+
+namespace {
+
+constexpr std::string_view cluster_url = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+constexpr std::string_view endpoint_url = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+constexpr std::string_view listener_url = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
+std::size_t digest_of(const std::string& bytes) {
+  // Mixed with the size so that a collision also needs equal lengths.
+  return std::hash<std::string_view>{}(bytes) ^ (bytes.size() * 0x9e3779b97f4a7c15ull);
+}
+
+void add_error(ads_state::result& r, const std::string& where, const diagnostics& diag) {
+  for (const std::string& e : diag.errors) r.errors.push_back(where + ": " + e);
+}
+
+bool is_eds(const cluster_config& c) { return c.type == discovery_type::eds && c.unsupported.empty(); }
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) {
+    if (!s.empty()) s += ", ";
+    s += "'" + n + "'";
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string_view type_url(resource_kind kind) {
+  switch (kind) {
+    case resource_kind::cluster: return cluster_url;
+    case resource_kind::endpoint: return endpoint_url;
+    case resource_kind::listener: return listener_url;
+  }
+  return {};
+}
+
+std::optional<resource_kind> kind_of(std::string_view url) {
+  if (url == cluster_url) return resource_kind::cluster;
+  if (url == endpoint_url) return resource_kind::endpoint;
+  if (url == listener_url) return resource_kind::listener;
+  return std::nullopt;
+}
+
+std::string_view short_name(resource_kind kind) {
+  switch (kind) {
+    case resource_kind::cluster: return "CDS";
+    case resource_kind::endpoint: return "EDS";
+    case resource_kind::listener: return "LDS";
+  }
+  return {};
+}
+
+ads_state::ads_state(const bootstrap_config& bootstrap, std::chrono::milliseconds listener_wait)
+    : listener_wait_(listener_wait) {
+  assembled_.node = bootstrap.node;
+  assembled_.admin_address = bootstrap.admin_address;
+  assembled_.ads = bootstrap.ads;
+  for (listener_config l : bootstrap.listeners) {
+    static_listener_names_.insert(l.name);
+    l.revision.value = ++next_revision_;
+    assembled_.listeners.push_back(std::move(l));
+  }
+  static_listeners_ = assembled_.listeners.size();
+  for (const cluster_config& c : bootstrap.clusters) {
+    static_cluster_names_.insert(c.name);
+    if (is_eds(c)) continue;
+    assembled_.clusters.push_back(c);
+    assembled_.clusters.back().revision.value = ++next_revision_;
+  }
+  static_clusters_ = assembled_.clusters.size();
+  recording_ = false;
+  for (const cluster_config& c : bootstrap.clusters) {
+    if (!is_eds(c)) continue;
+    // A static EDS cluster warms like a dynamic one.
+    cluster_entry e;
+    e.is_static = true;
+    e.warming = std::make_shared<const cluster_config>(c);
+    set_cluster_meta(c.name, std::move(e));
+    add_user(c.eds_service_name, c.name);
+  }
+  recording_ = true;
+  changed_ = false;
+}
+
+void ads_state::begin() {
+  undo_.clear();
+  changed_ = false;
+}
+
+void ads_state::commit() {
+  undo_.clear();
+  if (undo_.capacity() > 1024) undo_.shrink_to_fit();  // a full-state update leaves a large log
+}
+
+void ads_state::rollback() {
+  recording_ = false;
+  for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) (*it)();
+  undo_.clear();
+  recording_ = true;
+}
+
+// ---- primitive mutations (each records its inverse) ----------------------------------------
+
+void ads_state::set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry) {
+  auto it = clusters_.find(name);
+  std::optional<cluster_entry> old;
+  if (it != clusters_.end()) old = it->second;
+  if (recording_) undo_.push_back([this, name, old] { set_cluster_meta(name, old); });
+  if (old && old->warming) --warming_;
+  if (entry && entry->warming) ++warming_;
+  if (entry) {
+    // The position in assembled_ belongs to set_cluster_active().
+    entry->pos = it != clusters_.end() ? it->second.pos : npos;
+    clusters_.insert_or_assign(name, std::move(*entry));
+  } else if (it != clusters_.end()) {
+    clusters_.erase(it);
+  }
+}
+
+void ads_state::set_cluster_active(const std::string& name, std::optional<cluster_config> config) {
+  cluster_entry& e = clusters_.at(name);
+  auto old = std::make_shared<std::optional<cluster_config>>();
+  if (e.pos != npos) *old = std::move(assembled_.clusters[e.pos]);
+  if (!*old && !config) return;
+  if (recording_) undo_.push_back([this, name, old] { set_cluster_active(name, std::move(*old)); });
+  changed_ = true;
+  auto& v = assembled_.clusters;
+  if (config) {
+    if (e.pos == npos) {
+      e.pos = v.size();
+      v.push_back(std::move(*config));
+    } else {
+      v[e.pos] = std::move(*config);
+    }
+    return;
+  }
+  // Removed: the last cluster takes its place (statics sit before every dynamic one).
+  const std::size_t last = v.size() - 1;
+  if (e.pos != last) {
+    v[e.pos] = std::move(v[last]);
+    clusters_.at(v[e.pos].name).pos = e.pos;
+  }
+  v.pop_back();
+  e.pos = npos;
+}
+
+void ads_state::set_service(const std::string& name, std::optional<service_entry> entry) {
+  auto it = services_.find(name);
+  std::optional<service_entry> old;
+  if (it != services_.end()) old = it->second;
+  if (recording_) undo_.push_back([this, name, old] { set_service(name, old); });
+  if (entry) {
+    services_.insert_or_assign(name, std::move(*entry));
+  } else if (it != services_.end()) {
+    services_.erase(it);
+  }
+}
+
+void ads_state::add_user(const std::string& service, const std::string& cluster) {
+  service_entry s;
+  if (auto it = services_.find(service); it != services_.end()) s = it->second;
+  if (std::find(s.users.begin(), s.users.end(), cluster) != s.users.end()) return;
+  s.users.push_back(cluster);
+  set_service(service, std::move(s));
+}
+
+void ads_state::remove_user(const std::string& service, const std::string& cluster) {
+  auto it = services_.find(service);
+  if (it == services_.end()) return;
+  service_entry s = it->second;
+  auto u = std::find(s.users.begin(), s.users.end(), cluster);
+  if (u == s.users.end()) return;
+  s.users.erase(u);
+  set_service(service, std::move(s));
+}
+
+void ads_state::set_listener_meta(const std::string& name, std::optional<listener_entry> entry) {
+  auto it = listeners_.find(name);
+  std::optional<listener_entry> old;
+  if (it != listeners_.end()) old = it->second;
+  if (recording_) undo_.push_back([this, name, old] { set_listener_meta(name, old); });
+  if (old && old->waiting) --waiting_;
+  if (entry && entry->waiting) ++waiting_;
+  if (entry) {
+    entry->pos = it != listeners_.end() ? it->second.pos : npos;
+    listeners_.insert_or_assign(name, std::move(*entry));
+  } else if (it != listeners_.end()) {
+    listeners_.erase(it);
+  }
+}
+
+void ads_state::set_listener_active(const std::string& name, std::optional<listener_config> config) {
+  listener_entry& e = listeners_.at(name);
+  auto old = std::make_shared<std::optional<listener_config>>();
+  if (e.pos != npos) *old = std::move(assembled_.listeners[e.pos]);
+  if (!*old && !config) return;
+  if (recording_) undo_.push_back([this, name, old] { set_listener_active(name, std::move(*old)); });
+  changed_ = true;
+  auto& v = assembled_.listeners;
+  if (config) {
+    if (e.pos == npos) {
+      e.pos = v.size();
+      v.push_back(std::move(*config));
+    } else {
+      v[e.pos] = std::move(*config);
+    }
+    return;
+  }
+  const std::size_t last = v.size() - 1;
+  if (e.pos != last) {
+    v[e.pos] = std::move(v[last]);
+    listeners_.at(v[e.pos].name).pos = e.pos;
+  }
+  v.pop_back();
+  e.pos = npos;
+}
+
+// ---- lookups --------------------------------------------------------------------------------
+
+const cluster_config* ads_state::active_cluster(const std::string& name) const {
+  auto it = clusters_.find(name);
+  return it == clusters_.end() || it->second.pos == npos ? nullptr : &assembled_.clusters[it->second.pos];
+}
+
+const listener_config* ads_state::active_listener(const std::string& name) const {
+  auto it = listeners_.find(name);
+  return it == listeners_.end() || it->second.pos == npos ? nullptr : &assembled_.listeners[it->second.pos];
+}
+
+const load_assignment_config* ads_state::service_endpoints(const std::string& service) const {
+  auto it = services_.find(service);
+  if (it == services_.end() || !it->second.has_assignment) return nullptr;
+  for (const std::string& user : it->second.users) {
+    const cluster_config* c = active_cluster(user);
+    if (c != nullptr && is_eds(*c) && c->eds_service_name == service) return &c->load_assignment;
+  }
+  return nullptr;
+}
+
+bool ads_state::cluster_ready(const std::string& name) const {
+  auto it = clusters_.find(name);
+  if (it == clusters_.end()) return static_cluster_names_.contains(name);  // a static, non-EDS cluster
+  return it->second.pos != npos;
+}
+
+std::vector<std::string> ads_state::missing_clusters(const listener_config& l) const {
+  std::vector<std::string> missing;
+  auto check = [&](const std::string& name) {
+    if (!name.empty() && !cluster_ready(name) && std::find(missing.begin(), missing.end(), name) == missing.end()) {
+      missing.push_back(name);
+    }
+  };
+  auto chain = [&](const filter_chain_config& c) {
+    check(c.tcp_proxy.cluster);
+    for (const weighted_cluster& w : c.tcp_proxy.weighted_clusters) check(w.name);
+  };
+  for (const auto& c : l.filter_chains) chain(c);
+  if (l.default_filter_chain) chain(*l.default_filter_chain);
+  return missing;
+}
+
+// ---- decoding -------------------------------------------------------------------------------
+
+bool ads_state::decode_cluster_any(const google::protobuf::Any& any, const std::string& where,
+                                   const std::string& version, std::vector<decoded_cluster>& out,
+                                   std::set<std::string>& seen, result& r) {
+  envoy::config::cluster::v3::Cluster c;
+  if (any.type_url() != cluster_url || !c.ParseFromString(any.value())) {
+    r.errors.push_back(where + ": not a decodable " + std::string(cluster_url) + " (type " + any.type_url() + ")");
+    return false;
+  }
+  const std::string& name = c.name();
+  const std::string label = "cluster '" + name + "'";
+  if (!seen.insert(name).second) {
+    r.errors.push_back(label + ": sent twice in one response");
+    return false;
+  }
+  if (static_cluster_names_.contains(name)) {
+    r.errors.push_back(label + ": a static cluster of the bootstrap has this name");
+    return false;
+  }
+  const std::size_t digest = digest_of(any.value());
+  if (auto it = clusters_.find(name); it != clusters_.end() && it->second.digest == digest) return true;  // unchanged
+  diagnostics diag;
+  cluster_config config;
+  if (!decode_dynamic_cluster(c, "", diag, config)) {
+    add_error(r, label, diag);
+    return false;
+  }
+  out.push_back({name, version, digest, std::move(config)});
+  return true;
+}
+
+bool ads_state::decode_listener_any(const google::protobuf::Any& any, const std::string& where,
+                                    const std::string& version, std::vector<decoded_listener>& out,
+                                    std::set<std::string>& seen, result& r) {
+  envoy::config::listener::v3::Listener l;
+  if (any.type_url() != listener_url || !l.ParseFromString(any.value())) {
+    r.errors.push_back(where + ": not a decodable " + std::string(listener_url) + " (type " + any.type_url() + ")");
+    return false;
+  }
+  const std::string& name = l.name();
+  const std::string label = "listener '" + name + "'";
+  if (name.empty()) {
+    r.errors.push_back(where + ": listener name must not be empty");
+    return false;
+  }
+  if (!seen.insert(name).second) {
+    r.errors.push_back(label + ": sent twice in one response");
+    return false;
+  }
+  if (static_listener_names_.contains(name)) {
+    r.errors.push_back(label + ": a static listener of the bootstrap has this name");
+    return false;
+  }
+  const std::size_t digest = digest_of(any.value());
+  if (auto it = listeners_.find(name); it != listeners_.end() && it->second.digest == digest) return true;
+  diagnostics diag;
+  listener_config config;
+  decode_listener(l, "", diag, config);
+  if (!diag.ok()) {
+    add_error(r, label, diag);
+    return false;
+  }
+  out.push_back({name, version, digest, std::move(config)});
+  return true;
+}
+
+bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::string& where, const std::string& version,
+                               std::vector<decoded_cla>& out, std::set<std::string>& seen, result& r) {
+  envoy::config::endpoint::v3::ClusterLoadAssignment cla;
+  if (any.type_url() != endpoint_url || !cla.ParseFromString(any.value())) {
+    r.errors.push_back(where + ": not a decodable " + std::string(endpoint_url) + " (type " + any.type_url() + ")");
+    return false;
+  }
+  const std::string& name = cla.cluster_name();
+  const std::string label = "endpoints '" + name + "'";
+  if (!seen.insert(name).second) {
+    r.errors.push_back(label + ": sent twice in one response");
+    return false;
+  }
+  // Not subscribed (any more): a response crossing an unsubscribe. Ignored, as Envoy does.
+  auto service = services_.find(name);
+  if (service == services_.end() || service->second.users.empty()) return true;
+  for (const std::string& c : service->second.users) r.eds_clusters.push_back(c);
+  const std::size_t digest = digest_of(any.value());
+  if (service->second.has_assignment && service->second.digest == digest) return true;
+  diagnostics diag;
+  load_assignment_config config;
+  decode_load_assignment(cla, "", diag, config);
+  if (!diag.ok()) {
+    add_error(r, label, diag);
+    return false;
+  }
+  out.push_back({name, version, digest, std::move(config)});
+  return true;
+}
+
+// Two listeners on one address would both bind (SO_REUSEPORT) and split its connections.
+void ads_state::check_listener_addresses(const std::vector<decoded_listener>& incoming,
+                                         const std::set<std::string>& removed, result& r) const {
+  std::map<std::pair<std::string, std::uint16_t>, std::string> used;
+  auto claim = [&](const std::string& name, const socket_address& a) {
+    if (a.port == 0) return;
+    auto [it, fresh] = used.emplace(std::make_pair(a.address, a.port), name);
+    if (!fresh && it->second != name) {
+      r.errors.push_back("listener '" + name + "': address " + a.address + ":" + std::to_string(a.port) +
+                         " is already used by listener '" + it->second + "'");
+    }
+  };
+  for (std::size_t i = 0; i < static_listeners_; ++i) claim(assembled_.listeners[i].name, assembled_.listeners[i].address);
+  std::set<std::string> replaced;
+  for (const auto& d : incoming) {
+    claim(d.name, d.config.address);
+    replaced.insert(d.name);
+  }
+  for (const auto& [name, e] : listeners_) {
+    if (replaced.contains(name) || removed.contains(name)) continue;
+    if (e.pos != npos) claim(name, assembled_.listeners[e.pos].address);
+    if (e.waiting) claim(name, e.waiting->address);
+  }
+}
+
+// ---- staging --------------------------------------------------------------------------------
+
+namespace {
+
+// EDS service names a cluster's versions (in force and warming) use.
+std::vector<std::string> services_of(const cluster_config* active, const cluster_config* warming) {
+  std::vector<std::string> out;
+  if (active != nullptr && is_eds(*active)) out.push_back(active->eds_service_name);
+  if (warming != nullptr && (out.empty() || out[0] != warming->eds_service_name)) {
+    out.push_back(warming->eds_service_name);
+  }
+  return out;
+}
+
+}  // namespace
+
+void ads_state::stage_cluster(decoded_cluster d, result& r) {
+  const std::string name = d.name;
+  cluster_entry e;
+  if (auto it = clusters_.find(name); it != clusters_.end()) e = it->second;
+  const cluster_config* current = active_cluster(name);
+  const auto before = services_of(current, e.warming.get());
+  e.version = std::move(d.version);
+  e.digest = d.digest;
+  cluster_config config = std::move(d.config);
+  if (!config.unsupported.empty()) r.notes.push_back("cluster '" + name + "' accepted but unusable: " + config.unsupported);
+  bool ready = true;
+  if (is_eds(config)) {
+    if (const load_assignment_config* known = service_endpoints(config.eds_service_name)) {
+      config.load_assignment = *known;
+      config.load_assignment.cluster_name = name;
+    } else {
+      ready = false;  // warming; the version in force, if any, keeps routing meanwhile
+    }
+  }
+  if (!ready) {
+    e.warming = std::make_shared<const cluster_config>(std::move(config));
+    set_cluster_meta(name, e);
+  } else if (current != nullptr && *current == config) {
+    // Equal content (a control plane may serialize the same resource differently, e.g. map
+    // order) keeps the object in force, so nothing is re-applied.
+    e.warming.reset();
+    set_cluster_meta(name, e);
+  } else {
+    e.warming.reset();
+    set_cluster_meta(name, e);
+    config.revision.value = ++next_revision_;
+    set_cluster_active(name, std::move(config));
+  }
+  const cluster_entry& now = clusters_.at(name);
+  const auto after = services_of(active_cluster(name), now.warming.get());
+  for (const auto& s : before) {
+    if (std::find(after.begin(), after.end(), s) == after.end()) remove_user(s, name);
+  }
+  for (const auto& s : after) add_user(s, name);
+}
+
+void ads_state::remove_cluster(const std::string& name) {
+  auto it = clusters_.find(name);
+  if (it == clusters_.end()) return;
+  const auto before = services_of(active_cluster(name), it->second.warming.get());
+  set_cluster_active(name, std::nullopt);
+  set_cluster_meta(name, std::nullopt);
+  for (const auto& s : before) remove_user(s, name);
+}
+
+void ads_state::stage_cla(decoded_cla d) {
+  const std::string service = d.name;
+  service_entry s = services_.at(service);
+  s.has_assignment = true;
+  s.version = std::move(d.version);
+  s.digest = d.digest;
+  const std::vector<std::string> users = s.users;
+  set_service(service, std::move(s));
+  for (const std::string& user : users) {
+    cluster_entry e = clusters_.at(user);
+    load_assignment_config la = d.config;
+    la.cluster_name = user;
+    if (e.warming && e.warming->eds_service_name == service) {
+      // Warming until now: this version takes effect.
+      const auto before = services_of(active_cluster(user), e.warming.get());
+      cluster_config config = *e.warming;
+      config.load_assignment = std::move(la);
+      config.revision.value = ++next_revision_;
+      e.warming.reset();
+      set_cluster_meta(user, e);
+      set_cluster_active(user, std::move(config));
+      const auto after = services_of(active_cluster(user), nullptr);
+      for (const auto& old : before) {
+        if (std::find(after.begin(), after.end(), old) == after.end()) remove_user(old, user);
+      }
+      continue;
+    }
+    const cluster_config* active = active_cluster(user);
+    if (active == nullptr || !is_eds(*active) || active->eds_service_name != service) continue;
+    if (active->load_assignment == la) continue;
+    cluster_config config = *active;
+    config.load_assignment = std::move(la);
+    config.revision.value = ++next_revision_;
+    set_cluster_active(user, std::move(config));
+  }
+}
+
+void ads_state::drop_unused_services() {
+  std::vector<std::string> unused;
+  for (const auto& [name, s] : services_) {
+    if (s.users.empty()) unused.push_back(name);
+  }
+  for (const auto& name : unused) set_service(name, std::nullopt);
+}
+
+void ads_state::stage_listener(decoded_listener d, clock::time_point now, result& r) {
+  const std::string name = d.name;
+  listener_entry e;
+  if (auto it = listeners_.find(name); it != listeners_.end()) e = it->second;
+  e.version = std::move(d.version);
+  e.digest = d.digest;
+  const listener_config* current = active_listener(name);
+  if (current != nullptr && *current == d.config) {
+    e.waiting.reset();
+    set_listener_meta(name, std::move(e));
+    return;
+  }
+  const auto missing = missing_clusters(d.config);
+  if (missing.empty()) {
+    e.waiting.reset();
+    set_listener_meta(name, std::move(e));
+    d.config.revision.value = ++next_revision_;
+    set_listener_active(name, std::move(d.config));
+    return;
+  }
+  if (!e.waiting) e.waiting_since = now;  // a newer version keeps the original deadline
+  e.waiting = std::make_shared<const listener_config>(std::move(d.config));
+  r.notes.push_back("listener '" + name + "' waits for cluster(s) " + join_names(missing) +
+                    (current != nullptr ? "; its previous version stays in force" : "; it is not bound yet"));
+  set_listener_meta(name, std::move(e));
+}
+
+void ads_state::remove_listener(const std::string& name) {
+  if (!listeners_.contains(name)) return;
+  set_listener_active(name, std::nullopt);
+  set_listener_meta(name, std::nullopt);
+}
+
+ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& resources, clock::time_point now) {
+  result r;
+  begin();
+  std::set<std::string> seen;
+  switch (kind) {
+    case resource_kind::cluster: {
+      std::vector<decoded_cluster> decoded;
+      for (int i = 0; i < resources.size(); ++i) {
+        decode_cluster_any(resources[i], "resources[" + std::to_string(i) + "]", "", decoded, seen, r);
+      }
+      if (!r.errors.empty()) return r;
+      for (auto& d : decoded) stage_cluster(std::move(d), r);
+      std::vector<std::string> gone;
+      for (const auto& [name, e] : clusters_) {
+        if (!e.is_static && !seen.contains(name)) gone.push_back(name);
+      }
+      for (const auto& name : gone) remove_cluster(name);
+      drop_unused_services();
+      break;
+    }
+    case resource_kind::endpoint: {
+      std::vector<decoded_cla> decoded;
+      for (int i = 0; i < resources.size(); ++i) {
+        decode_cla_any(resources[i], "resources[" + std::to_string(i) + "]", "", decoded, seen, r);
+      }
+      if (!r.errors.empty()) return r;
+      for (auto& d : decoded) stage_cla(std::move(d));
+      break;
+    }
+    case resource_kind::listener: {
+      std::vector<decoded_listener> decoded;
+      for (int i = 0; i < resources.size(); ++i) {
+        decode_listener_any(resources[i], "resources[" + std::to_string(i) + "]", "", decoded, seen, r);
+      }
+      std::set<std::string> gone;
+      for (const auto& [name, e] : listeners_) {
+        if (!seen.contains(name)) gone.insert(name);
+      }
+      check_listener_addresses(decoded, gone, r);
+      if (!r.errors.empty()) return r;
+      for (auto& d : decoded) stage_listener(std::move(d), now, r);
+      for (const auto& name : gone) remove_listener(name);
+      break;
+    }
+  }
+  r.changed = changed_;
+  return r;
+}
+
+ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list& resources, const name_list& removed,
+                                         clock::time_point now) {
+  result r;
+  begin();
+  std::set<std::string> seen;
+  auto where = [](const envoy::service::discovery::v3::Resource& res, int i) {
+    return "resources[" + std::to_string(i) + "] ('" + res.name() + "')";
+  };
+  // A Delta resource names itself; the decoded resource must carry the same name.
+  auto check_name = [&](const envoy::service::discovery::v3::Resource& res, const std::string& decoded_name, int i) {
+    if (!res.name().empty() && res.name() != decoded_name) {
+      r.errors.push_back(where(res, i) + ": the resource is named '" + decoded_name + "'");
+    }
+  };
+  std::set<std::string> removed_set(removed.begin(), removed.end());
+  switch (kind) {
+    case resource_kind::cluster: {
+      std::vector<decoded_cluster> decoded;
+      for (int i = 0; i < resources.size(); ++i) {
+        const auto& res = resources[i];
+        if (!res.has_resource()) continue;  // a name-only entry (TTL heartbeat): nothing to update
+        if (auto it = clusters_.find(res.name());
+            !res.version().empty() && it != clusters_.end() && it->second.version == res.version()) {
+          seen.insert(res.name());
+          continue;  // the version we hold
+        }
+        const std::size_t before = decoded.size();
+        decode_cluster_any(res.resource(), where(res, i), res.version(), decoded, seen, r);
+        if (decoded.size() > before) check_name(res, decoded.back().name, i);
+      }
+      if (!r.errors.empty()) return r;
+      for (auto& d : decoded) stage_cluster(std::move(d), r);
+      for (const std::string& name : removed_set) {
+        auto it = clusters_.find(name);
+        if (it != clusters_.end() && !it->second.is_static && !seen.contains(name)) remove_cluster(name);
+      }
+      drop_unused_services();
+      break;
+    }
+    case resource_kind::endpoint: {
+      std::vector<decoded_cla> decoded;
+      for (int i = 0; i < resources.size(); ++i) {
+        const auto& res = resources[i];
+        if (!res.has_resource()) continue;
+        if (auto it = services_.find(res.name()); !res.version().empty() && it != services_.end() &&
+                                                   it->second.has_assignment && it->second.version == res.version()) {
+          for (const auto& c : it->second.users) r.eds_clusters.push_back(c);
+          continue;
+        }
+        const std::size_t before = decoded.size();
+        decode_cla_any(res.resource(), where(res, i), res.version(), decoded, seen, r);
+        if (decoded.size() > before) check_name(res, decoded.back().name, i);
+      }
+      if (!r.errors.empty()) return r;
+      for (auto& d : decoded) stage_cla(std::move(d));
+      // A removed assignment leaves its clusters without endpoints (they stay ready).
+      for (const std::string& name : removed_set) {
+        auto it = services_.find(name);
+        if (it == services_.end() || it->second.users.empty() || seen.contains(name)) continue;
+        decoded_cla empty{name, "", 0, load_assignment_config{}};
+        empty.config.cluster_name = name;
+        stage_cla(std::move(empty));
+      }
+      break;
+    }
+    case resource_kind::listener: {
+      std::vector<decoded_listener> decoded;
+      for (int i = 0; i < resources.size(); ++i) {
+        const auto& res = resources[i];
+        if (!res.has_resource()) continue;
+        if (auto it = listeners_.find(res.name());
+            !res.version().empty() && it != listeners_.end() && it->second.version == res.version()) {
+          seen.insert(res.name());
+          continue;
+        }
+        const std::size_t before = decoded.size();
+        decode_listener_any(res.resource(), where(res, i), res.version(), decoded, seen, r);
+        if (decoded.size() > before) check_name(res, decoded.back().name, i);
+      }
+      std::set<std::string> gone;
+      for (const std::string& name : removed_set) {
+        if (listeners_.contains(name) && !seen.contains(name)) gone.insert(name);
+      }
+      check_listener_addresses(decoded, gone, r);
+      if (!r.errors.empty()) return r;
+      for (auto& d : decoded) stage_listener(std::move(d), now, r);
+      for (const auto& name : gone) remove_listener(name);
+      break;
+    }
+  }
+  r.changed = changed_;
+  return r;
+}
+
+ads_state::result ads_state::promote_listeners(clock::time_point now) {
+  result r;
+  begin();
+  std::vector<std::string> ready;
+  for (const auto& [name, e] : listeners_) {
+    if (!e.waiting) continue;
+    const auto missing = missing_clusters(*e.waiting);
+    if (missing.empty()) {
+      ready.push_back(name);
+      r.notes.push_back("listener '" + name + "' takes effect: its clusters are ready");
+    } else if (now - e.waiting_since >= listener_wait_) {
+      ready.push_back(name);
+      r.notes.push_back("listener '" + name + "' takes effect after waiting " +
+                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(listener_wait_).count()) +
+                        " ms; connections to cluster(s) " + join_names(missing) + " are closed until they arrive");
+    }
+  }
+  for (const auto& name : ready) {
+    listener_entry e = listeners_.at(name);
+    listener_config config = *e.waiting;
+    config.revision.value = ++next_revision_;
+    e.waiting.reset();
+    set_listener_meta(name, std::move(e));
+    set_listener_active(name, std::move(config));
+  }
+  r.changed = changed_;
+  return r;
+}
+
+std::set<std::string> ads_state::eds_names() const {
+  std::set<std::string> names;
+  for (const auto& [name, service] : services_) {
+    if (!service.users.empty()) names.insert(name);
+  }
+  return names;
+}
+
+std::map<std::string, std::string> ads_state::versions(resource_kind kind) const {
+  std::map<std::string, std::string> out;
+  switch (kind) {
+    case resource_kind::cluster:
+      for (const auto& [name, e] : clusters_) {
+        if (!e.is_static && !e.version.empty()) out[name] = e.version;
+      }
+      break;
+    case resource_kind::endpoint:
+      for (const auto& [name, e] : services_) {
+        if (e.has_assignment && !e.version.empty()) out[name] = e.version;
+      }
+      break;
+    case resource_kind::listener:
+      for (const auto& [name, e] : listeners_) {
+        if (!e.version.empty()) out[name] = e.version;
+      }
+      break;
+  }
+  return out;
+}
+
+std::optional<ads_state::clock::time_point> ads_state::next_wait_deadline() const {
+  std::optional<clock::time_point> earliest;
+  for (const auto& [name, e] : listeners_) {
+    if (!e.waiting) continue;
+    const auto deadline = e.waiting_since + listener_wait_;
+    if (!earliest || deadline < *earliest) earliest = deadline;
+  }
+  return earliest;
+}
+
+}  // namespace ewgw::xds

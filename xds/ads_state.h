@@ -1,0 +1,199 @@
+// The resources an ADS stream has delivered, and the full configuration they add up to.
+// Transport-free: the ADS client (ads_client.cc) feeds it decoded responses; the benchmark and
+// unit tests drive it directly. Internal to xds/ (it takes generated protobuf types).
+//
+// Semantics (xDS protocol, "Resource types" and "Knowing when a requested resource does not
+// exist"; Envoy's cluster warming):
+//   - CDS and LDS are wildcard subscriptions. A state-of-the-world response holds every
+//     resource: one that is absent is removed. Delta adds/updates what it sends and removes
+//     removed_resources.
+//   - EDS is subscribed by service name (eds_cluster_config.service_name, defaulting to the
+//     cluster name) for every usable EDS cluster. A state-of-the-world EDS response may hold a
+//     subset: absent assignments are unchanged. An assignment is dropped when no cluster uses
+//     its service name any more. A Delta removal of an assignment empties it (no endpoints).
+//   - A new EDS cluster is warming until its first assignment and takes no part in routing
+//     until then. An updated cluster whose assignment is already known replaces the old one at
+//     once; one whose service name changed to an unknown one warms while the old version keeps
+//     routing.
+//   - A listener naming a cluster that is not ready (unknown or warming) waits: it is accepted
+//     (ACKed) but its previous version, if any, stays in force until every cluster it names is
+//     ready, or until `listener_wait` passes; then it is applied anyway and connections on the
+//     chains whose cluster is still missing are closed as no_route.
+//   - A cluster with settings ewgw does not implement is accepted as unusable
+//     (cluster_config::unsupported) and is ready at once: it has no endpoints to wait for.
+//   - A response is applied whole or not at all: one invalid resource rejects the response
+//     (NACK) and nothing changes. Changes are staged; commit() keeps them, rollback() restores
+//     the state before the last apply_*() or promote_listeners() call (used when the gateway
+//     refuses the assembled configuration).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "envoy/service/discovery/v3/discovery.pb.h"
+#include "xds/config.h"
+
+namespace ewgw::xds {
+
+enum class resource_kind : std::uint8_t { cluster, endpoint, listener };
+
+std::string_view type_url(resource_kind kind);
+std::optional<resource_kind> kind_of(std::string_view type_url);
+std::string_view short_name(resource_kind kind);  // "CDS", "EDS", "LDS"
+
+class ads_state {
+ public:
+  using clock = std::chrono::steady_clock;
+  using any_list = google::protobuf::RepeatedPtrField<google::protobuf::Any>;
+  using resource_list = google::protobuf::RepeatedPtrField<envoy::service::discovery::v3::Resource>;
+  using name_list = google::protobuf::RepeatedPtrField<std::string>;
+
+  // `bootstrap` gives the static listeners and clusters (always part of the result) and the
+  // static EDS clusters (which warm like dynamic ones).
+  ads_state(const bootstrap_config& bootstrap, std::chrono::milliseconds listener_wait);
+
+  struct result {
+    // Why the update is refused ("cluster 'x': path: reason"). Nothing was staged.
+    std::vector<std::string> errors;
+    // The assembled configuration differs from the one before this call: apply it.
+    bool changed = false;
+    // EDS: the clusters whose assignment this response carried (per-cluster update stats).
+    std::vector<std::string> eds_clusters;
+    // Informational lines (waiting listeners, unusable clusters, promotions), for the log.
+    std::vector<std::string> notes;
+  };
+
+  result apply_sotw(resource_kind kind, const any_list& resources, clock::time_point now);
+  result apply_delta(resource_kind kind, const resource_list& resources, const name_list& removed,
+                     clock::time_point now);
+  // Waiting listeners whose clusters are ready, or whose wait has passed, take effect.
+  result promote_listeners(clock::time_point now);
+
+  void commit();
+  void rollback();
+
+  // The full configuration: static resources, ready clusters (EDS ones with their endpoints)
+  // and the listeners in force. Maintained in place as resources change (a 10,000-cluster
+  // configuration is not copied per update); valid until the next call that changes the state.
+  // Every listener and cluster in it carries a revision that changes whenever its content does.
+  const bootstrap_config& assemble() const { return assembled_; }
+
+  // Service names the EDS subscription must hold now.
+  std::set<std::string> eds_names() const;
+  // Per-resource versions (Delta initial_resource_versions on a new stream).
+  std::map<std::string, std::string> versions(resource_kind kind) const;
+  // When the earliest listener wait ends, if any listener waits.
+  std::optional<clock::time_point> next_wait_deadline() const;
+  std::size_t waiting_listeners() const { return waiting_; }
+  std::size_t warming_clusters() const { return warming_; }
+  std::size_t cluster_count() const { return clusters_.size(); }
+  std::size_t listener_count() const { return listeners_.size(); }
+
+ private:
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+  // The content in force lives in assembled_ (at `pos`); entries keep the protocol metadata
+  // and the version waiting for its clusters or its endpoints.
+  struct cluster_entry {
+    std::string version;
+    std::size_t digest = 0;  // of the serialized resource: unchanged resources are not decoded again
+    std::size_t pos = npos;  // in assembled_.clusters while in force
+    std::shared_ptr<const cluster_config> warming;  // newest version, waiting for its first assignment
+    bool is_static = false;
+  };
+  // An EDS service name: who uses it, and the assignment's version. The assignment's content
+  // lives in the clusters in force that use it (there is always one once it arrived).
+  struct service_entry {
+    std::vector<std::string> users;  // clusters whose version in force or warming uses it
+    bool has_assignment = false;
+    std::string version;
+    std::size_t digest = 0;
+  };
+  struct listener_entry {
+    std::string version;
+    std::size_t digest = 0;
+    std::size_t pos = npos;  // in assembled_.listeners while in force
+    std::shared_ptr<const listener_config> waiting;
+    clock::time_point waiting_since{};
+  };
+  struct decoded_cluster {
+    std::string name;
+    std::string version;
+    std::size_t digest;
+    cluster_config config;
+  };
+  struct decoded_listener {
+    std::string name;
+    std::string version;
+    std::size_t digest;
+    listener_config config;
+  };
+  struct decoded_cla {
+    std::string name;
+    std::string version;
+    std::size_t digest;
+    load_assignment_config config;
+  };
+
+  void begin();
+  // Mutations of the indexes and of assembled_; each records how to undo itself.
+  void set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry);
+  void set_cluster_active(const std::string& name, std::optional<cluster_config> config);
+  void set_service(const std::string& name, std::optional<service_entry> entry);
+  void set_listener_meta(const std::string& name, std::optional<listener_entry> entry);
+  void set_listener_active(const std::string& name, std::optional<listener_config> config);
+  void add_user(const std::string& service, const std::string& cluster);
+  void remove_user(const std::string& service, const std::string& cluster);
+
+  void stage_cluster(decoded_cluster d, result& r);
+  void stage_cla(decoded_cla d);
+  void stage_listener(decoded_listener d, clock::time_point now, result& r);
+  void remove_cluster(const std::string& name);
+  void remove_listener(const std::string& name);
+  void drop_unused_services();
+
+  bool decode_cluster_any(const google::protobuf::Any& any, const std::string& where, const std::string& version,
+                          std::vector<decoded_cluster>& out, std::set<std::string>& seen, result& r);
+  bool decode_listener_any(const google::protobuf::Any& any, const std::string& where, const std::string& version,
+                           std::vector<decoded_listener>& out, std::set<std::string>& seen, result& r);
+  bool decode_cla_any(const google::protobuf::Any& any, const std::string& where, const std::string& version,
+                      std::vector<decoded_cla>& out, std::set<std::string>& seen, result& r);
+  void check_listener_addresses(const std::vector<decoded_listener>& incoming, const std::set<std::string>& removed,
+                                result& r) const;
+
+  const cluster_config* active_cluster(const std::string& name) const;
+  const listener_config* active_listener(const std::string& name) const;
+  // The endpoints of a service, from a cluster in force that uses it; null when none has them.
+  const load_assignment_config* service_endpoints(const std::string& service) const;
+  bool cluster_ready(const std::string& name) const;
+  std::vector<std::string> missing_clusters(const listener_config& l) const;
+
+  std::set<std::string> static_cluster_names_;
+  std::set<std::string> static_listener_names_;
+  std::size_t static_clusters_ = 0;   // assembled_.clusters[0, static_clusters_) are static
+  std::size_t static_listeners_ = 0;  // likewise for listeners
+  std::chrono::milliseconds listener_wait_;
+  std::uint64_t next_revision_ = 0;
+
+  bootstrap_config assembled_;
+  std::map<std::string, cluster_entry> clusters_;
+  std::unordered_map<std::string, service_entry> services_;
+  std::map<std::string, listener_entry> listeners_;
+  std::size_t warming_ = 0;
+  std::size_t waiting_ = 0;
+
+  std::vector<std::function<void()>> undo_;
+  bool recording_ = true;
+  bool changed_ = false;
+};
+
+}  // namespace ewgw::xds

@@ -1,0 +1,24 @@
+// Metrics of the xDS client, named as Envoy names them so existing dashboards and Istio's
+// readiness checks keep working. Written by the xDS thread only (worker block 0).
+#pragma once
+
+#include "stats/stats.h"
+
+namespace ewgw::xds {
+
+// Scopes "cluster_manager.cds.", "listener_manager.lds." and, per EDS cluster,
+// "cluster.<name>." (Envoy's subscription stats).
+#define EWGW_XDS_UPDATE_STATS(COUNTER, GAUGE)                                                      \
+  COUNTER(update_attempt, "Responses received for this subscription")                               \
+  COUNTER(update_success, "Responses accepted (ACK)")                                               \
+  COUNTER(update_rejected, "Responses rejected (NACK); the last good configuration stays")
+EWGW_STATS_BLOCK(xds_update_stats, EWGW_XDS_UPDATE_STATS)
+
+// Scope "control_plane." (Envoy's GrpcMux stats).
+#define EWGW_CONTROL_PLANE_STATS(COUNTER, GAUGE)                                                   \
+  GAUGE(connected_state, "1 while a stream to the control plane is established, else 0")            \
+  COUNTER(stream_opened, "Streams opened to the control plane")                                     \
+  COUNTER(stream_closed, "Streams that ended (closed by the server, failed or cancelled)")
+EWGW_STATS_BLOCK(control_plane_stats, EWGW_CONTROL_PLANE_STATS)
+
+}  // namespace ewgw::xds
