@@ -1,0 +1,191 @@
+// The Envoy-faithful balancer through the real gateway (black box): istiod computes priorities
+// and locality weights assuming Envoy's arithmetic, so the split and the failover seen by real
+// connections must match it.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "proxy/gateway.h"
+#include "test/support/client_hello_bytes.h"
+#include "test/support/tcp_util.h"
+#include "xds/decode.h"
+
+namespace ewgw {
+namespace {
+
+struct endpoint_spec {
+  std::uint16_t port;
+  std::string health = "HEALTHY";
+};
+struct locality_spec {
+  std::string zone;
+  std::uint32_t priority = 0;
+  std::uint32_t weight = 0;  // 0: unset
+  std::vector<endpoint_spec> endpoints;
+};
+
+std::string yaml(const std::vector<locality_spec>& localities, bool locality_weighted, const std::string& policy = "ROUND_ROBIN") {
+  std::string y = R"(static_resources:
+  listeners:
+  - name: east
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    listener_filters: [{name: envoy.filters.listener.tls_inspector, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector}}]
+    filter_chains:
+    - filter_chain_match: {server_names: [svc]}
+      filters: [{name: t, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: svc, cluster: svc}}]
+  clusters:
+  - name: svc
+    lb_policy: )" + policy + "\n";
+  if (locality_weighted) y += "    common_lb_config: {locality_weighted_lb_config: {}}\n";
+  y += "    load_assignment:\n      cluster_name: svc\n      endpoints:\n";
+  for (const auto& l : localities) {
+    y += "      - locality: {region: r, zone: " + l.zone + "}\n        priority: " + std::to_string(l.priority) + "\n";
+    if (l.weight) y += "        load_balancing_weight: " + std::to_string(l.weight) + "\n";
+    y += "        lb_endpoints:\n";
+    for (const auto& e : l.endpoints) {
+      y += "        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: " + std::to_string(e.port) +
+           "}}}\n          health_status: " + e.health + "\n";
+    }
+  }
+  return y;
+}
+
+class LoadBalancingTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { test::ignore_sigpipe(); }
+  void start(const std::string& text) {
+    auto r = xds::load_bootstrap_text(text, "lb.yaml");
+    ASSERT_TRUE(r.diag.ok()) << r.diag.errors[0];
+    gw_ = std::make_unique<proxy::gateway>(proxy::gateway_options{2});
+    ASSERT_TRUE(gw_->apply(r.config).empty());
+    ASSERT_FALSE(gw_->start());
+  }
+  void apply(const std::string& text) {
+    auto r = xds::load_bootstrap_text(text, "lb.yaml");
+    ASSERT_TRUE(r.diag.ok()) << r.diag.errors[0];
+    ASSERT_TRUE(gw_->apply(r.config).empty());
+  }
+  void TearDown() override {
+    if (gw_) gw_->stop();
+  }
+  // Opens `n` connections, one after another, each completing an echo.
+  void connect(int n) {
+    const auto hello = test::make_client_hello("svc", {"istio"});
+    const std::string bytes(reinterpret_cast<const char*>(hello.data()), hello.size());
+    for (int i = 0; i < n; ++i) {
+      test::unique_fd fd(test::connect_tcp(gw_->listener_port("east")));
+      ASSERT_TRUE(test::send_all(fd.get(), bytes));
+      std::string echoed;
+      ASSERT_TRUE(test::read_exact(fd.get(), bytes.size(), echoed)) << "connection " << i;
+    }
+  }
+  std::unique_ptr<proxy::gateway> gw_;
+};
+
+TEST_F(LoadBalancingTest, LocalityWeightsSplitConnections8020) {
+  test::tcp_echo_server a, b;
+  start(yaml({{"a", 0, 80, {{a.port()}}}, {"b", 0, 20, {{b.port()}}}}, true));
+  connect(2000);
+  const double share = static_cast<double>(a.connections_accepted()) / 2000.0;
+  // EDF over 80/20 is deterministic per worker; two workers each split 80/20.
+  EXPECT_NEAR(share, 0.80, 0.02) << a.connections_accepted() << " / " << b.connections_accepted();
+  EXPECT_EQ(a.connections_accepted() + b.connections_accepted(), 2000u);
+}
+
+TEST_F(LoadBalancingTest, UnhealthyPriorityZeroFailsOverToPriorityOneAndBack) {
+  test::tcp_echo_server p0a, p0b, p1;
+  const auto config = [&](const std::string& health) {
+    return yaml({{"local", 0, 0, {{p0a.port(), health}, {p0b.port(), health}}}, {"remote", 1, 0, {{p1.port()}}}}, false);
+  };
+  start(config("HEALTHY"));
+  connect(100);
+  EXPECT_EQ(p0a.connections_accepted() + p0b.connections_accepted(), 100u);
+  EXPECT_EQ(p1.connections_accepted(), 0u);
+
+  // Priority 0 turns UNHEALTHY (as EDS would say): all load moves to priority 1.
+  apply(config("UNHEALTHY"));
+  connect(100);
+  EXPECT_EQ(p1.connections_accepted(), 100u);
+  EXPECT_EQ(p0a.connections_accepted() + p0b.connections_accepted(), 100u);
+
+  // Half of priority 0 back: Envoy's arithmetic with overprovisioning 140 gives priority 0
+  // min(100, 140 * 1/2) = 70% of the load and priority 1 the remaining 30%.
+  apply(yaml({{"local", 0, 0, {{p0a.port()}, {p0b.port(), "UNHEALTHY"}}}, {"remote", 1, 0, {{p1.port()}}}}, false));
+  const std::size_t before_p0 = p0a.connections_accepted();
+  const std::size_t before_p1 = p1.connections_accepted();
+  connect(1000);
+  const double p0_share = static_cast<double>(p0a.connections_accepted() - before_p0) / 1000.0;
+  EXPECT_NEAR(p0_share, 0.70, 0.06);
+  EXPECT_EQ((p0a.connections_accepted() - before_p0) + (p1.connections_accepted() - before_p1), 1000u);
+
+  // Fully healthy again: everything returns to priority 0.
+  apply(config("HEALTHY"));
+  const std::size_t back_p1 = p1.connections_accepted();
+  connect(100);
+  EXPECT_EQ(p1.connections_accepted(), back_p1);
+}
+
+TEST_F(LoadBalancingTest, DegradedHostsServeOnlyWhenHealthyOnesRunShort) {
+  test::tcp_echo_server healthy, degraded;
+  start(yaml({{"z", 0, 0, {{healthy.port()}, {degraded.port(), "DEGRADED"}}}}, false));
+  connect(200);
+  // One healthy of two hosts: health = 140 * 1/2 = 70%, degraded = 70% -> loads 70 healthy,
+  // 30 degraded.
+  const double degraded_share = static_cast<double>(degraded.connections_accepted()) / 200.0;
+  EXPECT_NEAR(degraded_share, 0.30, 0.08);
+}
+
+TEST_F(LoadBalancingTest, LeastRequestPrefersTheLessLoadedHost) {
+  // "busy" holds its connections open; "idle" echoes and closes after the client's FIN, so its
+  // connections end (a sink would keep them half-open, correctly, and count them as active).
+  test::tcp_sink_server busy;
+  test::tcp_echo_server idle;
+  start(yaml({{"z", 0, 0, {{busy.port()}, {idle.port()}}}}, false, "LEAST_REQUEST"));
+  auto settle = [&](std::int64_t active) {
+    for (int i = 0; i < 2000 && gw_->stats().value("cluster.svc.upstream_cx_active") != active; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  const auto hello = test::make_client_hello("svc", {"istio"});
+  const std::string bytes(reinterpret_cast<const char*>(hello.data()), hello.size());
+  auto arrivals = [&] { return busy.connections_accepted() + idle.connections_accepted(); };
+  // Hold 20 connections open on "busy"; those that land on "idle" are closed again.
+  std::vector<test::unique_fd> held;
+  for (int i = 0; i < 200 && busy.connections_accepted() < 20; ++i) {
+    const std::size_t before_busy = busy.connections_accepted();
+    const std::size_t before = arrivals();
+    test::unique_fd fd(test::connect_tcp(gw_->listener_port("east")));
+    ASSERT_TRUE(test::send_all(fd.get(), bytes));
+    while (arrivals() == before) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (busy.connections_accepted() > before_busy) {
+      held.push_back(std::move(fd));
+    } else {
+      fd.reset();
+      settle(static_cast<std::int64_t>(held.size()));
+    }
+  }
+  ASSERT_EQ(busy.connections_accepted(), 20u);
+  // Envoy's least request draws choice_count (2) hosts at random, with replacement, and takes
+  // the one with fewer active requests: with 20 open on "busy" and ~0 on "idle", a new
+  // connection goes to "idle" unless both draws hit "busy" (1 in 4). Round robin would give 1/2.
+  const std::size_t idle_before = idle.connections_accepted();
+  const std::size_t busy_before = busy.connections_accepted();
+  constexpr int n = 200;
+  for (int i = 0; i < n; ++i) {
+    const std::size_t before = arrivals();
+    test::unique_fd fd(test::connect_tcp(gw_->listener_port("east")));
+    ASSERT_TRUE(test::send_all(fd.get(), bytes));
+    while (arrivals() == before) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (busy.connections_accepted() > busy_before + held.size() - 20) held.push_back(std::move(fd));
+    fd.reset();
+    settle(static_cast<std::int64_t>(held.size()));
+  }
+  const double idle_share = static_cast<double>(idle.connections_accepted() - idle_before) / n;
+  EXPECT_NEAR(idle_share, 0.75, 0.1) << "busy got " << (busy.connections_accepted() - busy_before);
+}
+
+}  // namespace
+}  // namespace ewgw
