@@ -1,6 +1,7 @@
 #include "proxy/gateway.h"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 
 #include <malloc.h>
@@ -32,6 +33,59 @@ gateway::gateway(gateway_options options)
   for (std::size_t i = 0; i < stats_.workers(); ++i) workers_.push_back(std::make_unique<worker>(i));
   server_stats_ = stats_.get<server_stats>("server", "");
   refresh_server_stats();
+  for (auto& w : workers_) {
+    w->set_detection_handler([this](const std::string& cluster) { on_detection(cluster); });
+  }
+  control_work_.emplace(control_.get_executor());
+  control_thread_ = std::thread([this] { control_.run(); });
+}
+
+void gateway::on_detection(const std::string& cluster) {
+  asio::post(control_, [this, cluster] {
+    std::lock_guard lock(cold_mu_);
+    if (!snapshot_) return;
+    // The current version of the cluster: hosts (and their counters) carry over between
+    // versions, so the decision is taken where pickers look.
+    if (auto it = snapshot_->clusters.find(cluster); it != snapshot_->clusters.end()) {
+      it->second->balancer->process_detections(std::chrono::steady_clock::now());
+    }
+  });
+}
+
+void gateway::schedule_outlier_ticks() {
+  std::lock_guard lock(cold_mu_);
+  if (!snapshot_) return;
+  for (const auto& [cluster_name, c] : snapshot_->clusters) {
+    const std::string name(cluster_name);
+    const auto interval = c->balancer->outlier_interval();
+    if (interval.count() <= 0 || outlier_timers_.contains(name)) continue;
+    auto timer = std::make_unique<asio::steady_timer>(control_);
+    timer->expires_after(interval);
+    timer->async_wait([this, name](const error_code& ec) {
+      if (!ec) outlier_tick(name);
+    });
+    outlier_timers_.emplace(name, std::move(timer));
+  }
+}
+
+void gateway::outlier_tick(const std::string& cluster) {
+  std::unique_lock lock(cold_mu_);
+  auto timer = outlier_timers_.find(cluster);
+  if (timer == outlier_timers_.end()) return;
+  const cluster_runtime* c = nullptr;
+  if (snapshot_) {
+    if (auto it = snapshot_->clusters.find(cluster); it != snapshot_->clusters.end()) c = it->second.get();
+  }
+  const auto interval = c ? c->balancer->outlier_interval() : std::chrono::milliseconds(0);
+  if (interval.count() <= 0) {
+    outlier_timers_.erase(timer);  // cluster gone or detection turned off
+    return;
+  }
+  c->balancer->tick(std::chrono::steady_clock::now());
+  timer->second->expires_after(interval);
+  timer->second->async_wait([this, cluster](const error_code& ec) {
+    if (!ec) outlier_tick(cluster);
+  });
 }
 
 void gateway::drain_listeners() {
@@ -116,6 +170,7 @@ void gateway::unbind(const std::string& name, std::uint16_t port) {
 
 std::vector<std::string> gateway::apply(const xds::bootstrap_config& config) {
   std::vector<std::string> errors;
+  std::unique_lock cold(cold_mu_);
   auto snapshot = build_snapshot(config, stats_, version_ + 1, snapshot_.get(), errors);
   if (!errors.empty()) return errors;
 
@@ -151,6 +206,8 @@ std::vector<std::string> gateway::apply(const xds::bootstrap_config& config) {
   ++version_;
   snapshot_ = std::move(snapshot);
   for (auto& w : workers_) w->publish(snapshot_);
+  cold.unlock();
+  asio::post(control_, [this] { schedule_outlier_ticks(); });
   return errors;
 }
 
@@ -173,6 +230,13 @@ std::optional<std::string> gateway::start() {
 void gateway::stop() {
   ready_ = false;
   for (auto& w : workers_) w->stop();
+  if (control_thread_.joinable()) {
+    asio::post(control_, [this] {
+      outlier_timers_.clear();
+      control_work_.reset();
+    });
+    control_thread_.join();
+  }
 }
 
 std::uint16_t gateway::listener_port(std::string_view listener) const {

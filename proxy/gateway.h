@@ -3,6 +3,10 @@
 // thread (main, or the xDS client's thread); workers never block on it.
 #pragma once
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -11,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <string>
 #include <vector>
@@ -93,6 +98,18 @@ class gateway {
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::function<bool()> readiness_gate_;
+
+  // The cold path of outlier detection runs here, off the workers: ejection decisions when a
+  // worker reports a detection, and each cluster's periodic tick (outlier_detection.interval).
+  // cold_mu_ serializes it with snapshot building, which reads the balancers' state.
+  void on_detection(const std::string& cluster);
+  void schedule_outlier_ticks();
+  void outlier_tick(const std::string& cluster);
+  std::mutex cold_mu_;
+  boost::asio::io_context control_{1};
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> control_work_;
+  std::map<std::string, std::unique_ptr<boost::asio::steady_timer>> outlier_timers_;  // control thread
+  std::thread control_thread_;
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   std::shared_ptr<stats::block_scope<server_stats>> server_stats_;
 };

@@ -49,6 +49,33 @@ lb::cluster_config to_lb_config(const xds::cluster_config& c) {
   out.healthy_panic_threshold = c.healthy_panic_threshold_percent;
   out.locality_weighted = c.locality_weighted;
   out.overprovisioning_factor = c.load_assignment.overprovisioning_factor;
+  if (c.outlier_detection) {
+    const xds::outlier_detection_config& x = *c.outlier_detection;
+    lb::outlier_detection_config& o = out.outlier_detection;
+    o.enabled = true;
+    o.interval = x.interval;
+    o.base_ejection_time = x.base_ejection_time;
+    o.max_ejection_time = x.max_ejection_time;
+    o.max_ejection_time_jitter = x.max_ejection_time_jitter;
+    o.max_ejection_percent = x.max_ejection_percent;
+    o.consecutive_5xx = x.consecutive_5xx;
+    o.enforcing_consecutive_5xx = x.enforcing_consecutive_5xx;
+    o.consecutive_gateway_failure = x.consecutive_gateway_failure;
+    o.enforcing_consecutive_gateway_failure = x.enforcing_consecutive_gateway_failure;
+    o.split_external_local_origin_errors = x.split_external_local_origin_errors;
+    o.consecutive_local_origin_failure = x.consecutive_local_origin_failure;
+    o.enforcing_consecutive_local_origin_failure = x.enforcing_consecutive_local_origin_failure;
+    o.success_rate_minimum_hosts = x.success_rate_minimum_hosts;
+    o.success_rate_request_volume = x.success_rate_request_volume;
+    o.success_rate_stdev_factor = x.success_rate_stdev_factor;
+    o.enforcing_success_rate = x.enforcing_success_rate;
+    o.enforcing_local_origin_success_rate = x.enforcing_local_origin_success_rate;
+    o.failure_percentage_threshold = x.failure_percentage_threshold;
+    o.failure_percentage_minimum_hosts = x.failure_percentage_minimum_hosts;
+    o.failure_percentage_request_volume = x.failure_percentage_request_volume;
+    o.enforcing_failure_percentage = x.enforcing_failure_percentage;
+    o.enforcing_failure_percentage_local_origin = x.enforcing_failure_percentage_local_origin;
+  }
   std::vector<std::uint32_t> numbers;
   for (const xds::locality_endpoints_config& loc : c.load_assignment.localities) numbers.push_back(loc.priority);
   std::sort(numbers.begin(), numbers.end());

@@ -301,6 +301,8 @@ void tcp_session::on_connected(const error_code& ec) {
     on_connect_failed(connect_timed_out_);
     return;
   }
+  // Outlier detection (Envoy: LocalOriginConnectSuccessFinal resets the consecutive counters).
+  if (host_->report(lb::outcome::connect_success)) owner_.report_detection(cluster_->name);
   error_code opt_ec;
   upstream_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
   last_activity_ = clock::now();
@@ -313,6 +315,11 @@ void tcp_session::on_connected(const error_code& ec) {
 
 void tcp_session::on_connect_failed(bool timed_out) {
   (timed_out ? cluster_stats_->upstream_cx_connect_timeout : cluster_stats_->upstream_cx_connect_fail).inc();
+  // LocalOriginTimeout / LocalOriginConnectFailed feed outlier detection; a counter reaching
+  // its threshold is decided on by the control thread.
+  if (host_->report(timed_out ? lb::outcome::connect_timeout : lb::outcome::connect_failed)) {
+    owner_.report_detection(cluster_->name);
+  }
   EWGW_LOG(debug, "tcp", timed_out ? "upstream connect timeout" : "upstream connect failed",
            {{"cluster", cluster_->name}, {"host", host_->address().to_string()}});
   release_upstream();

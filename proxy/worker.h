@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -59,6 +60,15 @@ class worker {
   // worker's own.
   void stop();
 
+  // Called (on this worker's thread) when a host's consecutive-failure counter reaches its
+  // threshold: the gateway's control thread then decides on the ejection. Set before start().
+  void set_detection_handler(std::function<void(const std::string& cluster)> handler) {
+    detection_handler_ = std::move(handler);
+  }
+  void report_detection(const std::string& cluster) {
+    if (detection_handler_) detection_handler_(cluster);
+  }
+
   // Session bookkeeping (worker thread only): open sessions are closed on stop().
   void attach(tcp_session* s);
   void detach(tcp_session* s);
@@ -88,6 +98,7 @@ class worker {
   std::atomic<std::size_t> open_sessions_{0};
   boost::asio::io_context context_{1};
   std::shared_ptr<const routing_snapshot> snapshot_;
+  std::function<void(const std::string&)> detection_handler_;
   // Shared with pending accept handlers, so a removed entry outlives its last handler.
   std::vector<std::shared_ptr<acceptor_entry>> acceptors_;
   bool running_ = false;  // accept loops started (worker thread only)

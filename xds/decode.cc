@@ -585,13 +585,6 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
     outlier_detection_config od;
     decode_outlier_detection(c.outlier_detection(), join(path, "outlier_detection"), diag, od);
     out.outlier_detection = od;
-    if (diag.collect_unsupported) {
-      diag.notice(join(path, "outlier_detection"), "decoded; outlier ejection is not applied yet");
-    } else {
-      diag.unsupported_setting(join(path, "outlier_detection"),
-                               "not supported yet in a static bootstrap (outlier ejection is not applied yet; clusters "
-                               "received over xDS accept it)");
-    }
   }
   if (c.has_load_assignment()) {
     decode_load_assignment(c.load_assignment(), join(path, "load_assignment"), diag, out.load_assignment);

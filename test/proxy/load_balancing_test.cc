@@ -58,7 +58,7 @@ class LoadBalancingTest : public ::testing::Test {
   static void SetUpTestSuite() { test::ignore_sigpipe(); }
   void start(const std::string& text) {
     auto r = xds::load_bootstrap_text(text, "lb.yaml");
-    ASSERT_TRUE(r.diag.ok()) << r.diag.errors[0];
+    ASSERT_TRUE(r.diag.ok()) << (r.diag.errors.empty() ? "" : r.diag.errors[0]) << "\n" << text;
     gw_ = std::make_unique<proxy::gateway>(proxy::gateway_options{2});
     ASSERT_TRUE(gw_->apply(r.config).empty());
     ASSERT_FALSE(gw_->start());
@@ -185,6 +185,28 @@ TEST_F(LoadBalancingTest, LeastRequestPrefersTheLessLoadedHost) {
   }
   const double idle_share = static_cast<double>(idle.connections_accepted() - idle_before) / n;
   EXPECT_NEAR(idle_share, 0.75, 0.1) << "busy got " << (busy.connections_accepted() - busy_before);
+}
+
+TEST_F(LoadBalancingTest, RefusingHostIsEjectedAndNotPickedWhileHealthyHostsRemain) {
+  test::tcp_echo_server good;
+  const std::uint16_t refusing = test::unused_port();
+  std::string config = yaml({{"z", 0, 0, {{refusing}, {good.port()}}}}, false);
+  // Eject after 3 consecutive connect failures; 100% may be ejected; the interval is long so
+  // no tick un-ejects it during the test.
+  config.replace(config.find("    load_assignment:"), 0,
+                 "    outlier_detection: {consecutive_5xx: 3, max_ejection_percent: 100, interval: 600s, "
+                 "base_ejection_time: 600s}\n");
+  // max_connect_attempts 2: a connection that hits the refusing host is retried on the other.
+  config.replace(config.find("cluster: svc}}]"), 14, "cluster: svc, max_connect_attempts: 2}}");
+  start(config);
+  connect(20);  // every connection succeeds (retries), and the refusing host collects failures
+  const auto fails = gw_->stats().value("cluster.svc.upstream_cx_connect_fail");
+  EXPECT_GE(fails, 3);
+  // Once ejected (after exactly 3 failures, decided on the control thread), it is never picked.
+  connect(50);
+  EXPECT_EQ(gw_->stats().value("cluster.svc.upstream_cx_connect_fail"), fails);
+  EXPECT_LE(fails, 4);  // 3, plus at most one pick racing the ejection decision
+  EXPECT_EQ(good.connections_accepted(), 70u);
 }
 
 }  // namespace

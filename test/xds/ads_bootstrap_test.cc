@@ -170,7 +170,8 @@ static_resources:
 )",
                                      "b.yaml");
   EXPECT_TRUE(has(r.diag.errors, "an EDS cluster needs an xDS control plane"));
-  EXPECT_TRUE(has(r.diag.errors, "static_resources.clusters[1].outlier_detection: not supported yet in a static bootstrap"));
+  // outlier_detection is applied (lb/ outlier detection), in a static bootstrap too.
+  EXPECT_FALSE(has(r.diag.errors, "outlier_detection"));
 }
 
 // ---- Istio mode ---------------------------------------------------------------------------
