@@ -29,6 +29,20 @@ lb::host_health to_lb_health(xds::health_status h) {
   return lb::host_health::unhealthy;
 }
 
+// Envoy's transport_socket_matches: the first match whose criteria all appear in the endpoint's
+// envoy.transport_socket_match metadata selects its transport; no match, the cluster's own
+// (plaintext). ewgw originates no TLS, so only endpoints whose transport is plaintext are used.
+bool plaintext_endpoint(const xds::cluster_config& c, const xds::endpoint_config& e) {
+  for (const xds::transport_socket_match_config& m : c.transport_socket_matches) {
+    const bool matches = std::all_of(m.match.begin(), m.match.end(), [&](const auto& criterion) {
+      return std::find(e.transport_socket_match.begin(), e.transport_socket_match.end(), criterion) !=
+             e.transport_socket_match.end();
+    });
+    if (matches) return m.plaintext;
+  }
+  return true;
+}
+
 std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, stats::registry& registry,
                                                const routing_snapshot* previous) {
   auto out = std::make_shared<cluster_runtime>();
@@ -42,6 +56,7 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
     for (const xds::endpoint_config& e : loc.endpoints) {
       lb::endpoint_address a;
       if (!lb::endpoint_address::parse(e.address.address, e.address.port, a)) continue;  // decode validated it
+      if (!c.transport_socket_matches.empty() && !plaintext_endpoint(c, e)) continue;
       hosts.push_back({std::make_shared<lb::host>(a, e.weight, to_lb_health(e.health)), loc.priority});
     }
   }
