@@ -30,6 +30,20 @@ lb::host_health to_lb_health(xds::health_status h) {
   return lb::host_health::unhealthy;
 }
 
+// Envoy's transport_socket_matches: the first match whose criteria all appear in the endpoint's
+// envoy.transport_socket_match metadata selects its transport; no match, the cluster's own
+// (plaintext). ewgw originates no TLS, so only endpoints whose transport is plaintext are used.
+bool plaintext_endpoint(const xds::cluster_config& c, const xds::endpoint_config& e) {
+  for (const xds::transport_socket_match_config& m : c.transport_socket_matches) {
+    const bool matches = std::all_of(m.match.begin(), m.match.end(), [&](const auto& criterion) {
+      return std::find(e.transport_socket_match.begin(), e.transport_socket_match.end(), criterion) !=
+             e.transport_socket_match.end();
+    });
+    if (matches) return m.plaintext;
+  }
+  return true;
+}
+
 lb::lb_policy to_lb_policy(xds::lb_policy p) {
   switch (p) {
     case xds::lb_policy::round_robin: return lb::lb_policy::round_robin;
@@ -89,6 +103,8 @@ lb::cluster_config to_lb_config(const xds::cluster_config& c) {
     for (const xds::endpoint_config& e : loc.endpoints) {
       lb::host_config h;
       if (!lb::endpoint_address::parse(e.address.address, e.address.port, h.address)) continue;  // decode validated it
+      // Endpoints reached only over TLS (Istio auto-mTLS) are not used: ewgw originates no TLS.
+      if (!c.transport_socket_matches.empty() && !plaintext_endpoint(c, e)) continue;
       h.weight = e.weight;
       h.health = to_lb_health(e.health);
       l.hosts.push_back(h);

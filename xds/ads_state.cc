@@ -358,9 +358,18 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::stri
   for (const std::string& c : service->second.users) r.eds_clusters.push_back(c);
   const std::size_t digest = digest_of(any.value());
   if (service->second.has_assignment && service->second.digest == digest) return true;
+  // Endpoint transport metadata is kept only for clusters that select transports by it.
+  bool keep_match = false;
+  for (const std::string& user : service->second.users) {
+    auto it = clusters_.find(user);
+    if (it == clusters_.end()) continue;
+    const cluster_config* active = active_cluster(user);
+    keep_match = keep_match || (active != nullptr && !active->transport_socket_matches.empty()) ||
+                 (it->second.warming && !it->second.warming->transport_socket_matches.empty());
+  }
   diagnostics diag;
   load_assignment_config config;
-  decode_load_assignment(cla, "", diag, config);
+  decode_load_assignment(cla, "", diag, config, keep_match);
   if (!diag.ok()) {
     add_error(r, label, diag);
     return false;

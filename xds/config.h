@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ewgw::xds {
@@ -108,6 +109,9 @@ struct endpoint_config {
   socket_address address;
   health_status health = health_status::unknown;
   std::uint32_t weight = 1;  // load_balancing_weight, default 1
+  // metadata.filter_metadata["envoy.transport_socket_match"] string fields (e.g. Istio's
+  // tlsMode: istio). Kept only for clusters that select transports by it.
+  std::vector<std::pair<std::string, std::string>> transport_socket_match;
   bool operator==(const endpoint_config&) const = default;
 };
 
@@ -130,6 +134,17 @@ struct load_assignment_config {
 enum class lb_policy : std::uint8_t { round_robin, least_request, random };
 
 enum class discovery_type : std::uint8_t { static_, eds };
+
+// envoy.config.cluster.v3.Cluster.TransportSocketMatch: endpoints whose
+// envoy.transport_socket_match metadata has every `match` entry use its transport socket.
+// ewgw relays bytes and originates no TLS, so it can only use endpoints whose selected
+// transport is plaintext (raw_buffer).
+struct transport_socket_match_config {
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> match;
+  bool plaintext = false;  // raw_buffer; otherwise (TLS) its endpoints are not used
+  bool operator==(const transport_socket_match_config&) const = default;
+};
 
 // envoy.config.cluster.v3.OutlierDetection with Envoy's defaults (outlier_detection.proto).
 // Decoded from xDS so the outlier detector (lb/) can be wired to it; not applied yet.
@@ -175,6 +190,9 @@ struct cluster_config {
   // filter_metadata["istio"] string fields (e.g. services[0].host), for telemetry labels.
   std::map<std::string, std::string> istio_metadata;
   std::optional<outlier_detection_config> outlier_detection;
+  // Clusters received over xDS only (Istio's auto mTLS: tlsMode-istio -> TLS, else plaintext).
+  // An endpoint matching none uses the cluster's own transport, plaintext.
+  std::vector<transport_socket_match_config> transport_socket_matches;
   // Clusters received over xDS only: non-empty when the cluster uses settings ewgw does not
   // implement (e.g. Istio's ordinary outbound|port||host clusters with transport_socket_matches).
   // Such a cluster is accepted so that the rest of the CDS update applies, but connections

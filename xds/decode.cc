@@ -378,7 +378,7 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
 }
 
 void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const std::string& path, diagnostics& diag,
-                            load_assignment_config& out) {
+                            load_assignment_config& out, bool keep_transport_socket_match) {
   check_fields(cla, {"cluster_name", "endpoints", "policy"}, {}, path, diag);
   out.cluster_name = cla.cluster_name();
   if (cla.has_policy()) {
@@ -419,6 +419,15 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
       endpoint_config e;
       if (!decode_socket_address(lbe.endpoint().address(), join(p, "endpoint.address"), diag, e.address)) continue;
       e.health = static_cast<health_status>(lbe.health_status());
+      if (keep_transport_socket_match && lbe.has_metadata()) {
+        const auto& fm = lbe.metadata().filter_metadata();
+        if (auto it = fm.find("envoy.transport_socket_match"); it != fm.end()) {
+          for (const auto& [k, v] : it->second.fields()) {
+            if (v.has_string_value()) e.transport_socket_match.emplace_back(k, v.string_value());
+          }
+          std::sort(e.transport_socket_match.begin(), e.transport_socket_match.end());
+        }
+      }
       if (lbe.has_load_balancing_weight()) {
         if (lbe.load_balancing_weight().value() == 0) {
           diag.error(join(p, "load_balancing_weight"), "must be at least 1");
@@ -498,10 +507,47 @@ void decode_outlier_detection(const cluster_v3::OutlierDetection& od, const std:
   }
 }
 
+// Envoy's raw_buffer transport socket (plaintext), by name or type; its proto is not in
+// ewgw's generated pool, so the Any is never unpacked.
+bool is_raw_buffer(const core_v3::TransportSocket& ts) {
+  if (ts.name() == "envoy.transport_sockets.raw_buffer" || ts.name() == "raw_buffer") return true;
+  return ts.has_typed_config() &&
+         ts.typed_config().type_url().ends_with("/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer");
+}
+
+void decode_transport_socket_matches(const cluster_v3::Cluster& c, const std::string& path, diagnostics& diag,
+                                     cluster_config& out) {
+  const std::string mp = join(path, "transport_socket_matches");
+  for (int i = 0; i < c.transport_socket_matches_size(); ++i) {
+    const auto& m = c.transport_socket_matches(i);
+    const std::string p = index(mp, i);
+    check_fields(m, {"name", "match", "transport_socket"}, {}, p, diag);
+    transport_socket_match_config t;
+    t.name = m.name();
+    for (const auto& [k, v] : m.match().fields()) {
+      if (!v.has_string_value()) {
+        diag.unsupported_setting(join(p, "match." + k), "only string criteria are supported");
+        continue;
+      }
+      t.match.emplace_back(k, v.string_value());
+    }
+    std::sort(t.match.begin(), t.match.end());
+    t.plaintext = !m.has_transport_socket() || is_raw_buffer(m.transport_socket());
+    out.transport_socket_matches.push_back(std::move(t));
+  }
+  if (std::none_of(out.transport_socket_matches.begin(), out.transport_socket_matches.end(),
+                   [](const auto& t) { return !t.plaintext; })) {
+    return;
+  }
+  diag.notice(mp, "endpoints whose transport_socket_match metadata selects TLS origination are not used "
+                  "(ewgw relays bytes and originates no TLS); the others are");
+}
+
 void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagnostics& diag, cluster_config& out) {
   check_fields(c,
                {"name", "type", "eds_cluster_config", "connect_timeout", "lb_policy", "load_assignment",
-                "circuit_breakers", "common_lb_config", "least_request_lb_config", "metadata", "outlier_detection"},
+                "circuit_breakers", "common_lb_config", "least_request_lb_config", "metadata", "outlier_detection",
+                "transport_socket_matches", "filters"},
                {"alt_stat_name", "per_connection_buffer_limit_bytes", "max_requests_per_connection",
                 "upstream_http_protocol_options", "common_http_protocol_options", "http_protocol_options",
                 "http2_protocol_options", "typed_extension_protocol_options", "dns_refresh_rate",
@@ -586,8 +632,29 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
     decode_outlier_detection(c.outlier_detection(), join(path, "outlier_detection"), diag, od);
     out.outlier_detection = od;
   }
+  if (c.transport_socket_matches_size() > 0) {
+    if (diag.collect_unsupported) {
+      decode_transport_socket_matches(c, path, diag, out);
+    } else {
+      diag.unsupported_setting(join(path, "transport_socket_matches"),
+                               "not supported in a static bootstrap (ewgw originates no TLS); clusters received over "
+                               "xDS use their plaintext endpoints");
+    }
+  }
+  // Cluster (upstream) network filters: only Istio's telemetry ones are harmless.
+  for (int i = 0; i < c.filters_size(); ++i) {
+    const auto& f = c.filters(i);
+    const std::string fp = index(join(path, "filters"), i);
+    const std::string type_url = f.has_typed_config() ? effective_type_url(f.typed_config()) : std::string();
+    if (diag.collect_unsupported && is_telemetry_filter(f.name(), type_url)) {
+      diag.notice(fp, "telemetry filter '" + f.name() + "' accepted; ewgw emits its TCP metrics natively");
+    } else {
+      diag.unsupported_setting(fp, "upstream network filter '" + f.name() + "' is not supported");
+    }
+  }
   if (c.has_load_assignment()) {
-    decode_load_assignment(c.load_assignment(), join(path, "load_assignment"), diag, out.load_assignment);
+    decode_load_assignment(c.load_assignment(), join(path, "load_assignment"), diag, out.load_assignment,
+                           !out.transport_socket_matches.empty());
   } else if (out.type == discovery_type::static_) {
     diag.error(join(path, "load_assignment"), "is required for a STATIC cluster");
   }

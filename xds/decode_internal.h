@@ -19,8 +19,10 @@ void decode_listener(const envoy::config::listener::v3::Listener& l, const std::
                      listener_config& out);
 void decode_cluster(const envoy::config::cluster::v3::Cluster& c, const std::string& path, diagnostics& diag,
                     cluster_config& out);
+// `keep_transport_socket_match`: keep each endpoint's envoy.transport_socket_match metadata
+// (for clusters with transport_socket_matches; dropped otherwise to save memory).
 void decode_load_assignment(const envoy::config::endpoint::v3::ClusterLoadAssignment& cla, const std::string& path,
-                            diagnostics& diag, load_assignment_config& out);
+                            diagnostics& diag, load_assignment_config& out, bool keep_transport_socket_match = false);
 void decode_outlier_detection(const envoy::config::cluster::v3::OutlierDetection& od, const std::string& path,
                               diagnostics& diag, outlier_detection_config& out);
 

@@ -103,5 +103,22 @@ TEST(RoutingSnapshot, RevisionZeroAndChangedListenersAreRebuilt) {
   EXPECT_EQ(fourth->clusters.at("a"), third->clusters.at("a"));
 }
 
+TEST(RoutingSnapshot, TransportSocketMatchesKeepOnlyPlaintextEndpoints) {
+  fixture f;
+  xds::bootstrap_config c;
+  auto istiod = cluster("outbound|15012||istiod.istio-system.svc.cluster.local", 1, 1);
+  auto& eps = istiod.load_assignment.localities[0].endpoints;
+  eps[0].transport_socket_match = {{"tlsMode", "istio"}};  // has a sidecar: Istio mTLS
+  eps.push_back({{"127.0.0.1", 2, false}, xds::health_status::healthy, 1, {}});
+  eps.push_back({{"127.0.0.1", 3, false}, xds::health_status::healthy, 1, {{"tlsMode", "disabled"}}});
+  istiod.transport_socket_matches = {{"tlsMode-istio", {{"tlsMode", "istio"}}, false}, {"tlsMode-disabled", {}, true}};
+  c.clusters = {istiod};
+  auto s = f.build(c, nullptr);
+  const auto& hosts = s->clusters.at(istiod.name)->balancer->hosts();
+  ASSERT_EQ(hosts.size(), 2u);
+  EXPECT_EQ(hosts[0]->address().port, 2);
+  EXPECT_EQ(hosts[1]->address().port, 3);
+}
+
 }  // namespace
 }  // namespace ewgw::proxy

@@ -326,18 +326,41 @@ TEST_P(AdsClientTest, ClustersWithUnimplementedSettingsDoNotBlockUpdates) {
   test::tcp_sink_server a;
   test::tcp_sink_server b;
   start_control_plane();
-  const auto outbound = istio::outbound_cluster("reviews.default.svc.cluster.local", 9080);
+  const auto outbound = istio::dns_cluster("api.example.com", 443);
   publish({{svc_a, {a.port()}}}, {outbound});
   start_gateway(bootstrap(cp_->address()));
   ASSERT_TRUE(becomes_ready());
   EXPECT_TRUE(eventually_reaches(svc_a, a));
   // Still accepted with it present, and a chain routed to it closes its connections.
   const std::string via_outbound = "outbound.example";
-  publish({{svc_a, {a.port()}}, {svc_b, {b.port()}}}, {istio::outbound_cluster("reviews.default.svc.cluster.local", 9080)},
+  publish({{svc_a, {a.port()}}, {svc_b, {b.port()}}}, {istio::dns_cluster("api.example.com", 443)},
           {{via_outbound, outbound.name()}});
   EXPECT_TRUE(eventually_reaches(svc_b, b));
   EXPECT_TRUE(refused(via_outbound));
   EXPECT_TRUE(eventually([&] { return stat("cluster." + outbound.name() + ".upstream_cx_unsupported_config") == 1; }));
+  EXPECT_TRUE(cp_->nacks().empty());
+}
+
+// istiod exposed through the east-west gateway (Istio's expose-istiod): a 15012 listener with
+// one catch-all chain to outbound|15012||istiod..., an auto-mTLS cluster whose endpoints (istiod
+// has no sidecar) are plaintext; the client's TLS passes through untouched.
+TEST_P(AdsClientTest, ExposesIstiodThroughItsOutboundCluster) {
+  test::tcp_sink_server istiod;
+  test::tcp_sink_server sidecar;  // an endpoint needing Istio mTLS origination: never used
+  start_control_plane();
+  const auto cluster = istio::outbound_cluster("istiod.istio-system.svc.cluster.local", 15012);
+  const std::uint16_t port = test::unused_port();
+  istio::locality_spec l;
+  l.endpoints = {{"127.0.0.1", istiod.port(), 1, true, ""}, {"127.0.0.1", sidecar.port(), 1, true, "istio"}};
+  cp_->set_clusters({cluster});
+  cp_->set_endpoints({istio::assignment(cluster.name(), {l})});
+  cp_->set_listeners({istio::passthrough_listener("0.0.0.0_15012", port, cluster.name())});
+  cp_->push();
+  start_gateway(bootstrap(cp_->address()));
+  ASSERT_TRUE(becomes_ready());
+  listener_port_ = port;
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(eventually_reaches("istiod.istio-system.svc", istiod));
+  EXPECT_EQ(sidecar.connections_accepted(), 0u);
   EXPECT_TRUE(cp_->nacks().empty());
 }
 

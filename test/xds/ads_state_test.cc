@@ -280,11 +280,11 @@ TEST(AdsState, RollbackRestoresThePreviousState) {
 
 TEST(AdsState, ClustersWithUnimplementedSettingsAreAcceptedAsUnusable) {
   ads_state s(ads_bootstrap(), 15s);
-  const auto outbound = istio::outbound_cluster("reviews.default.svc.cluster.local", 9080);
+  const auto outbound = istio::dns_cluster("api.example.com", 443);
   auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), outbound), clock::now());
   ASSERT_TRUE(r.errors.empty()) << r.errors[0];
   ASSERT_FALSE(r.notes.empty());
-  EXPECT_NE(r.notes[0].find("accepted but unusable: transport_socket_matches: not supported"), std::string::npos)
+  EXPECT_NE(r.notes[0].find("accepted but unusable: type: STRICT_DNS is not supported"), std::string::npos)
       << r.notes[0];
   s.commit();
   // Not subscribed for EDS, ready at once, and routing to it fails (proxy side).
@@ -402,6 +402,41 @@ TEST(AdsStateRevisions, FollowContentAndSurviveRollback) {
   EXPECT_EQ(revision(a), ra2);
   EXPECT_EQ(revision(b), rb);
   EXPECT_EQ(s.assemble().clusters.size(), 2u);
+}
+
+}  // namespace
+}  // namespace ewgw::xds
+
+namespace ewgw::xds {
+namespace {
+
+// Istio's auto-mTLS clusters (outbound|port||host) are usable: their endpoints carry the
+// transport match metadata the gateway needs to pick the plaintext ones.
+TEST(AdsStateTransportMatches, OutboundClustersKeepEndpointTransportMetadata) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto istiod = istio::outbound_cluster("istiod.istio-system.svc.cluster.local", 15012);
+  auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istiod), clock::now());
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0];
+  EXPECT_EQ(s.eds_names(), (std::set<std::string>{a, istiod.name()}));
+  istio::locality_spec l;
+  l.endpoints = {{"10.0.0.1", 15012, 1, true, ""}, {"10.0.0.2", 15012, 1, true, "istio"}};
+  s.apply_sotw(resource_kind::endpoint, list(istio::assignment(istiod.name(), {l}), istio::assignment(a, {l})),
+               clock::now());
+  s.commit();
+  const cluster_config* c = find_cluster(s.assemble(), istiod.name());
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->unsupported.empty()) << c->unsupported;
+  ASSERT_EQ(c->transport_socket_matches.size(), 2u);
+  EXPECT_FALSE(c->transport_socket_matches[0].plaintext);
+  EXPECT_EQ(c->transport_socket_matches[0].match,
+            (std::vector<std::pair<std::string, std::string>>{{"tlsMode", "istio"}}));
+  EXPECT_TRUE(c->transport_socket_matches[1].plaintext);
+  const auto& eps = c->load_assignment.localities[0].endpoints;
+  EXPECT_TRUE(eps[0].transport_socket_match.empty());
+  EXPECT_EQ(eps[1].transport_socket_match, (std::vector<std::pair<std::string, std::string>>{{"tlsMode", "istio"}}));
+  ASSERT_TRUE(c->outlier_detection);
+  // Clusters without transport matches do not keep the metadata (memory).
+  EXPECT_TRUE(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[1].transport_socket_match.empty());
 }
 
 }  // namespace

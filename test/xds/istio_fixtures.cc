@@ -115,6 +115,21 @@ cluster_v3::Cluster outbound_cluster(const std::string& host, std::uint16_t port
   return c;
 }
 
+cluster_v3::Cluster dns_cluster(const std::string& host, std::uint16_t port) {
+  cluster_v3::Cluster c;
+  c.set_name("outbound|" + std::to_string(port) + "||" + host);
+  c.set_type(cluster_v3::Cluster::STRICT_DNS);
+  c.mutable_connect_timeout()->set_seconds(10);
+  c.set_dns_lookup_family(cluster_v3::Cluster::V4_ONLY);
+  c.set_respect_dns_ttl(true);
+  auto* cla = c.mutable_load_assignment();
+  cla->set_cluster_name(c.name());
+  auto* sa = cla->add_endpoints()->add_lb_endpoints()->mutable_endpoint()->mutable_address()->mutable_socket_address();
+  sa->set_address(host);
+  sa->set_port_value(port);
+  return c;
+}
+
 endpoint_v3::ClusterLoadAssignment assignment(const std::string& name, const std::vector<locality_spec>& localities) {
   endpoint_v3::ClusterLoadAssignment cla;
   cla.set_cluster_name(name);
@@ -133,7 +148,7 @@ endpoint_v3::ClusterLoadAssignment assignment(const std::string& name, const std
       lbe->set_health_status(e.healthy ? core_v3::HEALTHY : core_v3::UNHEALTHY);
       lbe->mutable_load_balancing_weight()->set_value(e.weight);
       auto& fm = *lbe->mutable_metadata()->mutable_filter_metadata();
-      set_string(fm["envoy.transport_socket_match"], "tlsMode", "istio");
+      if (!e.tls_mode.empty()) set_string(fm["envoy.transport_socket_match"], "tlsMode", e.tls_mode);
       set_string(fm["istio"], "workload", "helloworld-v1;sample;helloworld;v1;cluster1");
     }
   }

@@ -21,15 +21,23 @@ std::string sni_name(const std::string& host, std::uint16_t port, const std::str
 envoy::config::cluster::v3::Cluster sni_dnat_cluster(const std::string& name, const std::string& host = "");
 
 // An ordinary outbound|port||host cluster as istiod sends it to every proxy: EDS with
-// transport_socket_matches (tlsMode istio -> Istio mTLS, else plaintext), outlier_detection,
-// HTTP protocol options. AUTO_PASSTHROUGH never routes to it.
+// transport_socket_matches (auto mTLS: tlsMode istio -> Istio mTLS, else plaintext) and
+// outlier_detection. AUTO_PASSTHROUGH never routes to it, but the listeners exposing istiod
+// (15012, 15017) do: istiod's endpoints have no sidecar, so they are plaintext.
 envoy::config::cluster::v3::Cluster outbound_cluster(const std::string& host, std::uint16_t port);
+
+// A ServiceEntry with DNS resolution: a STRICT_DNS cluster with host names, which ewgw does not
+// implement (accepted over xDS as unusable).
+envoy::config::cluster::v3::Cluster dns_cluster(const std::string& host, std::uint16_t port);
 
 struct endpoint_spec {
   std::string ip = "127.0.0.1";
   std::uint16_t port = 0;
   std::uint32_t weight = 1;
   bool healthy = true;
+  // envoy.transport_socket_match metadata tlsMode: "istio" for a workload with a sidecar, ""
+  // for none (e.g. istiod).
+  std::string tls_mode = "istio";
 };
 
 struct locality_spec {
