@@ -27,12 +27,15 @@ void add_error(ads_state::result& r, const std::string& where, const diagnostics
 
 bool is_eds(const cluster_config& c) { return c.type == discovery_type::eds && c.unsupported.empty(); }
 
+// At most a few names: a listener with 10,000 chains may wait for thousands of clusters.
 std::string join_names(const std::vector<std::string>& names) {
+  constexpr std::size_t shown = 5;
   std::string s;
-  for (const auto& n : names) {
+  for (std::size_t i = 0; i < names.size() && i < shown; ++i) {
     if (!s.empty()) s += ", ";
-    s += "'" + n + "'";
+    s += "'" + names[i] + "'";
   }
+  if (names.size() > shown) s += " and " + std::to_string(names.size() - shown) + " more";
   return s;
 }
 
