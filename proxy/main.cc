@@ -33,8 +33,8 @@ constexpr std::string_view usage = R"(usage: ewgw [--config FILE | --istio] [opt
   --concurrency N        worker threads (default: number of cores)
   --log-level LEVEL      trace, debug, info (default), warn, error, off
   --admin-address A:P    admin endpoints (default: the bootstrap's admin.address, else none)
-  --prometheus-address A:P  serve /stats/prometheus here (Istio: 0.0.0.0:15090)
-  --readiness-address A:P   serve /healthz/ready here (Istio: 0.0.0.0:15021)
+  --prometheus-address A:P  serve /stats/prometheus here (Istio mode default: 0.0.0.0:15090)
+  --readiness-address A:P   serve /healthz/ready here (Istio mode default: 0.0.0.0:15021)
   --help                 this text
 )";
 
@@ -132,6 +132,9 @@ int main(int argc, char** argv) {
   if (opt.config.empty()) {
     // Istio mode: the bootstrap pilot-agent would give Envoy, from this pod's environment.
     origin = "istio-bootstrap";
+    // An Istio gateway pod is probed on 15021 and scraped on 15090 (its pod annotations say so).
+    if (!opt.readiness) opt.readiness = host_port{"0.0.0.0", 15021};
+    if (!opt.prometheus) opt.prometheus = host_port{"0.0.0.0", 15090};
     const auto built = ewgw::xds::build_istio_bootstrap(ewgw::xds::current_istio_environment());
     if (!built.errors.empty()) {
       for (const std::string& e : built.errors) std::fprintf(stderr, "error: istio mode: %s\n", e.c_str());
