@@ -287,7 +287,11 @@ void tcp_session::connect() {
   upstream_.open(endpoint.protocol(), open_ec);
   if (!open_ec) upstream_.non_blocking(true, open_ec);
   if (open_ec) {
-    on_connect_failed(false);
+    // A local failure (e.g. EMFILE): not the host's fault, so it is not reported to outlier
+    // detection, and another host would fail the same way, so no retry.
+    cluster_stats_->upstream_cx_connect_fail.inc();
+    EWGW_LOG(warn, "tcp", "cannot open an upstream socket", {{"cluster", cluster_->name}, {"error", open_ec.message()}});
+    close();
     return;
   }
   upstream_.async_connect(endpoint,
