@@ -19,6 +19,13 @@
 
 namespace ewgw::proxy {
 
+// Transparent hash: maps keyed by std::string are searched with a string_view (the SNI, an
+// ALPN) without building a string per connection.
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
 // What is known about a connection when its chain is chosen.
 struct connection_facts {
   std::uint16_t destination_port = 0;
@@ -47,10 +54,6 @@ class filter_chain_matcher {
   int match(const connection_facts& facts) const;
 
  private:
-  struct string_hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
   template <class V>
   using string_map = std::unordered_map<std::string, V, string_hash, std::equal_to<>>;
 

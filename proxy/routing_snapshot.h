@@ -65,11 +65,6 @@ struct listener_runtime {
   std::shared_ptr<stats::block_scope<tls_inspector_stats>> tls_stats;
 };
 
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
-
 struct routing_snapshot {
   std::uint64_t version = 0;
   std::vector<std::shared_ptr<const listener_runtime>> listeners;
