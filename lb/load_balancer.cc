@@ -314,16 +314,16 @@ const load_balancer::health_view* load_balancer::enter(worker_slot& slot) {
   }
 }
 
-host* load_balancer::pick(std::size_t worker, const host* avoid) {
+host* load_balancer::pick(std::size_t worker, std::span<const host* const> avoid) {
   return pick(worker, slots_[worker % workers_].random, avoid);
 }
 
-host* load_balancer::pick(std::size_t worker, random_source& random, const host* avoid) {
+host* load_balancer::pick(std::size_t worker, random_source& random, std::span<const host* const> avoid) {
   const std::size_t w = worker % workers_;
   worker_slot& slot = slots_[w];
   const health_view* v = enter(slot);
   host* h = nullptr;
-  if (avoid == nullptr) {
+  if (avoid.empty()) {
     std::uint32_t source_id = 0;
     h = pick_once(*v, w, random, source_id);
   } else {
@@ -407,15 +407,20 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   return nullptr;
 }
 
-// A pick that avoids `avoid` when any other host can be given: two more ordinary picks (as
-// Envoy re-picks when a host is rejected), then the rest of the chosen source, then any healthy,
-// degraded or (in panic priorities) other host, highest priority first.
-host* load_balancer::pick_other(const health_view& v, std::size_t w, random_source& random, const host* avoid) {
+// A pick that avoids the hosts in `avoid` when any other host can be given: two more ordinary
+// picks (as Envoy re-picks when a host is rejected), then the rest of the chosen source, then any
+// healthy, degraded or (in panic priorities) other host, highest priority first. When every
+// candidate was tried, an ordinary pick (a retry on a tried host beats no retry).
+host* load_balancer::pick_other(const health_view& v, std::size_t w, random_source& random,
+                                std::span<const host* const> avoid) {
+  const auto avoided = [avoid](const host* h) { return std::find(avoid.begin(), avoid.end(), h) != avoid.end(); };
   std::uint32_t sid = 0;
   host* h = nullptr;
+  host* first = nullptr;
   for (int attempt = 0; attempt < 3; ++attempt) {
     h = pick_once(v, w, random, sid);
-    if (h != avoid) return h;
+    if (attempt == 0) first = h;
+    if (!avoided(h)) return h;
   }
   const auto scan = [&](std::uint32_t id) -> host* {
     const source& s = v.sources[id];
@@ -423,7 +428,7 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
     const std::uint64_t start = random.next();
     for (std::uint32_t i = 0; i < s.size; ++i) {
       host* candidate = v.refs[s.begin + (start + i) % s.size].target;
-      if (candidate != avoid) return candidate;
+      if (!avoided(candidate)) return candidate;
     }
     return nullptr;
   };
@@ -438,7 +443,7 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
     if (!v.loads.panic[p]) continue;
     if (host* o = scan(v.priorities[p].all)) return o;
   }
-  return h;
+  return first;
 }
 
 bool load_balancer::outlier_pass_locked(time_point now, random_source& random, bool interval) {

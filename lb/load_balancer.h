@@ -53,6 +53,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -124,12 +125,19 @@ class load_balancer {
   load_balancer& operator=(const load_balancer&) = delete;
 
   // Data path. A host for a new connection from `worker`, or nullptr when there is none to
-  // give (no hosts, or panic disabled and nothing healthy). `avoid` (may be null) is not
-  // returned when another host is available: a connect retry goes elsewhere (tcp_proxy
-  // max_connect_attempts). Draws from `random`, which belongs to the calling worker.
-  host* pick(std::size_t worker, random_source& random, const host* avoid = nullptr);
+  // give (no hosts, or panic disabled and nothing healthy). Hosts in `avoid` are not returned
+  // when another host is available: a connect retry (tcp_proxy max_connect_attempts) goes to a
+  // host this connection has not tried yet, and only back to a tried one when none is left.
+  // Draws from `random`, which belongs to the calling worker.
+  host* pick(std::size_t worker, random_source& random, std::span<const host* const> avoid = {});
+  host* pick(std::size_t worker, random_source& random, const host* avoid) {
+    return avoid ? pick(worker, random, std::span<const host* const>(&avoid, 1)) : pick(worker, random);
+  }
   // The same with the worker's own generator (seeded from build_options::seed).
-  host* pick(std::size_t worker, const host* avoid = nullptr);
+  host* pick(std::size_t worker, std::span<const host* const> avoid = {});
+  host* pick(std::size_t worker, const host* avoid) {
+    return avoid ? pick(worker, std::span<const host* const>(&avoid, 1)) : pick(worker);
+  }
 
   // Cold half (outlier detection); no-ops returning false without outlier_detection. Each
   // returns true when the ejected set changed, in which case a new view has been published.
@@ -167,7 +175,7 @@ class load_balancer {
 
   load_balancer() = default;
   host* pick_once(const health_view& v, std::size_t worker, random_source& random, std::uint32_t& source_out);
-  host* pick_other(const health_view& v, std::size_t worker, random_source& random, const host* avoid);
+  host* pick_other(const health_view& v, std::size_t worker, random_source& random, std::span<const host* const> avoid);
   const health_view* enter(worker_slot& slot);
   std::unique_ptr<health_view> make_view() const;
   void publish_locked(std::unique_ptr<health_view> v);

@@ -56,15 +56,21 @@ void gateway::schedule_outlier_ticks() {
   std::lock_guard lock(cold_mu_);
   if (!snapshot_) return;
   for (const auto& [cluster_name, c] : snapshot_->clusters) {
-    const std::string name(cluster_name);
     const auto interval = c->balancer->outlier_interval();
-    if (interval.count() <= 0 || outlier_timers_.contains(name)) continue;
-    auto timer = std::make_unique<asio::steady_timer>(control_);
-    timer->expires_after(interval);
-    timer->async_wait([this, name](const error_code& ec) {
+    if (interval.count() <= 0) continue;  // a stale timer finds this out when it fires
+    const std::string name(cluster_name);
+    auto [it, added] = outlier_timers_.try_emplace(name);
+    outlier_timer& t = it->second;
+    if (!added && t.interval == interval) continue;
+    // New, or its interval changed: (re)arm with the new interval now, as Envoy's new outlier
+    // detector would, instead of waiting out the old one (which may be minutes away).
+    // expires_after cancels the pending wait, whose handler then sees operation_aborted.
+    if (!t.timer) t.timer = std::make_unique<asio::steady_timer>(control_);
+    t.interval = interval;
+    t.timer->expires_after(interval);
+    t.timer->async_wait([this, name](const error_code& ec) {
       if (!ec) outlier_tick(name);
     });
-    outlier_timers_.emplace(name, std::move(timer));
   }
 }
 
@@ -82,8 +88,9 @@ void gateway::outlier_tick(const std::string& cluster) {
     return;
   }
   c->balancer->tick(std::chrono::steady_clock::now());
-  timer->second->expires_after(interval);
-  timer->second->async_wait([this, cluster](const error_code& ec) {
+  timer->second.interval = interval;
+  timer->second.timer->expires_after(interval);
+  timer->second.timer->async_wait([this, cluster](const error_code& ec) {
     if (!ec) outlier_tick(cluster);
   });
 }

@@ -108,7 +108,11 @@ class gateway {
   std::mutex cold_mu_;
   boost::asio::io_context control_{1};
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> control_work_;
-  std::map<std::string, std::unique_ptr<boost::asio::steady_timer>> outlier_timers_;  // control thread
+  struct outlier_timer {
+    std::unique_ptr<boost::asio::steady_timer> timer;
+    std::chrono::milliseconds interval{0};  // what it was armed with
+  };
+  std::map<std::string, outlier_timer> outlier_timers_;  // control thread
   std::thread control_thread_;
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   std::shared_ptr<stats::block_scope<server_stats>> server_stats_;

@@ -262,13 +262,17 @@ void tcp_session::connect() {
     close();
     return;
   }
-  lb::host* previous = host_;
-  host_ = cluster_->balancer->pick(owner_.id(), previous);
+  // A retry goes to a host this connection has not tried, while one is left (the balancer
+  // falls back to a tried host otherwise). Only the last few are remembered: enough for the
+  // attempts people configure, and no allocation.
+  const std::size_t remembered = std::min<std::size_t>(connect_attempts_, tried_hosts_.size());
+  host_ = cluster_->balancer->pick(owner_.id(), std::span<const lb::host* const>(tried_hosts_.data(), remembered));
   if (host_ == nullptr) {
     cluster_stats_->upstream_cx_none_healthy.inc();
     close();
     return;
   }
+  tried_hosts_[connect_attempts_ % tried_hosts_.size()] = host_;
   ++connect_attempts_;
   cluster_stats_->upstream_cx_total.inc();
   cluster_stats_->upstream_cx_active.add();

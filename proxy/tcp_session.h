@@ -17,6 +17,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -113,6 +114,7 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
   bool upstream_counted_ = false;
   bool upstream_connected_ = false;
   std::uint32_t connect_attempts_ = 0;
+  std::array<const lb::host*, 4> tried_hosts_{};  // ring, indexed by attempt
   std::uint16_t local_port_ = 0;
   clock::time_point inspect_deadline_{};
   clock::time_point connect_deadline_{};

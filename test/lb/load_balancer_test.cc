@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <set>
+#include <span>
 #include <thread>
 
 #include "test/lb/allocation_counter.h"
@@ -344,6 +345,24 @@ TEST(LoadBalancer, RetryAvoidsThePreviousHost) {
   // Always the same answer when the first choices all hit the avoided host.
   scripted_random zeros{0};
   EXPECT_EQ(lb->pick(0, zeros, p0), find(*lb, 2));
+}
+
+TEST(LoadBalancer, RetriesAvoidEveryHostAlreadyTried) {
+  // Priority 0 has two hosts with all the load, priority 1 one host with none. A connection that
+  // failed on both priority 0 hosts goes to priority 1 on its third attempt, rather than back to
+  // a host it already found refusing (the race before outlier detection ejects them).
+  for (lb_policy policy : {lb_policy::round_robin, lb_policy::least_request, lb_policy::random}) {
+    cluster_config c;
+    c.policy = policy;
+    c.priorities = {priority({h(1), h(2)}), priority({h(3)})};
+    auto lb = make(c);
+    fast_random r(11);
+    const host* tried[] = {find(*lb, 1), find(*lb, 2)};
+    for (int i = 0; i < 50; ++i) EXPECT_EQ(lb->pick(0, r, std::span<const host* const>(tried)), find(*lb, 3));
+    // Everything tried: a retry on a tried host beats no retry.
+    const host* all[] = {find(*lb, 1), find(*lb, 2), find(*lb, 3)};
+    for (int i = 0; i < 50; ++i) EXPECT_NE(lb->pick(0, r, std::span<const host* const>(all)), nullptr);
+  }
 }
 
 TEST(LoadBalancer, NoHosts) {
