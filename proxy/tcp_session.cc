@@ -2,8 +2,11 @@
 
 #include <boost/asio/write.hpp>
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 
 #include "proxy/worker.h"
@@ -113,7 +116,8 @@ void tcp_session::on_hello_readable(const error_code& ec) {
     h.capacity = cap;
   }
   error_code read_ec;
-  const std::size_t n = downstream_.read_some(asio::buffer(h.data.get() + h.size, h.capacity - h.size), read_ec);
+  const std::size_t space = h.capacity - h.size;
+  const std::size_t n = downstream_.read_some(asio::buffer(h.data.get() + h.size, space), read_ec);
   if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) {
     wait_for_hello();
     return;
@@ -125,6 +129,7 @@ void tcp_session::on_hello_readable(const error_code& ec) {
     return;
   }
   h.size += n;
+  downstream_drained_ = n < space;
   const tls::hello_status status = h.parser.parse({h.data.get(), h.size});
   switch (status) {
     case tls::hello_status::need_more:
@@ -298,8 +303,28 @@ void tcp_session::connect() {
     close();
     return;
   }
-  upstream_.async_connect(endpoint,
-                          [self = shared_from_this()](const error_code& ec) { self->on_connected(ec); });
+  // connect(2) and a wait for writability, rather than asio's async_connect, which confirms
+  // every completion with an extra poll(2) that getsockopt(SO_ERROR) makes redundant. A failed
+  // connect also wakes the wait (EPOLLERR), and SO_ERROR says why.
+  if (::connect(upstream_.native_handle(), endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0) {
+    on_connected({});
+    return;
+  }
+  if (errno != EINPROGRESS && errno != EINTR) {
+    on_connected(error_code(errno, asio::error::get_system_category()));
+    return;
+  }
+  upstream_.async_wait(asio::socket_base::wait_write, [self = shared_from_this()](const error_code& ec) {
+    if (ec) {
+      self->on_connected(ec);  // closed by the connect timeout or the session
+      return;
+    }
+    using socket_error = asio::detail::socket_option::integer<SOL_SOCKET, SO_ERROR>;
+    socket_error error;
+    error_code opt_ec;
+    self->upstream_.get_option(error, opt_ec);
+    self->on_connected(opt_ec ? opt_ec : error_code(error.value(), asio::error::get_system_category()));
+  });
 }
 
 void tcp_session::on_connected(const error_code& ec) {
@@ -364,9 +389,17 @@ void tcp_session::forward_hello() {
 
 void tcp_session::start_relay() {
   phase_ = phase::relaying;
-  // Bytes may already be waiting on either side; pump() reads without waiting first.
-  pump(down_to_up_);
-  if (phase_ == phase::relaying) pump(up_to_down_);
+  // A direction whose source is known to be empty starts by waiting rather than reading: asio's
+  // async_wait re-arms the socket with EPOLL_CTL_MOD, and epoll reports it at once if bytes
+  // arrived in between (the kernel re-checks readiness on MOD), so waiting loses nothing and
+  // saves a read that would fail with EAGAIN. The downstream was drained if the last read of
+  // the ClientHello came back short; the upstream has just connected.
+  if (downstream_drained_) {
+    wait_readable(down_to_up_);
+  } else {
+    pump(down_to_up_);
+  }
+  if (phase_ == phase::relaying) wait_readable(up_to_down_);
 }
 
 void tcp_session::wait_readable(direction& d) {
@@ -417,7 +450,14 @@ void tcp_session::pump(direction& d) {
       if (ec) break;
       written += w;
     }
-    if (written == n) continue;
+    if (written == n) {
+      if (n == buffer_pool::block_size) continue;  // more may be queued
+      // A short read drained the socket: wait instead of reading into EAGAIN (start_relay()
+      // says why that is safe).
+      owner_.buffers().release(std::move(d.buffer));
+      wait_readable(d);
+      return;
+    }
     if (ec != asio::error::would_block && ec != asio::error::try_again) {
       close();
       return;
@@ -452,11 +492,15 @@ void tcp_session::finish_direction(direction& d) {
   // s3.6: a FIN closes one direction; the other may keep carrying data). A later reset from
   // that peer is caught by watch_for_errors().
   d.finished = true;
+  if (down_to_up_.finished && up_to_down_.finished) {
+    // Both peers finished: close() sends the FIN that shutdown() would, with nothing left
+    // unread on either socket (so no RST), one system call cheaper.
+    close();
+    return;
+  }
   error_code ec;
   d.to->shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-  if (down_to_up_.finished && up_to_down_.finished) {
-    close();
-  } else if (ec && ec != asio::error::not_connected) {
+  if (ec && ec != asio::error::not_connected) {
     close();
   } else {
     watch_for_errors(*d.from);

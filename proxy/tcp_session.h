@@ -109,6 +109,7 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
   direction up_to_down_;
   phase phase_ = phase::inspecting;
   bool connect_timed_out_ = false;
+  bool downstream_drained_ = false;  // the last ClientHello read emptied the socket
   bool watching_downstream_ = false;
   bool watching_upstream_ = false;
   bool upstream_counted_ = false;
