@@ -402,9 +402,11 @@ TEST_F(AccessLogTest, ClosesAndResets) {
     backend.close(0);
   }
   ASSERT_EQ(wait_lines(path("a.log"), 1).size(), 1u);
-  {  // the backend closes first
+  const std::size_t hello_size = test::make_client_hello(istio_sni, istio_alpn).size();
+  {  // the backend closes first (after reading everything: unread data would make it a reset)
     auto fd = send_hello(istio_sni);
     ASSERT_TRUE(backend.wait_for_connections(2));
+    ASSERT_TRUE(backend.wait_for_bytes(1, hello_size));
     backend.close(1);
     EXPECT_TRUE(test::wait_closed(fd.get()));
   }
@@ -412,7 +414,7 @@ TEST_F(AccessLogTest, ClosesAndResets) {
   {  // the backend resets
     auto fd = send_hello(istio_sni);
     ASSERT_TRUE(backend.wait_for_connections(3));
-    ASSERT_TRUE(backend.wait_for_bytes(2, 10));
+    ASSERT_TRUE(backend.wait_for_bytes(2, hello_size));
     backend.reset(2);
     EXPECT_TRUE(test::wait_closed(fd.get()));
   }
