@@ -5,6 +5,7 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -418,13 +419,48 @@ TEST_F(AccessLogTest, ClosesAndResets) {
     backend.reset(2);
     EXPECT_TRUE(test::wait_closed(fd.get()));
   }
-  const auto lines = wait_lines(path("a.log"), 3);
-  ASSERT_EQ(lines.size(), 3u);
+  ASSERT_EQ(wait_lines(path("a.log"), 3).size(), 3u);
+  {  // the client resets (SO_LINGER 0): no flag, as Envoy's tcp_proxy (DR is an HTTP flag)
+    auto fd = send_hello(istio_sni);
+    ASSERT_TRUE(backend.wait_for_connections(4));
+    ASSERT_TRUE(backend.wait_for_bytes(3, hello_size));
+    const linger l{1, 0};
+    ASSERT_EQ(::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &l, sizeof(l)), 0);
+    fd.reset();
+    ASSERT_TRUE(backend.wait_peer_closed(3));
+  }
+  const auto lines = wait_lines(path("a.log"), 4);
+  ASSERT_EQ(lines.size(), 4u);
   EXPECT_TRUE(lines[0].ends_with(" -")) << lines[0];
   EXPECT_TRUE(lines[1].ends_with(" -")) << lines[1];
   EXPECT_TRUE(lines[2].ends_with(" UR")) << lines[2];
+  EXPECT_TRUE(lines[3].ends_with(" -")) << lines[3];
   // Connection ids differ.
   EXPECT_NE(split(lines[0], ' ')[0], split(lines[1], ' ')[0]);
+}
+
+TEST_F(AccessLogTest, IdleTimeoutSetsNoFlag) {
+  test::tcp_sink_server backend;
+  const std::string extra = "          idle_timeout: 0.05s\n          access_log:\n" +
+                            file_log(10, path("a.log"), "%RESPONSE_FLAGS% %UPSTREAM_HOST%\n");
+  start(make_yaml({{istio_sni, "helloworld", extra}}, {{"helloworld", {backend.port()}}}, ""));
+  auto fd = send_hello(istio_sni);
+  EXPECT_TRUE(test::wait_closed(fd.get()));
+  EXPECT_EQ(wait_lines(path("a.log"), 1), std::vector<std::string>{"- 127.0.0.1:" + std::to_string(backend.port())});
+  EXPECT_EQ(stat("tcp.chain0.idle_timeout"), 1);
+}
+
+TEST_F(AccessLogTest, MalformedClientHelloIsOnTheListenerLogOnly) {
+  test::tcp_sink_server backend;
+  const std::string logs = "          access_log:\n" + file_log(10, path("chain.log"), test_format);
+  start(make_yaml({{istio_sni, "helloworld", logs}}, {{"helloworld", {backend.port()}}},
+                  file_log(4, path("listener.log"), "%RESPONSE_FLAGS% %BYTES_RECEIVED% %REQUESTED_SERVER_NAME%\n")));
+  test::unique_fd fd(test::connect_tcp(port_));
+  // A handshake record whose ClientHello length runs past its record: malformed.
+  ASSERT_TRUE(test::send_all(fd.get(), std::string("\x16\x03\x01\x00\x05\x01\x00\xff\xff\x03", 10)));
+  EXPECT_TRUE(test::wait_closed(fd.get()));
+  EXPECT_EQ(wait_lines(path("listener.log"), 1), std::vector<std::string>{"- 0 -"});
+  EXPECT_EQ(read_file(path("chain.log")), "");
 }
 
 TEST_F(AccessLogTest, MaxConnectionDurationIsDt) {
