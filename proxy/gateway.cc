@@ -29,7 +29,9 @@ bool same_address(const xds::socket_address& a, const xds::socket_address& b) {
 }  // namespace
 
 gateway::gateway(gateway_options options)
-    : options_(options), stats_(options.concurrency == 0 ? 1 : options.concurrency) {
+    : options_(options),
+      stats_(options.concurrency == 0 ? 1 : options.concurrency),
+      access_logs_({stats_.workers(), options.access_log_queue_capacity, options.access_log_flush_interval}, stats_) {
   for (std::size_t i = 0; i < stats_.workers(); ++i) workers_.push_back(std::make_unique<worker>(i));
   server_stats_ = stats_.get<server_stats>("server", "");
   refresh_server_stats();
@@ -178,7 +180,7 @@ void gateway::unbind(const std::string& name, std::uint16_t port) {
 std::vector<std::string> gateway::apply(const xds::bootstrap_config& config) {
   std::vector<std::string> errors;
   std::unique_lock cold(cold_mu_);
-  auto snapshot = build_snapshot(config, stats_, version_ + 1, snapshot_.get(), errors);
+  auto snapshot = build_snapshot(config, stats_, version_ + 1, snapshot_.get(), errors, &access_logs_);
   if (!errors.empty()) return errors;
 
   if (started_) {
@@ -237,6 +239,8 @@ std::optional<std::string> gateway::start() {
 void gateway::stop() {
   ready_ = false;
   for (auto& w : workers_) w->stop();
+  // The workers have closed every connection and handed over their records: write them.
+  access_logs_.stop();
   if (control_thread_.joinable()) {
     asio::post(control_, [this] {
       outlier_timers_.clear();

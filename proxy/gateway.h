@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "accesslog/writer.h"
 #include "proxy/routing_snapshot.h"
 #include "stats/stats.h"
 #include "xds/config.h"
@@ -30,6 +31,11 @@ class worker;
 
 struct gateway_options {
   std::size_t concurrency = 1;
+  // Access logs: how often the writer thread drains the workers' queues and writes, and how
+  // many closed connections each worker may have waiting (more are dropped and counted in
+  // access_log.records_dropped_total).
+  std::chrono::milliseconds access_log_flush_interval{100};
+  std::size_t access_log_queue_capacity = 8192;
 };
 
 class gateway {
@@ -89,6 +95,8 @@ class gateway {
 
   gateway_options options_;
   stats::registry stats_;
+  // Outlives the workers: sessions hand it their records until the workers have stopped.
+  accesslog::writer access_logs_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::shared_ptr<const routing_snapshot> snapshot_;
   mutable std::mutex bound_mu_;  // bound_ is read by listener_port() from any thread

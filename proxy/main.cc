@@ -32,6 +32,7 @@ constexpr std::string_view usage = R"(usage: ewgw [--config FILE | --istio] [opt
   --mode serve|validate  serve (default) or only check the configuration (exit 0 or 1)
   --concurrency N        worker threads (default: number of cores)
   --log-level LEVEL      trace, debug, info (default), warn, error, off
+  --file-flush-interval-msec N  how often access log lines are written (default 100)
   --admin-address A:P    admin endpoints (default: the bootstrap's admin.address, else none)
   --prometheus-address A:P  serve /stats/prometheus here (Istio mode default: 0.0.0.0:15090)
   --readiness-address A:P   serve /healthz/ready here (Istio mode default: 0.0.0.0:15021)
@@ -66,6 +67,7 @@ struct options {
   bool print_bootstrap = false;
   std::string mode = "serve";
   std::size_t concurrency = 0;
+  long file_flush_interval_ms = 100;
   ewgw::log::level level = ewgw::log::level::info;
 };
 
@@ -108,6 +110,13 @@ int main(int argc, char** argv) {
       const long n = v ? std::strtol(v, &end, 10) : 0;
       if (!v || *end != '\0' || n < 1 || n > 1024) return usage_error("--concurrency must be 1..1024");
       opt.concurrency = static_cast<std::size_t>(n);
+    } else if (arg == "--file-flush-interval-msec") {
+      // Envoy's flag name; Envoy's default is 10 s, ewgw writes sooner (its queues are bounded).
+      const char* v = value(arg);
+      char* end = nullptr;
+      const long n = v ? std::strtol(v, &end, 10) : 0;
+      if (!v || *end != '\0' || n < 1 || n > 3600000) return usage_error("--file-flush-interval-msec must be 1..3600000");
+      opt.file_flush_interval_ms = n;
     } else if (arg == "--admin-address" || arg == "--prometheus-address" || arg == "--readiness-address") {
       const char* v = value(arg);
       host_port hp;
@@ -156,7 +165,10 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  ewgw::proxy::gateway gw({opt.concurrency});
+  ewgw::proxy::gateway_options gateway_options;
+  gateway_options.concurrency = opt.concurrency;
+  gateway_options.access_log_flush_interval = std::chrono::milliseconds(opt.file_flush_interval_ms);
+  ewgw::proxy::gateway gw(gateway_options);
   // Building the routing snapshot checks what the decoder cannot (e.g. overlapping chains).
   if (auto errors = gw.apply(loaded.config); !errors.empty()) {
     for (const std::string& e : errors) std::fprintf(stderr, "error: %s: %s\n", origin.c_str(), e.c_str());

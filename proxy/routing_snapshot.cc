@@ -1,6 +1,7 @@
 #include "proxy/routing_snapshot.h"
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 namespace ewgw::proxy {
@@ -147,8 +148,26 @@ void resolve(filter_chain_runtime& chain, const routing_snapshot& snapshot) {
   }
 }
 
+// Compiles access log lists once per build: istiod's chains share one decoded list.
+class log_sets {
+ public:
+  explicit log_sets(accesslog::writer* w) : writer_(w) {}
+  // Null when there is nothing to log (or no writer); sets `error` when the list is invalid.
+  std::shared_ptr<const accesslog::log_set> get(const accesslog::logger_list& list, std::string& error) {
+    if (writer_ == nullptr || list.empty()) return nullptr;
+    auto [it, fresh] = built_.try_emplace(list.items.get());
+    if (fresh) it->second = writer_->build(list, error);
+    return it->second;
+  }
+  accesslog::writer* writer() const { return writer_; }
+
+ private:
+  accesslog::writer* writer_;
+  std::map<const void*, std::shared_ptr<const accesslog::log_set>> built_;
+};
+
 filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const routing_snapshot& snapshot,
-                                 stats::registry& registry) {
+                                 stats::registry& registry, log_sets& logs, std::string& log_error) {
   filter_chain_runtime out;
   out.name = chain.name;
   out.tcp_proxy = chain.tcp_proxy;
@@ -161,6 +180,10 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
   resolve(out, snapshot);
   out.stats = registry.get<tcp_stats>("tcp", chain.tcp_proxy.stat_prefix);
   out.tcp_proxy.stat_prefix = {};  // resolved into `stats`; not kept per chain (tens of thousands)
+  std::string error;
+  out.access_logs = logs.get(chain.tcp_proxy.access_logs, error);
+  if (!error.empty() && log_error.empty()) log_error = "filter chain '" + chain.name + "': " + error;
+  out.tcp_proxy.access_logs = {};  // compiled into `access_logs`
   return out;
 }
 
@@ -207,8 +230,10 @@ std::shared_ptr<const listener_runtime> same_listener(const xds::listener_config
 
 std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_config& config, stats::registry& registry,
                                                        std::uint64_t version, const routing_snapshot* previous,
-                                                       std::vector<std::string>& errors) {
+                                                       std::vector<std::string>& errors,
+                                                       accesslog::writer* access_logs) {
   auto snapshot = std::make_shared<routing_snapshot>();
+  log_sets logs(access_logs);
   snapshot->version = version;
   snapshot->clusters.reserve(config.clusters.size());
   changed_clusters changed;
@@ -260,10 +285,26 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
     if (auto e = matcher->build(l.filter_chains)) errors.push_back("listener '" + l.name + "': " + *e);
     out->matcher = std::move(matcher);
     out->chains.reserve(l.filter_chains.size());
+    std::string log_error;
     for (const xds::filter_chain_config& chain : l.filter_chains) {
-      out->chains.push_back(build_chain(chain, *snapshot, registry));
+      out->chains.push_back(build_chain(chain, *snapshot, registry, logs, log_error));
     }
-    if (l.default_filter_chain) out->default_chain = build_chain(*l.default_filter_chain, *snapshot, registry);
+    if (l.default_filter_chain) {
+      out->default_chain = build_chain(*l.default_filter_chain, *snapshot, registry, logs, log_error);
+    }
+    std::string error;
+    out->access_logs = logs.get(l.access_logs, error);
+    if (!error.empty() && log_error.empty()) log_error = error;
+    if (!log_error.empty()) errors.push_back("listener '" + l.name + "': " + log_error);
+    auto add_needs = [&](const std::shared_ptr<const accesslog::log_set>& set) {
+      if (set) {
+        out->log_writer = logs.writer();
+        out->log_needs |= set->needs;
+      }
+    };
+    add_needs(out->access_logs);
+    for (const auto& chain : out->chains) add_needs(chain.access_logs);
+    if (out->default_chain) add_needs(out->default_chain->access_logs);
     const std::string stat_name = listener_stat_name(l.address);
     out->stats = registry.get<listener_stats>("listener", stat_name);
     out->tls_stats = registry.get<tls_inspector_stats>("listener", stat_name, "tls_inspector");

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "accesslog/writer.h"
 #include "lb/load_balancer.h"
 #include "proxy/filter_chain_matcher.h"
 #include "proxy/proxy_stats.h"
@@ -48,6 +49,8 @@ struct filter_chain_runtime {
   std::vector<weighted_target> weighted;
   std::uint32_t total_weight = 0;
   std::shared_ptr<stats::block_scope<tcp_stats>> stats;
+  // tcp_proxy access_log, compiled; null when the chain has none.
+  std::shared_ptr<const accesslog::log_set> access_logs;
 };
 
 struct listener_runtime {
@@ -63,6 +66,11 @@ struct listener_runtime {
   std::optional<filter_chain_runtime> default_chain;
   std::shared_ptr<stats::block_scope<listener_stats>> stats;
   std::shared_ptr<stats::block_scope<tls_inspector_stats>> tls_stats;
+  // Listener.access_log, compiled; null when it has none.
+  std::shared_ptr<const accesslog::log_set> access_logs;
+  // Set when the listener or any of its chains logs: sessions then keep an access log record.
+  accesslog::writer* log_writer = nullptr;
+  std::uint32_t log_needs = 0;  // accesslog::needs of every log on the listener and its chains
 };
 
 struct routing_snapshot {
@@ -90,9 +98,14 @@ struct routing_snapshot {
 // A rebuilt cluster's balancer is built from the previous one of the same name: hosts with the
 // same address are kept, with their connection counts and outlier state, and so are the
 // balancer's statistics.
+//
+// Access logs are compiled and their files opened through `access_logs`; a listener whose
+// format is invalid or whose file cannot be opened is an error. With no writer (tests of
+// routing alone) access logs are left out.
 std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_config& config, stats::registry& registry,
                                                        std::uint64_t version, const routing_snapshot* previous,
-                                                       std::vector<std::string>& errors);
+                                                       std::vector<std::string>& errors,
+                                                       accesslog::writer* access_logs = nullptr);
 
 // Envoy's stat name for a listener: "<address>_<port>" (e.g. "0.0.0.0_15443").
 std::string listener_stat_name(const xds::socket_address& address);

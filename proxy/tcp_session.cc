@@ -40,6 +40,34 @@ asio::ip::tcp::endpoint to_endpoint(const lb::endpoint_address& a) {
   return {asio::ip::address_v4(b), a.port};
 }
 
+accesslog::address to_log_address(const asio::ip::tcp::endpoint& e) {
+  accesslog::address out;
+  out.set = true;
+  out.port = e.port();
+  if (e.address().is_v6()) {
+    out.v6 = true;
+    const auto b = e.address().to_v6().to_bytes();
+    std::memcpy(out.ip.data(), b.data(), 16);
+  } else {
+    const auto b = e.address().to_v4().to_bytes();
+    std::memcpy(out.ip.data(), b.data(), 4);
+  }
+  return out;
+}
+
+accesslog::address to_log_address(const lb::endpoint_address& a) {
+  accesslog::address out;
+  out.set = true;
+  out.port = a.port;
+  out.v6 = a.ipv6;
+  std::memcpy(out.ip.data(), a.ip.data(), a.ipv6 ? 16 : 4);
+  return out;
+}
+
+// Connection ids for %CONNECTION_ID%: unique across workers without a shared counter (the
+// worker id in the low bits, the worker's own sequence above).
+thread_local std::uint64_t connection_sequence = 0;
+
 }  // namespace
 
 tcp_session::tcp_session(worker& owner, std::shared_ptr<const listener_runtime> listener, asio::ip::tcp::socket downstream,
@@ -57,12 +85,51 @@ tcp_session::tcp_session(worker& owner, std::shared_ptr<const listener_runtime> 
   owner_.attach(this);
   listener_stats_.downstream_cx_total.inc();
   listener_stats_.downstream_cx_active.add();
+  if (listener_->log_writer != nullptr) start_log();
+}
+
+void tcp_session::start_log() {
+  log_ = std::make_unique<accesslog::record>();
+  log_->start_time = std::chrono::system_clock::now();
+  log_->started = clock::now();
+  log_->connection_id = (++connection_sequence << 10) | (owner_.id() & 0x3ff);
+  // Addresses cost a system call each; only formats that print them pay for them.
+  error_code ec;
+  if (listener_->log_needs & accesslog::needs_downstream_remote) {
+    const auto peer = downstream_.remote_endpoint(ec);
+    if (!ec) log_->downstream_remote = to_log_address(peer);
+  }
+  if (listener_->log_needs & accesslog::needs_downstream_local) {
+    const auto local = downstream_.local_endpoint(ec);
+    if (!ec) log_->downstream_local = to_log_address(local);
+  }
+}
+
+// An upstream reset (RST) ends the pair; Envoy's tcp_proxy flags it UR (UpstreamRemoteReset)
+// when it propagates the reset. A reset from the downstream sets no flag in Envoy's tcp_proxy
+// (DR is HTTP-only), so none is set here.
+void tcp_session::note_reset(const asio::ip::tcp::socket& socket, const error_code& ec) {
+  if (&socket == &upstream_ && (ec == asio::error::connection_reset || ec == asio::error::broken_pipe)) {
+    flag(accesslog::response_flag::upstream_remote_reset);
+  }
+}
+
+void tcp_session::submit_log() {
+  if (!log_) return;
+  if (log_->ended == clock::time_point{}) log_->ended = clock::now();
+  const auto& listener_logs = listener_->access_logs;
+  const auto* chain_logs = chain_ != nullptr ? &chain_->access_logs : nullptr;
+  if (!listener_logs && (chain_logs == nullptr || !*chain_logs)) return;
+  // A full queue drops the record; the writer counts it.
+  listener_->log_writer->submit(owner_.id(), std::move(log_), listener_logs,
+                                chain_logs != nullptr ? *chain_logs : nullptr);
 }
 
 // Runs once no handler refers to the session any more, so buffers handed to pending writes are
 // released here and never earlier.
 tcp_session::~tcp_session() {
   release_upstream();
+  submit_log();
   owner_.detach(this);
   owner_.buffers().release(std::move(down_to_up_.buffer));
   owner_.buffers().release(std::move(up_to_down_.buffer));
@@ -175,6 +242,7 @@ void tcp_session::on_hello_readable(const error_code& ec) {
 
 void tcp_session::route(std::string_view server_name, std::string_view transport, std::span<const std::string_view> alpns) {
   const connection_facts facts{local_port_, server_name, transport, alpns};
+  if (log_) log_->requested_server_name.assign(server_name);
   const int index = listener_->matcher->match(facts);
   if (index != filter_chain_matcher::no_match) {
     chain_ = &listener_->chains[static_cast<std::size_t>(index)];
@@ -182,6 +250,9 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
     chain_ = &*listener_->default_chain;
   } else {
     listener_stats_.no_filter_chain_match.inc();
+    // Envoy's listener: NoRouteFound with the details "filter_chain_not_found".
+    flag(accesslog::response_flag::no_route_found);
+    if (log_) log_->response_code_details = "filter_chain_not_found";
     EWGW_LOG(debug, "tcp", "no filter chain matched", {{"listener", listener_->name}, {"sni", server_name}});
     close();
     return;
@@ -189,6 +260,11 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
   tcp_stats_ = &chain_->stats->worker(owner_.id());
   tcp_stats_->downstream_cx_total.inc();
   if (hello_) tcp_stats_->downstream_cx_rx_bytes_total.inc(hello_->size);
+  if (log_) {
+    if (hello_) log_->bytes_received += hello_->size;
+    // Aliasing pointers: the name stays valid as long as the record holds the listener.
+    if (!chain_->name.empty()) log_->filter_chain_name = std::shared_ptr<const std::string>(listener_, &chain_->name);
+  }
 
   // tcp_proxy: weighted_clusters win over everything (Envoy ignores the per-connection cluster
   // that sni_cluster sets when weights are configured); then sni_cluster's SNI; then `cluster`.
@@ -209,13 +285,20 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
   }
   if (!cluster_) {
     tcp_stats_->downstream_cx_no_route.inc();
+    // Envoy's tcp_proxy: NoClusterFound ("NC") for a cluster that does not exist.
+    flag(accesslog::response_flag::no_cluster_found);
     EWGW_LOG(debug, "tcp", "no route: cluster not found", {{"listener", listener_->name}, {"sni", server_name}});
     close();
     return;
   }
   cluster_stats_ = &cluster_->stats.worker(owner_.id());
+  if (log_) log_->upstream_cluster = std::shared_ptr<const std::string>(cluster_, &cluster_->name);
   if (!cluster_->unsupported.empty()) {
     cluster_stats_->upstream_cx_unsupported_config.inc();
+    // No host ewgw can use: Envoy would have no such cluster; "no healthy upstream" is the
+    // nearest outcome, and the details say why.
+    flag(accesslog::response_flag::no_healthy_upstream);
+    if (log_) log_->connection_termination_details = "cluster_uses_unsupported_settings";
     EWGW_LOG(debug, "tcp", "cluster uses settings ewgw does not implement; connection closed",
              {{"cluster", cluster_->name}, {"reason", cluster_->unsupported}});
     close();
@@ -253,6 +336,7 @@ void tcp_session::watch_for_errors(asio::ip::tcp::socket& socket) {
     error_code opt_ec;
     socket.get_option(error, opt_ec);
     if (opt_ec || error.value() != 0) {
+      if (!opt_ec) self->note_reset(socket, error_code(error.value(), boost::system::system_category()));
       self->close();
       return;
     }
@@ -264,6 +348,7 @@ void tcp_session::connect() {
   // Circuit breaker (cluster circuit_breakers.thresholds max_connections).
   if (cluster_->active_connections->load(std::memory_order_relaxed) >= cluster_->max_connections) {
     cluster_stats_->upstream_cx_overflow.inc();
+    flag(accesslog::response_flag::upstream_overflow);
     close();
     return;
   }
@@ -274,11 +359,16 @@ void tcp_session::connect() {
   host_ = cluster_->balancer->pick(owner_.id(), std::span<const lb::host* const>(tried_hosts_.data(), remembered));
   if (host_ == nullptr) {
     cluster_stats_->upstream_cx_none_healthy.inc();
+    flag(accesslog::response_flag::no_healthy_upstream);
     close();
     return;
   }
   tried_hosts_[connect_attempts_ % tried_hosts_.size()] = host_;
   ++connect_attempts_;
+  if (log_) {
+    log_->upstream_host = to_log_address(host_->address());
+    log_->connect_attempts = connect_attempts_;
+  }
   cluster_stats_->upstream_cx_total.inc();
   cluster_stats_->upstream_cx_active.add();
   cluster_->active_connections->fetch_add(1, std::memory_order_relaxed);
@@ -299,6 +389,9 @@ void tcp_session::connect() {
     // A local failure (e.g. EMFILE): not the host's fault, so it is not reported to outlier
     // detection, and another host would fail the same way, so no retry.
     cluster_stats_->upstream_cx_connect_fail.inc();
+    // Envoy: a local connection failure is not UF, and with no retry the attempts are spent.
+    flag(accesslog::response_flag::upstream_retry_limit_exceeded);
+    if (log_) log_->upstream_connect_errno = open_ec.value();
     EWGW_LOG(warn, "tcp", "cannot open an upstream socket", {{"cluster", cluster_->name}, {"error", open_ec.message()}});
     close();
     return;
@@ -331,7 +424,7 @@ void tcp_session::on_connected(const error_code& ec) {
   if (phase_ != phase::connecting) return;
   // A success queued just as the timer closed the socket is still a timeout.
   if (ec || connect_timed_out_) {
-    on_connect_failed(connect_timed_out_);
+    on_connect_failed(connect_timed_out_, ec);
     return;
   }
   // Outlier detection (Envoy: LocalOriginConnectSuccessFinal resets the consecutive counters).
@@ -340,14 +433,22 @@ void tcp_session::on_connected(const error_code& ec) {
   upstream_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
   last_activity_ = clock::now();
   upstream_connected_ = true;
+  if (log_ && (listener_->log_needs & accesslog::needs_upstream_local)) {
+    const auto local = upstream_.local_endpoint(opt_ec);
+    if (!opt_ec) log_->upstream_local = to_log_address(local);
+  }
   cluster_stats_->upstream_cx_connect_ms.record(
       std::chrono::duration<double, std::milli>(last_activity_ - connect_started_).count());
   arm_timer(relay_deadline());
   forward_hello();
 }
 
-void tcp_session::on_connect_failed(bool timed_out) {
+void tcp_session::on_connect_failed(bool timed_out, const error_code& ec) {
   (timed_out ? cluster_stats_->upstream_cx_connect_timeout : cluster_stats_->upstream_cx_connect_fail).inc();
+  // Envoy's tcp_proxy flags a refused or reset connect and a connect timeout alike as
+  // UpstreamConnectionFailure (onConnectTimeout); the errno is the transport failure reason.
+  flag(accesslog::response_flag::upstream_connection_failure);
+  if (log_) log_->upstream_connect_errno = timed_out ? 0 : ec.value();
   // LocalOriginTimeout / LocalOriginConnectFailed feed outlier detection; a counter reaching
   // its threshold is decided on by the control thread.
   if (host_->report(timed_out ? lb::outcome::connect_timeout : lb::outcome::connect_failed)) {
@@ -363,6 +464,9 @@ void tcp_session::on_connect_failed(bool timed_out) {
     return;
   }
   if (chain_->tcp_proxy.max_connect_attempts > 1) cluster_stats_->upstream_cx_connect_attempts_exceeded.inc();
+  // Envoy sets UpstreamRetryLimitExceeded whenever the attempts are spent, also with the default
+  // max_connect_attempts of 1 (onConnectMaxAttempts), hence Istio's familiar "UF,URX".
+  flag(accesslog::response_flag::upstream_retry_limit_exceeded);
   close();
 }
 
@@ -378,6 +482,7 @@ void tcp_session::forward_hello() {
                     [self = shared_from_this()](const error_code& ec, std::size_t) {
                       if (self->phase_ != phase::forwarding) return;
                       if (ec) {
+                        self->note_reset(self->upstream_, ec);
                         self->close();
                         return;
                       }
@@ -406,6 +511,7 @@ void tcp_session::wait_readable(direction& d) {
   d.from->async_wait(asio::socket_base::wait_read, [self = shared_from_this(), &d](const error_code& ec) {
     if (self->phase_ != phase::relaying) return;
     if (ec) {
+      self->note_reset(*d.from, ec);
       self->close();
       return;
     }
@@ -433,6 +539,7 @@ void tcp_session::pump(direction& d) {
       return;
     }
     if (ec) {
+      note_reset(*d.from, ec);
       close();
       return;
     }
@@ -440,9 +547,11 @@ void tcp_session::pump(direction& d) {
     if (d.downstream_to_upstream) {
       tcp_stats_->downstream_cx_rx_bytes_total.inc(n);
       cluster_stats_->upstream_cx_tx_bytes_total.inc(n);
+      if (log_) log_->bytes_received += n;
     } else {
       cluster_stats_->upstream_cx_rx_bytes_total.inc(n);
       tcp_stats_->downstream_cx_tx_bytes_total.inc(n);
+      if (log_) log_->bytes_sent += n;
     }
     std::size_t written = 0;
     while (written < n) {
@@ -459,6 +568,7 @@ void tcp_session::pump(direction& d) {
       return;
     }
     if (ec != asio::error::would_block && ec != asio::error::try_again) {
+      note_reset(*d.to, ec);
       close();
       return;
     }
@@ -478,6 +588,7 @@ void tcp_session::pump(direction& d) {
 void tcp_session::on_written(direction& d, const error_code& ec, std::size_t) {
   if (phase_ != phase::relaying) return;
   if (ec) {
+    note_reset(*d.to, ec);
     close();
     return;
   }
@@ -563,7 +674,9 @@ void tcp_session::on_timer(const error_code& ec) {
       const auto& tp = chain_->tcp_proxy;
       if (tp.max_downstream_connection_duration.count() > 0 && now >= routed_at_ + tp.max_downstream_connection_duration) {
         tcp_stats_->max_downstream_connection_duration.inc();
+        flag(accesslog::response_flag::duration_timeout);  // Envoy: DurationTimeout ("DT")
       } else {
+        // Envoy's tcp_proxy closes an idle session without a response flag.
         tcp_stats_->idle_timeout.inc();
       }
       close();
@@ -591,6 +704,7 @@ void tcp_session::release_upstream() {
 void tcp_session::close() {
   if (phase_ == phase::closed) return;
   phase_ = phase::closed;
+  if (log_) log_->ended = clock::now();
   error_code ignored;
   timer_.cancel();
   // Closing cancels pending operations; their handlers still run (and see phase closed) and

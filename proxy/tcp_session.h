@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "accesslog/record.h"
 #include "proxy/buffer_pool.h"
 #include "proxy/routing_snapshot.h"
 #include "tls/client_hello.h"
@@ -75,7 +76,7 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
   void route(std::string_view server_name, std::string_view transport, std::span<const std::string_view> alpns);
   void connect();
   void on_connected(const boost::system::error_code& ec);
-  void on_connect_failed(bool timed_out);
+  void on_connect_failed(bool timed_out, const boost::system::error_code& ec);
   void forward_hello();
   void start_relay();
   void wait_readable(direction& d);
@@ -91,6 +92,15 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
   void close();
   void release_upstream();
 
+  // Access log (only when the listener or one of its chains logs): the record is filled as
+  // the outcomes happen and handed to the writer when the session ends.
+  void start_log();
+  void flag(accesslog::response_flag f) {
+    if (log_) log_->set(f);
+  }
+  void note_reset(const boost::asio::ip::tcp::socket& socket, const boost::system::error_code& ec);
+  void submit_log();
+
   worker& owner_;
   std::shared_ptr<const listener_runtime> listener_;
   // Resolved once, so that the relay updates counters without pointer chasing or lookups.
@@ -105,6 +115,7 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
   boost::asio::ip::tcp::socket upstream_;
   boost::asio::steady_timer timer_;
   std::unique_ptr<hello_state> hello_;
+  std::unique_ptr<accesslog::record> log_;
   direction down_to_up_;
   direction up_to_down_;
   phase phase_ = phase::inspecting;

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "accesslog/config.h"
+
 namespace ewgw::xds {
 
 using std::chrono::milliseconds;
@@ -64,6 +66,8 @@ struct tcp_proxy_config {
   milliseconds max_downstream_connection_duration{0};
   // Envoy default 1, minimum 1.
   std::uint32_t max_connect_attempts = 1;
+  // access_log: one line per connection when it closes.
+  accesslog::logger_list access_logs;
   bool operator==(const tcp_proxy_config&) const = default;
 };
 
@@ -84,6 +88,9 @@ struct listener_config {
   bool continue_on_listener_filters_timeout = false;
   std::vector<filter_chain_config> filter_chains;
   std::optional<filter_chain_config> default_filter_chain;
+  // Listener.access_log: every connection the listener accepted, including those closed before
+  // a filter chain took them (no chain matched: response flag NR; ClientHello failures).
+  accesslog::logger_list access_logs;
   revision_tag revision;
   bool operator==(const listener_config&) const = default;
 };

@@ -5,16 +5,21 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <initializer_list>
 #include <map>
 #include <set>
 #include <sstream>
 
+#include "accesslog/format.h"
+#include "envoy/config/accesslog/v3/accesslog.pb.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
+#include "envoy/extensions/access_loggers/file/v3/file.pb.h"
+#include "envoy/extensions/access_loggers/stream/v3/stream.pb.h"
 #include "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.pb.h"
 #include "envoy/extensions/filters/network/sni_cluster/v3/sni_cluster.pb.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
@@ -32,6 +37,9 @@ namespace cluster_v3 = envoy::config::cluster::v3;
 namespace endpoint_v3 = envoy::config::endpoint::v3;
 namespace core_v3 = envoy::config::core::v3;
 namespace tcp_proxy_v3 = envoy::extensions::filters::network::tcp_proxy::v3;
+namespace accesslog_v3 = envoy::config::accesslog::v3;
+namespace file_v3 = envoy::extensions::access_loggers::file::v3;
+namespace stream_v3 = envoy::extensions::access_loggers::stream::v3;
 
 void diagnostics::error(std::string path, std::string_view why) {
   path += ": ";
@@ -213,14 +221,265 @@ void decode_filter_chain_match(const listener_v3::FilterChainMatch& m, const std
   for (const std::string& p : m.application_protocols()) out.application_protocols.push_back(p);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Access logs (envoy.config.accesslog.v3.AccessLog on tcp_proxy and on the Listener).
+//
+// An access log cannot change where or whether a connection is routed, so a logger or filter
+// ewgw does not implement is dropped with a notice rather than refusing the listener (istiod
+// would otherwise see every LDS update NACKed for a telemetry setting). What ewgw does
+// implement is validated as Envoy does: an unknown command operator, an unknown response flag
+// or a file logger without a path is an error.
+
+// Listeners repeat one access_log list on each of their (thousands of) chains: decoded lists
+// are shared by their serialized bytes within one listener.
+using access_log_cache = std::map<std::string, accesslog::logger_list, std::less<>>;
+
+bool decode_json_format(const pb::Struct& s, const std::string& path, diagnostics& diag, accesslog::json_value& out);
+
+bool decode_json_value(const pb::Value& v, const std::string& path, diagnostics& diag, accesslog::json_value& out) {
+  switch (v.kind_case()) {
+    case pb::Value::kStringValue:
+      out.type = accesslog::json_value::kind::format_string;
+      out.text = v.string_value();
+      return true;
+    case pb::Value::kStructValue: return decode_json_format(v.struct_value(), path, diag, out);
+    case pb::Value::kNumberValue:
+    case pb::Value::kBoolValue:
+    case pb::Value::kNullValue: {
+      out.type = accesslog::json_value::kind::literal;
+      std::string json;
+      (void)pb::util::MessageToJsonString(v, &json);
+      out.text = json;
+      return true;
+    }
+    default:
+      diag.notice(path, "lists are not supported in json_format; this access log is ignored");
+      return false;
+  }
+}
+
+bool decode_json_format(const pb::Struct& s, const std::string& path, diagnostics& diag, accesslog::json_value& out) {
+  out.type = accesslog::json_value::kind::object;
+  // google.protobuf.Struct is a map without order: keys are sorted so equal configurations
+  // render identical lines.
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : s.fields()) keys.push_back(key);
+  std::sort(keys.begin(), keys.end());
+  for (const std::string& key : keys) {
+    accesslog::json_value member;
+    if (!decode_json_value(s.fields().at(key), join(path, key), diag, member)) return false;
+    out.members.emplace_back(key, std::move(member));
+  }
+  return true;
+}
+
+// Configurations still use the deprecated format fields (SubstitutionFormatString.text_format,
+// FileAccessLog.format / json_format / typed_json_format); Envoy accepts them, so does ewgw.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+// envoy.config.core.v3.SubstitutionFormatString. False: the log cannot be used (noted or an
+// error in `diag`).
+bool decode_substitution_format(const core_v3::SubstitutionFormatString& f, const std::string& path, diagnostics& diag,
+                                accesslog::format_config& out) {
+  // formatters only add command operators (%CEL%, %METADATA%, %REQ_WITHOUT_QUERY%); their names
+  // are known to the parser and render as unset, so the extensions themselves are not needed.
+  check_fields(f, {"text_format", "json_format", "text_format_source", "omit_empty_values", "json_format_options"},
+               {"content_type", "formatters"}, path, diag);
+  out.omit_empty_values = f.omit_empty_values();
+  if (f.has_json_format()) {
+    out.type = accesslog::format_config::kind::json;
+    return decode_json_format(f.json_format(), join(path, "json_format"), diag, out.json);
+  }
+  if (f.has_text_format_source()) {
+    const core_v3::DataSource& ds = f.text_format_source();
+    const std::string dpath = join(path, "text_format_source");
+    out.type = accesslog::format_config::kind::text;
+    if (ds.has_inline_string()) {
+      out.text = ds.inline_string();
+    } else if (ds.has_inline_bytes()) {
+      out.text = ds.inline_bytes();
+    } else if (ds.has_filename()) {
+      std::ifstream in(ds.filename(), std::ios::binary);
+      if (!in) {
+        diag.error(join(dpath, "filename"), "cannot read '" + ds.filename() + "'");
+        return false;
+      }
+      std::ostringstream text;
+      text << in.rdbuf();
+      out.text = text.str();
+    } else if (ds.has_environment_variable()) {
+      const char* v = std::getenv(ds.environment_variable().c_str());
+      if (v == nullptr) {
+        diag.error(join(dpath, "environment_variable"), "'" + ds.environment_variable() + "' is not set");
+        return false;
+      }
+      out.text = v;
+    } else {
+      diag.error(dpath, "is empty");
+      return false;
+    }
+    return true;
+  }
+  if (f.format_case() == core_v3::SubstitutionFormatString::kTextFormat) {
+    out.type = accesslog::format_config::kind::text;
+    out.text = f.text_format();
+  }
+  return true;
+}
+
+bool decode_access_log_filter(const accesslog_v3::AccessLogFilter& f, const std::string& path, diagnostics& diag,
+                              accesslog::filter_config& out) {
+  switch (f.filter_specifier_case()) {
+    case accesslog_v3::AccessLogFilter::kResponseFlagFilter: {
+      out.type = accesslog::filter_config::kind::response_flags;
+      for (int i = 0; i < f.response_flag_filter().flags_size(); ++i) {
+        const std::string& flag = f.response_flag_filter().flags(i);
+        accesslog::response_flag parsed;
+        if (!accesslog::parse_flag(flag, parsed)) {
+          diag.error(index(join(path, "response_flag_filter.flags"), static_cast<std::size_t>(i)),
+                     "'" + flag + "' is not a response flag");
+          return false;
+        }
+        out.flags.push_back(flag);
+      }
+      return true;
+    }
+    case accesslog_v3::AccessLogFilter::kAndFilter:
+    case accesslog_v3::AccessLogFilter::kOrFilter: {
+      const bool all = f.has_and_filter();
+      out.type = all ? accesslog::filter_config::kind::all_of : accesslog::filter_config::kind::any_of;
+      const auto& children = all ? f.and_filter().filters() : f.or_filter().filters();
+      const std::string cpath = join(path, all ? "and_filter.filters" : "or_filter.filters");
+      for (int i = 0; i < children.size(); ++i) {
+        accesslog::filter_config child;
+        if (!decode_access_log_filter(children[i], index(cpath, static_cast<std::size_t>(i)), diag, child)) return false;
+        out.children.push_back(std::move(child));
+      }
+      return true;
+    }
+    default: {
+      std::vector<const pb::FieldDescriptor*> set;
+      f.GetReflection()->ListFields(f, &set);
+      diag.notice(join(path, set.empty() ? "filter" : set[0]->name()),
+                  "access log filter not supported (ewgw evaluates response_flag_filter, and_filter and or_filter); "
+                  "this access log is ignored");
+      return false;
+    }
+  }
+}
+
+// One AccessLog. False: not used (a notice or an error says why).
+bool decode_access_log(const accesslog_v3::AccessLog& al, const std::string& path, diagnostics& diag,
+                       accesslog::logger_config& out) {
+  check_fields(al, {"name", "typed_config", "filter"}, {}, path, diag);
+  out.name = al.name();
+  const std::string tpath = join(path, "typed_config");
+  if (!al.has_typed_config()) {
+    diag.error(tpath, "is required");
+    return false;
+  }
+  const pb::Any& any = al.typed_config();
+  if (any.Is<file_v3::FileAccessLog>()) {
+    file_v3::FileAccessLog fal;
+    if (!any.UnpackTo(&fal)) {
+      diag.error(tpath, "cannot decode FileAccessLog");
+      return false;
+    }
+    check_fields(fal, {"path", "log_format", "format", "json_format", "typed_json_format"}, {}, tpath, diag);
+    if (fal.path().empty()) {
+      diag.error(join(tpath, "path"), "must not be empty");
+      return false;
+    }
+    out.where = accesslog::destination::file;
+    out.path = fal.path();
+    switch (fal.access_log_format_case()) {
+      case file_v3::FileAccessLog::kLogFormat:
+        if (!decode_substitution_format(fal.log_format(), join(tpath, "log_format"), diag, out.format)) return false;
+        break;
+      case file_v3::FileAccessLog::kFormat:  // deprecated text form
+        out.format.type = accesslog::format_config::kind::text;
+        out.format.text = fal.format();
+        break;
+      case file_v3::FileAccessLog::kJsonFormat:  // deprecated JSON forms
+        out.format.type = accesslog::format_config::kind::json;
+        if (!decode_json_format(fal.json_format(), join(tpath, "json_format"), diag, out.format.json)) return false;
+        break;
+      case file_v3::FileAccessLog::kTypedJsonFormat:
+        out.format.type = accesslog::format_config::kind::json;
+        if (!decode_json_format(fal.typed_json_format(), join(tpath, "typed_json_format"), diag, out.format.json)) {
+          return false;
+        }
+        break;
+      case file_v3::FileAccessLog::ACCESS_LOG_FORMAT_NOT_SET: break;
+    }
+  } else if (any.Is<stream_v3::StdoutAccessLog>() || any.Is<stream_v3::StderrAccessLog>()) {
+    const bool out_stream = any.Is<stream_v3::StdoutAccessLog>();
+    stream_v3::StdoutAccessLog sout;
+    stream_v3::StderrAccessLog serr;
+    const bool unpacked = out_stream ? any.UnpackTo(&sout) : any.UnpackTo(&serr);
+    if (!unpacked) {
+      diag.error(tpath, "cannot decode the stream access log");
+      return false;
+    }
+    const pb::Message& msg = out_stream ? static_cast<const pb::Message&>(sout) : serr;
+    check_fields(msg, {"log_format"}, {}, tpath, diag);
+    out.where = out_stream ? accesslog::destination::standard_output : accesslog::destination::standard_error;
+    const bool has_format = out_stream ? sout.has_log_format() : serr.has_log_format();
+    if (has_format &&
+        !decode_substitution_format(out_stream ? sout.log_format() : serr.log_format(), join(tpath, "log_format"), diag,
+                                    out.format)) {
+      return false;
+    }
+  } else {
+    diag.notice(path, "access logger '" + al.name() + "' (" + effective_type_url(any) +
+                          ") is not supported; ignored (ewgw writes envoy.access_loggers.file, stdout and stderr)");
+    return false;
+  }
+  if (al.has_filter()) {
+    if (!decode_access_log_filter(al.filter(), join(path, "filter"), diag, out.filter)) return false;
+    out.has_filter = true;
+  }
+  // Validate the format as Envoy does when it loads the config: an unknown operator is an error.
+  std::string error;
+  if (!accesslog::formatter::compile(out.format, error)) {
+    diag.error(join(tpath, "log_format"), error);
+    return false;
+  }
+  return true;
+}
+
+#pragma GCC diagnostic pop
+
+accesslog::logger_list decode_access_logs(const pb::RepeatedPtrField<accesslog_v3::AccessLog>& logs,
+                                          const std::string& path, diagnostics& diag, access_log_cache* cache) {
+  if (logs.empty()) return {};
+  std::string key;
+  if (cache != nullptr) {
+    for (const auto& al : logs) key += al.SerializeAsString() + '\0';
+    if (auto it = cache->find(key); it != cache->end()) return it->second;
+  }
+  auto list = std::make_shared<std::vector<accesslog::logger_config>>();
+  for (int i = 0; i < logs.size(); ++i) {
+    accesslog::logger_config c;
+    if (decode_access_log(logs[i], index(path, static_cast<std::size_t>(i)), diag, c)) list->push_back(std::move(c));
+  }
+  accesslog::logger_list out;
+  if (!list->empty()) out.items = std::move(list);
+  if (cache != nullptr) cache->emplace(std::move(key), out);
+  return out;
+}
+
 void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path, diagnostics& diag,
-                      tcp_proxy_config& out) {
+                      tcp_proxy_config& out, access_log_cache* logs) {
+  // access_log_flush_interval, flush_access_log_on_connected and access_log_options ask for
+  // extra lines while a connection is open; ewgw writes the one line at close.
   check_fields(tp,
                {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "max_connect_attempts",
-                "max_downstream_connection_duration"},
-               {"access_log", "access_log_flush_interval", "flush_access_log_on_connected", "access_log_options",
-                "hash_policy"},
+                "max_downstream_connection_duration", "access_log"},
+               {"access_log_flush_interval", "flush_access_log_on_connected", "access_log_options", "hash_policy"},
                path, diag);
+  out.access_logs = decode_access_logs(tp.access_log(), join(path, "access_log"), diag, logs);
   if (tp.stat_prefix().empty()) diag.error(join(path, "stat_prefix"), "must not be empty");
   out.stat_prefix = tp.stat_prefix();
   if (tp.has_weighted_clusters()) {
@@ -257,7 +516,7 @@ void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path,
 }
 
 void decode_filter_chain(const listener_v3::FilterChain& chain, const std::string& path, diagnostics& diag,
-                         filter_chain_config& out) {
+                         filter_chain_config& out, access_log_cache* logs) {
   // transport_socket_connect_timeout only applies to a transport socket, which we reject.
   check_fields(chain, {"filter_chain_match", "filters", "name", "transport_socket_connect_timeout"}, {"metadata"}, path,
                diag);
@@ -282,7 +541,7 @@ void decode_filter_chain(const listener_v3::FilterChain& chain, const std::strin
         diag.error(join(p, "typed_config"), "cannot decode TcpProxy");
         continue;
       }
-      decode_tcp_proxy(tp, join(p, "typed_config"), diag, out.tcp_proxy);
+      decode_tcp_proxy(tp, join(p, "typed_config"), diag, out.tcp_proxy, logs);
       have_tcp_proxy = true;
     } else if (f.typed_config().Is<envoy::extensions::filters::network::sni_cluster::v3::SniCluster>()) {
       out.tcp_proxy.cluster_from_sni = true;
@@ -303,8 +562,8 @@ using namespace internal;
 void decode_listener(const listener_v3::Listener& l, const std::string& path, diagnostics& diag, listener_config& out) {
   check_fields(l,
                {"name", "address", "filter_chains", "default_filter_chain", "listener_filters",
-                "listener_filters_timeout", "continue_on_listener_filters_timeout"},
-               {"stat_prefix", "metadata", "traffic_direction", "access_log", "per_connection_buffer_limit_bytes",
+                "listener_filters_timeout", "continue_on_listener_filters_timeout", "access_log"},
+               {"stat_prefix", "metadata", "traffic_direction", "per_connection_buffer_limit_bytes",
                 "drain_type", "enable_reuse_port", "reuse_port", "tcp_backlog_size", "connection_balance_config",
                 "max_connections_to_accept_per_socket_event", "ignore_global_conn_limit", "bypass_overload_manager"},
                path, diag);
@@ -335,15 +594,17 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
     decode_duration(l.listener_filters_timeout(), join(path, "listener_filters_timeout"), diag, out.listener_filters_timeout);
   }
   out.continue_on_listener_filters_timeout = l.continue_on_listener_filters_timeout();
+  access_log_cache logs;
+  out.access_logs = decode_access_logs(l.access_log(), join(path, "access_log"), diag, &logs);
   const std::string fc = join(path, "filter_chains");
   for (int i = 0; i < l.filter_chains_size(); ++i) {
     filter_chain_config chain;
-    decode_filter_chain(l.filter_chains(i), index(fc, i), diag, chain);
+    decode_filter_chain(l.filter_chains(i), index(fc, i), diag, chain, &logs);
     out.filter_chains.push_back(std::move(chain));
   }
   if (l.has_default_filter_chain()) {
     filter_chain_config chain;
-    decode_filter_chain(l.default_filter_chain(), join(path, "default_filter_chain"), diag, chain);
+    decode_filter_chain(l.default_filter_chain(), join(path, "default_filter_chain"), diag, chain, &logs);
     chain.match = {};  // "The filter chain match is ignored in this field." (listener.proto)
     out.default_filter_chain = std::move(chain);
   }
