@@ -319,6 +319,7 @@ void tcp_session::on_connected(const error_code& ec) {
 
 void tcp_session::on_connect_failed(bool timed_out) {
   (timed_out ? cluster_stats_->upstream_cx_connect_timeout : cluster_stats_->upstream_cx_connect_fail).inc();
+  host_->connect_failed();
   // LocalOriginTimeout / LocalOriginConnectFailed feed outlier detection; a counter reaching
   // its threshold is decided on by the control thread.
   if (host_->report(timed_out ? lb::outcome::connect_timeout : lb::outcome::connect_failed)) {

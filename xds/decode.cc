@@ -673,6 +673,7 @@ bool decode_dynamic_cluster(const cluster_v3::Cluster& c, const std::string& pat
   diagnostics local;
   local.collect_unsupported = true;
   decode_cluster(c, path, local, out);
+  out.added_via_api = true;
   for (std::string& n : local.notices) diag.notices.push_back(std::move(n));
   if (c.name().empty()) {
     diag.error(join(path, "name"), "must not be empty");
