@@ -180,13 +180,26 @@ int main(int argc, char** argv) {
   // With an ADS server, the xDS client's thread becomes the gateway's control thread from here
   // until it is stopped (proxy/xds_controller.h). An unreachable server is retried with backoff;
   // the gateway serves its static listeners meanwhile and is not ready.
+  if (!opt.admin && loaded.config.admin_address) {
+    opt.admin = host_port{loaded.config.admin_address->address, loaded.config.admin_address->port};
+  }
+  // What /config_dump shows: the bootstrap and every accepted xDS resource as received. Kept
+  // only when there is an admin port to ask for it.
+  std::shared_ptr<ewgw::xds::config_store> config_dump;
+  if (opt.admin) {
+    config_dump = std::make_shared<ewgw::xds::config_store>();
+    config_dump->set_bootstrap(loaded.bootstrap_proto);
+  }
+
   std::unique_ptr<ewgw::proxy::xds_controller> xds;
   if (loaded.config.ads) {
     const auto& ads = *loaded.config.ads;
     EWGW_LOG(info, "main", "following the control plane",
              {{"target", ads.target}, {"api", ads.api == ewgw::xds::xds_api::delta ? "delta" : "sotw"},
               {"tls", ads.tls ? "true" : "false"}, {"node", loaded.config.node.id}});
-    xds = std::make_unique<ewgw::proxy::xds_controller>(gw, loaded.config);
+    ewgw::xds::ads_client_options ads_options;
+    ads_options.config_dump = config_dump;
+    xds = std::make_unique<ewgw::proxy::xds_controller>(gw, loaded.config, ads_options);
     // Ready (15021, /ready) only once the first CDS and LDS are in force, as Istio expects.
     gw.set_readiness_gate([client = &xds->client()] { return client->ready(); });
     xds->start();
@@ -201,9 +214,6 @@ int main(int argc, char** argv) {
     EWGW_LOG(info, "main", "shutting down", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
     main_context.stop();
   });
-  if (!opt.admin && loaded.config.admin_address) {
-    opt.admin = host_port{loaded.config.admin_address->address, loaded.config.admin_address->port};
-  }
   std::vector<std::unique_ptr<ewgw::proxy::admin_server>> servers;
   auto serve = [&](const std::optional<host_port>& where, const char* what, auto install) -> bool {
     if (!where) return true;
@@ -219,7 +229,11 @@ int main(int argc, char** argv) {
   };
   const bool served =
       serve(opt.admin, "admin", [&](ewgw::proxy::admin_server& s) {
-        ewgw::proxy::install_admin_routes(s, gw, [&] { boost::asio::post(main_context, [&] { main_context.stop(); }); });
+        ewgw::proxy::admin_extras extras;
+        extras.config_dump = [config_dump](const std::map<std::string, std::string>& query) { return config_dump->render(query); };
+        extras.missing_cluster_note = [config_dump](std::string_view cluster) { return config_dump->missing_cluster_note(cluster); };
+        ewgw::proxy::install_admin_routes(s, gw, [&] { boost::asio::post(main_context, [&] { main_context.stop(); }); },
+                                          std::move(extras));
       }) &&
       serve(opt.prometheus, "prometheus", [&](ewgw::proxy::admin_server& s) { ewgw::proxy::install_prometheus_routes(s, gw); }) &&
       serve(opt.readiness, "readiness", [&](ewgw::proxy::admin_server& s) { ewgw::proxy::install_readiness_routes(s, gw); });

@@ -813,6 +813,7 @@ bootstrap_load_result load_bootstrap_text(std::string_view text, std::string_vie
     result.diag.errors.push_back(prefix + " " + std::string(status.message()));
     return result;
   }
+  result.bootstrap_proto = std::make_shared<const std::string>(bootstrap.SerializeAsString());
   decode_bootstrap(bootstrap, result.diag, result.config);
   if (result.diag.ok()) validate_static_config(result.config, result.diag);
   for (std::string& e : result.diag.errors) e = prefix + " " + e;

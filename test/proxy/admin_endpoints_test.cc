@@ -16,11 +16,17 @@
 #include <vector>
 
 #include "envoy/admin/v3/clusters.pb.h"
+#include "envoy/admin/v3/config_dump.pb.h"
+#include "envoy/config/bootstrap/v3/bootstrap.pb.h"
+#include "test/xds/istio_fixtures.h"
+#include "test/xds/test_control_plane.h"
 #include "proxy/admin_endpoints.h"
 #include "proxy/admin_server.h"
 #include "proxy/gateway.h"
+#include "proxy/xds_controller.h"
 #include "test/support/client_hello_bytes.h"
 #include "test/support/tcp_util.h"
+#include "xds/config_dump.h"
 #include "xds/decode.h"
 
 namespace ewgw {
@@ -105,13 +111,26 @@ class AdminEndpointsTest : public ::testing::Test {
     gw_ = std::make_unique<proxy::gateway>(proxy::gateway_options{2});
     ASSERT_TRUE(gw_->apply(loaded.config).empty());
     ASSERT_FALSE(gw_->start());
+    store_->set_bootstrap(loaded.bootstrap_proto);
+    serve_admin();
+  }
+
+  // The admin routes as main() installs them, with /config_dump from `store_`.
+  void serve_admin() {
     admin_ = std::make_unique<proxy::admin_server>(control_);
-    proxy::install_admin_routes(*admin_, *gw_, [] {});
+    proxy::admin_extras extras;
+    extras.config_dump = [store = store_](const std::map<std::string, std::string>& q) { return store->render(q); };
+    extras.missing_cluster_note = [store = store_](std::string_view c) { return store->missing_cluster_note(c); };
+    proxy::install_admin_routes(*admin_, *gw_, [] {}, extras);
     ASSERT_FALSE(admin_->listen("127.0.0.1", 0));
+    probe_ = std::make_unique<proxy::admin_server>(control_);
+    proxy::install_readiness_routes(*probe_, *gw_);
+    ASSERT_FALSE(probe_->listen("127.0.0.1", 0));
     control_thread_ = std::thread([this] { control_.run(); });
   }
 
   void TearDown() override {
+    if (xds_) xds_->stop();
     control_.stop();
     if (control_thread_.joinable()) control_thread_.join();
     if (gw_) gw_->stop();
@@ -154,7 +173,10 @@ class AdminEndpointsTest : public ::testing::Test {
   std::unique_ptr<proxy::gateway> gw_;
   boost::asio::io_context control_{1};
   std::unique_ptr<proxy::admin_server> admin_;
+  std::unique_ptr<proxy::admin_server> probe_;
   std::thread control_thread_;
+  std::shared_ptr<xds::config_store> store_ = std::make_shared<xds::config_store>();
+  std::unique_ptr<proxy::xds_controller> xds_;
 };
 
 TEST_F(AdminEndpointsTest, ClustersShowsTheEjectedHostAsFailedOutlierCheck) {
@@ -349,6 +371,222 @@ TEST_F(AdminEndpointsTest, ExplainRejectsBadRequestsAndKeepsServing) {
   EXPECT_EQ(r.code, 200);
   EXPECT_NE(r.body.find("filter chain 'svc-chain' matches"), std::string::npos) << r.body;
   connect(1);
+}
+
+// ---- /config_dump ---------------------------------------------------------------------------
+
+// Parses a /config_dump answer into Envoy's own admin.v3.ConfigDump (every Any resolved
+// through the generated descriptor pool).
+envoy::admin::v3::ConfigDump parse_dump(const std::string& json) {
+  envoy::admin::v3::ConfigDump dump;
+  const auto status = google::protobuf::util::JsonStringToMessage(json, &dump);
+  EXPECT_TRUE(status.ok()) << status.message() << "\n" << json.substr(0, 2000);
+  return dump;
+}
+
+template <class T>
+bool unpack(const envoy::admin::v3::ConfigDump& dump, T& out) {
+  for (const auto& c : dump.configs()) {
+    if (c.Is<T>()) return c.UnpackTo(&out);
+  }
+  return false;
+}
+
+TEST_F(AdminEndpointsTest, ConfigDumpOfAStaticBootstrapParsesIntoTheAdminProtos) {
+  test::tcp_echo_server a;
+  start(config({{"zone-a", 0, {{a.port()}}}}));
+  const auto r = get("/config_dump?include_eds");
+  ASSERT_EQ(r.code, 200) << r.body;
+  const auto dump = parse_dump(r.body);
+  ASSERT_EQ(dump.configs_size(), 4);
+  EXPECT_TRUE(dump.configs(0).Is<envoy::admin::v3::BootstrapConfigDump>());
+  EXPECT_TRUE(dump.configs(1).Is<envoy::admin::v3::ClustersConfigDump>());
+  EXPECT_TRUE(dump.configs(2).Is<envoy::admin::v3::EndpointsConfigDump>());
+  EXPECT_TRUE(dump.configs(3).Is<envoy::admin::v3::ListenersConfigDump>());
+  envoy::admin::v3::BootstrapConfigDump bootstrap;
+  ASSERT_TRUE(unpack(dump, bootstrap));
+  EXPECT_EQ(bootstrap.bootstrap().static_resources().listeners(0).name(), "east");
+  EXPECT_TRUE(bootstrap.has_last_updated());
+  envoy::admin::v3::ClustersConfigDump clusters;
+  ASSERT_TRUE(unpack(dump, clusters));
+  ASSERT_EQ(clusters.static_clusters_size(), 1);
+  envoy::config::cluster::v3::Cluster cluster;
+  ASSERT_TRUE(clusters.static_clusters(0).cluster().UnpackTo(&cluster));
+  EXPECT_EQ(cluster.name(), "svc");
+  EXPECT_EQ(clusters.dynamic_active_clusters_size(), 0);
+  envoy::admin::v3::EndpointsConfigDump endpoints;
+  ASSERT_TRUE(unpack(dump, endpoints));
+  ASSERT_EQ(endpoints.static_endpoint_configs_size(), 1);
+  envoy::config::endpoint::v3::ClusterLoadAssignment cla;
+  ASSERT_TRUE(endpoints.static_endpoint_configs(0).endpoint_config().UnpackTo(&cla));
+  EXPECT_EQ(cla.endpoints(0).lb_endpoints(0).endpoint().address().socket_address().port_value(), a.port());
+  envoy::admin::v3::ListenersConfigDump listeners;
+  ASSERT_TRUE(unpack(dump, listeners));
+  ASSERT_EQ(listeners.static_listeners_size(), 1);
+  envoy::config::listener::v3::Listener listener;
+  ASSERT_TRUE(listeners.static_listeners(0).listener().UnpackTo(&listener));
+  EXPECT_EQ(listener.filter_chains(0).name(), "svc-chain");
+
+  // Without include_eds there is no endpoints dump, as in Envoy.
+  EXPECT_EQ(parse_dump(get("/config_dump").body).configs_size(), 3);
+  // resource=: each element of that field is one config.
+  const auto only = parse_dump(get("/config_dump?resource=static_clusters").body);
+  ASSERT_EQ(only.configs_size(), 1);
+  EXPECT_TRUE(only.configs(0).Is<envoy::admin::v3::ClustersConfigDump::StaticCluster>());
+  // mask=: fields kept in the configs it fits.
+  const auto masked = parse_dump(get("/config_dump?mask=static_listeners").body);
+  ASSERT_EQ(masked.configs_size(), 1);
+  ASSERT_TRUE(masked.configs(0).UnpackTo(&listeners));
+  EXPECT_EQ(listeners.static_listeners_size(), 1);
+  // Bad parameters are named.
+  auto bad = get("/config_dump?resource=nonsense");
+  EXPECT_EQ(bad.code, 400);
+  EXPECT_NE(bad.body.find("'resource'"), std::string::npos) << bad.body;
+  bad = get("/config_dump?mask=no.such.field");
+  EXPECT_EQ(bad.code, 400);
+  EXPECT_NE(bad.body.find("'mask'"), std::string::npos) << bad.body;
+  bad = get("/config_dump?include_edz");
+  EXPECT_EQ(bad.code, 400);
+  EXPECT_NE(bad.body.find("'include_edz'"), std::string::npos) << bad.body;
+}
+
+// An Istio-shaped gateway over xDS: the bootstrap has only dynamic_resources.
+class AdminOverXdsTest : public AdminEndpointsTest {
+ protected:
+  void start_xds(const std::string& api, std::uint16_t control_plane_port) {
+    const std::string text = R"(node: {id: router~127.0.0.1~ewgw-test.istio-system~istio-system.svc.cluster.local, cluster: ewgw-test}
+dynamic_resources:
+  ads_config:
+    api_type: )" + api + R"(
+    transport_api_version: V3
+    grpc_services: [{google_grpc: {target_uri: "127.0.0.1:)" +
+                             std::to_string(control_plane_port) + R"(", stat_prefix: xds-grpc}}]
+  cds_config: {ads: {}, resource_api_version: V3}
+  lds_config: {ads: {}, resource_api_version: V3}
+)";
+    auto loaded = xds::load_bootstrap_text(text, "xds.yaml");
+    ASSERT_TRUE(loaded.diag.ok()) << (loaded.diag.errors.empty() ? "" : loaded.diag.errors[0]);
+    store_->set_bootstrap(loaded.bootstrap_proto);
+    gw_ = std::make_unique<proxy::gateway>(proxy::gateway_options{2});
+    ASSERT_TRUE(gw_->apply(loaded.config).empty());
+    ASSERT_FALSE(gw_->start());
+    xds::ads_client_options o;
+    o.initial_backoff = 50ms;
+    o.max_backoff = 200ms;
+    o.config_dump = store_;
+    xds_ = std::make_unique<proxy::xds_controller>(*gw_, loaded.config, o);
+    gw_->set_readiness_gate([client = &xds_->client()] { return client->ready(); });
+    serve_admin();
+    xds_->start();
+  }
+
+  void publish(test::test_control_plane& cp, const std::string& sni, std::uint16_t backend) {
+    cp.set_clusters({test::istio::sni_dnat_cluster(sni)});
+    cp.set_endpoints({test::istio::local_assignment(sni, {backend})});
+    cp.set_listeners({test::istio::gateway_listener(listener_port_, {{sni, sni}})});
+    cp.push();
+  }
+
+  void check_dump(const std::string& sni, std::uint16_t backend) {
+    const auto r = get("/config_dump?include_eds");
+    ASSERT_EQ(r.code, 200) << r.body;
+    const auto dump = parse_dump(r.body);
+    envoy::admin::v3::ClustersConfigDump clusters;
+    ASSERT_TRUE(unpack(dump, clusters));
+    EXPECT_EQ(clusters.static_clusters_size(), 0);
+    ASSERT_EQ(clusters.dynamic_active_clusters_size(), 1);
+    const auto& dc = clusters.dynamic_active_clusters(0);
+    EXPECT_FALSE(dc.version_info().empty());
+    EXPECT_TRUE(dc.has_last_updated());
+    envoy::config::cluster::v3::Cluster cluster;
+    ASSERT_TRUE(dc.cluster().UnpackTo(&cluster));
+    EXPECT_EQ(cluster.name(), sni);
+    envoy::admin::v3::EndpointsConfigDump endpoints;
+    ASSERT_TRUE(unpack(dump, endpoints));
+    ASSERT_EQ(endpoints.dynamic_endpoint_configs_size(), 1);
+    envoy::config::endpoint::v3::ClusterLoadAssignment cla;
+    ASSERT_TRUE(endpoints.dynamic_endpoint_configs(0).endpoint_config().UnpackTo(&cla));
+    EXPECT_EQ(cla.cluster_name(), sni);
+    EXPECT_EQ(cla.endpoints(0).lb_endpoints(0).endpoint().address().socket_address().port_value(), backend);
+    envoy::admin::v3::ListenersConfigDump listeners;
+    ASSERT_TRUE(unpack(dump, listeners));
+    ASSERT_EQ(listeners.dynamic_listeners_size(), 1);
+    const auto& dl = listeners.dynamic_listeners(0);
+    EXPECT_EQ(dl.name(), "0.0.0.0_15443");
+    ASSERT_TRUE(dl.has_active_state());
+    EXPECT_FALSE(dl.active_state().version_info().empty());
+    envoy::config::listener::v3::Listener listener;
+    ASSERT_TRUE(dl.active_state().listener().UnpackTo(&listener));
+    ASSERT_GE(listener.filter_chains_size(), 1);
+    EXPECT_EQ(listener.filter_chains(0).filter_chain_match().server_names(0), sni);
+    // istio.stats' config type is unknown here: it is named, not dropped or fatal.
+    EXPECT_NE(r.body.find("type.googleapis.com/stats.PluginConfig"), std::string::npos);
+  }
+
+  std::uint16_t listener_port_ = test::unused_port();
+};
+
+TEST_F(AdminOverXdsTest, ConfigDumpShowsResourcesFromTheControlPlaneDelta) {
+  test::tcp_echo_server backend;
+  test::test_control_plane cp;
+  cp.start();
+  const std::string sni = test::istio::sni_name("helloworld.sample.svc.cluster.local", 5000);
+  publish(cp, sni, backend.port());
+  start_xds("DELTA_GRPC", cp.port());
+  ASSERT_TRUE(test::test_control_plane::wait_until([&] { return http_get(probe_->port(), "/healthz/ready").code == 200; }));
+  check_dump(sni, backend.port());
+}
+
+TEST_F(AdminOverXdsTest, ConfigDumpShowsResourcesFromTheControlPlaneStateOfTheWorld) {
+  test::tcp_echo_server backend;
+  test::test_control_plane cp;
+  cp.start();
+  const std::string sni = test::istio::sni_name("helloworld.sample.svc.cluster.local", 5000);
+  publish(cp, sni, backend.port());
+  start_xds("GRPC", cp.port());
+  ASSERT_TRUE(test::test_control_plane::wait_until([&] { return http_get(probe_->port(), "/healthz/ready").code == 200; }));
+  check_dump(sni, backend.port());
+  const auto dump = parse_dump(get("/config_dump").body);
+  envoy::admin::v3::ClustersConfigDump clusters;
+  ASSERT_TRUE(unpack(dump, clusters));
+  EXPECT_EQ(clusters.version_info(), clusters.dynamic_active_clusters(0).version_info());  // SotW: "v<generation>"
+  EXPECT_EQ(clusters.version_info().substr(0, 1), "v");
+  // explain sees the same cluster, from CDS.
+  const auto r = get("/explain?sni=" + sni);
+  EXPECT_NE(r.body.find("cluster '" + sni + "' (from CDS, EDS service '" + sni + "')"), std::string::npos) << r.body;
+}
+
+// ---- readiness ------------------------------------------------------------------------------
+
+TEST_F(AdminOverXdsTest, ReadinessIsStartingUntilTheControlPlaneAnswersThenReadyThenDraining) {
+  test::tcp_echo_server backend;
+  test::control_plane_options o;
+  o.port = test::unused_port();
+  test::test_control_plane cp(o);
+  const std::string sni = test::istio::sni_name("helloworld.sample.svc.cluster.local", 5000);
+  // The control plane is not serving yet: the gateway runs, retries, and is not ready.
+  start_xds("DELTA_GRPC", o.port);
+  EXPECT_EQ(http_get(probe_->port(), "/healthz/ready").code, 503);
+  auto ready = get("/ready");
+  EXPECT_EQ(ready.code, 503);
+  EXPECT_EQ(ready.body, "PRE_INITIALIZING\n");
+  std::this_thread::sleep_for(300ms);  // several reconnect attempts later, still not ready
+  EXPECT_EQ(http_get(probe_->port(), "/healthz/ready").code, 503);
+
+  cp.start();
+  publish(cp, sni, backend.port());
+  ASSERT_TRUE(test::test_control_plane::wait_until([&] { return http_get(probe_->port(), "/healthz/ready").code == 200; }));
+  ready = get("/ready");
+  EXPECT_EQ(ready.code, 200);
+  EXPECT_EQ(ready.body, "LIVE\n");
+
+  ASSERT_EQ(std::system(("curl -s -m 5 -X POST -o /dev/null http://127.0.0.1:" + std::to_string(admin_->port()) +
+                         "/drain_listeners")
+                            .c_str()),
+            0);
+  const auto probe = http_get(probe_->port(), "/healthz/ready");
+  EXPECT_EQ(probe.code, 503);
+  EXPECT_EQ(probe.body, "DRAINING\n");
 }
 
 }  // namespace
