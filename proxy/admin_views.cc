@@ -277,8 +277,8 @@ void explain_cluster(const cluster_runtime& c, const explain_context& ctx, std::
         } else {
           out += "not ejected";
         }
-        out += ", " + std::to_string(h.active_connections) + " active, " + std::to_string(h.connect_failures) +
-               " connect failures\n";
+        out += ", " + std::to_string(h.active_connections) + " active, connect failures " +
+               std::to_string(h.connect_failures) + "\n";
       }
     }
   }
@@ -319,16 +319,28 @@ void explain_cluster(const cluster_runtime& c, const explain_context& ctx, std::
              (ps.degraded_load > 0 ? ", " + std::to_string(r.degraded) + " degraded" : std::string()) + " of " +
              host_word(r.hosts) + ")";
         if (st.locality_weighted) {
-          double total = 0;
-          for (const auto& ls : ps.localities) total += ls.effective_weight;
-          std::string split;
-          for (const auto& ls : ps.localities) {
-            if (ls.effective_weight <= 0 || total <= 0) continue;
-            char buf[16];
-            std::snprintf(buf, sizeof buf, "%.0f%%", 100.0 * ls.effective_weight / total);
-            split += (split.empty() ? "" : ", ") + std::string("locality ") + ls.name + " " + buf;
+          // Healthy and degraded picks each choose a locality by EDF over effective weights.
+          const auto split = [&](bool degraded) {
+            double total = 0;
+            for (const auto& ls : ps.localities) total += degraded ? ls.effective_degraded_weight : ls.effective_weight;
+            std::string parts;
+            for (const auto& ls : ps.localities) {
+              const double w = degraded ? ls.effective_degraded_weight : ls.effective_weight;
+              if (w <= 0 || total <= 0) continue;
+              char buf[16];
+              std::snprintf(buf, sizeof buf, "%.0f%%", 100.0 * w / total);
+              parts += (parts.empty() ? "" : ", ") + ls.name + " " + buf;
+            }
+            return parts;
+          };
+          if (ps.healthy_load > 0) {
+            const std::string healthy = split(false);
+            if (!healthy.empty()) t += "; its healthy picks (" + percent(ps.healthy_load) + ") by effective locality weight: " + healthy;
           }
-          if (!split.empty()) t += ", split by effective locality weight: " + split;
+          if (ps.degraded_load > 0) {
+            const std::string degraded = split(true);
+            if (!degraded.empty()) t += "; its degraded picks (" + percent(ps.degraded_load) + "): " + degraded;
+          }
         }
       }
     }

@@ -4,6 +4,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -13,6 +14,7 @@
 #include <string_view>
 #include <thread>
 
+#include "proxy/admin_client.h"
 #include "proxy/admin_endpoints.h"
 #include "proxy/admin_server.h"
 #include "proxy/gateway.h"
@@ -24,6 +26,7 @@
 namespace {
 
 constexpr std::string_view usage = R"(usage: ewgw [--config FILE | --istio] [options]
+       ewgw explain SNI [--admin-address A:P | URL] [--listener NAME] [--alpn P1,P2] [--port N]
 
   --config FILE          Envoy v3 Bootstrap (YAML or JSON)
   --istio                Istio mode (the default without --config): build the bootstrap from
@@ -36,6 +39,12 @@ constexpr std::string_view usage = R"(usage: ewgw [--config FILE | --istio] [opt
   --prometheus-address A:P  serve /stats/prometheus here (Istio mode default: 0.0.0.0:15090)
   --readiness-address A:P   serve /healthz/ready here (Istio mode default: 0.0.0.0:15021)
   --help                 this text
+
+explain asks a running gateway's admin port (default 127.0.0.1:15000; an http:// URL, e.g.
+through kubectl port-forward, also works) where a connection with this SNI would go and why:
+the matching listener and filter chain (with the ALPNs an Istio sidecar offers unless --alpn
+says otherwise), the cluster, each priority's load, each locality's weight and each
+endpoint's health and ejection state, then a conclusion.
 )";
 
 struct host_port {
@@ -74,9 +83,61 @@ int usage_error(const std::string& message) {
   return 2;
 }
 
+// `ewgw explain SNI ...`: GET /explain on a running gateway's admin port and print the answer.
+int explain_command(int argc, char** argv) {
+  std::string sni, admin = "127.0.0.1:15000", listener, alpn, port;
+  for (int i = 2; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&](std::string& out) {
+      if (i + 1 >= argc) return false;
+      out = argv[++i];
+      return true;
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::fwrite(usage.data(), 1, usage.size(), stdout);
+      return 0;
+    } else if (arg == "--admin-address" || arg == "--admin") {
+      if (!value(admin)) return usage_error("--admin-address needs HOST:PORT or a URL");
+    } else if (arg == "--listener") {
+      if (!value(listener)) return usage_error("--listener needs a listener name");
+    } else if (arg == "--alpn") {
+      if (!value(alpn)) return usage_error("--alpn needs a comma-separated list");
+    } else if (arg == "--port") {
+      if (!value(port)) return usage_error("--port needs a port number");
+    } else if (!arg.empty() && arg[0] == '-') {
+      return usage_error("explain: unknown option '" + std::string(arg) + "'");
+    } else if (sni.empty()) {
+      sni = std::string(arg);
+    } else {
+      return usage_error("explain takes one SNI; got '" + sni + "' and '" + std::string(arg) + "'");
+    }
+  }
+  if (sni.empty()) return usage_error("explain needs the SNI to explain, e.g. ewgw explain outbound_.5000_._.helloworld.sample.svc.cluster.local");
+  ewgw::proxy::admin_target target;
+  if (auto error = ewgw::proxy::parse_admin_target(admin, target)) return usage_error("--admin-address " + *error);
+  std::string path = "/explain?sni=" + ewgw::proxy::url_encode(sni);
+  if (!listener.empty()) path += "&listener=" + ewgw::proxy::url_encode(listener);
+  if (!alpn.empty()) path += "&alpn=" + ewgw::proxy::url_encode(alpn);
+  if (!port.empty()) path += "&port=" + ewgw::proxy::url_encode(port);
+  const auto reply = ewgw::proxy::admin_get(target, path);
+  if (reply.status == 0) {
+    std::fprintf(stderr, "ewgw explain: %s (is the gateway running with its admin port there? see --admin-address)\n",
+                 reply.error.c_str());
+    return 1;
+  }
+  if (reply.status != 200) {
+    std::fprintf(stderr, "ewgw explain: the gateway answered %u: %s", reply.status, reply.body.c_str());
+    if (!reply.body.empty() && reply.body.back() != '\n') std::fputc('\n', stderr);
+    return 1;
+  }
+  std::fwrite(reply.body.data(), 1, reply.body.size(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "explain") return explain_command(argc, argv);
   options opt;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
