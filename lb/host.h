@@ -94,8 +94,17 @@ class host {
 
   // Connections currently open to this host, across workers (least-request input).
   std::uint32_t active_connections() const { return active_.load(std::memory_order_relaxed); }
-  void connection_opened() { active_.fetch_add(1, std::memory_order_relaxed); }
+  void connection_opened() {
+    active_.fetch_add(1, std::memory_order_relaxed);
+    total_.fetch_add(1, std::memory_order_relaxed);  // same cache line as active_: no extra miss
+  }
   void connection_closed() { active_.fetch_sub(1, std::memory_order_relaxed); }
+  // A connect attempt to this host failed or timed out (admin /clusters: cx_connect_fail).
+  // Counted whether or not outlier detection is configured.
+  void connect_failed() { connect_fail_.fetch_add(1, std::memory_order_relaxed); }
+  // Lifetime counts for admin /clusters (cx_total, cx_connect_fail).
+  std::uint64_t connections_total() const { return total_.load(std::memory_order_relaxed); }
+  std::uint64_t connect_failures() const { return connect_fail_.load(std::memory_order_relaxed); }
 
   // Hot half of outlier detection: counts one outcome. Returns true when a consecutive-failure
   // counter has just reached its threshold (a detection is pending): the caller should then ask
@@ -132,6 +141,8 @@ class host {
 
   endpoint_address address_;
   std::atomic<std::uint32_t> active_{0};
+  std::atomic<std::uint64_t> total_{0};
+  std::atomic<std::uint64_t> connect_fail_{0};
 
   // Hot half: written by workers.
   std::atomic<std::uint32_t> consecutive_5xx_{0};

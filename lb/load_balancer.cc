@@ -490,6 +490,12 @@ balancer_state load_balancer::explain() const {
   const health_view& v = *view_.load(std::memory_order_acquire);
   balancer_state out;
   out.view_generation = v.generation;
+  out.overprovisioning_factor = overprovisioning_factor_;
+  out.panic_threshold = panic_threshold_;
+  out.locality_weighted = locality_weighted_;
+  out.policy = policy_;
+  out.outlier_detection = outlier_.enabled;
+  out.outlier_interval = outlier_interval();
   out.normalized_total_availability = v.loads.normalized_total_availability;
   out.total_panic = v.loads.total_panic;
   for (std::size_t p = 0; p < priorities_.size(); ++p) {
@@ -522,8 +528,18 @@ balancer_state load_balancer::explain() const {
         hs.health = m.health;
         hs.ejected = m.target->ejected();
         hs.active_connections = m.target->active_connections();
-        hs.ejection_backoff = m.target->outlier_state().backoff;
-        hs.num_ejections = m.target->outlier_state().num_ejections;
+        hs.connections_total = m.target->connections_total();
+        hs.connect_failures = m.target->connect_failures();
+        const outlier_cold_state& cold = m.target->outlier_state();
+        hs.ejection_backoff = cold.backoff;
+        hs.num_ejections = cold.num_ejections;
+        if (hs.ejected) {
+          hs.ejection_ends = cold.last_ejection +
+                             std::min(outlier_.base_ejection_time * cold.backoff, outlier_.effective_max_ejection_time()) +
+                             cold.jitter;
+        }
+        hs.success_rate = cold.external_success_rate;
+        hs.local_origin_success_rate = cold.local_success_rate;
         out.hosts.push_back(hs);
       }
     }

@@ -53,6 +53,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -92,8 +93,19 @@ struct host_state {
   host_health health = host_health::healthy;  // from EDS
   bool ejected = false;
   std::uint32_t active_connections = 0;
+  std::uint64_t connections_total = 0;
+  std::uint64_t connect_failures = 0;
   std::uint32_t ejection_backoff = 0;
   std::uint32_t num_ejections = 0;
+  // For an ejected host: when its ejection time (min(base_ejection_time * backoff,
+  // max_ejection_time) + jitter, Envoy's DetectorImpl::checkHostForUneject) is over. It returns
+  // at the first outlier interval tick at or after that moment, so the wait left is up to one
+  // interval longer. Unset when not ejected.
+  std::optional<time_point> ejection_ends;
+  // Success rate (percent) seen in the last outlier interval; -1 when not computed (Envoy's
+  // /clusters success_rate and local_origin_success_rate).
+  double success_rate = -1;
+  double local_origin_success_rate = -1;
 };
 
 struct balancer_state {
@@ -102,6 +114,13 @@ struct balancer_state {
   bool total_panic = false;
   std::vector<priority_state> priorities;
   std::vector<host_state> hosts;
+  // Settings explain output refers to.
+  std::uint32_t overprovisioning_factor = 140;
+  std::uint32_t panic_threshold = 50;  // percent; 0: panic disabled
+  bool locality_weighted = false;
+  lb_policy policy = lb_policy::round_robin;
+  bool outlier_detection = false;
+  std::chrono::milliseconds outlier_interval{0};
 };
 
 class load_balancer {

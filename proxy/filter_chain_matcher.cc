@@ -111,4 +111,67 @@ int filter_chain_matcher::match(const connection_facts& facts) const {
   return alpns->any;
 }
 
+std::string filter_chain_matcher::why_no_match(const connection_facts& facts) const {
+  if (match(facts) != no_match) return {};
+  const std::string port = std::to_string(facts.destination_port);
+  const server_name_node* names = nullptr;
+  if (auto it = root_.by_port.find(facts.destination_port); it != root_.by_port.end()) {
+    names = &it->second;
+  } else if (root_.any) {
+    names = &*root_.any;
+  } else {
+    return "no filter chain accepts destination port " + port;
+  }
+  const transport_node* transport = nullptr;
+  std::string name_level;
+  const std::string_view sni = facts.server_name;
+  if (!sni.empty()) {
+    if (auto it = names->exact.find(sni); it != names->exact.end()) {
+      transport = &it->second;
+      name_level = "the chain(s) for server name '" + std::string(sni) + "'";
+    } else {
+      for (std::size_t dot = sni.find('.', 1); dot != std::string_view::npos; dot = sni.find('.', dot + 1)) {
+        if (auto w = names->wildcard.find(sni.substr(dot)); w != names->wildcard.end()) {
+          transport = &w->second;
+          name_level = "the chain(s) for server name '*" + w->first + "'";
+          break;
+        }
+      }
+    }
+  }
+  if (transport == nullptr) {
+    if (!names->any) {
+      const std::size_t known = names->exact.size() + names->wildcard.size();
+      return (sni.empty() ? std::string("the connection has no SNI") : "no filter chain names server name '" + std::string(sni) + "'") +
+             " (exactly or by a '*.' wildcard; " + std::to_string(known) + " server name(s) are configured for port " +
+             port + ") and no chain accepts any server name";
+    }
+    transport = &*names->any;
+    name_level = "the chain(s) without server_names";
+  }
+  // Envoy never backtracks: once a server-name branch is chosen, a miss further down is final.
+  const alpn_node* alpns = nullptr;
+  if (auto it = transport->by_protocol.find(facts.transport_protocol); it != transport->by_protocol.end()) {
+    alpns = &it->second;
+  } else if (transport->any) {
+    alpns = &*transport->any;
+  } else {
+    return name_level + " require(s) another transport protocol than '" + std::string(facts.transport_protocol) +
+           "' (Envoy does not fall back to less specific server names)";
+  }
+  std::string accepted;
+  for (const auto& [protocol, chain] : alpns->by_protocol) {
+    if (!accepted.empty()) accepted += ", ";
+    accepted += protocol;
+  }
+  std::string offered;
+  for (std::string_view p : facts.application_protocols) {
+    if (!offered.empty()) offered += ", ";
+    offered += p;
+  }
+  return name_level + " accept(s) ALPN " + (accepted.empty() ? std::string("(none)") : accepted) +
+         "; the client offers " + (offered.empty() ? std::string("no ALPN") : offered) +
+         " (Envoy does not fall back to less specific server names)";
+}
+
 }  // namespace ewgw::proxy

@@ -53,6 +53,11 @@ class filter_chain_matcher {
   // Index of the chosen chain, or no_match. Allocation-free.
   int match(const connection_facts& facts) const;
 
+  // Cold (admin `explain`): the same walk as match(), saying at which criterion it stopped when
+  // nothing matches ("no chain names server name 'x' for port 15443 and none accepts any
+  // name"). Empty when match() finds a chain.
+  std::string why_no_match(const connection_facts& facts) const;
+
  private:
   template <class V>
   using string_map = std::unordered_map<std::string, V, string_hash, std::equal_to<>>;

@@ -213,7 +213,10 @@ std::vector<std::string> gateway::apply(const xds::bootstrap_config& config) {
     for (auto& [name, b] : fresh) bound_[name] = b;
   }
   ++version_;
-  snapshot_ = std::move(snapshot);
+  {
+    std::lock_guard published(snapshot_mu_);
+    snapshot_ = std::move(snapshot);
+  }
   for (auto& w : workers_) w->publish(snapshot_);
   cold.unlock();
   asio::post(control_, [this] { schedule_outlier_ticks(); });
@@ -248,6 +251,11 @@ void gateway::stop() {
     });
     control_thread_.join();
   }
+}
+
+std::shared_ptr<const routing_snapshot> gateway::current_snapshot() const {
+  std::lock_guard lock(snapshot_mu_);
+  return snapshot_;
 }
 
 std::uint16_t gateway::listener_port(std::string_view listener) const {

@@ -80,6 +80,11 @@ class gateway {
   // Updates the server.* gauges (uptime, memory, connections); call before reading stats.
   void refresh_server_stats();
 
+  // The routing snapshot in force (null before the first apply()). Any thread: the admin
+  // endpoints read it on their own thread while workers keep their own reference. Copying the
+  // pointer takes a short lock, never held while a snapshot is built.
+  std::shared_ptr<const routing_snapshot> current_snapshot() const;
+
   stats::registry& stats() { return stats_; }
   std::size_t open_connections() const;
   std::uint64_t snapshot_version() const { return version_; }
@@ -98,7 +103,8 @@ class gateway {
   // Outlives the workers: sessions hand it their records until the workers have stopped.
   accesslog::writer access_logs_;
   std::vector<std::unique_ptr<worker>> workers_;
-  std::shared_ptr<const routing_snapshot> snapshot_;
+  std::shared_ptr<const routing_snapshot> snapshot_;  // written under cold_mu_ and snapshot_mu_
+  mutable std::mutex snapshot_mu_;                    // for current_snapshot() readers
   mutable std::mutex bound_mu_;  // bound_ is read by listener_port() from any thread
   std::map<std::string, bound_listener> bound_;
   std::uint64_t version_ = 0;

@@ -4,6 +4,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -13,6 +14,7 @@
 #include <string_view>
 #include <thread>
 
+#include "proxy/admin_client.h"
 #include "proxy/admin_endpoints.h"
 #include "proxy/admin_server.h"
 #include "proxy/gateway.h"
@@ -24,6 +26,7 @@
 namespace {
 
 constexpr std::string_view usage = R"(usage: ewgw [--config FILE | --istio] [options]
+       ewgw explain SNI [--admin-address A:P | URL] [--listener NAME] [--alpn P1,P2] [--port N]
 
   --config FILE          Envoy v3 Bootstrap (YAML or JSON)
   --istio                Istio mode (the default without --config): build the bootstrap from
@@ -37,6 +40,12 @@ constexpr std::string_view usage = R"(usage: ewgw [--config FILE | --istio] [opt
   --prometheus-address A:P  serve /stats/prometheus here (Istio mode default: 0.0.0.0:15090)
   --readiness-address A:P   serve /healthz/ready here (Istio mode default: 0.0.0.0:15021)
   --help                 this text
+
+explain asks a running gateway's admin port (default 127.0.0.1:15000; an http:// URL, e.g.
+through kubectl port-forward, also works) where a connection with this SNI would go and why:
+the matching listener and filter chain (with the ALPNs an Istio sidecar offers unless --alpn
+says otherwise), the cluster, each priority's load, each locality's weight and each
+endpoint's health and ejection state, then a conclusion.
 )";
 
 struct host_port {
@@ -76,9 +85,61 @@ int usage_error(const std::string& message) {
   return 2;
 }
 
+// `ewgw explain SNI ...`: GET /explain on a running gateway's admin port and print the answer.
+int explain_command(int argc, char** argv) {
+  std::string sni, admin = "127.0.0.1:15000", listener, alpn, port;
+  for (int i = 2; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&](std::string& out) {
+      if (i + 1 >= argc) return false;
+      out = argv[++i];
+      return true;
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::fwrite(usage.data(), 1, usage.size(), stdout);
+      return 0;
+    } else if (arg == "--admin-address" || arg == "--admin") {
+      if (!value(admin)) return usage_error("--admin-address needs HOST:PORT or a URL");
+    } else if (arg == "--listener") {
+      if (!value(listener)) return usage_error("--listener needs a listener name");
+    } else if (arg == "--alpn") {
+      if (!value(alpn)) return usage_error("--alpn needs a comma-separated list");
+    } else if (arg == "--port") {
+      if (!value(port)) return usage_error("--port needs a port number");
+    } else if (!arg.empty() && arg[0] == '-') {
+      return usage_error("explain: unknown option '" + std::string(arg) + "'");
+    } else if (sni.empty()) {
+      sni = std::string(arg);
+    } else {
+      return usage_error("explain takes one SNI; got '" + sni + "' and '" + std::string(arg) + "'");
+    }
+  }
+  if (sni.empty()) return usage_error("explain needs the SNI to explain, e.g. ewgw explain outbound_.5000_._.helloworld.sample.svc.cluster.local");
+  ewgw::proxy::admin_target target;
+  if (auto error = ewgw::proxy::parse_admin_target(admin, target)) return usage_error("--admin-address " + *error);
+  std::string path = "/explain?sni=" + ewgw::proxy::url_encode(sni);
+  if (!listener.empty()) path += "&listener=" + ewgw::proxy::url_encode(listener);
+  if (!alpn.empty()) path += "&alpn=" + ewgw::proxy::url_encode(alpn);
+  if (!port.empty()) path += "&port=" + ewgw::proxy::url_encode(port);
+  const auto reply = ewgw::proxy::admin_get(target, path);
+  if (reply.status == 0) {
+    std::fprintf(stderr, "ewgw explain: %s (is the gateway running with its admin port there? see --admin-address)\n",
+                 reply.error.c_str());
+    return 1;
+  }
+  if (reply.status != 200) {
+    std::fprintf(stderr, "ewgw explain: the gateway answered %u: %s", reply.status, reply.body.c_str());
+    if (!reply.body.empty() && reply.body.back() != '\n') std::fputc('\n', stderr);
+    return 1;
+  }
+  std::fwrite(reply.body.data(), 1, reply.body.size(), stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "explain") return explain_command(argc, argv);
   options opt;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -192,13 +253,26 @@ int main(int argc, char** argv) {
   // With an ADS server, the xDS client's thread becomes the gateway's control thread from here
   // until it is stopped (proxy/xds_controller.h). An unreachable server is retried with backoff;
   // the gateway serves its static listeners meanwhile and is not ready.
+  if (!opt.admin && loaded.config.admin_address) {
+    opt.admin = host_port{loaded.config.admin_address->address, loaded.config.admin_address->port};
+  }
+  // What /config_dump shows: the bootstrap and every accepted xDS resource as received. Kept
+  // only when there is an admin port to ask for it.
+  std::shared_ptr<ewgw::xds::config_store> config_dump;
+  if (opt.admin) {
+    config_dump = std::make_shared<ewgw::xds::config_store>();
+    config_dump->set_bootstrap(loaded.bootstrap_proto);
+  }
+
   std::unique_ptr<ewgw::proxy::xds_controller> xds;
   if (loaded.config.ads) {
     const auto& ads = *loaded.config.ads;
     EWGW_LOG(info, "main", "following the control plane",
              {{"target", ads.target}, {"api", ads.api == ewgw::xds::xds_api::delta ? "delta" : "sotw"},
               {"tls", ads.tls ? "true" : "false"}, {"node", loaded.config.node.id}});
-    xds = std::make_unique<ewgw::proxy::xds_controller>(gw, loaded.config);
+    ewgw::xds::ads_client_options ads_options;
+    ads_options.config_dump = config_dump;
+    xds = std::make_unique<ewgw::proxy::xds_controller>(gw, loaded.config, ads_options);
     // Ready (15021, /ready) only once the first CDS and LDS are in force, as Istio expects.
     gw.set_readiness_gate([client = &xds->client()] { return client->ready(); });
     xds->start();
@@ -213,9 +287,6 @@ int main(int argc, char** argv) {
     EWGW_LOG(info, "main", "shutting down", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
     main_context.stop();
   });
-  if (!opt.admin && loaded.config.admin_address) {
-    opt.admin = host_port{loaded.config.admin_address->address, loaded.config.admin_address->port};
-  }
   std::vector<std::unique_ptr<ewgw::proxy::admin_server>> servers;
   auto serve = [&](const std::optional<host_port>& where, const char* what, auto install) -> bool {
     if (!where) return true;
@@ -231,7 +302,11 @@ int main(int argc, char** argv) {
   };
   const bool served =
       serve(opt.admin, "admin", [&](ewgw::proxy::admin_server& s) {
-        ewgw::proxy::install_admin_routes(s, gw, [&] { boost::asio::post(main_context, [&] { main_context.stop(); }); });
+        ewgw::proxy::admin_extras extras;
+        extras.config_dump = [config_dump](const std::map<std::string, std::string>& query) { return config_dump->render(query); };
+        extras.missing_cluster_note = [config_dump](std::string_view cluster) { return config_dump->missing_cluster_note(cluster); };
+        ewgw::proxy::install_admin_routes(s, gw, [&] { boost::asio::post(main_context, [&] { main_context.stop(); }); },
+                                          std::move(extras));
       }) &&
       serve(opt.prometheus, "prometheus", [&](ewgw::proxy::admin_server& s) { ewgw::proxy::install_prometheus_routes(s, gw); }) &&
       serve(opt.readiness, "readiness", [&](ewgw::proxy::admin_server& s) { ewgw::proxy::install_readiness_routes(s, gw); });

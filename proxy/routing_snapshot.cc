@@ -122,6 +122,8 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   out->connect_timeout = c.connect_timeout;
   out->max_connections = c.max_connections;
   out->unsupported = c.unsupported;
+  out->added_via_api = c.added_via_api;
+  if (c.type == xds::discovery_type::eds) out->eds_service_name = c.eds_service_name;
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
     if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();

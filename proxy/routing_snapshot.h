@@ -28,6 +28,8 @@ struct cluster_runtime {
   // Non-empty for a cluster received over xDS with settings ewgw does not implement: connections
   // routed to it are closed (upstream_cx_unsupported_config). The text says which settings.
   std::string unsupported;
+  bool added_via_api = false;    // from CDS, not the bootstrap
+  std::string eds_service_name;  // empty for a STATIC cluster
   std::shared_ptr<lb::load_balancer> balancer;
   explicit cluster_runtime(stats::registry& registry, const std::string& cluster_name)
       : name(cluster_name), stats(registry, "cluster", cluster_name) {}

@@ -449,6 +449,7 @@ void tcp_session::on_connect_failed(bool timed_out, const error_code& ec) {
   // UpstreamConnectionFailure (onConnectTimeout); the errno is the transport failure reason.
   flag(accesslog::response_flag::upstream_connection_failure);
   if (log_) log_->upstream_connect_errno = timed_out ? 0 : ec.value();
+  host_->connect_failed();
   // LocalOriginTimeout / LocalOriginConnectFailed feed outlier detection; a counter reaching
   // its threshold is decided on by the control thread.
   if (host_->report(timed_out ? lb::outcome::connect_timeout : lb::outcome::connect_failed)) {

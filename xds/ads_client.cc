@@ -564,6 +564,8 @@ struct ads_client::impl {
   void after_accept(resource_kind kind) {
     if (kind == resource_kind::cluster) {
       cds_accepted = true;
+      // Assignments of services no cluster uses any more leave the dump, as they leave the state.
+      if (options.config_dump) options.config_dump->retain(config_store::kind::endpoint, state.eds_names());
       update_eds_subscription();
       if (ads.lds) subscribe(resource_kind::listener);
     }
@@ -572,6 +574,57 @@ struct ads_client::impl {
       promotion_blocked = false;
     }
     promote(clock::now());
+  }
+
+  // ---- admin /config_dump: the accepted resources as sent --------------------------------
+
+  static config_store::kind dump_kind(resource_kind k) {
+    switch (k) {
+      case resource_kind::cluster: return config_store::kind::cluster;
+      case resource_kind::endpoint: return config_store::kind::endpoint;
+      case resource_kind::listener: return config_store::kind::listener;
+    }
+    return config_store::kind::cluster;
+  }
+
+  void record_sotw(resource_kind kind, const discovery::DiscoveryResponse& resp) {
+    config_store* store = options.config_dump.get();
+    if (store == nullptr) return;
+    const auto now = std::chrono::system_clock::now();
+    if (kind == resource_kind::endpoint) {
+      // A state-of-the-world EDS response may hold a subset: absent assignments are unchanged.
+      for (const auto& any : resp.resources()) {
+        store->put(config_store::kind::endpoint, config_store::resource_name(any.value()), resp.version_info(), any.value(),
+                   now);
+      }
+      return;
+    }
+    std::vector<std::pair<std::string, const std::string*>> all;
+    all.reserve(static_cast<std::size_t>(resp.resources_size()));
+    for (const auto& any : resp.resources()) all.emplace_back(config_store::resource_name(any.value()), &any.value());
+    store->replace_all(dump_kind(kind), all, resp.version_info(), now);
+  }
+
+  void record_delta(resource_kind kind, const discovery::DeltaDiscoveryResponse& resp) {
+    config_store* store = options.config_dump.get();
+    if (store == nullptr) return;
+    const auto now = std::chrono::system_clock::now();
+    for (const auto& res : resp.resources()) {
+      if (!res.has_resource()) continue;
+      const std::string name = res.name().empty() ? config_store::resource_name(res.resource().value()) : res.name();
+      store->put(dump_kind(kind), name, res.version(), res.resource().value(), now);
+    }
+    for (const auto& name : resp.removed_resources()) store->remove(dump_kind(kind), name);
+  }
+
+  // Which clusters warm and which listeners wait, as the dump shows them.
+  void record_pending() {
+    config_store* store = options.config_dump.get();
+    if (store == nullptr) return;
+    const bool pending = state.warming_clusters() > 0 || state.waiting_listeners() > 0;
+    if (!pending && !dump_had_pending) return;
+    store->set_pending(state.warming_cluster_names(), state.waiting_listener_names());
+    dump_had_pending = pending;
   }
 
   void on_sotw(const discovery::DiscoveryResponse& resp) {
@@ -596,6 +649,7 @@ struct ads_client::impl {
     t.nonce = resp.nonce();
     EWGW_LOG(debug, "xds", "ACK", {{"type", short_name(*kind)}, {"version", t.version}, {"nonce", t.nonce}});
     accepted(*kind);
+    record_sotw(*kind, resp);
     send_sotw(*kind, nullptr);
     after_accept(*kind);
   }
@@ -619,6 +673,7 @@ struct ads_client::impl {
     log_notes(r);
     types[slot(*kind)].nonce = resp.nonce();
     accepted(*kind);
+    record_delta(*kind, resp);
     discovery::DeltaDiscoveryRequest ack;
     ack.set_type_url(resp.type_url());
     ack.set_response_nonce(resp.nonce());
@@ -645,6 +700,7 @@ struct ads_client::impl {
   }
 
   void update_ready() {
+    record_pending();
     {
       std::lock_guard lock(mu);
       status_.clusters = state.cluster_count();
@@ -692,6 +748,7 @@ struct ads_client::impl {
   bool cds_accepted = false;
   bool lds_accepted = false;
   bool promotion_blocked = false;
+  bool dump_had_pending = false;  // the dump showed warming clusters or waiting listeners
   grpc::ClientReaderWriter<discovery::DiscoveryRequest, discovery::DiscoveryResponse>* sotw = nullptr;
   grpc::ClientReaderWriter<discovery::DeltaDiscoveryRequest, discovery::DeltaDiscoveryResponse>* delta = nullptr;
   std::shared_ptr<stats::block_scope<xds_update_stats>> cds_stats;

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "stats/stats.h"
+#include "xds/config_dump.h"
 #include "xds/config.h"
 
 namespace ewgw::xds {
@@ -44,6 +45,8 @@ struct ads_client_options {
   // HTTP/2 keepalive pings on the stream (istiod permits one every 15 s or more).
   std::chrono::milliseconds keepalive_time{30000};
   std::chrono::milliseconds keepalive_timeout{10000};
+  // When set, every accepted resource is recorded here for the admin /config_dump.
+  std::shared_ptr<config_store> config_dump;
 };
 
 // Counters and state the client exposes for tests and admin endpoints.

@@ -762,4 +762,22 @@ std::optional<ads_state::clock::time_point> ads_state::next_wait_deadline() cons
   return earliest;
 }
 
+std::set<std::string> ads_state::warming_cluster_names() const {
+  std::set<std::string> out;
+  if (warming_ == 0) return out;
+  for (const auto& [name, e] : clusters_) {
+    if (e.warming) out.insert(name);
+  }
+  return out;
+}
+
+std::set<std::string> ads_state::waiting_listener_names() const {
+  std::set<std::string> out;
+  if (waiting_ == 0) return out;
+  for (const auto& [name, e] : listeners_) {
+    if (e.waiting) out.insert(name);
+  }
+  return out;
+}
+
 }  // namespace ewgw::xds

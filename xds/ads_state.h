@@ -95,6 +95,10 @@ class ads_state {
   std::optional<clock::time_point> next_wait_deadline() const;
   std::size_t waiting_listeners() const { return waiting_; }
   std::size_t warming_clusters() const { return warming_; }
+  // Their names (admin /config_dump). Walks every cluster / listener: call when the count is
+  // non-zero.
+  std::set<std::string> warming_cluster_names() const;
+  std::set<std::string> waiting_listener_names() const;
   std::size_t cluster_count() const { return clusters_.size(); }
   std::size_t listener_count() const { return listeners_.size(); }
 

@@ -205,6 +205,8 @@ struct cluster_config {
   // Such a cluster is accepted so that the rest of the CDS update applies, but connections
   // routed to it are closed and counted (upstream_cx_unsupported_config). The text says why.
   std::string unsupported;
+  // Received over xDS (CDS) rather than from the bootstrap (admin /clusters: added_via_api).
+  bool added_via_api = false;
   revision_tag revision;
   bool operator==(const cluster_config&) const = default;
 };

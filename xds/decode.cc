@@ -934,6 +934,7 @@ bool decode_dynamic_cluster(const cluster_v3::Cluster& c, const std::string& pat
   diagnostics local;
   local.collect_unsupported = true;
   decode_cluster(c, path, local, out);
+  out.added_via_api = true;
   for (std::string& n : local.notices) diag.notices.push_back(std::move(n));
   if (c.name().empty()) {
     diag.error(join(path, "name"), "must not be empty");
@@ -1073,6 +1074,7 @@ bootstrap_load_result load_bootstrap_text(std::string_view text, std::string_vie
     result.diag.errors.push_back(prefix + " " + std::string(status.message()));
     return result;
   }
+  result.bootstrap_proto = std::make_shared<const std::string>(bootstrap.SerializeAsString());
   decode_bootstrap(bootstrap, result.diag, result.config);
   if (result.diag.ok()) validate_static_config(result.config, result.diag);
   for (std::string& e : result.diag.errors) e = prefix + " " + e;

@@ -6,6 +6,7 @@
 // callers outside xds/ never see a generated protobuf type.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,9 @@ struct diagnostics {
 struct bootstrap_load_result {
   bootstrap_config config;
   diagnostics diag;
+  // The bootstrap as parsed (a serialized envoy.config.bootstrap.v3.Bootstrap), for the admin
+  // /config_dump (config_store::set_bootstrap). Set when the text parsed.
+  std::shared_ptr<const std::string> bootstrap_proto;
 };
 
 // Loads an envoy.config.bootstrap.v3.Bootstrap from a YAML or JSON file (protobuf JSON mapping,

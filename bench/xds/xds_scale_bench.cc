@@ -5,7 +5,9 @@
 //   1. applies it whole: decode CDS, EDS and LDS (xds/ads_state, as the ADS client does),
 //      assemble the full configuration and gateway::apply() it to a running gateway;
 //   2. applies single-cluster EDS updates at that size (istiod's incremental EDS pushes);
-//   3. re-applies the unchanged CDS response (a SotW push that changes nothing).
+//   3. re-applies the unchanged CDS response (a SotW push that changes nothing);
+//   4. records the state in a config_store as the ADS client does for the admin /config_dump
+//      (after the other steps, so their numbers do not include it) and renders one dump.
 // Reports the time of each step and the resident memory per cluster (RSS growth after the full
 // state is in force, with freed heap returned to the OS, divided by N). The serialized input is
 // allocated before the baseline, so it is not counted.
@@ -26,6 +28,7 @@
 #include "stats/log.h"
 #include "test/xds/istio_fixtures.h"
 #include "xds/ads_state.h"
+#include "xds/config_dump.h"
 
 namespace {
 
@@ -206,6 +209,22 @@ int main(int argc, char** argv) {
   state.commit();
   const double same_ms = ms_since(t);
 
+  // 4. What /config_dump keeps: the resources as received.
+  ewgw::xds::config_store store;
+  const std::size_t heap_before_store = heap_in_use();
+  const auto received = std::chrono::system_clock::now();
+  for (auto [kind, list] : {std::pair{ewgw::xds::config_store::kind::cluster, &cds},
+                            std::pair{ewgw::xds::config_store::kind::endpoint, &eds},
+                            std::pair{ewgw::xds::config_store::kind::listener, &lds}}) {
+    std::vector<std::pair<std::string, const std::string*>> all;
+    for (const auto& a : *list) all.emplace_back(ewgw::xds::config_store::resource_name(a.value()), &a.value());
+    store.replace_all(kind, all, "v1", received);
+  }
+  const std::size_t heap_store = heap_in_use();
+  t = clock_type::now();
+  const auto dumped = store.render({{"include_eds", ""}});
+  const double dump_ms = ms_since(t);
+
   const double per_cluster = static_cast<double>(rss_after - rss_before) * 1024.0 / static_cast<double>(clusters);
   std::printf("clusters=%zu endpoints/cluster=%zu workers=%zu wire_bytes=%zu applied_clusters=%zu\n", clusters,
               endpoints, workers, wire, applied_clusters);
@@ -233,6 +252,9 @@ int main(int argc, char** argv) {
   std::printf("heap in use per cluster: clusters %.0f, endpoints %.0f, listener chain %.0f, gateway runtime %.0f; total %.0f\n",
               per(heap_before, heap_cds), per(heap_cds, heap_eds), per(heap_eds, heap_lds), per(heap_lds, heap_gateway),
               per(heap_before, heap_gateway));
+  std::printf("config_dump store: %.0f bytes of heap per cluster (its CDS, EDS and LDS resources as received); one "
+              "/config_dump?include_eds: %.0f ms, %zu bytes of JSON (status %u)\n",
+              per(heap_before_store, heap_store), dump_ms, dumped.second.size(), dumped.first);
   gw.stop();
   return 0;
 }

@@ -233,3 +233,88 @@ dynamic_resources:
 }
 
 }  // namespace
+
+namespace {
+
+// `ewgw explain` against the binary's own admin port: a cluster whose priority 0 is unhealthy
+// (EDS) fails over to priority 1; the command prints the explanation and exits 0, and says
+// clearly what is wrong when the SNI is missing, the listener unknown or the port unreachable.
+TEST(Main, ExplainAsksTheRunningGatewaysAdminPort) {
+  const std::uint16_t admin = ewgw::test::unused_port();
+  const std::string config = write_temp("explain.yaml", R"(
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: )" + std::to_string(admin) + R"(}}}
+static_resources:
+  listeners:
+  - name: east
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    listener_filters: [{name: envoy.filters.listener.tls_inspector, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector}}]
+    filter_chains:
+    - name: svc
+      filter_chain_match: {server_names: [svc.example]}
+      filters: [{name: t, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: svc, cluster: svc}}]
+  clusters:
+  - name: svc
+    load_assignment:
+      cluster_name: svc
+      endpoints:
+      - locality: {region: r1, zone: a}
+        lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}, health_status: UNHEALTHY}]
+      - locality: {region: r1, zone: b}
+        priority: 1
+        lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 2}}}}]
+)");
+  const std::string log = write_temp("explain.log", "");
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_TRUNC);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execl(EWGW_BINARY, EWGW_BINARY, "--config", config.c_str(), "--concurrency", "1", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const std::string where = "--admin-address 127.0.0.1:" + std::to_string(admin);
+  run_result r;
+  for (int i = 0; i < 100; ++i) {  // until the admin port answers (bounded)
+    r = run("explain svc.example " + where);
+    if (r.status == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("filter chain 'svc' matches"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("conclusion: the next connection goes to cluster 'svc': priority 0 has 0% load because 1 is "
+                          "not healthy per EDS; priority 1 takes 100% (1 healthy of 1 host)"),
+            std::string::npos)
+      << r.output;
+  // The URL form (through a port-forward or a proxy) works the same.
+  const auto url = run("explain svc.example --admin-address http://127.0.0.1:" + std::to_string(admin) + "/");
+  EXPECT_EQ(url.status, 0) << url.output;
+  EXPECT_NE(url.output.find("conclusion:"), std::string::npos) << url.output;
+
+  const auto unknown_listener = run("explain svc.example --listener west " + where);
+  EXPECT_EQ(unknown_listener.status, 1);
+  EXPECT_NE(unknown_listener.output.find("the gateway answered 404: unknown listener 'west'; listeners in force: 'east'"),
+            std::string::npos)
+      << unknown_listener.output;
+  const auto no_match = run("explain other.example " + where);
+  EXPECT_EQ(no_match.status, 0);
+  EXPECT_NE(no_match.output.find("conclusion: no filter chain matches"), std::string::npos) << no_match.output;
+  const auto no_sni = run("explain " + where);
+  EXPECT_EQ(no_sni.status, 2);
+  EXPECT_NE(no_sni.output.find("explain needs the SNI"), std::string::npos) << no_sni.output;
+  const auto bad_address = run("explain svc.example --admin-address https://127.0.0.1:1");
+  EXPECT_EQ(bad_address.status, 2);
+  EXPECT_NE(bad_address.output.find("https is not supported"), std::string::npos) << bad_address.output;
+  const auto unreachable = run("explain svc.example --admin-address 127.0.0.1:" + std::to_string(ewgw::test::unused_port()));
+  EXPECT_EQ(unreachable.status, 1);
+  EXPECT_NE(unreachable.output.find("cannot connect to 127.0.0.1:"), std::string::npos) << unreachable.output;
+
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  std::filesystem::remove(config);
+  std::filesystem::remove(log);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+}  // namespace
