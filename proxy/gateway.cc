@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <set>
 
+#include "proxy/cluster_metrics.h"
 #include "proxy/worker.h"
 #include "stats/log.h"
 
@@ -32,6 +33,10 @@ gateway::gateway(gateway_options options)
     : options_(options), stats_(options.concurrency == 0 ? 1 : options.concurrency) {
   for (std::size_t i = 0; i < stats_.workers(); ++i) workers_.push_back(std::make_unique<worker>(i));
   server_stats_ = stats_.get<server_stats>("server", "");
+  // Load balancer and Istio metrics per cluster, computed from the snapshot in force when read.
+  stats_.add_source([this](const stats::registry::scope_emitter& emit) {
+    if (auto snapshot = current_snapshot()) emit_cluster_metrics(*snapshot, emit);
+  });
   refresh_server_stats();
   for (auto& w : workers_) {
     w->set_detection_handler([this](const std::string& cluster) { on_detection(cluster); });
@@ -204,7 +209,10 @@ std::vector<std::string> gateway::apply(const xds::bootstrap_config& config) {
     for (auto& [name, b] : fresh) bound_[name] = b;
   }
   ++version_;
-  snapshot_ = std::move(snapshot);
+  {
+    std::lock_guard lock(snapshot_mu_);
+    snapshot_ = std::move(snapshot);
+  }
   for (auto& w : workers_) w->publish(snapshot_);
   cold.unlock();
   asio::post(control_, [this] { schedule_outlier_ticks(); });
@@ -237,6 +245,11 @@ void gateway::stop() {
     });
     control_thread_.join();
   }
+}
+
+std::shared_ptr<const routing_snapshot> gateway::current_snapshot() const {
+  std::lock_guard lock(snapshot_mu_);
+  return snapshot_;
 }
 
 std::uint16_t gateway::listener_port(std::string_view listener) const {

@@ -75,6 +75,10 @@ class gateway {
   void refresh_server_stats();
 
   stats::registry& stats() { return stats_; }
+  // The routing snapshot in force (null before the first apply()). Any thread; readers such as
+  // the scrape take it here instead of under the control path's lock, so a scrape never waits
+  // for a snapshot being built.
+  std::shared_ptr<const routing_snapshot> current_snapshot() const;
   std::size_t open_connections() const;
   std::uint64_t snapshot_version() const { return version_; }
 
@@ -90,7 +94,8 @@ class gateway {
   gateway_options options_;
   stats::registry stats_;
   std::vector<std::unique_ptr<worker>> workers_;
-  std::shared_ptr<const routing_snapshot> snapshot_;
+  std::shared_ptr<const routing_snapshot> snapshot_;  // written under cold_mu_ and snapshot_mu_
+  mutable std::mutex snapshot_mu_;
   mutable std::mutex bound_mu_;  // bound_ is read by listener_port() from any thread
   std::map<std::string, bound_listener> bound_;
   std::uint64_t version_ = 0;

@@ -121,6 +121,7 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   out->connect_timeout = c.connect_timeout;
   out->max_connections = c.max_connections;
   out->unsupported = c.unsupported;
+  if (!c.istio_services.empty()) out->istio_service = c.istio_services.front();
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
     if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();
@@ -129,7 +130,10 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   options.workers = registry.workers();
   options.seed = std::random_device{}();
   out->balancer = lb::load_balancer::build(to_lb_config(c), options, before ? before->balancer.get() : nullptr);
-  if (before != nullptr) out->active_connections = before->active_connections;
+  if (before != nullptr) {
+    out->active_connections = before->active_connections;
+    out->stats.carry_over(before->stats);  // still "carried traffic": its series stay exported
+  }
   if (!out->active_connections) out->active_connections = std::make_shared<std::atomic<std::uint32_t>>(0);
   return out;
 }
@@ -210,6 +214,7 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
                                                        std::vector<std::string>& errors) {
   auto snapshot = std::make_shared<routing_snapshot>();
   snapshot->version = version;
+  snapshot->istio_node = config.node.istio;
   snapshot->clusters.reserve(config.clusters.size());
   changed_clusters changed;
   std::size_t kept = 0;

@@ -290,6 +290,7 @@ void tcp_session::connect() {
     // A local failure (e.g. EMFILE): not the host's fault, so it is not reported to outlier
     // detection, and another host would fail the same way, so no retry.
     cluster_stats_->upstream_cx_connect_fail.inc();
+    cluster_stats_->upstream_cx_connect_exhausted_total.inc();
     EWGW_LOG(warn, "tcp", "cannot open an upstream socket", {{"cluster", cluster_->name}, {"error", open_ec.message()}});
     close();
     return;
@@ -334,6 +335,7 @@ void tcp_session::on_connect_failed(bool timed_out) {
     return;
   }
   if (chain_->tcp_proxy.max_connect_attempts > 1) cluster_stats_->upstream_cx_connect_attempts_exceeded.inc();
+  cluster_stats_->upstream_cx_connect_exhausted_total.inc();
   close();
 }
 
