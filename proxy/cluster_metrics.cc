@@ -53,7 +53,10 @@ bool had_outlier_activity(const lb::lb_stats& s) {
   return any;
 }
 
-void emit_lb_stats(const cluster_runtime& c, const lb::lb_stats& s, const stats::registry::scope_emitter& emit) {
+// The outlier_detection.* series only for clusters that have outlier detection configured (or
+// had detections under an earlier configuration), as Envoy creates them with the detector.
+void emit_lb_stats(const cluster_runtime& c, const lb::lb_stats& s, bool with_outlier,
+                   const stats::registry::scope_emitter& emit) {
   stats::computed_scope membership("cluster", c.name);
   stats::computed_scope outlier("cluster", c.name, "outlier_detection");
   s.visit([&](std::string_view name, lb::stat_kind kind, std::uint64_t value) {
@@ -67,7 +70,7 @@ void emit_lb_stats(const cluster_runtime& c, const lb::lb_stats& s, const stats:
     }
   });
   emit(membership);
-  emit(outlier);
+  if (with_outlier) emit(outlier);
 }
 
 // The counters Istio's TCP metrics are derived from, summed over workers.
@@ -175,8 +178,9 @@ void emit_cluster_metrics(const routing_snapshot& snapshot, const stats::registr
   for (const auto& [key, c] : snapshot.clusters) {
     const stats::block_scope<cluster_stats>* traffic = c->stats.get();
     const lb::lb_stats lb = c->balancer->stats();
-    if (traffic == nullptr && !had_outlier_activity(lb)) continue;
-    emit_lb_stats(*c, lb, emit);
+    const bool outlier_activity = had_outlier_activity(lb);
+    if (traffic == nullptr && !outlier_activity) continue;
+    emit_lb_stats(*c, lb, outlier_activity || c->balancer->outlier_interval().count() > 0, emit);
     if (traffic == nullptr || !c->istio_service) continue;
     // Istio's TCP metrics from this cluster's counters. Opened counts connections whose upstream
     // connected (Istio's filter reports a passthrough connection, which has no peer metadata

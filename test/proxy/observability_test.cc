@@ -249,7 +249,11 @@ TEST_F(ObservabilityTest, PrometheusScrapesLoadBalancerAndOutlierSeries) {
 // Counters survive a configuration update that rebuilds the cluster (Envoy keeps a cluster's
 // stats across EDS updates): the ejection counts stay, membership follows the new endpoints.
 TEST_F(ObservabilityTest, LoadBalancerCountersSurviveUpdates) {
+  connect_through(1);
   eject_flaky_host();
+  // outlier_detection.* only where it is configured, as Envoy creates them with the detector.
+  EXPECT_EQ(gw_->stats().value("cluster.helloworld.membership_total"), 1);
+  EXPECT_EQ(gw_->stats().value("cluster.helloworld.outlier_detection.ejections_active"), -1);
   const std::string extra = "{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: " +
                             std::to_string(refused_port_) + "}}}}]}]}\n  - name: down";
   std::string updated = yaml_;
