@@ -60,6 +60,7 @@ lb::cluster_config to_lb_config(const xds::cluster_config& c) {
   lb::cluster_config out;
   out.policy = to_lb_policy(c.policy);
   out.choice_count = c.least_request_choice_count;
+  out.active_request_bias = c.least_request_active_request_bias;
   out.healthy_panic_threshold = c.healthy_panic_threshold_percent;
   out.locality_weighted = c.locality_weighted;
   out.overprovisioning_factor = c.load_assignment.overprovisioning_factor;

@@ -192,6 +192,9 @@ struct cluster_config {
   milliseconds connect_timeout{5000};  // Envoy default 5s
   lb_policy policy = lb_policy::round_robin;
   std::uint32_t least_request_choice_count = 2;
+  // least_request_lb_config.active_request_bias.default_value (Envoy default 1.0): a weighted
+  // least-request host's effective weight is weight / (active + 1)^bias.
+  double least_request_active_request_bias = 1.0;
   std::uint32_t healthy_panic_threshold_percent = 50;
   bool locality_weighted = false;
   // circuit_breakers.thresholds (default priority) max_connections; Envoy default 1024.

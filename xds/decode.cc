@@ -5,6 +5,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <initializer_list>
 #include <map>
@@ -590,12 +591,23 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
   }
   if (c.has_least_request_lb_config()) {
     const auto& lr = c.least_request_lb_config();
-    check_fields(lr, {"choice_count"}, {}, join(path, "least_request_lb_config"), diag);
+    check_fields(lr, {"choice_count", "active_request_bias"}, {}, join(path, "least_request_lb_config"), diag);
     if (lr.has_choice_count()) {
       if (lr.choice_count().value() < 2) {
         diag.error(join(path, "least_request_lb_config.choice_count"), "must be at least 2");
       } else {
         out.least_request_choice_count = lr.choice_count().value();
+      }
+    }
+    if (lr.has_active_request_bias()) {
+      // A RuntimeDouble: ewgw has no runtime, so the default_value applies (runtime_key is
+      // ignored). Envoy falls back to 1.0 for a negative bias, with a warning; so does ewgw.
+      const std::string bp = join(path, "least_request_lb_config.active_request_bias");
+      const double bias = lr.active_request_bias().default_value();
+      if (bias < 0 || !std::isfinite(bias)) {
+        diag.notice(bp, "default_value " + std::to_string(bias) + " is invalid; using 1.0, as Envoy does");
+      } else {
+        out.least_request_active_request_bias = bias;
       }
     }
   }

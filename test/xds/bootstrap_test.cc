@@ -160,6 +160,26 @@ TEST(Bootstrap, IstioServicesAndNodeIdentityAreDecoded) {
   EXPECT_EQ(id.canonical_revision, "r1");
 }
 
+TEST(Bootstrap, LeastRequestActiveRequestBiasIsDecoded) {
+  const auto lb = [](const std::string& bias) {
+    return "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: {choice_count: 3, active_request_bias: " + bias + "}\n";
+  };
+  auto r = load_bootstrap_text(config_with("", "", lb("{default_value: 0.5, runtime_key: lr.bias}")), "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.clusters[0].least_request_active_request_bias, 0.5);
+  EXPECT_EQ(r.config.clusters[0].least_request_choice_count, 3u);
+  r = load_bootstrap_text(config_with("", "", "    lb_policy: LEAST_REQUEST\n"), "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.clusters[0].least_request_active_request_bias, 1.0);  // Envoy's default
+  // Negative: Envoy warns and uses 1.0; so does ewgw, with a notice naming the field.
+  r = load_bootstrap_text(config_with("", "", lb("{default_value: -2, runtime_key: lr.bias}")), "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.clusters[0].least_request_active_request_bias, 1.0);
+  EXPECT_TRUE(std::any_of(r.diag.notices.begin(), r.diag.notices.end(), [](const std::string& n) {
+    return n.find("least_request_lb_config.active_request_bias") != std::string::npos;
+  }));
+}
+
 TEST(Bootstrap, UnknownFieldIsReportedWithItsPosition) {
   const auto r = load_bootstrap_text("static_resources:\n  listners: []\n", "t.yaml");
   ASSERT_FALSE(r.diag.ok());
