@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <set>
 
+#include "proxy/cluster_metrics.h"
 #include "proxy/worker.h"
 #include "stats/log.h"
 
@@ -34,6 +35,10 @@ gateway::gateway(gateway_options options)
       access_logs_({stats_.workers(), options.access_log_queue_capacity, options.access_log_flush_interval}, stats_) {
   for (std::size_t i = 0; i < stats_.workers(); ++i) workers_.push_back(std::make_unique<worker>(i));
   server_stats_ = stats_.get<server_stats>("server", "");
+  // Load balancer and Istio metrics per cluster, computed from the snapshot in force when read.
+  stats_.add_source([this](const stats::registry::scope_emitter& emit) {
+    if (auto snapshot = current_snapshot()) emit_cluster_metrics(*snapshot, emit);
+  });
   refresh_server_stats();
   for (auto& w : workers_) {
     w->set_detection_handler([this](const std::string& cluster) { on_detection(cluster); });

@@ -81,7 +81,8 @@ class gateway {
   void refresh_server_stats();
 
   // The routing snapshot in force (null before the first apply()). Any thread: the admin
-  // endpoints read it on their own thread while workers keep their own reference. Copying the
+  // endpoints and the scrape read it on their own thread while workers keep their own
+  // reference, and never wait for a snapshot being built. Copying the
   // pointer takes a short lock, never held while a snapshot is built.
   std::shared_ptr<const routing_snapshot> current_snapshot() const;
 

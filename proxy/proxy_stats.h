@@ -48,7 +48,7 @@ EWGW_STATS_BLOCK(tcp_stats, EWGW_TCP_STATS)
   GAUGE(upstream_cx_active, "Upstream connections open or opening")                                 \
   COUNTER(upstream_cx_connect_fail, "Upstream connects refused or reset")                           \
   COUNTER(upstream_cx_connect_timeout, "Upstream connects that exceeded connect_timeout")           \
-  COUNTER(upstream_cx_connect_attempts_exceeded, "Connections closed after max_connect_attempts failed connects") \
+  COUNTER(upstream_cx_connect_attempts_exceeded, "Connections closed because their last connect attempt failed (all max_connect_attempts spent; response flag UF)") \
   COUNTER(upstream_cx_overflow, "Connections refused by the max_connections circuit breaker")       \
   COUNTER(upstream_cx_none_healthy, "Connections closed because the cluster had no host")           \
   COUNTER(upstream_cx_unsupported_config, "Connections closed because the cluster (from xDS) uses settings ewgw does not implement") \

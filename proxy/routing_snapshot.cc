@@ -61,6 +61,7 @@ lb::cluster_config to_lb_config(const xds::cluster_config& c) {
   lb::cluster_config out;
   out.policy = to_lb_policy(c.policy);
   out.choice_count = c.least_request_choice_count;
+  out.active_request_bias = c.least_request_active_request_bias;
   out.healthy_panic_threshold = c.healthy_panic_threshold_percent;
   out.locality_weighted = c.locality_weighted;
   out.overprovisioning_factor = c.load_assignment.overprovisioning_factor;
@@ -124,6 +125,7 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   out->unsupported = c.unsupported;
   out->added_via_api = c.added_via_api;
   if (c.type == xds::discovery_type::eds) out->eds_service_name = c.eds_service_name;
+  if (!c.istio_services.empty()) out->istio_service = c.istio_services.front();
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
     if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();
@@ -132,7 +134,10 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   options.workers = registry.workers();
   options.seed = std::random_device{}();
   out->balancer = lb::load_balancer::build(to_lb_config(c), options, before ? before->balancer.get() : nullptr);
-  if (before != nullptr) out->active_connections = before->active_connections;
+  if (before != nullptr) {
+    out->active_connections = before->active_connections;
+    out->stats.carry_over(before->stats);  // still "carried traffic": its series stay exported
+  }
   if (!out->active_connections) out->active_connections = std::make_shared<std::atomic<std::uint32_t>>(0);
   return out;
 }
@@ -237,6 +242,7 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
   auto snapshot = std::make_shared<routing_snapshot>();
   log_sets logs(access_logs);
   snapshot->version = version;
+  snapshot->istio_node = config.node.istio;
   snapshot->clusters.reserve(config.clusters.size());
   changed_clusters changed;
   std::size_t kept = 0;

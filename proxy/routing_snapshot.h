@@ -34,6 +34,9 @@ struct cluster_runtime {
   explicit cluster_runtime(stats::registry& registry, const std::string& cluster_name)
       : name(cluster_name), stats(registry, "cluster", cluster_name) {}
   stats::lazy_scope<cluster_stats> stats;
+  // The first of the cluster's Istio services (filter_metadata istio.services), which labels its
+  // Istio TCP metrics (destination_service*); unset for clusters istiod did not describe.
+  std::optional<xds::istio_service> istio_service;
   // Open or opening upstream connections across workers (circuit breaker input). Carried over
   // to later versions of the same cluster (by name) so the limit holds across updates.
   std::shared_ptr<std::atomic<std::uint32_t>> active_connections;
@@ -77,6 +80,8 @@ struct listener_runtime {
 
 struct routing_snapshot {
   std::uint64_t version = 0;
+  // The gateway's own Istio identity (node metadata): the source_* labels of its Istio metrics.
+  xds::node_config::istio_identity istio_node;
   std::vector<std::shared_ptr<const listener_runtime>> listeners;
   // By name, for sni_cluster (the SNI names the cluster) and for chains resolving clusters. The
   // key views the name held by the cluster it maps to.

@@ -392,6 +392,7 @@ void tcp_session::connect() {
     // Envoy: a local connection failure is not UF, and with no retry the attempts are spent.
     flag(accesslog::response_flag::upstream_retry_limit_exceeded);
     if (log_) log_->upstream_connect_errno = open_ec.value();
+    cluster_stats_->upstream_cx_connect_attempts_exceeded.inc();
     EWGW_LOG(warn, "tcp", "cannot open an upstream socket", {{"cluster", cluster_->name}, {"error", open_ec.message()}});
     close();
     return;
@@ -464,7 +465,9 @@ void tcp_session::on_connect_failed(bool timed_out, const error_code& ec) {
     connect();
     return;
   }
-  if (chain_->tcp_proxy.max_connect_attempts > 1) cluster_stats_->upstream_cx_connect_attempts_exceeded.inc();
+  // As Envoy's onConnectMaxAttempts: counted whenever the attempts are spent, including the
+  // default single attempt.
+  cluster_stats_->upstream_cx_connect_attempts_exceeded.inc();
   // Envoy sets UpstreamRetryLimitExceeded whenever the attempts are spent, also with the default
   // max_connect_attempts of 1 (onConnectMaxAttempts), hence Istio's familiar "UF,URX".
   flag(accesslog::response_flag::upstream_retry_limit_exceeded);

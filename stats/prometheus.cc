@@ -50,11 +50,17 @@ std::string render_prometheus(const registry& r) {
   };
   r.for_each_scope([&](const scope& s) {
     std::vector<prometheus::ClientMetric::Label> labels;
-    const std::string_view label_name = prometheus_label_for(s.family());
-    if (!label_name.empty()) labels.push_back({std::string(label_name), s.label()});
+    const auto* own_labels = s.prometheus_labels();
+    if (own_labels != nullptr) {
+      for (const auto& [name, value] : *own_labels) labels.push_back({name, value});
+    } else {
+      const std::string_view label_name = prometheus_label_for(s.family());
+      if (!label_name.empty()) labels.push_back({std::string(label_name), s.label()});
+    }
     s.for_each_total([&](const sample& m) {
       const bool counter = m.kind == metric_kind::counter;
-      auto& f = family_for(metric_name(s, m.name), m.help, counter ? prometheus::MetricType::Counter : prometheus::MetricType::Gauge);
+      auto& f = family_for(own_labels != nullptr ? sanitize(m.name) : metric_name(s, m.name), m.help,
+                           counter ? prometheus::MetricType::Counter : prometheus::MetricType::Gauge);
       prometheus::ClientMetric cm;
       cm.label = labels;
       if (counter) {

@@ -10,6 +10,17 @@ void registry::for_each_scope(const std::function<void(const scope&)>& fn) const
     for (const auto& [k, s] : scopes_) copy.push_back(s);
   }
   for (const auto& s : copy) fn(*s);
+  std::vector<scope_source> sources;
+  {
+    std::lock_guard lock(mu_);
+    sources = sources_;
+  }
+  for (const scope_source& source : sources) source(fn);
+}
+
+void registry::add_source(scope_source source) {
+  std::lock_guard lock(mu_);
+  sources_.push_back(std::move(source));
 }
 
 std::map<std::string, std::int64_t> registry::totals() const {

@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <typeindex>
+#include <utility>
 #include <vector>
 
 namespace ewgw::stats {
@@ -153,6 +154,9 @@ class scope {
   const std::string& subsystem() const { return subsystem_; }
   virtual void for_each_total(const std::function<void(const sample&)>& fn) const = 0;
   virtual void for_each_histogram(const std::function<void(const histogram_sample&)>&) const {}
+  // Prometheus only: labels that replace the scope's tag label, with the metric names used as
+  // they are (no "envoy_" prefix); null for Envoy-named scopes. Istio's metrics use this.
+  virtual const std::vector<std::pair<std::string, std::string>>* prometheus_labels() const { return nullptr; }
 
  protected:
   scope(std::string family, std::string label, std::string subsystem)
@@ -178,6 +182,7 @@ class block_scope final : public scope {
 
   // The block a worker updates. `worker` < the worker count given to the registry.
   Block& worker(std::size_t worker) noexcept { return blocks_[worker]; }
+  const Block& worker(std::size_t worker) const noexcept { return blocks_[worker]; }
   std::size_t workers() const noexcept { return blocks_.size(); }
 
   void for_each_total(const std::function<void(const sample&)>& fn) const override {
@@ -217,6 +222,35 @@ class block_scope final : public scope {
   std::vector<Block> blocks_;
 };
 
+// A scope whose values are computed when it is read, by the module that owns them (e.g. the
+// load balancers' membership and outlier statistics, which lb/ keeps itself), instead of being
+// counted in per-worker blocks. Produced afresh by a registry source on every read.
+class computed_scope final : public scope {
+ public:
+  computed_scope(std::string family, std::string label, std::string subsystem = "")
+      : scope(std::move(family), std::move(label), std::move(subsystem)) {}
+  // `name` and `help` are viewed, not copied: string literals or strings that outlive the read.
+  void add(std::string_view name, std::string_view help, metric_kind kind, std::int64_t value) {
+    samples_.push_back(sample{name, help, kind, value});
+  }
+  void set_prometheus_labels(std::vector<std::pair<std::string, std::string>> labels) {
+    labels_ = std::move(labels);
+    has_labels_ = true;
+  }
+  bool empty() const { return samples_.empty(); }
+  void for_each_total(const std::function<void(const sample&)>& fn) const override {
+    for (const sample& s : samples_) fn(s);
+  }
+  const std::vector<std::pair<std::string, std::string>>* prometheus_labels() const override {
+    return has_labels_ ? &labels_ : nullptr;
+  }
+
+ private:
+  std::vector<sample> samples_;
+  std::vector<std::pair<std::string, std::string>> labels_;
+  bool has_labels_ = false;
+};
+
 // Owns every scope so that counters outlive configuration updates: a listener or cluster that
 // is replaced by an identical one keeps counting where it left off. Lookups happen when a
 // configuration snapshot is built, never per connection.
@@ -239,8 +273,15 @@ class registry {
     return s;
   }
 
-  // Calls fn for every scope, in name order.
+  // Calls fn for every scope: the stored ones in name order, then those the sources produce.
   void for_each_scope(const std::function<void(const scope&)>& fn) const;
+
+  // A source of computed scopes, called on every read (scrape, /stats) from the reading thread;
+  // it calls `emit` once per scope. Register sources before the registry is read; a source must
+  // not outlive what it reads (the gateway registers one over its own routing snapshots).
+  using scope_emitter = std::function<void(const scope&)>;
+  using scope_source = std::function<void(const scope_emitter& emit)>;
+  void add_source(scope_source source);
 
   // Every metric as "prefix+name" -> total, in name order (Envoy's /stats text form).
   std::map<std::string, std::int64_t> totals() const;
@@ -264,6 +305,7 @@ class registry {
   std::size_t workers_;
   mutable std::mutex mu_;
   std::map<key, std::shared_ptr<scope>> scopes_;
+  std::vector<scope_source> sources_;
 };
 
 // A scope created on first use. A gateway knows thousands of clusters (istiod sends one per
@@ -287,6 +329,14 @@ class lazy_scope {
     return s->worker(w);
   }
   bool created() const { return scope_.load(std::memory_order_acquire) != nullptr; }
+  // The scope once created, else null (readers: scrape).
+  const block_scope<Block>* get() const { return scope_.load(std::memory_order_acquire); }
+  // Takes over `previous`'s scope if it was created: a new version of the same cluster (an
+  // EDS or CDS update) keeps counting in the same scope and still counts as having carried
+  // traffic, without a registry lookup on its first connection. Same registry and name.
+  void carry_over(const lazy_scope& previous) {
+    if (block_scope<Block>* s = previous.scope_.load(std::memory_order_acquire)) scope_.store(s, std::memory_order_release);
+  }
 
  private:
   registry* registry_;

@@ -182,6 +182,16 @@ struct outlier_detection_config {
   bool operator==(const outlier_detection_config&) const = default;
 };
 
+// One entry of the `services` list istiod puts in a cluster's filter_metadata["istio"]: the
+// Kubernetes service (or ServiceEntry host) the cluster leads to. Istio's stats filter takes the
+// first one for its destination_service* labels.
+struct istio_service {
+  std::string host;        // e.g. "helloworld.sample.svc.cluster.local"
+  std::string name;        // e.g. "helloworld"
+  std::string namespace_;  // e.g. "sample"
+  bool operator==(const istio_service&) const = default;
+};
+
 struct cluster_config {
   std::string name;
   discovery_type type = discovery_type::static_;
@@ -189,13 +199,18 @@ struct cluster_config {
   milliseconds connect_timeout{5000};  // Envoy default 5s
   lb_policy policy = lb_policy::round_robin;
   std::uint32_t least_request_choice_count = 2;
+  // least_request_lb_config.active_request_bias.default_value (Envoy default 1.0): a weighted
+  // least-request host's effective weight is weight / (active + 1)^bias.
+  double least_request_active_request_bias = 1.0;
   std::uint32_t healthy_panic_threshold_percent = 50;
   bool locality_weighted = false;
   // circuit_breakers.thresholds (default priority) max_connections; Envoy default 1024.
   std::uint32_t max_connections = 1024;
   load_assignment_config load_assignment;
-  // filter_metadata["istio"] string fields (e.g. services[0].host), for telemetry labels.
+  // filter_metadata["istio"] string fields (e.g. default_original_port).
   std::map<std::string, std::string> istio_metadata;
+  // filter_metadata["istio"].services, in order (Istio's telemetry uses the first).
+  std::vector<istio_service> istio_services;
   std::optional<outlier_detection_config> outlier_detection;
   // Clusters received over xDS only (Istio's auto mTLS: tlsMode-istio -> TLS, else plaintext).
   // An endpoint matching none uses the cluster's own transport, plaintext.
@@ -218,6 +233,18 @@ struct node_config {
   // node.metadata (a google.protobuf.Struct) in its JSON form, sent to the control plane as
   // is; empty when unset.
   std::string metadata_json;
+  // The metadata Istio's stats filter reads to describe the proxy itself (its source_* labels
+  // on a gateway): WORKLOAD_NAME, NAMESPACE, CLUSTER_ID, and LABELS app, version,
+  // service.istio.io/canonical-name and canonical-revision. Empty when absent.
+  struct istio_identity {
+    std::string workload_name;
+    std::string namespace_;
+    std::string cluster_id;
+    std::string app;
+    std::string version;
+    std::string canonical_name;
+    std::string canonical_revision;
+  } istio;
 };
 
 // One gRPC metadata entry sent on the xDS stream (GrpcService.initial_metadata).

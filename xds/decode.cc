@@ -5,6 +5,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <initializer_list>
@@ -851,12 +852,23 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
   }
   if (c.has_least_request_lb_config()) {
     const auto& lr = c.least_request_lb_config();
-    check_fields(lr, {"choice_count"}, {}, join(path, "least_request_lb_config"), diag);
+    check_fields(lr, {"choice_count", "active_request_bias"}, {}, join(path, "least_request_lb_config"), diag);
     if (lr.has_choice_count()) {
       if (lr.choice_count().value() < 2) {
         diag.error(join(path, "least_request_lb_config.choice_count"), "must be at least 2");
       } else {
         out.least_request_choice_count = lr.choice_count().value();
+      }
+    }
+    if (lr.has_active_request_bias()) {
+      // A RuntimeDouble: ewgw has no runtime, so the default_value applies (runtime_key is
+      // ignored). Envoy falls back to 1.0 for a negative bias, with a warning; so does ewgw.
+      const std::string bp = join(path, "least_request_lb_config.active_request_bias");
+      const double bias = lr.active_request_bias().default_value();
+      if (bias < 0 || !std::isfinite(bias)) {
+        diag.notice(bp, "default_value " + std::to_string(bias) + " is invalid; using 1.0, as Envoy does");
+      } else {
+        out.least_request_active_request_bias = bias;
       }
     }
   }
@@ -925,6 +937,23 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
       for (const auto& [k, v] : it->second.fields()) {
         if (v.has_string_value()) out.istio_metadata[k] = v.string_value();
       }
+      // services: a list of {host, name, namespace} structs (istiod's cluster_builder). Other
+      // shapes are ignored: this metadata only labels telemetry and never affects routing.
+      if (auto services = it->second.fields().find("services");
+          services != it->second.fields().end() && services->second.has_list_value()) {
+        for (const auto& entry : services->second.list_value().values()) {
+          if (!entry.has_struct_value()) continue;
+          const auto& f = entry.struct_value().fields();
+          const auto text = [&](const char* key) {
+            auto field = f.find(key);
+            return field != f.end() && field->second.has_string_value() ? field->second.string_value() : std::string();
+          };
+          istio_service svc{text("host"), text("name"), text("namespace")};
+          // As Istio's stats filter: without a name, the host up to its first dot.
+          if (svc.name.empty()) svc.name = svc.host.substr(0, svc.host.find('.'));
+          if (!svc.host.empty()) out.istio_services.push_back(std::move(svc));
+        }
+      }
     }
   }
 }
@@ -983,6 +1012,22 @@ void decode_bootstrap(const bootstrap_v3::Bootstrap& b, diagnostics& diag, boots
     out.node.cluster = b.node().cluster();
     out.node.where = {b.node().locality().region(), b.node().locality().zone(), b.node().locality().sub_zone()};
     out.node.metadata_json = node_metadata_json(b);
+    const auto& md = b.node().metadata().fields();
+    const auto text = [](const auto& fields, const char* key) {
+      auto it = fields.find(key);
+      return it != fields.end() && it->second.has_string_value() ? it->second.string_value() : std::string();
+    };
+    node_config::istio_identity& id = out.node.istio;
+    id.workload_name = text(md, "WORKLOAD_NAME");
+    id.namespace_ = text(md, "NAMESPACE");
+    id.cluster_id = text(md, "CLUSTER_ID");
+    if (auto labels = md.find("LABELS"); labels != md.end() && labels->second.has_struct_value()) {
+      const auto& l = labels->second.struct_value().fields();
+      id.app = text(l, "app");
+      id.version = text(l, "version");
+      id.canonical_name = text(l, "service.istio.io/canonical-name");
+      id.canonical_revision = text(l, "service.istio.io/canonical-revision");
+    }
   }
   if (b.has_dynamic_resources()) decode_dynamic_resources(b, diag, out);
   if (b.has_admin()) {

@@ -413,6 +413,8 @@ TEST_F(GatewayTest, RefusingBackendClosesTheClientPromptly) {
   EXPECT_FALSE(r.timed_out);
   EXPECT_TRUE(r.bytes.empty());
   EXPECT_TRUE(stat_reaches("cluster.helloworld.upstream_cx_connect_fail", 1));
+  // Envoy counts the spent attempts also with the default single attempt.
+  EXPECT_TRUE(stat_reaches("cluster.helloworld.upstream_cx_connect_attempts_exceeded", 1));
   EXPECT_TRUE(stat_reaches("cluster.helloworld.upstream_cx_active", 0));
 }
 

@@ -68,5 +68,30 @@ TEST(Prometheus, LazyScopesAppearOnlyOnceUsed) {
   EXPECT_FALSE(idle.created());
 }
 
+TEST(Prometheus, ComputedScopesFromSourcesAreReadEachTime) {
+  registry r(1);
+  std::int64_t ejected = 1;
+  r.add_source([&](const registry::scope_emitter& emit) {
+    computed_scope envoy_named("cluster", "c1", "outlier_detection");
+    envoy_named.add("ejections_active", "Ejected now", metric_kind::gauge, ejected);
+    emit(envoy_named);
+    computed_scope own_labels("istiocustom", "reporter.source.destination_service.a");
+    own_labels.set_prometheus_labels({{"reporter", "source"}, {"destination_service", "a"}});
+    own_labels.add("istio_tcp_connections_opened_total", "Opened", metric_kind::counter, 4);
+    emit(own_labels);
+  });
+  std::string text = render_prometheus(r);
+  EXPECT_NE(text.find("envoy_cluster_outlier_detection_ejections_active{envoy_cluster_name=\"c1\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE istio_tcp_connections_opened_total counter\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("istio_tcp_connections_opened_total{reporter=\"source\",destination_service=\"a\"} 4\n"), std::string::npos)
+      << text;
+  // The /stats form names them by their dotted path.
+  EXPECT_EQ(r.value("cluster.c1.outlier_detection.ejections_active"), 1);
+  EXPECT_EQ(r.value("istiocustom.reporter.source.destination_service.a.istio_tcp_connections_opened_total"), 4);
+  ejected = 0;  // computed afresh on every read
+  text = render_prometheus(r);
+  EXPECT_NE(text.find("envoy_cluster_outlier_detection_ejections_active{envoy_cluster_name=\"c1\"} 0\n"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace ewgw::stats

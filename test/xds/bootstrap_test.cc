@@ -131,6 +131,55 @@ TEST(Bootstrap, NodeMetadataKeepsYamlTypes) {
   EXPECT_EQ(r.config.node.id, "x");
 }
 
+// Istio's telemetry inputs: the cluster's istio.services list (structs; the first names the
+// destination service) and the node's workload identity (the gateway's source_* labels).
+TEST(Bootstrap, IstioServicesAndNodeIdentityAreDecoded) {
+  const std::string node =
+      "node:\n  id: x\n  metadata: {WORKLOAD_NAME: gw, NAMESPACE: istio-system, CLUSTER_ID: c1, "
+      "LABELS: {app: gw-app, version: v9, service.istio.io/canonical-name: gw-canon, "
+      "service.istio.io/canonical-revision: r1}}\n";
+  const auto r = load_bootstrap_text(
+      node + config_with("", "", "    metadata: {filter_metadata: {istio: {default_original_port: \"5000\", services: "
+                                 "[{host: a.ns.svc.cluster.local, name: a, namespace: ns}, {host: b.other.svc.cluster.local}, "
+                                 "7, {name: no-host}]}}}\n")
+                 .substr(1),
+      "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  const cluster_config& c = r.config.clusters[0];
+  ASSERT_EQ(c.istio_services.size(), 2u);  // the number and the entry without a host are skipped
+  EXPECT_EQ(c.istio_services[0], (istio_service{"a.ns.svc.cluster.local", "a", "ns"}));
+  EXPECT_EQ(c.istio_services[1], (istio_service{"b.other.svc.cluster.local", "b", ""}));  // name from the host
+  EXPECT_EQ(c.istio_metadata.at("default_original_port"), "5000");
+  const auto& id = r.config.node.istio;
+  EXPECT_EQ(id.workload_name, "gw");
+  EXPECT_EQ(id.namespace_, "istio-system");
+  EXPECT_EQ(id.cluster_id, "c1");
+  EXPECT_EQ(id.app, "gw-app");
+  EXPECT_EQ(id.version, "v9");
+  EXPECT_EQ(id.canonical_name, "gw-canon");
+  EXPECT_EQ(id.canonical_revision, "r1");
+}
+
+TEST(Bootstrap, LeastRequestActiveRequestBiasIsDecoded) {
+  const auto lb = [](const std::string& bias) {
+    return "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: {choice_count: 3, active_request_bias: " + bias + "}\n";
+  };
+  auto r = load_bootstrap_text(config_with("", "", lb("{default_value: 0.5, runtime_key: lr.bias}")), "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.clusters[0].least_request_active_request_bias, 0.5);
+  EXPECT_EQ(r.config.clusters[0].least_request_choice_count, 3u);
+  r = load_bootstrap_text(config_with("", "", "    lb_policy: LEAST_REQUEST\n"), "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.clusters[0].least_request_active_request_bias, 1.0);  // Envoy's default
+  // Negative: Envoy warns and uses 1.0; so does ewgw, with a notice naming the field.
+  r = load_bootstrap_text(config_with("", "", lb("{default_value: -2, runtime_key: lr.bias}")), "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
+  EXPECT_EQ(r.config.clusters[0].least_request_active_request_bias, 1.0);
+  EXPECT_TRUE(std::any_of(r.diag.notices.begin(), r.diag.notices.end(), [](const std::string& n) {
+    return n.find("least_request_lb_config.active_request_bias") != std::string::npos;
+  }));
+}
+
 TEST(Bootstrap, UnknownFieldIsReportedWithItsPosition) {
   const auto r = load_bootstrap_text("static_resources:\n  listners: []\n", "t.yaml");
   ASSERT_FALSE(r.diag.ok());
