@@ -159,8 +159,9 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
     out.weighted.push_back(std::move(t));
   }
   resolve(out, snapshot);
-  out.stats = registry.get<tcp_stats>("tcp", chain.tcp_proxy.stat_prefix);
-  out.tcp_proxy.stat_prefix = {};  // resolved into `stats`; not kept per chain (tens of thousands)
+  // The prefix moves into the lazy scope; it is not kept twice per chain (tens of thousands).
+  out.stats = std::make_shared<stats::lazy_scope<tcp_stats>>(registry, "tcp", std::move(out.tcp_proxy.stat_prefix));
+  out.tcp_proxy.stat_prefix = {};
   return out;
 }
 
