@@ -468,10 +468,10 @@ struct ads_client::impl {
 
   // ---- responses ----------------------------------------------------------------------------
 
+  // Looked up per EDS update (cold path) rather than cached here: a second map of 10,000
+  // cluster names would cost more than the lookup. One block: only this thread writes it.
   stats::block_scope<xds_update_stats>* eds_scope(const std::string& cluster) {
-    auto& s = eds_stats[cluster];
-    if (!s) s = registry.get<xds_update_stats>("cluster", cluster);
-    return s.get();
+    return registry.get<xds_update_stats>("cluster", cluster, "", 1).get();
   }
 
   xds_update_stats* type_stats(resource_kind kind) {

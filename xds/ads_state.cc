@@ -377,6 +377,7 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::stri
     add_error(r, label, diag);
     return false;
   }
+  config.cluster_name.clear();  // the users' eds_service_name; not stored once more per cluster
   out.push_back({name, version, digest, std::move(config)});
   return true;
 }
@@ -436,7 +437,6 @@ void ads_state::stage_cluster(decoded_cluster d, result& r) {
   if (is_eds(config)) {
     if (const load_assignment_config* known = service_endpoints(config.eds_service_name)) {
       config.load_assignment = *known;
-      config.load_assignment.cluster_name = name;
     } else {
       ready = false;  // warming; the version in force, if any, keeps routing meanwhile
     }
@@ -483,7 +483,6 @@ void ads_state::stage_cla(decoded_cla d) {
   for (const std::string& user : users) {
     cluster_entry e = clusters_.at(user);
     load_assignment_config la = d.config;
-    la.cluster_name = user;
     if (e.warming && e.warming->eds_service_name == service) {
       // Warming until now: this version takes effect.
       const auto before = services_of(active_cluster(user), e.warming.get());
@@ -658,9 +657,7 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
       for (const std::string& name : removed_set) {
         auto it = services_.find(name);
         if (it == services_.end() || it->second.users.empty() || seen.contains(name)) continue;
-        decoded_cla empty{name, "", 0, load_assignment_config{}};
-        empty.config.cluster_name = name;
-        stage_cla(std::move(empty));
+        stage_cla(decoded_cla{name, "", 0, load_assignment_config{}});
       }
       break;
     }

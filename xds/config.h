@@ -125,6 +125,7 @@ struct locality_endpoints_config {
 
 // envoy.config.endpoint.v3.ClusterLoadAssignment
 struct load_assignment_config {
+  // Empty in clusters whose endpoints came over EDS: it is their eds_service_name.
   std::string cluster_name;
   std::vector<locality_endpoints_config> localities;
   std::uint32_t overprovisioning_factor = 140;
