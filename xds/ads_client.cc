@@ -148,6 +148,7 @@ struct ads_client::impl {
         cds_stats(registry_in.get<xds_update_stats>("cluster_manager", "cds")),
         lds_stats(registry_in.get<xds_update_stats>("listener_manager", "lds")),
         cp_stats(registry_in.get<control_plane_stats>("control_plane", "")),
+        listener_manager(registry_in.get<listener_manager_stats>("listener_manager", "", "", 1)),
         tokens(ads.token_file) {
     build_node();
   }
@@ -651,7 +652,10 @@ struct ads_client::impl {
       status_.warming_clusters = state.warming_clusters();
       status_.listeners = state.listener_count();
       status_.waiting_listeners = state.waiting_listeners();
+      status_.unusable_listeners = state.unusable_listeners();
     }
+    stats::gauge& unusable = listener_manager->worker(0).total_listeners_unusable;
+    unusable.add(static_cast<std::int64_t>(state.unusable_listeners()) - unusable.value());
     if (ready.load()) return;
     const bool cds_done = !ads.cds || cds_accepted;
     const bool lds_done = !ads.lds || lds_accepted;
@@ -697,7 +701,7 @@ struct ads_client::impl {
   std::shared_ptr<stats::block_scope<xds_update_stats>> cds_stats;
   std::shared_ptr<stats::block_scope<xds_update_stats>> lds_stats;
   std::shared_ptr<stats::block_scope<control_plane_stats>> cp_stats;
-  std::unordered_map<std::string, std::shared_ptr<stats::block_scope<xds_update_stats>>> eds_stats;
+  std::shared_ptr<stats::block_scope<listener_manager_stats>> listener_manager;
   token_source tokens;
   std::mt19937_64 rng{std::random_device{}()};
 

@@ -197,6 +197,8 @@ void ads_state::set_listener_meta(const std::string& name, std::optional<listene
   if (recording_) undo_.push_back([this, name, old] { set_listener_meta(name, old); });
   if (old && old->waiting) --waiting_;
   if (entry && entry->waiting) ++waiting_;
+  if (old && old->unusable) --unusable_;
+  if (entry && entry->unusable) ++unusable_;
   if (entry) {
     entry->pos = it != listeners_.end() ? it->second.pos : npos;
     listeners_.insert_or_assign(name, std::move(*entry));
@@ -333,8 +335,7 @@ bool ads_state::decode_listener_any(const google::protobuf::Any& any, const std:
   if (auto it = listeners_.find(name); it != listeners_.end() && it->second.digest == digest) return true;
   diagnostics diag;
   listener_config config;
-  decode_listener(l, "", diag, config);
-  if (!diag.ok()) {
+  if (!decode_dynamic_listener(l, "", diag, config) || !diag.ok()) {
     add_error(r, label, diag);
     return false;
   }
@@ -397,7 +398,7 @@ void ads_state::check_listener_addresses(const std::vector<decoded_listener>& in
   for (std::size_t i = 0; i < static_listeners_; ++i) claim(assembled_.listeners[i].name, assembled_.listeners[i].address);
   std::set<std::string> replaced;
   for (const auto& d : incoming) {
-    claim(d.name, d.config.address);
+    if (d.config.unsupported.empty()) claim(d.name, d.config.address);  // an unusable one is not bound
     replaced.insert(d.name);
   }
   for (const auto& [name, e] : listeners_) {
@@ -523,6 +524,17 @@ void ads_state::stage_listener(decoded_listener d, clock::time_point now, result
   e.version = std::move(d.version);
   e.digest = d.digest;
   const listener_config* current = active_listener(name);
+  if (!d.config.unsupported.empty()) {
+    // Accepted but not served: a version in force stops being served (it is replaced), and the
+    // listener neither waits for clusters nor blocks readiness.
+    r.notes.push_back("listener '" + name + "' accepted but unusable, not bound: " + d.config.unsupported);
+    e.waiting.reset();
+    e.unusable = true;
+    set_listener_meta(name, std::move(e));
+    set_listener_active(name, std::nullopt);
+    return;
+  }
+  e.unusable = false;
   if (current != nullptr && *current == d.config) {
     e.waiting.reset();
     set_listener_meta(name, std::move(e));

@@ -21,6 +21,9 @@
 //     chains whose cluster is still missing are closed as no_route.
 //   - A cluster with settings ewgw does not implement is accepted as unusable
 //     (cluster_config::unsupported) and is ready at once: it has no endpoints to wait for.
+//   - A listener with filters or settings ewgw does not implement is accepted as unusable
+//     (listener_config::unsupported): it is left out of the assembled configuration, so it is
+//     not bound (a version in force before is removed) and does not wait for clusters.
 //   - A response is applied whole or not at all: one invalid resource rejects the response
 //     (NACK) and nothing changes. Changes are staged; commit() keeps them, rollback() restores
 //     the state before the last apply_*() or promote_listeners() call (used when the gateway
@@ -97,6 +100,8 @@ class ads_state {
   std::size_t warming_clusters() const { return warming_; }
   std::size_t cluster_count() const { return clusters_.size(); }
   std::size_t listener_count() const { return listeners_.size(); }
+  // Accepted listeners that are not served (listener_config::unsupported).
+  std::size_t unusable_listeners() const { return unusable_; }
 
  private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
@@ -124,6 +129,7 @@ class ads_state {
     std::size_t pos = npos;  // in assembled_.listeners while in force
     std::shared_ptr<const listener_config> waiting;
     clock::time_point waiting_since{};
+    bool unusable = false;  // accepted, never in assembled_ (listener_config::unsupported)
   };
   struct decoded_cluster {
     std::string name;
@@ -190,6 +196,7 @@ class ads_state {
   std::map<std::string, listener_entry> listeners_;
   std::size_t warming_ = 0;
   std::size_t waiting_ = 0;
+  std::size_t unusable_ = 0;
 
   std::vector<std::function<void()>> undo_;
   bool recording_ = true;

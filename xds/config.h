@@ -84,6 +84,12 @@ struct listener_config {
   bool continue_on_listener_filters_timeout = false;
   std::vector<filter_chain_config> filter_chains;
   std::optional<filter_chain_config> default_filter_chain;
+  // Listeners received over xDS only: non-empty when the listener uses filters or settings ewgw
+  // does not implement (e.g. an http_connection_manager for an HTTP Gateway server bound to the
+  // same pods). Such a listener is accepted, so that the rest of the LDS update applies, but it
+  // is not part of the assembled configuration and so is never bound (its port refuses
+  // connections). The text says why; it has no chains.
+  std::string unsupported;
   revision_tag revision;
   bool operator==(const listener_config&) const = default;
 };

@@ -300,11 +300,11 @@ TEST_P(AdsClientTest, InvalidResourceIsNackedAndTheLastGoodConfigStays) {
   EXPECT_TRUE(reaches(svc_a, a));
   EXPECT_GE(stat("cluster_manager.cds.update_rejected"), 1);
 
-  // A listener with a filter ewgw does not implement: NACKed too, 15443 keeps its chains.
+  // An invalid listener (a negative listener_filters_timeout): NACKed too, 15443 keeps its
+  // chains. (One with a filter ewgw does not implement is not invalid: see
+  // ListenerWithUnimplementedFilterIsAcceptedButNotBound.)
   auto listener = istio::gateway_listener(listener_port_, {{svc_a, svc_a}});
-  listener.mutable_filter_chains(0)->mutable_filters(1)->set_name("envoy.filters.network.http_connection_manager");
-  listener.mutable_filter_chains(0)->mutable_filters(1)->mutable_typed_config()->set_type_url(
-      "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+  listener.mutable_listener_filters_timeout()->set_seconds(-1);
   cp_->set_clusters({istio::sni_dnat_cluster(svc_a)});
   cp_->set_listeners({listener});
   cp_->push();
@@ -338,6 +338,48 @@ TEST_P(AdsClientTest, ClustersWithUnimplementedSettingsDoNotBlockUpdates) {
   EXPECT_TRUE(eventually_reaches(svc_b, b));
   EXPECT_TRUE(refused(via_outbound));
   EXPECT_TRUE(eventually([&] { return stat("cluster." + outbound.name() + ".upstream_cx_unsupported_config") == 1; }));
+  EXPECT_TRUE(cp_->nacks().empty());
+}
+
+// An HTTP Gateway server bound to the east-west gateway's pods makes istiod send a listener
+// with an http_connection_manager (and an AuthorizationPolicy on the gateway an rbac network
+// filter). ewgw accepts it as unusable and does not bind it; the rest of the LDS update applies,
+// nothing is NACKed, and the gauge and the log say so.
+TEST_P(AdsClientTest, ListenerWithUnimplementedFilterIsAcceptedButNotBound) {
+  test::tcp_sink_server a;
+  test::tcp_sink_server b;
+  start_control_plane();
+  publish({{svc_a, {a.port()}}});
+  start_gateway(bootstrap(cp_->address()));
+  ASSERT_TRUE(becomes_ready());
+  EXPECT_TRUE(eventually_reaches(svc_a, a));
+
+  const std::uint16_t http_port = test::unused_port();
+  auto http = istio::passthrough_listener("0.0.0.0_" + std::to_string(http_port), http_port, svc_a);
+  auto* hcm = http.mutable_filter_chains(0)->mutable_filters(1);
+  hcm->set_name("envoy.filters.network.http_connection_manager");
+  hcm->mutable_typed_config()->set_type_url(
+      "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+  hcm->mutable_typed_config()->clear_value();
+  cp_->set_clusters({istio::sni_dnat_cluster(svc_a), istio::sni_dnat_cluster(svc_b)});
+  cp_->set_endpoints({istio::local_assignment(svc_a, {a.port()}), istio::local_assignment(svc_b, {b.port()})});
+  cp_->set_listeners({istio::gateway_listener(listener_port_, {{svc_a, svc_a}, {svc_b, svc_b}}), http});
+  cp_->push();
+  EXPECT_TRUE(eventually_reaches(svc_b, b));  // the rest of the update applied
+  EXPECT_TRUE(cp_->wait_synced());
+  EXPECT_TRUE(cp_->nacks().empty()) << cp_->nacks().back().message;
+  EXPECT_TRUE(eventually([&] { return stat("listener_manager.total_listeners_unusable") == 1; }));
+  EXPECT_EQ(xds_->client().status().unusable_listeners, 1u);
+  EXPECT_EQ(gw_->listener_port(http.name()), 0) << "an unusable listener is not bound";
+  EXPECT_FALSE(test::unique_fd(test::connect_tcp(http_port, 1s))) << "nothing listens on its port";
+  EXPECT_TRUE(xds_->ready());
+
+  // Made usable (tcp_proxy again): bound and served; the gauge returns to 0.
+  cp_->set_listeners({istio::gateway_listener(listener_port_, {{svc_a, svc_a}, {svc_b, svc_b}}),
+                      istio::passthrough_listener(http.name(), http_port, svc_a)});
+  cp_->push();
+  EXPECT_TRUE(eventually([&] { return gw_->listener_port(http.name()) == http_port; }));
+  EXPECT_TRUE(eventually([&] { return stat("listener_manager.total_listeners_unusable") == 0; }));
   EXPECT_TRUE(cp_->nacks().empty());
 }
 
