@@ -257,6 +257,13 @@ struct ads_client::impl {
     if (ads.tls) {
       grpc::SslCredentialsOptions ssl;
       if (!ads.root_cert_file.empty() && !read_file(ads.root_cert_file, ssl.pem_root_certs, error)) return nullptr;
+      // mTLS towards the control plane: read for every new channel (a rotated certificate is
+      // used from the next stream on).
+      if (!ads.client_cert_chain_file.empty() &&
+          (!read_file(ads.client_cert_chain_file, ssl.pem_cert_chain, error) ||
+           !read_file(ads.client_private_key_file, ssl.pem_private_key, error))) {
+        return nullptr;
+      }
       creds = grpc::SslCredentials(ssl);
     } else {
       creds = grpc::InsecureChannelCredentials();
@@ -386,7 +393,18 @@ struct ads_client::impl {
     const grpc::Status status = stream.Finish();
     set_connected(false);
     cp_stats->worker(0).stream_closed.inc();
-    set_error(got_response ? "stream closed by the server: " + status_text(status) : status_text(status));
+    if (got_response) {
+      set_error("stream closed by the server: " + status_text(status));
+    } else if (ads.tls && ads.client_cert_chain_file.empty() && status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+               status.error_message().find("Socket closed") != std::string::npos) {
+      // With TLS 1.3 a server that requires a client certificate rejects the handshake after
+      // the client has finished it: gRPC only sees the socket close. Say what is likely.
+      set_error(status_text(status) +
+                " (TLS: no client certificate is configured; a control plane that requires mutual TLS closes the "
+                "connection like this, see ssl_credentials.cert_chain/private_key)");
+    } else {
+      set_error(status_text(status));
+    }
     return got_response;
   }
 

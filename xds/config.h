@@ -242,6 +242,10 @@ struct ads_config {
   // TLS: the name sent as SNI and verified in the server certificate (gRPC's
   // ssl_target_name_override); empty means the host part of `target`.
   std::string server_name;
+  // TLS: a client certificate presented to the control plane (mTLS), PEM files read on every
+  // new stream, so a rotated certificate is used from the next reconnect. Both or neither.
+  std::string client_cert_chain_file;
+  std::string client_private_key_file;
   // Call credentials read from a file on every new stream (and when it changes): the header
   // `token_header: token_prefix + <file contents, trailing whitespace removed>`.
   std::string token_file;

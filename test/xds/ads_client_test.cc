@@ -570,6 +570,73 @@ TEST_P(AdsClientTest, TlsVerifiesTheServerAgainstTheRootFile) {
   EXPECT_EQ(cp_->streams_opened(), opened);
 }
 
+// istiod on 15012 with mutual TLS: the control plane requires a client certificate from the
+// mesh's CA. The right one is accepted; none, or one from another CA, is refused and the
+// gateway keeps retrying, not ready.
+TEST_P(AdsClientTest, ClientCertificateTowardsTheControlPlane) {
+  test::tcp_sink_server a;
+  test::test_pki mesh("mesh");
+  test::test_pki other("other");
+  const auto istiod = mesh.make_leaf("istiod", {"istiod.istio-system.svc"}, test::cert_usage::server);
+  const auto gateway = mesh.make_leaf("eastwestgateway", {"spiffe://cluster.local/ns/istio-system/sa/ew"},
+                                      test::cert_usage::client);
+  const auto stranger = other.make_leaf("stranger", {"stranger.example"}, test::cert_usage::client);
+  test::control_plane_options o;
+  o.tls = true;
+  o.cert_chain = istiod.chain;
+  o.key = istiod.key;
+  o.client_ca = mesh.root_pem();
+  start_control_plane(o);
+  publish({{svc_a, {a.port()}}});
+
+  auto b = bootstrap(cp_->address());
+  b.ads->tls = true;
+  b.ads->server_name = "istiod.istio-system.svc";
+  b.ads->root_cert_file = write_file("root-cert.pem", mesh.root_pem());
+
+  // No client certificate: the handshake is refused; retried, not ready, and the reason logged.
+  start_gateway(b);
+  ASSERT_TRUE(eventually([&] { return xds_->client().status().streams_opened >= 2; }));
+  EXPECT_FALSE(xds_->ready());
+  EXPECT_EQ(cp_->streams_opened(), 0u);
+  EXPECT_NE(xds_->client().status().last_error.find("no client certificate is configured"), std::string::npos)
+      << xds_->client().status().last_error;
+  xds_->stop();
+  gw_->stop();
+
+  // A certificate from another CA: refused too.
+  b.ads->client_cert_chain_file = write_file("stranger.pem", stranger.chain);
+  b.ads->client_private_key_file = write_file("stranger.key", stranger.key);
+  start_gateway(b);
+  ASSERT_TRUE(eventually([&] { return xds_->client().status().streams_opened >= 2; }));
+  EXPECT_FALSE(xds_->ready());
+  EXPECT_EQ(cp_->streams_opened(), 0u);
+  xds_->stop();
+  gw_->stop();
+
+  // The mesh's certificate: connected and serving.
+  b.ads->client_cert_chain_file = write_file("cert-chain.pem", gateway.chain);
+  b.ads->client_private_key_file = write_file("key.pem", gateway.key);
+  start_gateway(b);
+  ASSERT_TRUE(becomes_ready());
+  EXPECT_TRUE(eventually_reaches(svc_a, a));
+  EXPECT_GE(cp_->streams_opened(), 1u);
+}
+
+// A client certificate file that cannot be read: a clear error naming the file, retried.
+TEST_P(AdsClientTest, UnreadableClientCertificateIsReported) {
+  start_control_plane();
+  auto b = bootstrap(cp_->address());
+  b.ads->tls = true;
+  b.ads->client_cert_chain_file = (dir_ / "missing-cert.pem").string();
+  b.ads->client_private_key_file = (dir_ / "missing-key.pem").string();
+  start_gateway(b);
+  ASSERT_TRUE(eventually([&] {
+    return xds_->client().status().last_error.find("cannot read " + b.ads->client_cert_chain_file) != std::string::npos;
+  })) << xds_->client().status().last_error;
+  EXPECT_FALSE(xds_->ready());
+}
+
 TEST_P(AdsClientTest, StartsWithTheControlPlaneUnreachableAndKeepsRetrying) {
   test::tcp_sink_server a;
   const std::uint16_t port = test::unused_port();
