@@ -117,47 +117,64 @@ void ads_state::rollback() {
 
 // ---- primitive mutations (each records its inverse) ----------------------------------------
 
-void ads_state::set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry) {
-  auto it = clusters_.find(name);
-  std::optional<cluster_entry> old;
-  if (it != clusters_.end()) old = it->second;
-  if (recording_) undo_.push_back([this, name, old] { set_cluster_meta(name, old); });
-  if (old && old->warming) --warming_;
-  if (entry && entry->warming) ++warming_;
+// Inserts, replaces or (nullopt) erases `name` in `index`. The entry's position in assembled_
+// is kept: it belongs to set_active(). `tally(entry, +1 or -1)` keeps the counters in step.
+template <class Entry, class Tally>
+void ads_state::set_meta(std::map<std::string, Entry>& index, const std::string& name, std::optional<Entry> entry,
+                         Tally tally) {
+  auto it = index.find(name);
+  std::optional<Entry> old;
+  if (it != index.end()) old = it->second;
+  if (recording_) undo_.push_back([this, &index, name, old, tally] { set_meta(index, name, old, tally); });
+  if (old) tally(*old, -1);
+  if (entry) tally(*entry, +1);
   if (entry) {
-    // The position in assembled_ belongs to set_cluster_active().
-    entry->pos = it != clusters_.end() ? it->second.pos : npos;
-    clusters_.insert_or_assign(name, std::move(*entry));
-  } else if (it != clusters_.end()) {
-    clusters_.erase(it);
+    entry->pos = it != index.end() ? it->second.pos : npos;
+    index.insert_or_assign(name, std::move(*entry));
+  } else if (it != index.end()) {
+    index.erase(it);
   }
 }
 
-void ads_state::set_cluster_active(const std::string& name, std::optional<cluster_config> config) {
-  cluster_entry& e = clusters_.at(name);
-  auto old = std::make_shared<std::optional<cluster_config>>();
-  if (e.pos != npos) *old = std::move(assembled_.clusters[e.pos]);
+// Puts `config` in force for `name` in `in_force` (part of assembled_), or (nullopt) takes it
+// out: the last element takes its place, so the static resources at the front never move.
+template <class Entry, class Config>
+void ads_state::set_active(std::map<std::string, Entry>& index, std::vector<Config>& in_force,
+                           const std::string& name, std::optional<Config> config) {
+  Entry& e = index.at(name);
+  auto old = std::make_shared<std::optional<Config>>();
+  if (e.pos != npos) *old = std::move(in_force[e.pos]);
   if (!*old && !config) return;
-  if (recording_) undo_.push_back([this, name, old] { set_cluster_active(name, std::move(*old)); });
+  if (recording_) {
+    undo_.push_back([this, &index, &in_force, name, old] { set_active(index, in_force, name, std::move(*old)); });
+  }
   changed_ = true;
-  auto& v = assembled_.clusters;
   if (config) {
     if (e.pos == npos) {
-      e.pos = v.size();
-      v.push_back(std::move(*config));
+      e.pos = in_force.size();
+      in_force.push_back(std::move(*config));
     } else {
-      v[e.pos] = std::move(*config);
+      in_force[e.pos] = std::move(*config);
     }
     return;
   }
-  // Removed: the last cluster takes its place (statics sit before every dynamic one).
-  const std::size_t last = v.size() - 1;
+  const std::size_t last = in_force.size() - 1;
   if (e.pos != last) {
-    v[e.pos] = std::move(v[last]);
-    clusters_.at(v[e.pos].name).pos = e.pos;
+    in_force[e.pos] = std::move(in_force[last]);
+    index.at(in_force[e.pos].name).pos = e.pos;
   }
-  v.pop_back();
+  in_force.pop_back();
   e.pos = npos;
+}
+
+void ads_state::set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry) {
+  set_meta(clusters_, name, std::move(entry), [this](const cluster_entry& e, int sign) {
+    if (e.warming) warming_ = sign > 0 ? warming_ + 1 : warming_ - 1;
+  });
+}
+
+void ads_state::set_cluster_active(const std::string& name, std::optional<cluster_config> config) {
+  set_active(clusters_, assembled_.clusters, name, std::move(config));
 }
 
 void ads_state::set_service(const std::string& name, std::optional<service_entry> entry) {
@@ -191,46 +208,14 @@ void ads_state::remove_user(const std::string& service, const std::string& clust
 }
 
 void ads_state::set_listener_meta(const std::string& name, std::optional<listener_entry> entry) {
-  auto it = listeners_.find(name);
-  std::optional<listener_entry> old;
-  if (it != listeners_.end()) old = it->second;
-  if (recording_) undo_.push_back([this, name, old] { set_listener_meta(name, old); });
-  if (old && old->waiting) --waiting_;
-  if (entry && entry->waiting) ++waiting_;
-  if (old && old->unusable) --unusable_;
-  if (entry && entry->unusable) ++unusable_;
-  if (entry) {
-    entry->pos = it != listeners_.end() ? it->second.pos : npos;
-    listeners_.insert_or_assign(name, std::move(*entry));
-  } else if (it != listeners_.end()) {
-    listeners_.erase(it);
-  }
+  set_meta(listeners_, name, std::move(entry), [this](const listener_entry& e, int sign) {
+    if (e.waiting) waiting_ = sign > 0 ? waiting_ + 1 : waiting_ - 1;
+    if (e.unusable) unusable_ = sign > 0 ? unusable_ + 1 : unusable_ - 1;
+  });
 }
 
 void ads_state::set_listener_active(const std::string& name, std::optional<listener_config> config) {
-  listener_entry& e = listeners_.at(name);
-  auto old = std::make_shared<std::optional<listener_config>>();
-  if (e.pos != npos) *old = std::move(assembled_.listeners[e.pos]);
-  if (!*old && !config) return;
-  if (recording_) undo_.push_back([this, name, old] { set_listener_active(name, std::move(*old)); });
-  changed_ = true;
-  auto& v = assembled_.listeners;
-  if (config) {
-    if (e.pos == npos) {
-      e.pos = v.size();
-      v.push_back(std::move(*config));
-    } else {
-      v[e.pos] = std::move(*config);
-    }
-    return;
-  }
-  const std::size_t last = v.size() - 1;
-  if (e.pos != last) {
-    v[e.pos] = std::move(v[last]);
-    listeners_.at(v[e.pos].name).pos = e.pos;
-  }
-  v.pop_back();
-  e.pos = npos;
+  set_active(listeners_, assembled_.listeners, name, std::move(config));
 }
 
 // ---- lookups --------------------------------------------------------------------------------

@@ -152,6 +152,11 @@ class ads_state {
 
   void begin();
   // Mutations of the indexes and of assembled_; each records how to undo itself.
+  template <class Entry, class Tally>
+  void set_meta(std::map<std::string, Entry>& index, const std::string& name, std::optional<Entry> entry, Tally tally);
+  template <class Entry, class Config>
+  void set_active(std::map<std::string, Entry>& index, std::vector<Config>& in_force, const std::string& name,
+                  std::optional<Config> config);
   void set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry);
   void set_cluster_active(const std::string& name, std::optional<cluster_config> config);
   void set_service(const std::string& name, std::optional<service_entry> entry);
