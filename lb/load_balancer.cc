@@ -39,10 +39,6 @@ struct alignas(64) worker_state {
   std::vector<edf_scheduler> edf;
 };
 
-struct alignas(64) padded_counter {
-  std::atomic<std::uint64_t> value{0};
-};
-
 bool weights_equal(const host_ref* refs, std::uint32_t n) {
   for (std::uint32_t i = 1; i < n; ++i) {
     if (refs[i].weight != refs[0].weight) return false;
@@ -53,16 +49,57 @@ bool weights_equal(const host_ref* refs, std::uint32_t n) {
 }  // namespace
 
 struct load_balancer::shared_state {
-  shared_state(std::size_t workers, std::uint64_t seed) : panic(workers), cold_random(fast_random::mix(seed ^ 0x636f6c64)) {}
+  explicit shared_state(std::uint64_t seed) : cold_random(fast_random::mix(seed ^ 0x636f6c64)) {}
   std::mutex cold;
   atomic_lb_stats stats;
-  std::vector<padded_counter> panic;  // lb_healthy_panic, one per worker (single writer each)
+  // lb_healthy_panic. One counter for all workers: it moves only while a priority is in panic,
+  // which is rare, and per-worker padded counters cost a cache line per worker per cluster.
+  std::atomic<std::uint64_t> panic{0};
   fast_random cold_random;
 };
 
 struct alignas(64) load_balancer::worker_slot {
   std::atomic<const health_view*> hazard{nullptr};
   fast_random random;
+};
+
+// Per-worker state is created by each worker on its first pick (of the balancer, and of each
+// view), not up front: a gateway with 10,000 clusters and N workers would otherwise hold
+// 10,000 x N cache lines for clusters that one gateway may never route to. Entry w is written
+// only by worker w; the cold path only reads it (hazard scan) or frees it (destructor).
+template <class T>
+class lazy_per_worker {
+ public:
+  explicit lazy_per_worker(std::size_t workers) : entries_(new std::atomic<T*>[workers]), size_(workers) {
+    for (std::size_t w = 0; w < size_; ++w) entries_[w].store(nullptr, std::memory_order_relaxed);
+  }
+  ~lazy_per_worker() {
+    for (std::size_t w = 0; w < size_; ++w) delete entries_[w].load(std::memory_order_relaxed);
+  }
+  lazy_per_worker(const lazy_per_worker&) = delete;
+  lazy_per_worker& operator=(const lazy_per_worker&) = delete;
+
+  // Worker w's entry, made by `make` on its first use. seq_cst: the hazard-pointer argument in
+  // reclaim_locked() needs the entry's publication in the same total order as the hazard.
+  template <class Make>
+  T& get(std::size_t w, Make&& make) {
+    T* e = entries_[w].load(std::memory_order_seq_cst);
+    if (e == nullptr) {
+      e = make();
+      entries_[w].store(e, std::memory_order_seq_cst);
+    }
+    return *e;
+  }
+  // Null until worker w made it.
+  const T* peek(std::size_t w) const { return entries_[w].load(std::memory_order_seq_cst); }
+
+ private:
+  std::unique_ptr<std::atomic<T*>[]> entries_;
+  std::size_t size_;
+};
+
+struct load_balancer::worker_slots : lazy_per_worker<worker_slot> {
+  using lazy_per_worker::lazy_per_worker;
 };
 
 struct load_balancer::health_view {
@@ -73,7 +110,27 @@ struct load_balancer::health_view {
   priority_loads loads;
   std::vector<priority_counts> counts;           // per priority
   std::vector<priority_counts> locality_counts;  // per locality_layout
-  std::unique_ptr<worker_state[]> workers;       // pointer: workers mutate their own entry
+  // Initial weights of each EDF schedule (source::edf, priority_picker::*_locality_edf); each
+  // worker's state starts from them.
+  std::vector<std::vector<double>> schedules;
+  std::uint64_t seed = 0;
+  lazy_per_worker<worker_state> workers;  // each worker mutates its own entry only
+
+  explicit health_view(std::size_t worker_count) : workers(worker_count) {}
+
+  // Worker w's picking state for this view. With a seed, each worker starts its rotations and
+  // (up to 255 picks into) its schedules at its own point, so workers do not all send their
+  // first picks to one host.
+  worker_state& worker(std::size_t w) const {
+    return const_cast<lazy_per_worker<worker_state>&>(workers).get(w, [&] {
+      const std::uint64_t start = seed == 0 ? 0 : fast_random::mix(seed ^ (0xa0761d6478bd642full * (w + 1)));
+      auto ws = std::make_unique<worker_state>();
+      ws->rr.assign(sources.size(), start);
+      ws->edf.resize(schedules.size());
+      for (std::size_t e = 0; e < schedules.size(); ++e) ws->edf[e].reset(schedules[e], start & 0xff);
+      return ws.release();
+    });
+  }
 };
 
 std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config, const build_options& options,
@@ -88,11 +145,8 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->choice_count_ = std::max<std::uint32_t>(1, config.choice_count);
   lb->active_request_bias_ = config.active_request_bias;
   lb->outlier_ = config.outlier_detection;
-  lb->shared_ = previous != nullptr ? previous->shared_ : std::make_shared<shared_state>(lb->workers_, options.seed);
-  lb->slots_ = std::make_unique<worker_slot[]>(lb->workers_);
-  for (std::size_t w = 0; w < lb->workers_; ++w) {
-    lb->slots_[w].random = fast_random(fast_random::mix(options.seed + 0x9e3779b97f4a7c15ull * (w + 1)));
-  }
+  lb->shared_ = previous != nullptr ? previous->shared_ : std::make_shared<shared_state>(options.seed);
+  lb->slots_ = std::make_unique<worker_slots>(lb->workers_);
 
   std::lock_guard<std::mutex> lock(lb->shared_->cold);
   std::unordered_map<endpoint_address, std::size_t, endpoint_address_hash> known;  // index in previous->hosts_
@@ -153,7 +207,7 @@ load_balancer::~load_balancer() {
 
 // Cold: everything a pick needs that depends on which hosts are ejected.
 std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
-  auto v = std::make_unique<health_view>();
+  auto v = std::make_unique<health_view>(workers_);
   // The state each member counts as: ejected hosts are unhealthy (Envoy's FAILED_OUTLIER_CHECK),
   // excluded hosts stay excluded. Read once, so the whole view sees one ejected set.
   std::vector<host_health> state(members_.size());
@@ -183,8 +237,8 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
   }
   v->loads = compute_priority_loads(v->counts, overprovisioning_factor_, panic_threshold_);
 
-  // Initial weights of each EDF schedule; every worker gets its own copy below.
-  std::vector<std::vector<double>> schedules;
+  // Initial weights of each EDF schedule; every worker gets its own copy (health_view::worker).
+  std::vector<std::vector<double>>& schedules = v->schedules;
   // A source gets a schedule when Envoy would build one (policy not random, more than one host,
   // weights differ) and a pick can reach it with this view's loads and panic flags; a source
   // that cannot be reached keeps the (equally valid) unweighted pick, which costs nothing to set
@@ -258,16 +312,11 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     v->priorities.push_back(std::move(pp));
   }
 
-  // Per-worker state. With a seed, each worker starts its rotations and (up to 255 picks into)
-  // its schedules at its own point, so workers do not all send their first picks to one host.
-  v->workers = std::make_unique<worker_state[]>(workers_);
-  for (std::size_t w = 0; w < workers_; ++w) {
-    const std::uint64_t start = seed_ == 0 ? 0 : fast_random::mix(seed_ ^ (0xa0761d6478bd642full * (w + 1)));
-    worker_state& ws = v->workers[w];
-    ws.rr.assign(v->sources.size(), start);
-    ws.edf.resize(schedules.size());
-    for (std::size_t e = 0; e < schedules.size(); ++e) ws.edf[e].reset(schedules[e], start & 0xff);
-  }
+  // Grown by push_back above; a view lives as long as the ejected set does (often for the life
+  // of the cluster), so drop the growth slack: ~150 bytes per cluster at 10,000 clusters.
+  v->refs.shrink_to_fit();
+  v->sources.shrink_to_fit();
+  v->seed = seed_;
   return v;
 }
 
@@ -297,10 +346,19 @@ void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
 void load_balancer::reclaim_locked() {
   std::erase_if(retired_, [this](health_view* r) {
     for (std::size_t w = 0; w < workers_; ++w) {
-      if (slots_[w].hazard.load(std::memory_order_seq_cst) == r) return false;
+      const worker_slot* slot = slots_->peek(w);
+      if (slot != nullptr && slot->hazard.load(std::memory_order_seq_cst) == r) return false;
     }
     delete r;
     return true;
+  });
+}
+
+load_balancer::worker_slot& load_balancer::slot(std::size_t w) {
+  return slots_->get(w, [&] {
+    auto s = std::make_unique<worker_slot>();
+    s->random = fast_random(fast_random::mix(seed_ + 0x9e3779b97f4a7c15ull * (w + 1)));
+    return s.release();
   });
 }
 
@@ -315,13 +373,13 @@ const load_balancer::health_view* load_balancer::enter(worker_slot& slot) {
 }
 
 host* load_balancer::pick(std::size_t worker, std::span<const host* const> avoid) {
-  return pick(worker, slots_[worker % workers_].random, avoid);
+  return pick(worker, slot(worker % workers_).random, avoid);
 }
 
 host* load_balancer::pick(std::size_t worker, random_source& random, std::span<const host* const> avoid) {
   const std::size_t w = worker % workers_;
-  worker_slot& slot = slots_[w];
-  const health_view* v = enter(slot);
+  worker_slot& own = slot(w);
+  const health_view* v = enter(own);
   host* h = nullptr;
   if (avoid.empty()) {
     std::uint32_t source_id = 0;
@@ -329,7 +387,7 @@ host* load_balancer::pick(std::size_t worker, random_source& random, std::span<c
   } else {
     h = pick_other(*v, w, random, avoid);
   }
-  slot.hazard.store(nullptr, std::memory_order_release);
+  own.hazard.store(nullptr, std::memory_order_release);
   return h;
 }
 
@@ -354,11 +412,10 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   }
 
   const priority_picker& pp = v.priorities[p];
-  worker_state& ws = v.workers[w];
+  worker_state& ws = v.worker(w);
   std::uint32_t sid = use_degraded ? pp.degraded : pp.healthy;
   if (v.loads.panic[p]) {
-    padded_counter& c = shared_->panic[w % shared_->panic.size()];
-    c.value.store(c.value.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    shared_->panic.fetch_add(1, std::memory_order_relaxed);
     sid = pp.all;
   } else if (locality_weighted_) {
     const std::int32_t e = use_degraded ? pp.degraded_locality_edf : pp.healthy_locality_edf;
@@ -480,8 +537,7 @@ std::chrono::milliseconds load_balancer::outlier_interval() const {
 
 lb_stats load_balancer::stats() const {
   lb_stats out = shared_->stats.load();
-  out.lb_healthy_panic = 0;
-  for (const padded_counter& c : shared_->panic) out.lb_healthy_panic += c.value.load(std::memory_order_relaxed);
+  out.lb_healthy_panic = shared_->panic.load(std::memory_order_relaxed);
   return out;
 }
 

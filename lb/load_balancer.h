@@ -177,6 +177,7 @@ class load_balancer {
   struct shared_state;
   struct health_view;
   struct worker_slot;
+  struct worker_slots;
   struct member {
     host* target;
     std::uint32_t weight;
@@ -195,6 +196,7 @@ class load_balancer {
   load_balancer() = default;
   host* pick_once(const health_view& v, std::size_t worker, random_source& random, std::uint32_t& source_out);
   host* pick_other(const health_view& v, std::size_t worker, random_source& random, std::span<const host* const> avoid);
+  worker_slot& slot(std::size_t worker);  // this worker's, made on its first pick
   const health_view* enter(worker_slot& slot);
   std::unique_ptr<health_view> make_view() const;
   void publish_locked(std::unique_ptr<health_view> v);
@@ -218,7 +220,7 @@ class load_balancer {
   std::uint64_t seed_ = 0;
 
   std::shared_ptr<shared_state> shared_;
-  std::unique_ptr<worker_slot[]> slots_;
+  std::unique_ptr<worker_slots> slots_;
   std::atomic<health_view*> view_{nullptr};
   // Under shared_->cold.
   std::vector<health_view*> retired_;

@@ -185,8 +185,9 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
     out.weighted.push_back(std::move(t));
   }
   resolve(out, snapshot);
-  out.stats = registry.get<tcp_stats>("tcp", chain.tcp_proxy.stat_prefix);
-  out.tcp_proxy.stat_prefix = {};  // resolved into `stats`; not kept per chain (tens of thousands)
+  // The prefix moves into the lazy scope; it is not kept twice per chain (tens of thousands).
+  out.stats = std::make_shared<stats::lazy_scope<tcp_stats>>(registry, "tcp", std::move(out.tcp_proxy.stat_prefix));
+  out.tcp_proxy.stat_prefix = {};
   std::string error;
   out.access_logs = logs.get(chain.tcp_proxy.access_logs, error);
   if (!error.empty() && log_error.empty()) log_error = "filter chain '" + chain.name + "': " + error;

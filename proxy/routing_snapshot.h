@@ -53,7 +53,10 @@ struct filter_chain_runtime {
   std::shared_ptr<cluster_runtime> cluster;  // tcp_proxy.cluster resolved; null if absent/unknown
   std::vector<weighted_target> weighted;
   std::uint32_t total_weight = 0;
-  std::shared_ptr<stats::block_scope<tcp_stats>> stats;
+  // "tcp.<stat_prefix>.", created when the chain first carries a connection: an east-west
+  // gateway has a chain per service, most of which may never see traffic at one gateway.
+  // Shared by the versions of the listener that keep this chain.
+  std::shared_ptr<stats::lazy_scope<tcp_stats>> stats;
   // tcp_proxy access_log, compiled; null when the chain has none.
   std::shared_ptr<const accesslog::log_set> access_logs;
 };

@@ -148,6 +148,7 @@ struct ads_client::impl {
         cds_stats(registry_in.get<xds_update_stats>("cluster_manager", "cds")),
         lds_stats(registry_in.get<xds_update_stats>("listener_manager", "lds")),
         cp_stats(registry_in.get<control_plane_stats>("control_plane", "")),
+        listener_manager(registry_in.get<listener_manager_stats>("listener_manager", "", "", 1)),
         tokens(ads.token_file) {
     build_node();
   }
@@ -256,6 +257,13 @@ struct ads_client::impl {
     if (ads.tls) {
       grpc::SslCredentialsOptions ssl;
       if (!ads.root_cert_file.empty() && !read_file(ads.root_cert_file, ssl.pem_root_certs, error)) return nullptr;
+      // mTLS towards the control plane: read for every new channel (a rotated certificate is
+      // used from the next stream on).
+      if (!ads.client_cert_chain_file.empty() &&
+          (!read_file(ads.client_cert_chain_file, ssl.pem_cert_chain, error) ||
+           !read_file(ads.client_private_key_file, ssl.pem_private_key, error))) {
+        return nullptr;
+      }
       creds = grpc::SslCredentials(ssl);
     } else {
       creds = grpc::InsecureChannelCredentials();
@@ -385,7 +393,18 @@ struct ads_client::impl {
     const grpc::Status status = stream.Finish();
     set_connected(false);
     cp_stats->worker(0).stream_closed.inc();
-    set_error(got_response ? "stream closed by the server: " + status_text(status) : status_text(status));
+    if (got_response) {
+      set_error("stream closed by the server: " + status_text(status));
+    } else if (ads.tls && ads.client_cert_chain_file.empty() && status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+               status.error_message().find("Socket closed") != std::string::npos) {
+      // With TLS 1.3 a server that requires a client certificate rejects the handshake after
+      // the client has finished it: gRPC only sees the socket close. Say what is likely.
+      set_error(status_text(status) +
+                " (TLS: no client certificate is configured; a control plane that requires mutual TLS closes the "
+                "connection like this, see ssl_credentials.cert_chain/private_key)");
+    } else {
+      set_error(status_text(status));
+    }
     return got_response;
   }
 
@@ -468,10 +487,10 @@ struct ads_client::impl {
 
   // ---- responses ----------------------------------------------------------------------------
 
+  // Looked up per EDS update (cold path) rather than cached here: a second map of 10,000
+  // cluster names would cost more than the lookup. One block: only this thread writes it.
   stats::block_scope<xds_update_stats>* eds_scope(const std::string& cluster) {
-    auto& s = eds_stats[cluster];
-    if (!s) s = registry.get<xds_update_stats>("cluster", cluster);
-    return s.get();
+    return registry.get<xds_update_stats>("cluster", cluster, "", 1).get();
   }
 
   xds_update_stats* type_stats(resource_kind kind) {
@@ -707,7 +726,10 @@ struct ads_client::impl {
       status_.warming_clusters = state.warming_clusters();
       status_.listeners = state.listener_count();
       status_.waiting_listeners = state.waiting_listeners();
+      status_.unusable_listeners = state.unusable_listeners();
     }
+    stats::gauge& unusable = listener_manager->worker(0).total_listeners_unusable;
+    unusable.add(static_cast<std::int64_t>(state.unusable_listeners()) - unusable.value());
     if (ready.load()) return;
     const bool cds_done = !ads.cds || cds_accepted;
     const bool lds_done = !ads.lds || lds_accepted;
@@ -754,7 +776,7 @@ struct ads_client::impl {
   std::shared_ptr<stats::block_scope<xds_update_stats>> cds_stats;
   std::shared_ptr<stats::block_scope<xds_update_stats>> lds_stats;
   std::shared_ptr<stats::block_scope<control_plane_stats>> cp_stats;
-  std::unordered_map<std::string, std::shared_ptr<stats::block_scope<xds_update_stats>>> eds_stats;
+  std::shared_ptr<stats::block_scope<listener_manager_stats>> listener_manager;
   token_source tokens;
   std::mt19937_64 rng{std::random_device{}()};
 

@@ -62,6 +62,7 @@ struct ads_client_status {
   std::size_t warming_clusters = 0;
   std::size_t listeners = 0;
   std::size_t waiting_listeners = 0;
+  std::size_t unusable_listeners = 0;  // accepted but not served (listener_config::unsupported)
   std::string last_error;   // the last NACK message or stream failure
 };
 

@@ -117,47 +117,64 @@ void ads_state::rollback() {
 
 // ---- primitive mutations (each records its inverse) ----------------------------------------
 
-void ads_state::set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry) {
-  auto it = clusters_.find(name);
-  std::optional<cluster_entry> old;
-  if (it != clusters_.end()) old = it->second;
-  if (recording_) undo_.push_back([this, name, old] { set_cluster_meta(name, old); });
-  if (old && old->warming) --warming_;
-  if (entry && entry->warming) ++warming_;
+// Inserts, replaces or (nullopt) erases `name` in `index`. The entry's position in assembled_
+// is kept: it belongs to set_active(). `tally(entry, +1 or -1)` keeps the counters in step.
+template <class Entry, class Tally>
+void ads_state::set_meta(std::map<std::string, Entry>& index, const std::string& name, std::optional<Entry> entry,
+                         Tally tally) {
+  auto it = index.find(name);
+  std::optional<Entry> old;
+  if (it != index.end()) old = it->second;
+  if (recording_) undo_.push_back([this, &index, name, old, tally] { set_meta(index, name, old, tally); });
+  if (old) tally(*old, -1);
+  if (entry) tally(*entry, +1);
   if (entry) {
-    // The position in assembled_ belongs to set_cluster_active().
-    entry->pos = it != clusters_.end() ? it->second.pos : npos;
-    clusters_.insert_or_assign(name, std::move(*entry));
-  } else if (it != clusters_.end()) {
-    clusters_.erase(it);
+    entry->pos = it != index.end() ? it->second.pos : npos;
+    index.insert_or_assign(name, std::move(*entry));
+  } else if (it != index.end()) {
+    index.erase(it);
   }
 }
 
-void ads_state::set_cluster_active(const std::string& name, std::optional<cluster_config> config) {
-  cluster_entry& e = clusters_.at(name);
-  auto old = std::make_shared<std::optional<cluster_config>>();
-  if (e.pos != npos) *old = std::move(assembled_.clusters[e.pos]);
+// Puts `config` in force for `name` in `in_force` (part of assembled_), or (nullopt) takes it
+// out: the last element takes its place, so the static resources at the front never move.
+template <class Entry, class Config>
+void ads_state::set_active(std::map<std::string, Entry>& index, std::vector<Config>& in_force,
+                           const std::string& name, std::optional<Config> config) {
+  Entry& e = index.at(name);
+  auto old = std::make_shared<std::optional<Config>>();
+  if (e.pos != npos) *old = std::move(in_force[e.pos]);
   if (!*old && !config) return;
-  if (recording_) undo_.push_back([this, name, old] { set_cluster_active(name, std::move(*old)); });
+  if (recording_) {
+    undo_.push_back([this, &index, &in_force, name, old] { set_active(index, in_force, name, std::move(*old)); });
+  }
   changed_ = true;
-  auto& v = assembled_.clusters;
   if (config) {
     if (e.pos == npos) {
-      e.pos = v.size();
-      v.push_back(std::move(*config));
+      e.pos = in_force.size();
+      in_force.push_back(std::move(*config));
     } else {
-      v[e.pos] = std::move(*config);
+      in_force[e.pos] = std::move(*config);
     }
     return;
   }
-  // Removed: the last cluster takes its place (statics sit before every dynamic one).
-  const std::size_t last = v.size() - 1;
+  const std::size_t last = in_force.size() - 1;
   if (e.pos != last) {
-    v[e.pos] = std::move(v[last]);
-    clusters_.at(v[e.pos].name).pos = e.pos;
+    in_force[e.pos] = std::move(in_force[last]);
+    index.at(in_force[e.pos].name).pos = e.pos;
   }
-  v.pop_back();
+  in_force.pop_back();
   e.pos = npos;
+}
+
+void ads_state::set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry) {
+  set_meta(clusters_, name, std::move(entry), [this](const cluster_entry& e, int sign) {
+    if (e.warming) warming_ = sign > 0 ? warming_ + 1 : warming_ - 1;
+  });
+}
+
+void ads_state::set_cluster_active(const std::string& name, std::optional<cluster_config> config) {
+  set_active(clusters_, assembled_.clusters, name, std::move(config));
 }
 
 void ads_state::set_service(const std::string& name, std::optional<service_entry> entry) {
@@ -191,44 +208,14 @@ void ads_state::remove_user(const std::string& service, const std::string& clust
 }
 
 void ads_state::set_listener_meta(const std::string& name, std::optional<listener_entry> entry) {
-  auto it = listeners_.find(name);
-  std::optional<listener_entry> old;
-  if (it != listeners_.end()) old = it->second;
-  if (recording_) undo_.push_back([this, name, old] { set_listener_meta(name, old); });
-  if (old && old->waiting) --waiting_;
-  if (entry && entry->waiting) ++waiting_;
-  if (entry) {
-    entry->pos = it != listeners_.end() ? it->second.pos : npos;
-    listeners_.insert_or_assign(name, std::move(*entry));
-  } else if (it != listeners_.end()) {
-    listeners_.erase(it);
-  }
+  set_meta(listeners_, name, std::move(entry), [this](const listener_entry& e, int sign) {
+    if (e.waiting) waiting_ = sign > 0 ? waiting_ + 1 : waiting_ - 1;
+    if (e.unusable) unusable_ = sign > 0 ? unusable_ + 1 : unusable_ - 1;
+  });
 }
 
 void ads_state::set_listener_active(const std::string& name, std::optional<listener_config> config) {
-  listener_entry& e = listeners_.at(name);
-  auto old = std::make_shared<std::optional<listener_config>>();
-  if (e.pos != npos) *old = std::move(assembled_.listeners[e.pos]);
-  if (!*old && !config) return;
-  if (recording_) undo_.push_back([this, name, old] { set_listener_active(name, std::move(*old)); });
-  changed_ = true;
-  auto& v = assembled_.listeners;
-  if (config) {
-    if (e.pos == npos) {
-      e.pos = v.size();
-      v.push_back(std::move(*config));
-    } else {
-      v[e.pos] = std::move(*config);
-    }
-    return;
-  }
-  const std::size_t last = v.size() - 1;
-  if (e.pos != last) {
-    v[e.pos] = std::move(v[last]);
-    listeners_.at(v[e.pos].name).pos = e.pos;
-  }
-  v.pop_back();
-  e.pos = npos;
+  set_active(listeners_, assembled_.listeners, name, std::move(config));
 }
 
 // ---- lookups --------------------------------------------------------------------------------
@@ -333,8 +320,7 @@ bool ads_state::decode_listener_any(const google::protobuf::Any& any, const std:
   if (auto it = listeners_.find(name); it != listeners_.end() && it->second.digest == digest) return true;
   diagnostics diag;
   listener_config config;
-  decode_listener(l, "", diag, config);
-  if (!diag.ok()) {
+  if (!decode_dynamic_listener(l, "", diag, config) || !diag.ok()) {
     add_error(r, label, diag);
     return false;
   }
@@ -377,6 +363,7 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::stri
     add_error(r, label, diag);
     return false;
   }
+  config.cluster_name.clear();  // the users' eds_service_name; not stored once more per cluster
   out.push_back({name, version, digest, std::move(config)});
   return true;
 }
@@ -396,7 +383,7 @@ void ads_state::check_listener_addresses(const std::vector<decoded_listener>& in
   for (std::size_t i = 0; i < static_listeners_; ++i) claim(assembled_.listeners[i].name, assembled_.listeners[i].address);
   std::set<std::string> replaced;
   for (const auto& d : incoming) {
-    claim(d.name, d.config.address);
+    if (d.config.unsupported.empty()) claim(d.name, d.config.address);  // an unusable one is not bound
     replaced.insert(d.name);
   }
   for (const auto& [name, e] : listeners_) {
@@ -436,7 +423,6 @@ void ads_state::stage_cluster(decoded_cluster d, result& r) {
   if (is_eds(config)) {
     if (const load_assignment_config* known = service_endpoints(config.eds_service_name)) {
       config.load_assignment = *known;
-      config.load_assignment.cluster_name = name;
     } else {
       ready = false;  // warming; the version in force, if any, keeps routing meanwhile
     }
@@ -483,7 +469,6 @@ void ads_state::stage_cla(decoded_cla d) {
   for (const std::string& user : users) {
     cluster_entry e = clusters_.at(user);
     load_assignment_config la = d.config;
-    la.cluster_name = user;
     if (e.warming && e.warming->eds_service_name == service) {
       // Warming until now: this version takes effect.
       const auto before = services_of(active_cluster(user), e.warming.get());
@@ -524,6 +509,17 @@ void ads_state::stage_listener(decoded_listener d, clock::time_point now, result
   e.version = std::move(d.version);
   e.digest = d.digest;
   const listener_config* current = active_listener(name);
+  if (!d.config.unsupported.empty()) {
+    // Accepted but not served: a version in force stops being served (it is replaced), and the
+    // listener neither waits for clusters nor blocks readiness.
+    r.notes.push_back("listener '" + name + "' accepted but unusable, not bound: " + d.config.unsupported);
+    e.waiting.reset();
+    e.unusable = true;
+    set_listener_meta(name, std::move(e));
+    set_listener_active(name, std::nullopt);
+    return;
+  }
+  e.unusable = false;
   if (current != nullptr && *current == d.config) {
     e.waiting.reset();
     set_listener_meta(name, std::move(e));
@@ -658,9 +654,7 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
       for (const std::string& name : removed_set) {
         auto it = services_.find(name);
         if (it == services_.end() || it->second.users.empty() || seen.contains(name)) continue;
-        decoded_cla empty{name, "", 0, load_assignment_config{}};
-        empty.config.cluster_name = name;
-        stage_cla(std::move(empty));
+        stage_cla(decoded_cla{name, "", 0, load_assignment_config{}});
       }
       break;
     }

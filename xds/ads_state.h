@@ -21,6 +21,9 @@
 //     chains whose cluster is still missing are closed as no_route.
 //   - A cluster with settings ewgw does not implement is accepted as unusable
 //     (cluster_config::unsupported) and is ready at once: it has no endpoints to wait for.
+//   - A listener with filters or settings ewgw does not implement is accepted as unusable
+//     (listener_config::unsupported): it is left out of the assembled configuration, so it is
+//     not bound (a version in force before is removed) and does not wait for clusters.
 //   - A response is applied whole or not at all: one invalid resource rejects the response
 //     (NACK) and nothing changes. Changes are staged; commit() keeps them, rollback() restores
 //     the state before the last apply_*() or promote_listeners() call (used when the gateway
@@ -101,6 +104,8 @@ class ads_state {
   std::set<std::string> waiting_listener_names() const;
   std::size_t cluster_count() const { return clusters_.size(); }
   std::size_t listener_count() const { return listeners_.size(); }
+  // Accepted listeners that are not served (listener_config::unsupported).
+  std::size_t unusable_listeners() const { return unusable_; }
 
  private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
@@ -128,6 +133,7 @@ class ads_state {
     std::size_t pos = npos;  // in assembled_.listeners while in force
     std::shared_ptr<const listener_config> waiting;
     clock::time_point waiting_since{};
+    bool unusable = false;  // accepted, never in assembled_ (listener_config::unsupported)
   };
   struct decoded_cluster {
     std::string name;
@@ -150,6 +156,11 @@ class ads_state {
 
   void begin();
   // Mutations of the indexes and of assembled_; each records how to undo itself.
+  template <class Entry, class Tally>
+  void set_meta(std::map<std::string, Entry>& index, const std::string& name, std::optional<Entry> entry, Tally tally);
+  template <class Entry, class Config>
+  void set_active(std::map<std::string, Entry>& index, std::vector<Config>& in_force, const std::string& name,
+                  std::optional<Config> config);
   void set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry);
   void set_cluster_active(const std::string& name, std::optional<cluster_config> config);
   void set_service(const std::string& name, std::optional<service_entry> entry);
@@ -194,6 +205,7 @@ class ads_state {
   std::map<std::string, listener_entry> listeners_;
   std::size_t warming_ = 0;
   std::size_t waiting_ = 0;
+  std::size_t unusable_ = 0;
 
   std::vector<std::function<void()>> undo_;
   bool recording_ = true;

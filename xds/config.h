@@ -91,6 +91,12 @@ struct listener_config {
   // Listener.access_log: every connection the listener accepted, including those closed before
   // a filter chain took them (no chain matched: response flag NR; ClientHello failures).
   accesslog::logger_list access_logs;
+  // Listeners received over xDS only: non-empty when the listener uses filters or settings ewgw
+  // does not implement (e.g. an http_connection_manager for an HTTP Gateway server bound to the
+  // same pods). Such a listener is accepted, so that the rest of the LDS update applies, but it
+  // is not part of the assembled configuration and so is never bound (its port refuses
+  // connections). The text says why; it has no chains.
+  std::string unsupported;
   revision_tag revision;
   bool operator==(const listener_config&) const = default;
 };
@@ -132,6 +138,7 @@ struct locality_endpoints_config {
 
 // envoy.config.endpoint.v3.ClusterLoadAssignment
 struct load_assignment_config {
+  // Empty in clusters whose endpoints came over EDS: it is their eds_service_name.
   std::string cluster_name;
   std::vector<locality_endpoints_config> localities;
   std::uint32_t overprovisioning_factor = 140;
@@ -271,6 +278,10 @@ struct ads_config {
   // TLS: the name sent as SNI and verified in the server certificate (gRPC's
   // ssl_target_name_override); empty means the host part of `target`.
   std::string server_name;
+  // TLS: a client certificate presented to the control plane (mTLS), PEM files read on every
+  // new stream, so a rotated certificate is used from the next reconnect. Both or neither.
+  std::string client_cert_chain_file;
+  std::string client_private_key_file;
   // Call credentials read from a file on every new stream (and when it changes): the header
   // `token_header: token_prefix + <file contents, trailing whitespace removed>`.
   std::string token_file;

@@ -526,6 +526,7 @@ void decode_filter_chain(const listener_v3::FilterChain& chain, const std::strin
     decode_filter_chain_match(chain.filter_chain_match(), join(path, "filter_chain_match"), diag, out.match);
   }
   bool have_tcp_proxy = false;
+  bool have_unsupported = false;
   const std::string fpath = join(path, "filters");
   for (int i = 0; i < chain.filters_size(); ++i) {
     const listener_v3::Filter& f = chain.filters(i);
@@ -549,11 +550,18 @@ void decode_filter_chain(const listener_v3::FilterChain& chain, const std::strin
     } else if (is_telemetry_filter(f.name(), type_url)) {
       diag.notice(p, "telemetry filter '" + f.name() + "' accepted; ewgw emits its TCP metrics natively");
     } else {
-      diag.error(p, "network filter '" + f.name() + "' (" + (type_url.empty() ? "no typed_config" : type_url) +
-                        ") is not supported; ewgw supports tcp_proxy, sni_cluster and telemetry filters");
+      // E.g. http_connection_manager (an HTTP Gateway server bound to the same pods) or
+      // envoy.filters.network.rbac (an AuthorizationPolicy on the gateway): a listener from xDS
+      // with one is accepted as unusable (decode_dynamic_listener); in a bootstrap it is an error.
+      diag.unsupported_setting(p, "network filter '" + f.name() + "' (" +
+                                      (type_url.empty() ? "no typed_config" : type_url) +
+                                      ") is not supported; ewgw supports tcp_proxy, sni_cluster and telemetry filters");
+      have_unsupported = true;
     }
   }
-  if (!have_tcp_proxy) diag.error(fpath, "no envoy.filters.network.tcp_proxy filter: nothing would carry the traffic");
+  if (!have_tcp_proxy && !(have_unsupported && diag.collect_unsupported)) {
+    diag.error(fpath, "no envoy.filters.network.tcp_proxy filter: nothing would carry the traffic");
+  }
 }
 
 }  // namespace internal
@@ -588,7 +596,7 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
       check_fields(ti, {}, {"enable_ja3_fingerprinting", "initial_read_buffer_size"}, join(p, "typed_config"), diag);
       out.tls_inspector = true;
     } else {
-      diag.error(p, "listener filter '" + f.name() + "' is not supported; only envoy.filters.listener.tls_inspector");
+      diag.unsupported_setting(p, "listener filter '" + f.name() + "' is not supported; only envoy.filters.listener.tls_inspector");
     }
   }
   if (l.has_listener_filters_timeout()) {
@@ -958,6 +966,44 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
   }
 }
 
+namespace {
+
+// "a; b; c; ..." from the first three reasons.
+std::string summarize_unsupported(const std::vector<std::string>& reasons) {
+  std::string out;
+  for (std::size_t i = 0; i < reasons.size() && i < 3; ++i) {
+    if (i > 0) out += "; ";
+    out += reasons[i];
+  }
+  if (reasons.size() > 3) out += "; ...";
+  return out;
+}
+
+}  // namespace
+
+bool decode_dynamic_listener(const listener_v3::Listener& l, const std::string& path, diagnostics& diag,
+                             listener_config& out) {
+  diagnostics local;
+  local.collect_unsupported = true;
+  decode_listener(l, path, local, out);
+  for (std::string& n : local.notices) diag.notices.push_back(std::move(n));
+  if (l.name().empty()) {
+    diag.error(join(path, "name"), "must not be empty");
+    return false;
+  }
+  if (!local.unsupported.empty()) {
+    // Never bound, so the rest of it does not matter; only the name is kept (and the address,
+    // for the log).
+    out.unsupported = summarize_unsupported(local.unsupported);
+    out.filter_chains.clear();
+    out.default_filter_chain.reset();
+    out.tls_inspector = false;
+    return true;
+  }
+  for (std::string& e : local.errors) diag.errors.push_back(std::move(e));
+  return local.errors.empty();
+}
+
 bool decode_dynamic_cluster(const cluster_v3::Cluster& c, const std::string& path, diagnostics& diag,
                             cluster_config& out) {
   diagnostics local;
@@ -972,11 +1018,7 @@ bool decode_dynamic_cluster(const cluster_v3::Cluster& c, const std::string& pat
   if (!local.unsupported.empty()) {
     // The cluster is never used for routing, so the validity of the rest of it does not matter:
     // hostnames in a STRICT_DNS cluster's endpoints, for example, are not errors here.
-    for (std::size_t i = 0; i < local.unsupported.size() && i < 3; ++i) {
-      if (i > 0) out.unsupported += "; ";
-      out.unsupported += local.unsupported[i];
-    }
-    if (local.unsupported.size() > 3) out.unsupported += "; ...";
+    out.unsupported = summarize_unsupported(local.unsupported);
     out.load_assignment = {};
     return true;
   }

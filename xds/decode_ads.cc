@@ -128,9 +128,15 @@ void decode_google_grpc(const core_v3::GrpcService::GoogleGrpc& g, const std::st
     } else {
       const auto& ssl = cc.ssl_credentials();
       const std::string sp = join(cp, "ssl_credentials");
-      check_fields(ssl, {"root_certs"}, {}, sp, diag);
+      check_fields(ssl, {"root_certs", "cert_chain", "private_key"}, {}, sp, diag);
       out.tls = true;
       if (ssl.has_root_certs()) file_source(ssl.root_certs(), join(sp, "root_certs"), diag, out.root_cert_file);
+      if (ssl.has_cert_chain() != ssl.has_private_key()) {
+        diag.error(sp, "cert_chain and private_key go together (a client certificate needs its key)");
+      } else if (ssl.has_cert_chain()) {
+        file_source(ssl.cert_chain(), join(sp, "cert_chain"), diag, out.client_cert_chain_file);
+        file_source(ssl.private_key(), join(sp, "private_key"), diag, out.client_private_key_file);
+      }
     }
   }
   if (!g.credentials_factory_name().empty() && g.credentials_factory_name() != file_based_metadata_name) {
@@ -190,10 +196,23 @@ void decode_control_plane_cluster(const cluster_v3::Cluster& c, const std::strin
     }
     const std::string cp = join(tp, "typed_config");
     check_fields(ctx, {"common_tls_context", "sni"}, {"max_session_keys", "allow_renegotiation"}, cp, diag);
-    check_fields(ctx.common_tls_context(), {"validation_context"}, {"alpn_protocols", "tls_params"},
+    check_fields(ctx.common_tls_context(), {"validation_context", "tls_certificates"}, {"alpn_protocols", "tls_params"},
                  join(cp, "common_tls_context"), diag);
     out.tls = true;
     out.server_name = ctx.sni();
+    const auto& certs = ctx.common_tls_context().tls_certificates();
+    if (certs.size() > 1) {
+      diag.error(join(cp, "common_tls_context.tls_certificates"), "at most one client certificate is supported");
+    } else if (certs.size() == 1) {
+      const std::string cert_path = join(cp, "common_tls_context.tls_certificates[0]");
+      check_fields(certs[0], {"certificate_chain", "private_key"}, {}, cert_path, diag);
+      if (!certs[0].has_certificate_chain() || !certs[0].has_private_key()) {
+        diag.error(cert_path, "needs both certificate_chain and private_key");
+      } else {
+        file_source(certs[0].certificate_chain(), join(cert_path, "certificate_chain"), diag, out.client_cert_chain_file);
+        file_source(certs[0].private_key(), join(cert_path, "private_key"), diag, out.client_private_key_file);
+      }
+    }
     if (ctx.common_tls_context().has_validation_context()) {
       const auto& vc = ctx.common_tls_context().validation_context();
       const std::string vp = join(cp, "common_tls_context.validation_context");

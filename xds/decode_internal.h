@@ -33,6 +33,12 @@ void decode_outlier_detection(const envoy::config::cluster::v3::OutlierDetection
 bool decode_dynamic_cluster(const envoy::config::cluster::v3::Cluster& c, const std::string& path, diagnostics& diag,
                             cluster_config& out);
 
+// A listener received over LDS, likewise: one using network or listener filters (or chain
+// settings) ewgw does not implement is accepted as unusable (out.unsupported says why; its
+// chains are dropped) so that the rest of the LDS update applies. It is never bound.
+bool decode_dynamic_listener(const envoy::config::listener::v3::Listener& l, const std::string& path,
+                             diagnostics& diag, listener_config& out);
+
 // dynamic_resources and, for envoy_grpc, the static cluster leading to the control plane
 // (decode_ads.cc). Sets out.ads.
 void decode_dynamic_resources(const envoy::config::bootstrap::v3::Bootstrap& b, diagnostics& diag,

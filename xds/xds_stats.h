@@ -14,6 +14,11 @@ namespace ewgw::xds {
   COUNTER(update_rejected, "Responses rejected (NACK); the last good configuration stays")
 EWGW_STATS_BLOCK(xds_update_stats, EWGW_XDS_UPDATE_STATS)
 
+// Scope "listener_manager." (next to Envoy's total_listeners_active / _warming).
+#define EWGW_LISTENER_MANAGER_STATS(COUNTER, GAUGE)                                                \
+  GAUGE(total_listeners_unusable, "Listeners accepted from LDS but not served: they use filters or settings ewgw does not implement")
+EWGW_STATS_BLOCK(listener_manager_stats, EWGW_LISTENER_MANAGER_STATS)
+
 // Scope "control_plane." (Envoy's GrpcMux stats).
 #define EWGW_CONTROL_PLANE_STATS(COUNTER, GAUGE)                                                   \
   GAUGE(connected_state, "1 while a stream to the control plane is established, else 0")            \

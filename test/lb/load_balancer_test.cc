@@ -489,8 +489,8 @@ TEST(LoadBalancer, MembershipStats) {
   EXPECT_EQ(names.count("outlier_detection.ejections_enforced_consecutive_local_origin_failure"), 1u);
 }
 
-// The data path allocates nothing, whatever the policy and path (rotation, EDF, P2C, random,
-// localities, panic, degraded, retry).
+// The data path allocates nothing once a worker has picked from a view, whatever the policy and
+// path (rotation, EDF, P2C, random, localities, panic, degraded, retry).
 TEST(LoadBalancer, PickDoesNotAllocate) {
   std::vector<cluster_config> configs;
   for (lb_policy policy : {lb_policy::round_robin, lb_policy::least_request, lb_policy::random}) {
@@ -525,6 +525,10 @@ TEST(LoadBalancer, PickDoesNotAllocate) {
     auto lb = make(c, 2);
     fast_random r(1);
     host* previous = nullptr;
+    // A worker's picking state (rotations, EDF schedules) is made on its first pick of a view;
+    // every later pick must not allocate.
+    ASSERT_NE(lb->pick(0, r), nullptr);
+    ASSERT_NE(lb->pick(1, r), nullptr);
     const std::uint64_t before = testing::allocations_on_this_thread();
     for (int i = 0; i < 5000; ++i) {
       host* x = lb->pick(i % 2, r);

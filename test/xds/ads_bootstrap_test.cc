@@ -118,6 +118,71 @@ static_resources:
   EXPECT_EQ(r.config.clusters[0].eds_service_name, "svc");
 }
 
+// mTLS to istiod: a client certificate in either form of the ADS transport.
+TEST(AdsBootstrap, ClientCertificateTowardsTheControlPlane) {
+  const auto google = load_bootstrap_text(R"(
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    grpc_services:
+    - google_grpc:
+        target_uri: istiod.istio-system.svc:15012
+        stat_prefix: x
+        channel_credentials:
+          ssl_credentials:
+            root_certs: {filename: /etc/certs/root-cert.pem}
+            cert_chain: {filename: /etc/certs/cert-chain.pem}
+            private_key: {filename: /etc/certs/key.pem}
+  cds_config: {ads: {}}
+)",
+                                          "b.yaml");
+  ASSERT_TRUE(google.diag.ok()) << all_errors(google.diag);
+  EXPECT_EQ(google.config.ads->client_cert_chain_file, "/etc/certs/cert-chain.pem");
+  EXPECT_EQ(google.config.ads->client_private_key_file, "/etc/certs/key.pem");
+
+  const auto envoy = load_bootstrap_text(R"(
+dynamic_resources:
+  ads_config: {api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: xds-grpc}}]}
+  cds_config: {ads: {}}
+static_resources:
+  clusters:
+  - name: xds-grpc
+    type: STATIC
+    load_assignment:
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 10.0.0.2, port_value: 15012}}}}]}]
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: istiod.istio-system.svc
+        common_tls_context:
+          tls_certificates:
+          - certificate_chain: {filename: /etc/certs/cert-chain.pem}
+            private_key: {filename: /etc/certs/key.pem}
+          validation_context: {trusted_ca: {filename: /etc/certs/root-cert.pem}}
+)",
+                                         "b.yaml");
+  ASSERT_TRUE(envoy.diag.ok()) << all_errors(envoy.diag);
+  EXPECT_EQ(envoy.config.ads->client_cert_chain_file, "/etc/certs/cert-chain.pem");
+  EXPECT_EQ(envoy.config.ads->client_private_key_file, "/etc/certs/key.pem");
+  EXPECT_EQ(envoy.config.ads->root_cert_file, "/etc/certs/root-cert.pem");
+
+  // A certificate without its key is an error naming the field.
+  const auto half = load_bootstrap_text(R"(
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    grpc_services:
+    - google_grpc:
+        target_uri: istiod.istio-system.svc:15012
+        stat_prefix: x
+        channel_credentials: {ssl_credentials: {cert_chain: {filename: /etc/certs/cert-chain.pem}}}
+  cds_config: {ads: {}}
+)",
+                                        "b.yaml");
+  EXPECT_TRUE(has(half.diag.errors, "ssl_credentials: cert_chain and private_key go together")) << all_errors(half.diag);
+}
+
 TEST(AdsBootstrap, StaticListenerMayNameAClusterExpectedOverCds) {
   const auto r = load_bootstrap_text(R"(
 dynamic_resources:

@@ -300,11 +300,11 @@ TEST_P(AdsClientTest, InvalidResourceIsNackedAndTheLastGoodConfigStays) {
   EXPECT_TRUE(reaches(svc_a, a));
   EXPECT_GE(stat("cluster_manager.cds.update_rejected"), 1);
 
-  // A listener with a filter ewgw does not implement: NACKed too, 15443 keeps its chains.
+  // An invalid listener (a negative listener_filters_timeout): NACKed too, 15443 keeps its
+  // chains. (One with a filter ewgw does not implement is not invalid: see
+  // ListenerWithUnimplementedFilterIsAcceptedButNotBound.)
   auto listener = istio::gateway_listener(listener_port_, {{svc_a, svc_a}});
-  listener.mutable_filter_chains(0)->mutable_filters(1)->set_name("envoy.filters.network.http_connection_manager");
-  listener.mutable_filter_chains(0)->mutable_filters(1)->mutable_typed_config()->set_type_url(
-      "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+  listener.mutable_listener_filters_timeout()->set_seconds(-1);
   cp_->set_clusters({istio::sni_dnat_cluster(svc_a)});
   cp_->set_listeners({listener});
   cp_->push();
@@ -338,6 +338,48 @@ TEST_P(AdsClientTest, ClustersWithUnimplementedSettingsDoNotBlockUpdates) {
   EXPECT_TRUE(eventually_reaches(svc_b, b));
   EXPECT_TRUE(refused(via_outbound));
   EXPECT_TRUE(eventually([&] { return stat("cluster." + outbound.name() + ".upstream_cx_unsupported_config") == 1; }));
+  EXPECT_TRUE(cp_->nacks().empty());
+}
+
+// An HTTP Gateway server bound to the east-west gateway's pods makes istiod send a listener
+// with an http_connection_manager (and an AuthorizationPolicy on the gateway an rbac network
+// filter). ewgw accepts it as unusable and does not bind it; the rest of the LDS update applies,
+// nothing is NACKed, and the gauge and the log say so.
+TEST_P(AdsClientTest, ListenerWithUnimplementedFilterIsAcceptedButNotBound) {
+  test::tcp_sink_server a;
+  test::tcp_sink_server b;
+  start_control_plane();
+  publish({{svc_a, {a.port()}}});
+  start_gateway(bootstrap(cp_->address()));
+  ASSERT_TRUE(becomes_ready());
+  EXPECT_TRUE(eventually_reaches(svc_a, a));
+
+  const std::uint16_t http_port = test::unused_port();
+  auto http = istio::passthrough_listener("0.0.0.0_" + std::to_string(http_port), http_port, svc_a);
+  auto* hcm = http.mutable_filter_chains(0)->mutable_filters(1);
+  hcm->set_name("envoy.filters.network.http_connection_manager");
+  hcm->mutable_typed_config()->set_type_url(
+      "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+  hcm->mutable_typed_config()->clear_value();
+  cp_->set_clusters({istio::sni_dnat_cluster(svc_a), istio::sni_dnat_cluster(svc_b)});
+  cp_->set_endpoints({istio::local_assignment(svc_a, {a.port()}), istio::local_assignment(svc_b, {b.port()})});
+  cp_->set_listeners({istio::gateway_listener(listener_port_, {{svc_a, svc_a}, {svc_b, svc_b}}), http});
+  cp_->push();
+  EXPECT_TRUE(eventually_reaches(svc_b, b));  // the rest of the update applied
+  EXPECT_TRUE(cp_->wait_synced());
+  EXPECT_TRUE(cp_->nacks().empty()) << cp_->nacks().back().message;
+  EXPECT_TRUE(eventually([&] { return stat("listener_manager.total_listeners_unusable") == 1; }));
+  EXPECT_EQ(xds_->client().status().unusable_listeners, 1u);
+  EXPECT_EQ(gw_->listener_port(http.name()), 0) << "an unusable listener is not bound";
+  EXPECT_FALSE(test::unique_fd(test::connect_tcp(http_port, 1s))) << "nothing listens on its port";
+  EXPECT_TRUE(xds_->ready());
+
+  // Made usable (tcp_proxy again): bound and served; the gauge returns to 0.
+  cp_->set_listeners({istio::gateway_listener(listener_port_, {{svc_a, svc_a}, {svc_b, svc_b}}),
+                      istio::passthrough_listener(http.name(), http_port, svc_a)});
+  cp_->push();
+  EXPECT_TRUE(eventually([&] { return gw_->listener_port(http.name()) == http_port; }));
+  EXPECT_TRUE(eventually([&] { return stat("listener_manager.total_listeners_unusable") == 0; }));
   EXPECT_TRUE(cp_->nacks().empty());
 }
 
@@ -526,6 +568,73 @@ TEST_P(AdsClientTest, TlsVerifiesTheServerAgainstTheRootFile) {
   ASSERT_TRUE(eventually([&] { return xds_->client().status().streams_opened >= 2; }));
   EXPECT_FALSE(xds_->ready());
   EXPECT_EQ(cp_->streams_opened(), opened);
+}
+
+// istiod on 15012 with mutual TLS: the control plane requires a client certificate from the
+// mesh's CA. The right one is accepted; none, or one from another CA, is refused and the
+// gateway keeps retrying, not ready.
+TEST_P(AdsClientTest, ClientCertificateTowardsTheControlPlane) {
+  test::tcp_sink_server a;
+  test::test_pki mesh("mesh");
+  test::test_pki other("other");
+  const auto istiod = mesh.make_leaf("istiod", {"istiod.istio-system.svc"}, test::cert_usage::server);
+  const auto gateway = mesh.make_leaf("eastwestgateway", {"spiffe://cluster.local/ns/istio-system/sa/ew"},
+                                      test::cert_usage::client);
+  const auto stranger = other.make_leaf("stranger", {"stranger.example"}, test::cert_usage::client);
+  test::control_plane_options o;
+  o.tls = true;
+  o.cert_chain = istiod.chain;
+  o.key = istiod.key;
+  o.client_ca = mesh.root_pem();
+  start_control_plane(o);
+  publish({{svc_a, {a.port()}}});
+
+  auto b = bootstrap(cp_->address());
+  b.ads->tls = true;
+  b.ads->server_name = "istiod.istio-system.svc";
+  b.ads->root_cert_file = write_file("root-cert.pem", mesh.root_pem());
+
+  // No client certificate: the handshake is refused; retried, not ready, and the reason logged.
+  start_gateway(b);
+  ASSERT_TRUE(eventually([&] { return xds_->client().status().streams_opened >= 2; }));
+  EXPECT_FALSE(xds_->ready());
+  EXPECT_EQ(cp_->streams_opened(), 0u);
+  EXPECT_NE(xds_->client().status().last_error.find("no client certificate is configured"), std::string::npos)
+      << xds_->client().status().last_error;
+  xds_->stop();
+  gw_->stop();
+
+  // A certificate from another CA: refused too.
+  b.ads->client_cert_chain_file = write_file("stranger.pem", stranger.chain);
+  b.ads->client_private_key_file = write_file("stranger.key", stranger.key);
+  start_gateway(b);
+  ASSERT_TRUE(eventually([&] { return xds_->client().status().streams_opened >= 2; }));
+  EXPECT_FALSE(xds_->ready());
+  EXPECT_EQ(cp_->streams_opened(), 0u);
+  xds_->stop();
+  gw_->stop();
+
+  // The mesh's certificate: connected and serving.
+  b.ads->client_cert_chain_file = write_file("cert-chain.pem", gateway.chain);
+  b.ads->client_private_key_file = write_file("key.pem", gateway.key);
+  start_gateway(b);
+  ASSERT_TRUE(becomes_ready());
+  EXPECT_TRUE(eventually_reaches(svc_a, a));
+  EXPECT_GE(cp_->streams_opened(), 1u);
+}
+
+// A client certificate file that cannot be read: a clear error naming the file, retried.
+TEST_P(AdsClientTest, UnreadableClientCertificateIsReported) {
+  start_control_plane();
+  auto b = bootstrap(cp_->address());
+  b.ads->tls = true;
+  b.ads->client_cert_chain_file = (dir_ / "missing-cert.pem").string();
+  b.ads->client_private_key_file = (dir_ / "missing-key.pem").string();
+  start_gateway(b);
+  ASSERT_TRUE(eventually([&] {
+    return xds_->client().status().last_error.find("cannot read " + b.ads->client_cert_chain_file) != std::string::npos;
+  })) << xds_->client().status().last_error;
+  EXPECT_FALSE(xds_->ready());
 }
 
 TEST_P(AdsClientTest, StartsWithTheControlPlaneUnreachableAndKeepsRetrying) {

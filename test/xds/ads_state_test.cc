@@ -238,15 +238,10 @@ TEST(AdsState, InvalidResourceRejectsTheWholeResponseNamingIt) {
   EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
 
   auto listener = istio::gateway_listener(15443, {{a, a}});
-  listener.mutable_filter_chains(0)->mutable_filters(1)->set_name("envoy.filters.network.rbac");
-  listener.mutable_filter_chains(0)->mutable_filters(1)->mutable_typed_config()->set_type_url(
-      "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC");
+  listener.mutable_listener_filters_timeout()->set_seconds(-1);
   r = s.apply_sotw(resource_kind::listener, list(listener), clock::now());
   ASSERT_FALSE(r.errors.empty());
-  EXPECT_NE(r.errors[0].find("listener '0.0.0.0_15443': filter_chains[0].filters[1]: network filter "
-                             "'envoy.filters.network.rbac'"),
-            std::string::npos)
-      << r.errors[0];
+  EXPECT_NE(r.errors[0].find("listener '0.0.0.0_15443': listener_filters_timeout"), std::string::npos) << r.errors[0];
 
   // Undecodable bytes.
   ads_state::any_list junk;
@@ -257,6 +252,62 @@ TEST(AdsState, InvalidResourceRejectsTheWholeResponseNamingIt) {
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_NE(r.errors[0].find("resources[0]: not a decodable"), std::string::npos) << r.errors[0];
 }
+
+// A listener with a network filter ewgw does not implement (an AuthorizationPolicy's rbac
+// filter) is accepted, not NACKed, but left out of the configuration: never bound. A version in
+// force before is removed; a usable version later is applied again. Both variants.
+void check_unusable_listener(bool delta) {
+  ads_state s(ads_bootstrap(), 15s);
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1})), clock::now());
+  s.commit();
+  const auto good = istio::gateway_listener(15443, {{a, a}});
+  auto rbac = good;
+  rbac.mutable_filter_chains(0)->mutable_filters(1)->set_name("envoy.filters.network.rbac");
+  rbac.mutable_filter_chains(0)->mutable_filters(1)->mutable_typed_config()->set_type_url(
+      "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC");
+  auto other = istio::passthrough_listener("0.0.0.0_15012", 15012, a);
+  ads_state::name_list none;
+  auto apply = [&](const std::vector<std::pair<envoy::config::listener::v3::Listener, std::string>>& ls) {
+    if (!delta) {
+      ads_state::any_list l;
+      for (const auto& [x, v] : ls) l.Add()->PackFrom(x);
+      return s.apply_sotw(resource_kind::listener, l, clock::now());
+    }
+    ads_state::resource_list l;
+    for (const auto& [x, v] : ls) *l.Add() = resource(x, x.name(), v);
+    return s.apply_delta(resource_kind::listener, l, none, clock::now());
+  };
+  auto r = apply({{good, "1"}, {other, "1"}});
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0];
+  s.commit();
+  ASSERT_NE(find_listener(s.assemble(), good.name()), nullptr);
+
+  r = apply({{rbac, "2"}, {other, "1"}});
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0];
+  s.commit();
+  EXPECT_TRUE(r.changed);
+  EXPECT_EQ(find_listener(s.assemble(), good.name()), nullptr) << "an unusable listener is not in force";
+  EXPECT_NE(find_listener(s.assemble(), other.name()), nullptr) << "the rest of the update applies";
+  EXPECT_EQ(s.unusable_listeners(), 1u);
+  EXPECT_EQ(s.waiting_listeners(), 0u);
+  EXPECT_EQ(s.listener_count(), 2u);
+  ASSERT_EQ(r.notes.size(), 1u);
+  EXPECT_NE(r.notes[0].find("listener '0.0.0.0_15443' accepted but unusable, not bound: filter_chains[0].filters[1]: "
+                            "network filter 'envoy.filters.network.rbac'"),
+            std::string::npos)
+      << r.notes[0];
+  if (delta) EXPECT_EQ(s.versions(resource_kind::listener).at(good.name()), "2");
+
+  r = apply({{good, "3"}, {other, "1"}});
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0];
+  s.commit();
+  EXPECT_NE(find_listener(s.assemble(), good.name()), nullptr);
+  EXPECT_EQ(s.unusable_listeners(), 0u);
+}
+
+TEST(AdsState, UnusableListenerIsAcceptedButNotInForceSotw) { check_unusable_listener(false); }
+TEST(AdsState, UnusableListenerIsAcceptedButNotInForceDelta) { check_unusable_listener(true); }
 
 TEST(AdsState, RollbackRestoresThePreviousState) {
   ads_state s(ads_bootstrap(), 15s);

@@ -109,6 +109,10 @@ struct test_control_plane::impl {
     if (options.tls) {
       grpc::SslServerCredentialsOptions ssl;
       ssl.pem_key_cert_pairs.push_back({options.key, options.cert_chain});
+      if (!options.client_ca.empty()) {
+        ssl.pem_root_certs = options.client_ca;
+        ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+      }
       creds = grpc::SslServerCredentials(ssl);
     } else {
       creds = grpc::InsecureServerCredentials();

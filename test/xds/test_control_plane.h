@@ -45,6 +45,9 @@ struct control_plane_options {
   bool tls = false;
   std::string cert_chain;  // PEM, leaf first (tls)
   std::string key;         // PEM (tls)
+  // Non-empty (tls): clients must present a certificate that verifies against this PEM root
+  // (istiod's mTLS on 15012); a client without one fails the handshake.
+  std::string client_ca;
   // Non-empty: streams must carry "authorization: Bearer <required_token>".
   std::string required_token;
   // Non-zero: each stream is closed by the server (status OK) once this old.
