@@ -147,6 +147,14 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->outlier_ = config.outlier_detection;
   lb->shared_ = previous != nullptr ? previous->shared_ : std::make_shared<shared_state>(options.seed);
   lb->slots_ = std::make_unique<worker_slots>(lb->workers_);
+  // Workers that picked from the previous version pick from this one too: make their state now,
+  // on the cold path, so that only a worker's very first pick of a cluster allocates (an EDS
+  // update of a busy cluster must not make every worker allocate on the data path).
+  if (previous != nullptr) {
+    for (std::size_t w = 0; w < std::min(lb->workers_, previous->workers_); ++w) {
+      if (previous->slots_->peek(w) != nullptr) lb->slot(w);
+    }
+  }
 
   std::lock_guard<std::mutex> lock(lb->shared_->cold);
   std::unordered_map<endpoint_address, std::size_t, endpoint_address_hash> known;  // index in previous->hosts_
@@ -317,6 +325,11 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
   v->refs.shrink_to_fit();
   v->sources.shrink_to_fit();
   v->seed = seed_;
+  // The same for a new view (an ejection or a return): workers that have picked get their state
+  // made here, before the view is published, so their picks never allocate.
+  for (std::size_t w = 0; w < workers_; ++w) {
+    if (slots_->peek(w) != nullptr) v->worker(w);
+  }
   return v;
 }
 

@@ -538,7 +538,30 @@ TEST(LoadBalancer, PickDoesNotAllocate) {
     }
     EXPECT_EQ(testing::allocations_on_this_thread() - before, 0u)
         << "policy " << static_cast<int>(c.policy) << ", locality weighted " << c.locality_weighted;
+    // A rebuild (an EDS update) prepares the state of the workers that picked before, so their
+    // picks from the new version do not allocate either.
+    auto rebuilt = make(c, 2, lb.get());
+    const std::uint64_t before_rebuilt = testing::allocations_on_this_thread();
+    for (int i = 0; i < 100; ++i) ASSERT_NE(rebuilt->pick(i % 2, r), nullptr);
+    EXPECT_EQ(testing::allocations_on_this_thread() - before_rebuilt, 0u) << "after a rebuild";
   }
+}
+
+// A new health view (an ejection) is published with the picking state of every worker that has
+// picked already: no pick allocates after the worker's first.
+TEST(LoadBalancer, PickDoesNotAllocateAfterAnEjection) {
+  cluster_config c = with_outlier({});
+  c.priorities = {priority({h(1), h(2), h(3)})};
+  auto lb = make(c, 2);
+  fast_random r(3);
+  ASSERT_NE(lb->pick(0, r), nullptr);
+  ASSERT_NE(lb->pick(1, r), nullptr);
+  host* failing = find(*lb, 1);
+  eject(*lb, *failing, t0);
+  ASSERT_TRUE(failing->ejected());
+  const std::uint64_t before = testing::allocations_on_this_thread();
+  for (int i = 0; i < 100; ++i) EXPECT_NE(lb->pick(i % 2, r), failing);
+  EXPECT_EQ(testing::allocations_on_this_thread() - before, 0u);
 }
 
 // Workers pick while the cold half ejects and returns hosts and publishes new views: no pick
