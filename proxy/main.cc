@@ -1,4 +1,5 @@
 // ewgw: an east-west gateway for Istio multi-cluster meshes (SNI passthrough on port 15443).
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -287,10 +288,15 @@ int main(int argc, char** argv) {
     EWGW_LOG(info, "main", "shutting down", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
     main_context.stop();
   });
+  // The readiness probe gets its own thread: a large /config_dump or scrape on the main thread
+  // (seconds at 10,000 clusters) must not make the kubelet's probe time out. It only reads
+  // atomics (gateway::ready()).
+  boost::asio::io_context probe_context(1);
   std::vector<std::unique_ptr<ewgw::proxy::admin_server>> servers;
-  auto serve = [&](const std::optional<host_port>& where, const char* what, auto install) -> bool {
+  auto serve = [&](const std::optional<host_port>& where, const char* what, auto install,
+                   boost::asio::io_context& context) -> bool {
     if (!where) return true;
-    auto server = std::make_unique<ewgw::proxy::admin_server>(main_context);
+    auto server = std::make_unique<ewgw::proxy::admin_server>(context);
     install(*server);
     if (auto error = server->listen(where->address, where->port)) {
       std::fprintf(stderr, "ewgw: %s: %s\n", what, error->c_str());
@@ -307,14 +313,22 @@ int main(int argc, char** argv) {
         extras.missing_cluster_note = [config_dump](std::string_view cluster) { return config_dump->missing_cluster_note(cluster); };
         ewgw::proxy::install_admin_routes(s, gw, [&] { boost::asio::post(main_context, [&] { main_context.stop(); }); },
                                           std::move(extras));
-      }) &&
-      serve(opt.prometheus, "prometheus", [&](ewgw::proxy::admin_server& s) { ewgw::proxy::install_prometheus_routes(s, gw); }) &&
-      serve(opt.readiness, "readiness", [&](ewgw::proxy::admin_server& s) { ewgw::proxy::install_readiness_routes(s, gw); });
+      }, main_context) &&
+      serve(opt.prometheus, "prometheus", [&](ewgw::proxy::admin_server& s) { ewgw::proxy::install_prometheus_routes(s, gw); },
+            main_context) &&
+      serve(opt.readiness, "readiness", [&](ewgw::proxy::admin_server& s) { ewgw::proxy::install_readiness_routes(s, gw); },
+            probe_context);
   if (!served) {
     gw.stop();
     return 1;
   }
+  std::thread probe_thread([&probe_context] {
+    auto work = boost::asio::make_work_guard(probe_context);
+    probe_context.run();
+  });
   main_context.run();
+  probe_context.stop();
+  probe_thread.join();
   for (auto& s : servers) s->stop();
   if (xds) xds->stop();
   gw.stop();

@@ -29,9 +29,10 @@ struct run_result {
   std::string output;  // stdout and stderr
 };
 
-run_result run(const std::string& args) {
+// Runs a shell command; its output is stdout and stderr together.
+run_result run_command(const std::string& command) {
   run_result r;
-  FILE* p = ::popen(("timeout 20 " EWGW_BINARY " " + args + " 2>&1").c_str(), "r");
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
   if (!p) return r;
   std::array<char, 4096> buf;
   std::size_t n;
@@ -41,16 +42,10 @@ run_result run(const std::string& args) {
   return r;
 }
 
+run_result run(const std::string& args) { return run_command("timeout 20 " EWGW_BINARY " " + args); }
+
 run_result run_with_env(const std::string& env, const std::string& args) {
-  run_result r;
-  FILE* p = ::popen(("env -i PATH=/usr/bin:/bin " + env + " timeout 20 " EWGW_BINARY " " + args + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return run_command("env -i PATH=/usr/bin:/bin " + env + " timeout 20 " EWGW_BINARY " " + args);
 }
 
 std::string write_temp(const std::string& name, const std::string& text) {
@@ -196,13 +191,16 @@ dynamic_resources:
   lds_config: {ads: {}}
 )");
   const std::string log = write_temp("xds.log", "");
+  // The probe runs on its own thread in the binary; check it answers there.
+  const std::string readiness = "127.0.0.1:" + std::to_string(ewgw::test::unused_port());
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     const int fd = ::open(log.c_str(), O_WRONLY | O_TRUNC);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
-    ::execl(EWGW_BINARY, EWGW_BINARY, "--config", config.c_str(), "--concurrency", "2", static_cast<char*>(nullptr));
+    ::execl(EWGW_BINARY, EWGW_BINARY, "--config", config.c_str(), "--concurrency", "2", "--readiness-address",
+            readiness.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
   const auto hello = ewgw::test::make_client_hello(sni, {"istio"});
@@ -216,6 +214,13 @@ dynamic_resources:
     }
     if (!reached) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  run_result probe;
+  for (int i = 0; i < 100; ++i) {  // ready once CDS and LDS are applied (bounded)
+    probe = run_command("curl -s -w ' %{http_code}' http://" + readiness + "/healthz/ready");
+    if (probe.output == "LIVE\n 200") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(probe.output, "LIVE\n 200");
   ::kill(pid, SIGTERM);
   int status = 0;
   ::waitpid(pid, &status, 0);
