@@ -1,5 +1,6 @@
 #include "proxy/tcp_session.h"
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
 #include <sys/socket.h>
@@ -398,26 +399,51 @@ void tcp_session::connect() {
     return;
   }
   // connect(2) and a wait for writability, rather than asio's async_connect, which confirms
-  // every completion with an extra poll(2) that getsockopt(SO_ERROR) makes redundant. A failed
-  // connect also wakes the wait (EPOLLERR), and SO_ERROR says why.
+  // every completion with poll(2) and then reads SO_ERROR: here one getpeername(2) confirms a
+  // success (see wait_for_connect()). An immediate result still goes through the event loop, as
+  // asio's would: a synchronous failure (ENETUNREACH, EADDRNOTAVAIL) must not recurse through
+  // the retries on this stack.
   if (::connect(upstream_.native_handle(), endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0) {
-    on_connected({});
+    asio::post(owner_.context(), [self = shared_from_this()] { self->on_connected({}); });
     return;
   }
   if (errno != EINPROGRESS && errno != EINTR) {
-    on_connected(error_code(errno, asio::error::get_system_category()));
+    asio::post(owner_.context(), [self = shared_from_this(), ec = error_code(errno, asio::error::get_system_category())] {
+      self->on_connected(ec);
+    });
     return;
   }
+  wait_for_connect();
+}
+
+void tcp_session::wait_for_connect() {
   upstream_.async_wait(asio::socket_base::wait_write, [self = shared_from_this()](const error_code& ec) {
     if (ec) {
       self->on_connected(ec);  // closed by the connect timeout or the session
+      return;
+    }
+    if (self->phase_ != phase::connecting) return;
+    // The reactor may report readiness that is not this connect's (asio warns of spurious
+    // notifications; a descriptor slot can be reused while an old event for it is queued), so
+    // the connection must be confirmed: getpeername succeeds once connected. Otherwise SO_ERROR
+    // says whether the connect failed or is still in progress (then wait again).
+    sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    if (::getpeername(self->upstream_.native_handle(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+      self->on_connected({});
       return;
     }
     using socket_error = asio::detail::socket_option::integer<SOL_SOCKET, SO_ERROR>;
     socket_error error;
     error_code opt_ec;
     self->upstream_.get_option(error, opt_ec);
-    self->on_connected(opt_ec ? opt_ec : error_code(error.value(), asio::error::get_system_category()));
+    if (opt_ec) {
+      self->on_connected(opt_ec);
+    } else if (error.value() != 0) {
+      self->on_connected(error_code(error.value(), asio::error::get_system_category()));
+    } else {
+      self->wait_for_connect();  // still connecting
+    }
   });
 }
 

@@ -75,6 +75,7 @@ class tcp_session final : public std::enable_shared_from_this<tcp_session> {
   void on_hello_readable(const boost::system::error_code& ec);
   void route(std::string_view server_name, std::string_view transport, std::span<const std::string_view> alpns);
   void connect();
+  void wait_for_connect();
   void on_connected(const boost::system::error_code& ec);
   void on_connect_failed(bool timed_out, const boost::system::error_code& ec);
   void forward_hello();
