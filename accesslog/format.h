@@ -63,7 +63,8 @@ class formatter {
 // Envoy's default format (access_log/usage: "Default Format String").
 extern const std::string_view envoy_default_format;
 
-// JSON string escaping (RFC 8259 section 7), appended without the surrounding quotes.
+// JSON string escaping (RFC 8259 section 7), appended without the surrounding quotes. The one
+// escaper of the project: xds (YAML to JSON) and the admin views use it too.
 void append_json_escaped(std::string& out, std::string_view s);
 
 }  // namespace ewgw::accesslog

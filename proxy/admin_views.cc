@@ -5,6 +5,8 @@
 #include <map>
 #include <set>
 
+#include "accesslog/format.h"
+
 namespace ewgw::proxy {
 
 namespace {
@@ -87,23 +89,7 @@ std::string host_word(std::uint32_t n) { return std::to_string(n) + (n == 1 ? " 
 std::string json_escape(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
+  accesslog::append_json_escaped(out, s);
   return out;
 }
 

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <regex>
 
+#include "accesslog/format.h"
+
 namespace ewgw::xds {
 namespace {
 
@@ -17,23 +19,7 @@ constexpr std::string_view type_url_prefix = "type.googleapis.com/";
 
 void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          out += buf;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
+  accesslog::append_json_escaped(out, s);
   out.push_back('"');
 }
 
