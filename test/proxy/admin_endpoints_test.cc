@@ -25,6 +25,7 @@
 #include "proxy/gateway.h"
 #include "proxy/xds_controller.h"
 #include "test/support/client_hello_bytes.h"
+#include "test/support/process.h"
 #include "test/support/tcp_util.h"
 #include "xds/config_dump.h"
 #include "xds/decode.h"
@@ -34,27 +35,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct http_reply {
-  int code = 0;
-  std::string body;
-};
-
-http_reply http_get(std::uint16_t port, const std::string& path) {
-  const std::string command = "curl -s -m 5 -w '\\n%{http_code}' 'http://127.0.0.1:" + std::to_string(port) + path + "' 2>&1";
-  http_reply r;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  std::string out;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  ::pclose(p);
-  const std::size_t nl = out.rfind('\n');
-  if (nl == std::string::npos) return r;
-  r.code = std::atoi(out.c_str() + nl + 1);
-  r.body = out.substr(0, nl);
-  return r;
-}
+using test::http_get;
+using test::http_reply;
 
 struct endpoint_spec {
   std::uint16_t port;

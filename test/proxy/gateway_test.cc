@@ -22,6 +22,7 @@
 #include "proxy/gateway.h"
 #include "test/support/certs.h"
 #include "test/support/client_hello_bytes.h"
+#include "test/support/process.h"
 #include "test/support/tcp_util.h"
 #include "test/support/tls_client.h"
 #include "test/support/tls_server.h"
@@ -222,16 +223,8 @@ std::filesystem::path temp_dir(const std::string& name) {
   return dir;
 }
 
-std::string run_command(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (!p) return out;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  ::pclose(p);
-  return out;
-}
+// Output only: the commands redirect their own stderr where they need it.
+std::string run_command(const std::string& command) { return test::run_command(command, false).output; }
 
 TEST_F(GatewayTest, GnuTlsClientThroughGateway) {
   const auto server_cert = pki_.make_leaf("helloworld-v2", {istio_sni}, test::cert_usage::server);

@@ -18,29 +18,15 @@
 #include <string>
 
 #include "test/support/client_hello_bytes.h"
+#include "test/support/process.h"
 #include "test/support/tcp_util.h"
 #include "test/xds/istio_fixtures.h"
 #include "test/xds/test_control_plane.h"
 
 namespace {
 
-struct run_result {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
-
-// Runs a shell command; its output is stdout and stderr together.
-run_result run_command(const std::string& command) {
-  run_result r;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using run_result = ewgw::test::command_result;
+using ewgw::test::run_command;
 
 run_result run(const std::string& args) { return run_command("timeout 20 " EWGW_BINARY " " + args); }
 

@@ -21,6 +21,7 @@
 #include "proxy/admin_server.h"
 #include "proxy/gateway.h"
 #include "test/support/client_hello_bytes.h"
+#include "test/support/process.h"
 #include "test/support/tcp_util.h"
 #include "xds/decode.h"
 
@@ -29,28 +30,14 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct command_result {
-  int status = -1;
-  std::string output;
-};
+using test::command_result;
 
-command_result run(const std::string& command) {
-  command_result r;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+command_result run(const std::string& command) { return test::run_command(command); }
 
 std::string http_get(std::uint16_t port, const std::string& path, int* code = nullptr) {
-  const auto r = run("curl -s -m 5 -w '\\n%{http_code}' 'http://127.0.0.1:" + std::to_string(port) + path + "'");
-  const std::size_t nl = r.output.rfind('\n');
-  if (code) *code = nl == std::string::npos ? 0 : std::atoi(r.output.c_str() + nl + 1);
-  return nl == std::string::npos ? r.output : r.output.substr(0, nl);
+  const test::http_reply r = test::http_get(port, path);
+  if (code) *code = r.code;
+  return r.body;
 }
 
 class ObservabilityTest : public ::testing::Test {
