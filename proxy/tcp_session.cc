@@ -65,6 +65,15 @@ accesslog::address to_log_address(const lb::endpoint_address& a) {
   return out;
 }
 
+// The socket's pending error (SO_ERROR, which reading clears); a failure to read it is returned
+// instead. Empty: no error pending.
+error_code pending_socket_error(asio::ip::tcp::socket& socket) {
+  asio::detail::socket_option::integer<SOL_SOCKET, SO_ERROR> option;
+  error_code ec;
+  socket.get_option(option, ec);
+  return ec ? ec : error_code(option.value(), asio::error::get_system_category());
+}
+
 // Connection ids for %CONNECTION_ID%: unique across workers without a shared counter (the
 // worker id in the low bits, the worker's own sequence above).
 thread_local std::uint64_t connection_sequence = 0;
@@ -332,12 +341,8 @@ void tcp_session::watch_for_errors(asio::ip::tcp::socket& socket) {
   socket.async_wait(asio::socket_base::wait_error, [self = shared_from_this(), &socket, &watching](const error_code& ec) {
     watching = false;
     if (ec == asio::error::operation_aborted || self->phase_ == phase::closed) return;
-    using socket_error = asio::detail::socket_option::integer<SOL_SOCKET, SO_ERROR>;
-    socket_error error;
-    error_code opt_ec;
-    socket.get_option(error, opt_ec);
-    if (opt_ec || error.value() != 0) {
-      if (!opt_ec) self->note_reset(socket, error_code(error.value(), boost::system::system_category()));
+    if (const error_code error = pending_socket_error(socket)) {
+      self->note_reset(socket, error);
       self->close();
       return;
     }
@@ -433,14 +438,8 @@ void tcp_session::wait_for_connect() {
       self->on_connected({});
       return;
     }
-    using socket_error = asio::detail::socket_option::integer<SOL_SOCKET, SO_ERROR>;
-    socket_error error;
-    error_code opt_ec;
-    self->upstream_.get_option(error, opt_ec);
-    if (opt_ec) {
-      self->on_connected(opt_ec);
-    } else if (error.value() != 0) {
-      self->on_connected(error_code(error.value(), asio::error::get_system_category()));
+    if (const error_code error = pending_socket_error(self->upstream_)) {
+      self->on_connected(error);
     } else {
       self->wait_for_connect();  // still connecting
     }
