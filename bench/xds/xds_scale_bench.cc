@@ -12,7 +12,10 @@
 // state is in force, with freed heap returned to the OS, divided by N). The serialized input is
 // allocated before the baseline, so it is not counted.
 //
-//   xds_scale_bench [--clusters 10000] [--endpoints 3] [--updates 20] [--workers 2]
+//   xds_scale_bench [--clusters 10000] [--endpoints 3] [--updates 20] [--workers 2] [--exit-after-apply]
+//
+// --exit-after-apply stops right after step 1 without freeing anything, so that a heap profiler
+// (heaptrack) lists what the full state keeps as "leaked", by allocation site.
 #include <malloc.h>
 #include <unistd.h>
 
@@ -90,21 +93,25 @@ int main(int argc, char** argv) {
   std::size_t endpoints = 3;
   std::size_t updates = 20;
   std::size_t workers = 2;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool exit_after_apply = false;
+  for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    const std::size_t v = std::strtoul(argv[i + 1], nullptr, 10);
-    if (arg == "--clusters") {
-      clusters = v;
-    } else if (arg == "--endpoints") {
-      endpoints = v;
-    } else if (arg == "--updates") {
-      updates = v;
-    } else if (arg == "--workers") {
-      workers = v;
-    } else {
-      std::fprintf(stderr, "usage: xds_scale_bench [--clusters N] [--endpoints N] [--updates N] [--workers N]\n");
+    if (arg == "--exit-after-apply") {
+      exit_after_apply = true;
+      continue;
+    }
+    std::size_t* target = arg == "--clusters"    ? &clusters
+                          : arg == "--endpoints" ? &endpoints
+                          : arg == "--updates"   ? &updates
+                          : arg == "--workers"   ? &workers
+                                                 : nullptr;
+    if (target == nullptr || i + 1 >= argc) {
+      std::fprintf(stderr,
+                   "usage: xds_scale_bench [--clusters N] [--endpoints N] [--updates N] [--workers N] "
+                   "[--exit-after-apply]\n");
       return 2;
     }
+    *target = std::strtoul(argv[++i], nullptr, 10);
   }
   ewgw::log::set_level(ewgw::log::level::warn);
 
@@ -168,6 +175,13 @@ int main(int argc, char** argv) {
   const std::size_t applied_clusters = config.clusters.size();
   const long rss_after = settled_rss_kib();
   const std::size_t heap_gateway = heap_in_use();
+  if (exit_after_apply) {
+    // For heap profilers: what is still allocated at exit is what the full state keeps.
+    std::printf("RSS per cluster after the full apply: %.0f bytes\n",
+                static_cast<double>(rss_after - rss_before) * 1024.0 / static_cast<double>(clusters));
+    std::fflush(stdout);
+    std::_Exit(0);
+  }
 
   // 2. Single-cluster EDS updates.
   std::vector<double> update_ms;
