@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -278,6 +280,23 @@ istio_bootstrap_result build_istio_bootstrap(const istio_environment& e) {
     if (san != host) {
       (*g->mutable_channel_args()->mutable_args())["grpc.ssl_target_name_override"].set_string_value(san);
     }
+    // PROV_CERT: a directory of pre-provisioned certificates (Istio's VM onboarding, or a
+    // Secret mounted into the pod). pilot-agent then presents its cert-chain.pem / key.pem to
+    // istiod as a client certificate; ewgw does the same (mTLS towards the control plane). The
+    // files are read on every new stream, so a rotated pair is used from the next reconnect;
+    // a missing file is reported now, by name, rather than as a failed handshake later.
+    if (std::string dir = get(e, "PROV_CERT"); !dir.empty()) {
+      while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+      auto* ssl = g->mutable_channel_credentials()->mutable_ssl_credentials();
+      for (const auto& [file, field] : {std::pair{"/cert-chain.pem", ssl->mutable_cert_chain()},
+                                        std::pair{"/key.pem", ssl->mutable_private_key()}}) {
+        const std::string path = dir + file;
+        if (::access(path.c_str(), R_OK) != 0) {
+          result.errors.push_back("PROV_CERT: cannot read " + path + ": " + std::strerror(errno));
+        }
+        field->set_filename(path);
+      }
+    }
     // istiod authenticates the stream with the pod's projected service account token.
     envoy::config::grpc_credential::v3::FileBasedMetadataConfig fbm;
     fbm.mutable_secret_data()->set_filename(get(e, "EWGW_XDS_TOKEN_PATH", default_token));
@@ -288,6 +307,7 @@ istio_bootstrap_result build_istio_bootstrap(const istio_environment& e) {
     plugin->mutable_typed_config()->PackFrom(fbm);
   } else {
     notice("xDS over plaintext to " + discovery + " (no token is sent)");
+    if (!get(e, "PROV_CERT").empty()) notice("PROV_CERT ignored: xDS is plaintext, there is no TLS to present it in");
   }
   auto* h = service_def->add_initial_metadata();
   h->set_key("clusterid");  // istiod reads "ClusterID"; HTTP/2 header names are lower-case
