@@ -123,6 +123,11 @@ struct test_control_plane::impl {
     builder.RegisterService(&svc);
     builder.SetMaxReceiveMessageSize(-1);
     builder.SetMaxSendMessageSize(-1);
+    // istiod accepts client keepalive pings down to half its keepalive time (15 s of 30 s) and
+    // without calls; gRPC's default (one ping per 5 minutes) would answer the gateway's 30 s
+    // pings with GOAWAY too_many_pings and force a reconnect every few minutes.
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 15000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     // Enough threads for a few concurrent streams (each holds one while open).
     builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
     server = builder.BuildAndStart();
