@@ -157,6 +157,7 @@ struct ads_client::impl {
         lds_stats(registry_in.get<xds_update_stats>("listener_manager", "lds")),
         cp_stats(registry_in.get<control_plane_stats>("control_plane", "")),
         listener_manager(registry_in.get<listener_manager_stats>("listener_manager", "", "", 1)),
+        cluster_manager(registry_in.get<cluster_manager_stats>("cluster_manager", "", "", 1)),
         tokens(ads.token_file) {
     build_node();
     registry_in.add_source([table = eds_updates](const stats::registry::scope_emitter& emit) {
@@ -746,8 +747,10 @@ struct ads_client::impl {
       status_.waiting_listeners = state.waiting_listeners();
       status_.unusable_listeners = state.unusable_listeners();
     }
-    stats::gauge& unusable = listener_manager->worker(0).total_listeners_unusable;
-    unusable.add(static_cast<std::int64_t>(state.unusable_listeners()) - unusable.value());
+    const auto set = [](stats::gauge& g, std::size_t v) { g.add(static_cast<std::int64_t>(v) - g.value()); };
+    set(listener_manager->worker(0).total_listeners_unusable, state.unusable_listeners());
+    set(cluster_manager->worker(0).active_clusters, state.assemble().clusters.size());
+    set(cluster_manager->worker(0).warming_clusters, state.warming_clusters());
     if (ready.load()) return;
     const bool cds_done = !ads.cds || cds_accepted;
     const bool lds_done = !ads.lds || lds_accepted;
@@ -801,6 +804,7 @@ struct ads_client::impl {
   std::shared_ptr<eds_update_table> eds_updates = std::make_shared<eds_update_table>();
   std::shared_ptr<stats::block_scope<control_plane_stats>> cp_stats;
   std::shared_ptr<stats::block_scope<listener_manager_stats>> listener_manager;
+  std::shared_ptr<stats::block_scope<cluster_manager_stats>> cluster_manager;
   token_source tokens;
   std::mt19937_64 rng{std::random_device{}()};
 

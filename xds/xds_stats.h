@@ -19,6 +19,12 @@ EWGW_STATS_BLOCK(xds_update_stats, EWGW_XDS_UPDATE_STATS)
   GAUGE(total_listeners_unusable, "Listeners accepted from LDS but not served: they use filters or settings ewgw does not implement")
 EWGW_STATS_BLOCK(listener_manager_stats, EWGW_LISTENER_MANAGER_STATS)
 
+// Scope "cluster_manager." (Envoy's gauges of the same names).
+#define EWGW_CLUSTER_MANAGER_STATS(COUNTER, GAUGE)                                                 \
+  GAUGE(active_clusters, "Clusters in force (static, and dynamic ones past warming)")              \
+  GAUGE(warming_clusters, "Clusters from CDS waiting for their first EDS assignment")
+EWGW_STATS_BLOCK(cluster_manager_stats, EWGW_CLUSTER_MANAGER_STATS)
+
 // Scope "control_plane." (Envoy's GrpcMux stats).
 #define EWGW_CONTROL_PLANE_STATS(COUNTER, GAUGE)                                                   \
   GAUGE(connected_state, "1 while a stream to the control plane is established, else 0")            \

@@ -194,10 +194,15 @@ TEST_P(AdsClientTest, FollowsServicesAddedAndRemoved) {
   EXPECT_GE(stat("listener_manager.lds.update_success"), 1);
   EXPECT_GE(stat("cluster." + svc_a + ".update_success"), 1);
   EXPECT_EQ(stat("cluster_manager.cds.update_rejected"), 0);
+  EXPECT_EQ(stat("cluster." + svc_a + ".update_rejected"), 0);
+  EXPECT_EQ(stat("cluster_manager.active_clusters"), 1);
+  EXPECT_EQ(stat("cluster_manager.warming_clusters"), 0);
 
   publish({{svc_a, {a.port()}}, {svc_b, {b.port()}}});
   EXPECT_TRUE(eventually_reaches(svc_b, b));
   EXPECT_TRUE(reaches(svc_a, a));
+  // Set after the apply that the traffic above already sees.
+  EXPECT_TRUE(eventually([&] { return stat("cluster_manager.active_clusters") == 2; }));
 
   publish({{svc_b, {b.port()}}});
   EXPECT_TRUE(eventually_refused(svc_a));
@@ -676,11 +681,15 @@ TEST_P(AdsClientTest, ListenerWaitsForItsClusterToWarm) {
   EXPECT_TRUE(refused(svc_b));
   EXPECT_TRUE(eventually([&] { return stat(no_match) == before + 1; }));
   EXPECT_EQ(stat("tcp." + svc_b + ".downstream_cx_no_route"), -1);
+  EXPECT_TRUE(eventually([&] { return stat("cluster_manager.warming_clusters") == 1; }));
+  EXPECT_EQ(stat("cluster_manager.active_clusters"), 1);
   // Then the endpoints: the waiting listener takes effect.
   cp_->set_endpoints({istio::local_assignment(svc_a, {a.port()}), istio::local_assignment(svc_b, {b.port()})});
   cp_->push();
   EXPECT_TRUE(eventually_reaches(svc_b, b));
   EXPECT_TRUE(cp_->nacks().empty());
+  EXPECT_TRUE(eventually([&] { return stat("cluster_manager.active_clusters") == 2; }));
+  EXPECT_EQ(stat("cluster_manager.warming_clusters"), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, AdsClientTest, ::testing::Values(xds::xds_api::sotw, xds::xds_api::delta),
