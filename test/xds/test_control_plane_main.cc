@@ -5,9 +5,13 @@
 //   ewgw-test-control-plane [--port 15010] [--listener-port 15443]
 //                           --service SNI=PORT[,PORT...] [--service ...]
 //                           [--tls-cert chain.pem --tls-key key.pem] [--token TOKEN]
+//                           [--synthetic-services N]
 //
 // Each --service becomes an SNI-DNAT EDS cluster named SNI with its endpoints on 127.0.0.1 and a
-// chain on the 15443 listener matching SNI with Istio's ALPNs. Runs until SIGTERM or SIGINT.
+// chain on the 15443 listener matching SNI with Istio's ALPNs. --synthetic-services N adds N
+// more, shaped like xds_scale_bench's (outbound_.8080_._.svc-I.ns-J.svc.cluster.local, three
+// endpoints each on unrouted 10.x addresses), for measuring a gateway at scale
+// (bench/xds/gateway_memory.sh). Runs until SIGTERM or SIGINT.
 // Prints "control plane listening on 127.0.0.1:<port>" once serving.
 #include <signal.h>
 
@@ -30,7 +34,8 @@ void on_signal(int) { g_stop = 1; }
 int usage() {
   std::fprintf(stderr,
                "usage: ewgw-test-control-plane [--port N] [--listener-port N] --service SNI=PORT[,PORT...] ...\n"
-               "                               [--tls-cert FILE --tls-key FILE] [--token TOKEN]\n");
+               "                               [--tls-cert FILE --tls-key FILE] [--token TOKEN]\n"
+               "                               [--synthetic-services N]\n");
   return 2;
 }
 
@@ -52,6 +57,7 @@ int main(int argc, char** argv) {
     std::vector<std::uint16_t> ports;
   };
   std::vector<service> services;
+  std::size_t synthetic = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
@@ -78,6 +84,9 @@ int main(int argc, char** argv) {
     } else if (arg == "--tls-key" && v) {
       options.key = read_file(v);
       ++i;
+    } else if (arg == "--synthetic-services" && v) {
+      synthetic = std::strtoul(v, nullptr, 10);
+      ++i;
     } else if (arg == "--token" && v) {
       options.required_token = v;
       ++i;
@@ -85,7 +94,7 @@ int main(int argc, char** argv) {
       return usage();
     }
   }
-  if (services.empty()) return usage();
+  if (services.empty() && synthetic == 0) return usage();
 
   ewgw::test::test_control_plane cp(options);
   std::vector<envoy::config::cluster::v3::Cluster> clusters;
@@ -95,6 +104,19 @@ int main(int argc, char** argv) {
     clusters.push_back(ewgw::test::istio::sni_dnat_cluster(s.sni));
     assignments.push_back(ewgw::test::istio::local_assignment(s.sni, s.ports));
     chains.push_back({s.sni, s.sni});
+  }
+  for (std::size_t i = 0; i < synthetic; ++i) {
+    const std::string sni = ewgw::test::istio::sni_name(
+        "svc-" + std::to_string(i) + ".ns-" + std::to_string(i % 50) + ".svc.cluster.local", 8080);
+    ewgw::test::istio::locality_spec l;
+    for (int e = 1; e <= 3; ++e) {
+      l.endpoints.push_back({"10." + std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255) + "." +
+                                 std::to_string(e),
+                             8080, 1, true});
+    }
+    clusters.push_back(ewgw::test::istio::sni_dnat_cluster(sni));
+    assignments.push_back(ewgw::test::istio::assignment(sni, {l}));
+    chains.push_back({sni, sni});
   }
   cp.set_clusters(clusters);
   cp.set_endpoints(assignments);
@@ -107,7 +129,7 @@ int main(int argc, char** argv) {
   }
   cp.push();
   std::printf("control plane listening on %s (%zu service(s), listener port %u)\n", cp.address().c_str(),
-              services.size(), listener_port);
+              services.size() + synthetic, listener_port);
   std::fflush(stdout);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# gateway_memory.sh: resident memory per SNI cluster of the whole ewgw process, as deployed.
+#
+# xds_scale_bench measures the configuration structures alone; this measures what a user sees in
+# `kubectl top`: the ewgw binary following the bundled test control plane over ADS (Delta by
+# default), with its admin server (so the /config_dump store is included), the xDS client's
+# counters, gRPC's buffers and the allocator's slack. It runs the gateway twice, against a
+# control plane serving SMALL and then LARGE synthetic istiod-shaped services (3 endpoints and a
+# 15443 chain each), waits until the gateway is ready and has applied the full state, lets it
+# settle, and reports (RSS_large - RSS_small) / (LARGE - SMALL).
+#
+#   bench/xds/gateway_memory.sh [--clusters 10000] [--small 100] [--sotw] [--concurrency 2] [--no-build]
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+large=10000
+small=100
+api=DELTA_GRPC
+concurrency=2
+build=1
+while (($#)); do
+  case "$1" in
+    --clusters) large="$2"; shift 2 ;;
+    --small) small="$2"; shift 2 ;;
+    --sotw) api=GRPC; shift ;;
+    --concurrency) concurrency="$2"; shift 2 ;;
+    --no-build) build=0; shift ;;
+    *) echo "usage: $0 [--clusters N] [--small N] [--sotw] [--concurrency N] [--no-build]" >&2; exit 2 ;;
+  esac
+done
+bin="$root/build/release"
+if ((build)); then
+  (cd "$root" && export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1 &&
+    cmake --preset release >/dev/null && cmake --build --preset release --target ewgw ewgw-test-control-plane >/dev/null)
+fi
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts a control plane with $1 services and a gateway following it; prints the gateway's RSS
+# in KiB once it serves all of them.
+measure() {
+  local services="$1" cp_port admin_port listener_port cp_pid gw_pid
+  cp_port="$(free_port)"
+  admin_port="$(free_port)"
+  listener_port="$(free_port)"
+  "$bin/test/xds/ewgw-test-control-plane" --port "$cp_port" --listener-port "$listener_port" \
+    --synthetic-services "$services" >"$work/cp-$services.log" 2>&1 &
+  cp_pid=$!
+  pids+=("$cp_pid")
+  for _ in $(seq 1 600); do grep -q "listening" "$work/cp-$services.log" && break; sleep 0.1; done
+  cat >"$work/bootstrap-$services.yaml" <<EOF
+node:
+  id: router~127.0.0.1~ewgw-memory.istio-system~istio-system.svc.cluster.local
+  cluster: istio-eastwestgateway.istio-system
+  metadata: {CLUSTER_ID: cluster2, NETWORK: network2}
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: $admin_port}}
+dynamic_resources:
+  ads_config:
+    api_type: $api
+    transport_api_version: V3
+    set_node_on_first_message_only: true
+    grpc_services:
+    - google_grpc: {target_uri: "127.0.0.1:$cp_port", stat_prefix: xds-grpc}
+  cds_config: {ads: {}, resource_api_version: V3}
+  lds_config: {ads: {}, resource_api_version: V3}
+EOF
+  "$bin/proxy/ewgw" --config "$work/bootstrap-$services.yaml" --concurrency "$concurrency" \
+    >"$work/ewgw-$services.log" 2>&1 &
+  gw_pid=$!
+  pids+=("$gw_pid")
+  local active=""
+  for _ in $(seq 1 1200); do
+    active="$(curl -s "http://127.0.0.1:$admin_port/stats?filter=^cluster_manager.active_clusters$" 2>/dev/null |
+      sed -n 's/.*: //p')"
+    if [[ -n "$active" ]] && ((active >= services)) &&
+      curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null 2>&1; then
+      break
+    fi
+    sleep 0.1
+  done
+  if [[ -z "$active" ]] || ((active < services)); then
+    echo "the gateway did not apply $services clusters (active: ${active:-none}); see $work/ewgw-$services.log" >&2
+    cat "$work/ewgw-$services.log" >&2
+    exit 1
+  fi
+  sleep 3  # let the xDS thread finish acknowledging and the workers go idle
+  awk '/^VmRSS/ {print $2}' "/proc/$gw_pid/status"
+  kill "$gw_pid" "$cp_pid"
+  wait "$gw_pid" "$cp_pid" 2>/dev/null || true
+}
+
+rss_small="$(measure "$small")"
+rss_large="$(measure "$large")"
+echo "ewgw RSS: $rss_small KiB with $small clusters, $rss_large KiB with $large clusters ($api, $concurrency workers)"
+awk -v a="$rss_small" -v b="$rss_large" -v n="$small" -v m="$large" \
+  'BEGIN { printf "RSS per SNI cluster (3 endpoints, one chain, admin on): %.0f bytes\n", (b - a) * 1024 / (m - n) }'
