@@ -38,9 +38,10 @@ class istio_service_labels {
  public:
   istio_service_labels() = default;
   explicit istio_service_labels(const xds::istio_service& s)
-      : text_(s.host + s.name + s.namespace_),
-        host_size_(static_cast<std::uint32_t>(s.host.size())),
-        name_size_(static_cast<std::uint32_t>(s.name.size())) {}
+      : host_size_(static_cast<std::uint32_t>(s.host.size())), name_size_(static_cast<std::uint32_t>(s.name.size())) {
+    text_.reserve(s.host.size() + s.name.size() + s.namespace_.size());  // exactly: no growth slack
+    text_.append(s.host).append(s.name).append(s.namespace_);
+  }
   std::string_view host() const { return std::string_view(text_).substr(0, host_size_); }
   std::string_view name() const { return std::string_view(text_).substr(host_size_, name_size_); }
   std::string_view namespace_() const { return std::string_view(text_).substr(host_size_ + name_size_); }
