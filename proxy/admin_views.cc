@@ -102,7 +102,7 @@ std::string render_clusters_text(const routing_snapshot& snapshot) {
     // retries to limit).
     out += n + "::default_priority::max_connections::" + std::to_string(c->max_connections) + "\n";
     out += n + "::added_via_api::" + (c->added_via_api ? "true" : "false") + "\n";
-    if (!c->eds_service_name.empty()) out += n + "::eds_service_name::" + c->eds_service_name + "\n";
+    if (!c->eds_service_name().empty()) out += n + "::eds_service_name::" + std::string(c->eds_service_name()) + "\n";
     const lb::balancer_state st = c->balancer->explain();
     for (const lb::host_state& h : st.hosts) {
       const std::string p = n + "::" + h.address.to_string() + "::";
@@ -134,7 +134,7 @@ std::string render_clusters_json(const routing_snapshot& snapshot) {
     first_cluster = false;
     out += "{\"name\":\"" + json_escape(c->name) + "\",\"observability_name\":\"" + json_escape(c->name) + "\"";
     out += std::string(",\"added_via_api\":") + (c->added_via_api ? "true" : "false");
-    if (!c->eds_service_name.empty()) out += ",\"eds_service_name\":\"" + json_escape(c->eds_service_name) + "\"";
+    if (!c->eds_service_name().empty()) out += ",\"eds_service_name\":\"" + json_escape(c->eds_service_name()) + "\"";
     out += ",\"circuit_breakers\":{\"thresholds\":[{\"priority\":\"DEFAULT\",\"max_connections\":" +
            std::to_string(c->max_connections) + "}]}";
     out += ",\"host_statuses\":[";
@@ -216,10 +216,10 @@ std::string why_unavailable(const priority_reading& r) {
 
 void explain_cluster(const cluster_runtime& c, const explain_context& ctx, std::string& out, std::string& conclusion) {
   const lb::balancer_state st = c.balancer->explain();
-  const std::uint32_t active = c.active_connections ? c.active_connections->load() : 0;
+  const std::uint32_t active = c.shared ? c.shared->active_connections.load() : 0;
   out += "cluster '" + c.name + "'";
   out += c.added_via_api ? " (from CDS" : " (static";
-  if (!c.eds_service_name.empty()) out += ", EDS service '" + c.eds_service_name + "'";
+  if (!c.eds_service_name().empty()) out += ", EDS service '" + std::string(c.eds_service_name()) + "'";
   out += "): " + policy_name(st.policy) + ", healthy_panic_threshold " + percent(st.panic_threshold) +
          (st.panic_threshold == 0 ? " (panic disabled)" : "") + ", overprovisioning factor " +
          format_double(st.overprovisioning_factor / 100.0) + (st.locality_weighted ? ", locality weighted" : "") +
@@ -278,7 +278,7 @@ void explain_cluster(const cluster_runtime& c, const explain_context& ctx, std::
   }
   if (st.hosts.empty()) {
     conclusion = "no healthy upstream: cluster '" + c.name + "' has no endpoints" +
-                 (c.eds_service_name.empty() ? std::string() : " (EDS sent none for '" + c.eds_service_name + "')") +
+                 (c.eds_service_name().empty() ? std::string() : " (EDS sent none for '" + std::string(c.eds_service_name()) + "')") +
                  " (upstream_cx_none_healthy)";
     return;
   }
@@ -430,24 +430,24 @@ explain_result explain_sni(const explain_request& request, const explain_context
 
   // tcp_proxy's cluster choice (tcp_session.cc route()): weighted clusters, then sni_cluster,
   // then the chain's cluster.
-  const xds::tcp_proxy_config& tp = chain->tcp_proxy;
   std::vector<std::pair<std::string, const cluster_runtime*>> clusters;  // name, runtime (null: missing)
   if (!chain->weighted.empty()) {
     out += "tcp_proxy: weighted_clusters";
     for (std::size_t i = 0; i < chain->weighted.size(); ++i) {
-      const auto& w = tp.weighted_clusters[i];
+      const weighted_target& w = chain->weighted[i];
       out += (i == 0 ? " " : ", ") + w.name + " (weight " + std::to_string(w.weight) + " of " +
              std::to_string(chain->total_weight) + ")";
-      clusters.emplace_back(w.name, chain->weighted[i].cluster.get());
+      clusters.emplace_back(w.name, w.cluster.get());
     }
     out += "\n";
-  } else if (tp.cluster_from_sni && !request.sni.empty()) {
+  } else if (chain->cluster_from_sni && !request.sni.empty()) {
     out += "tcp_proxy behind sni_cluster: the SNI names the cluster\n";
     auto it = snapshot.clusters.find(request.sni);
     clusters.emplace_back(request.sni, it == snapshot.clusters.end() ? nullptr : it->second.get());
   } else {
-    out += "tcp_proxy: cluster '" + tp.cluster + "'\n";
-    clusters.emplace_back(tp.cluster, chain->cluster.get());
+    const std::string name(chain->cluster_name());
+    out += "tcp_proxy: cluster '" + name + "'\n";
+    clusters.emplace_back(name, chain->cluster.get());
   }
 
   std::string conclusion;

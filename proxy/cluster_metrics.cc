@@ -114,7 +114,7 @@ struct istio_values {
 
 constexpr std::string_view unknown = "unknown";
 
-std::string_view or_unknown(const std::string& s) { return s.empty() ? unknown : std::string_view(s); }
+std::string_view or_unknown(std::string_view s) { return s.empty() ? unknown : std::string_view(s); }
 
 void emit_istio(const routing_snapshot& snapshot, const std::map<istio_key, istio_values>& series,
                 const stats::registry::scope_emitter& emit) {
@@ -176,22 +176,22 @@ void emit_istio(const routing_snapshot& snapshot, const std::map<istio_key, isti
 void emit_cluster_metrics(const routing_snapshot& snapshot, const stats::registry::scope_emitter& emit) {
   std::map<istio_key, istio_values> istio;
   for (const auto& [key, c] : snapshot.clusters) {
-    const stats::block_scope<cluster_stats>* traffic = c->stats.get();
+    const stats::block_scope<cluster_stats>* traffic = c->created_stats();
     const lb::lb_stats lb = c->balancer->stats();
     const bool outlier_activity = had_outlier_activity(lb);
     if (traffic == nullptr && !outlier_activity) continue;
     emit_lb_stats(*c, lb, outlier_activity || c->balancer->outlier_interval().count() > 0, emit);
-    if (traffic == nullptr || !c->istio_service) continue;
+    if (traffic == nullptr || !c->has_istio_service) continue;
     // Istio's TCP metrics from this cluster's counters. Opened counts connections whose upstream
     // connected (Istio's filter reports a passthrough connection, which has no peer metadata
     // exchange, only when it closes; counting it when it connects keeps opened - closed = open).
     // Connections refused before connecting are opened and closed at once, with Envoy's
     // response flag: UO (circuit breaker), UH (no healthy host), UF (connect failed).
     const istio_tcp_totals t = sum_cluster(*traffic);
-    const xds::istio_service& svc = *c->istio_service;
+    const istio_service_labels& svc = c->istio_service;
     const auto add = [&](std::string_view flags, std::uint64_t opened, std::uint64_t closed, std::uint64_t sent,
                          std::uint64_t received) {
-      istio_values& v = istio[istio_key{svc.host, or_unknown(svc.name), or_unknown(svc.namespace_), flags}];
+      istio_values& v = istio[istio_key{svc.host(), or_unknown(svc.name()), or_unknown(svc.namespace_()), flags}];
       v.opened += opened;
       v.closed += closed;
       v.sent += sent;

@@ -13,50 +13,133 @@ std::string describe(const std::vector<xds::filter_chain_config>& chains, std::s
 
 }  // namespace
 
+void filter_chain_matcher::name_arena::reserve(std::size_t bytes) {
+  if (bytes <= left_) return;
+  blocks_.push_back(std::make_unique<char[]>(bytes));
+  next_ = blocks_.back().get();
+  left_ = bytes;
+}
+
+std::string_view filter_chain_matcher::name_arena::store(std::string_view s) {
+  reserve(s.size());  // a no-op when build() reserved for every name
+  char* at = next_;
+  std::copy(s.begin(), s.end(), at);
+  next_ += s.size();
+  left_ -= s.size();
+  return {at, s.size()};
+}
+
+int filter_chain_matcher::alpn_node::find(std::string_view protocol) const {
+  if (shared != nullptr) {
+    for (std::string_view p : *shared) {
+      if (p == protocol) return shared_chain;
+    }
+    return no_match;
+  }
+  for (const auto& [p, chain] : by_protocol) {
+    if (p == protocol) return chain;
+  }
+  return no_match;
+}
+
+template <class F>
+void filter_chain_matcher::alpn_node::for_each_protocol(F&& f) const {
+  if (shared != nullptr) {
+    for (std::string_view p : *shared) f(p);
+  } else {
+    for (const auto& entry : by_protocol) f(entry.first);
+  }
+}
+
+const filter_chain_matcher::alpn_node* filter_chain_matcher::transport_node::find(std::string_view protocol) const {
+  for (const auto& [p, node] : by_protocol) {
+    if (p == protocol) return &node;
+  }
+  return any ? &*any : nullptr;
+}
+
+std::optional<std::string> filter_chain_matcher::claim_alpns(alpn_node& alpns,
+                                                             const std::vector<xds::filter_chain_config>& chains,
+                                                             std::size_t i) {
+  const std::vector<std::string>& protocols = chains[i].match.application_protocols;
+  auto claim = [&](int& slot) -> std::optional<std::string> {
+    if (slot != no_match && slot != static_cast<int>(i)) {
+      return describe(chains, i) + " overlaps " + describe(chains, static_cast<std::size_t>(slot)) +
+             ": both match the same destination port, server name, transport and ALPN";
+    }
+    slot = static_cast<int>(i);
+    return std::nullopt;
+  };
+  if (protocols.empty()) return claim(alpns.any);
+  std::vector<std::string_view> interned;
+  interned.reserve(protocols.size());
+  for (const std::string& p : protocols) {
+    const std::string_view v = *protocols_.insert(p).first;
+    if (std::find(interned.begin(), interned.end(), v) == interned.end()) interned.push_back(v);
+  }
+  if (alpns.shared == nullptr && alpns.by_protocol.empty()) {  // the first chain here: share its list
+    alpns.shared = &*protocol_lists_.insert(std::move(interned)).first;
+    alpns.shared_chain = static_cast<int>(i);
+    return std::nullopt;
+  }
+  if (alpns.shared != nullptr) {  // a second chain here: one pair per protocol from now on
+    for (std::string_view p : *alpns.shared) alpns.by_protocol.emplace_back(p, alpns.shared_chain);
+    alpns.shared = nullptr;
+    alpns.shared_chain = no_match;
+  }
+  for (std::string_view p : interned) {
+    auto it = std::find_if(alpns.by_protocol.begin(), alpns.by_protocol.end(), [&](const auto& e) { return e.first == p; });
+    if (it == alpns.by_protocol.end()) {
+      alpns.by_protocol.emplace_back(p, no_match);
+      it = alpns.by_protocol.end() - 1;
+    }
+    if (auto e = claim(it->second)) return e;
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::filter_chain_config>& chains) {
   root_ = {};
+  names_ = {};
+  protocol_lists_.clear();
   protocols_.clear();
+  std::size_t name_bytes = 0;
+  for (const xds::filter_chain_config& c : chains) {
+    for (const std::string& n : c.match.server_names) name_bytes += n.size();
+  }
+  names_.reserve(name_bytes);
   for (std::size_t i = 0; i < chains.size(); ++i) {
     const xds::filter_chain_match& m = chains[i].match;
     server_name_node& names = m.destination_port ? root_.by_port[*m.destination_port]
                                                  : (root_.any ? *root_.any : root_.any.emplace());
     std::vector<transport_node*> transports;
+    auto node_for = [&](view_map<transport_node>& map, std::string_view key) {
+      auto it = map.find(key);
+      if (it == map.end()) it = map.emplace(names_.store(key), transport_node{}).first;
+      return &it->second;
+    };
     if (m.server_names.empty()) {
       transports.push_back(names.any ? &*names.any : &names.any.emplace());
     } else {
       for (const std::string& n : m.server_names) {
         if (n.starts_with("*.")) {
-          transports.push_back(&names.wildcard[n.substr(1)]);
+          transports.push_back(node_for(names.wildcard, std::string_view(n).substr(1)));
         } else {
-          transports.push_back(&names.exact[n]);
+          transports.push_back(node_for(names.exact, n));
         }
       }
     }
     for (transport_node* t : transports) {
-      alpn_node& alpns = m.transport_protocol.empty() ? (t->any ? *t->any : t->any.emplace())
-                                                      : t->by_protocol[m.transport_protocol];
-      auto claim = [&](int& slot) -> std::optional<std::string> {
-        if (slot != no_match && slot != static_cast<int>(i)) {
-          return describe(chains, i) + " overlaps " + describe(chains, static_cast<std::size_t>(slot)) +
-                 ": both match the same destination port, server name, transport and ALPN";
-        }
-        slot = static_cast<int>(i);
-        return std::nullopt;
-      };
-      if (m.application_protocols.empty()) {
-        if (auto e = claim(alpns.any)) return e;
+      alpn_node* alpns = nullptr;
+      if (m.transport_protocol.empty()) {
+        alpns = t->any ? &*t->any : &t->any.emplace();
       } else {
-        for (const std::string& p : m.application_protocols) {
-          const std::string_view interned = *protocols_.insert(p).first;
-          auto it = std::find_if(alpns.by_protocol.begin(), alpns.by_protocol.end(),
-                                 [&](const auto& e) { return e.first == interned; });
-          if (it == alpns.by_protocol.end()) {
-            alpns.by_protocol.emplace_back(interned, no_match);
-            it = alpns.by_protocol.end() - 1;
-          }
-          if (auto e = claim(it->second)) return e;
+        for (auto& [p, node] : t->by_protocol) {
+          if (p == m.transport_protocol) alpns = &node;
         }
+        if (alpns == nullptr) alpns = &t->by_protocol.emplace_back(*protocols_.insert(m.transport_protocol).first, alpn_node{}).second;
       }
+      if (auto e = claim_alpns(*alpns, chains, i)) return e;
     }
   }
   return std::nullopt;
@@ -93,20 +176,12 @@ int filter_chain_matcher::match(const connection_facts& facts) const {
     transport = &*names->any;
   }
 
-  const alpn_node* alpns = nullptr;
-  if (auto it = transport->by_protocol.find(facts.transport_protocol); it != transport->by_protocol.end()) {
-    alpns = &it->second;
-  } else if (transport->any) {
-    alpns = &*transport->any;
-  } else {
-    return no_match;
-  }
+  const alpn_node* alpns = transport->find(facts.transport_protocol);
+  if (alpns == nullptr) return no_match;
 
   // The client's first offered protocol that some chain names wins (client order).
   for (std::string_view p : facts.application_protocols) {
-    for (const auto& [protocol, chain] : alpns->by_protocol) {
-      if (protocol == p) return chain;
-    }
+    if (const int chain = alpns->find(p); chain != no_match) return chain;
   }
   return alpns->any;
 }
@@ -133,7 +208,7 @@ std::string filter_chain_matcher::why_no_match(const connection_facts& facts) co
       for (std::size_t dot = sni.find('.', 1); dot != std::string_view::npos; dot = sni.find('.', dot + 1)) {
         if (auto w = names->wildcard.find(sni.substr(dot)); w != names->wildcard.end()) {
           transport = &w->second;
-          name_level = "the chain(s) for server name '*" + w->first + "'";
+          name_level = "the chain(s) for server name '*" + std::string(w->first) + "'";
           break;
         }
       }
@@ -150,20 +225,16 @@ std::string filter_chain_matcher::why_no_match(const connection_facts& facts) co
     name_level = "the chain(s) without server_names";
   }
   // Envoy never backtracks: once a server-name branch is chosen, a miss further down is final.
-  const alpn_node* alpns = nullptr;
-  if (auto it = transport->by_protocol.find(facts.transport_protocol); it != transport->by_protocol.end()) {
-    alpns = &it->second;
-  } else if (transport->any) {
-    alpns = &*transport->any;
-  } else {
+  const alpn_node* alpns = transport->find(facts.transport_protocol);
+  if (alpns == nullptr) {
     return name_level + " require(s) another transport protocol than '" + std::string(facts.transport_protocol) +
            "' (Envoy does not fall back to less specific server names)";
   }
   std::string accepted;
-  for (const auto& [protocol, chain] : alpns->by_protocol) {
+  alpns->for_each_protocol([&](std::string_view protocol) {
     if (!accepted.empty()) accepted += ", ";
     accepted += protocol;
-  }
+  });
   std::string offered;
   for (std::string_view p : facts.application_protocols) {
     if (!offered.empty()) offered += ", ";

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -39,7 +40,8 @@ class filter_chain_matcher {
   static constexpr int no_match = -1;
 
   filter_chain_matcher() = default;
-  // The tree views strings the matcher owns (protocols_): moving keeps them, copying would not.
+  // The tree views strings the matcher owns (names_, protocols_, protocol_lists_): moving keeps
+  // them, copying would not.
   filter_chain_matcher(filter_chain_matcher&&) = default;
   filter_chain_matcher& operator=(filter_chain_matcher&&) = default;
   filter_chain_matcher(const filter_chain_matcher&) = delete;
@@ -59,23 +61,36 @@ class filter_chain_matcher {
   std::string why_no_match(const connection_facts& facts) const;
 
  private:
+  // Keys view strings the matcher owns (names_, protocols_): an istiod gateway listener has a
+  // chain per service, each naming its own ~60-character server name, so a std::string key per
+  // node (a second heap block) is avoided.
   template <class V>
-  using string_map = std::unordered_map<std::string, V, string_hash, std::equal_to<>>;
+  using view_map = std::unordered_map<std::string_view, V, string_hash, std::equal_to<>>;
 
-  // A handful of protocols per chain (Istio: the same five on every chain, tens of thousands of
-  // chains): a small vector of views into the interned protocols_ is a fraction of a hash map's
-  // memory, and a linear scan of five entries is as fast as hashing.
+  // The chains for each offered ALPN. Istio names the same five protocols on every chain, each
+  // node claimed by one chain: such a node points at one interned copy of the list
+  // (protocol_lists_) and names its chain once. A node that several chains claim, with different
+  // protocols, holds (protocol, chain) pairs instead.
   struct alpn_node {
+    const std::vector<std::string_view>* shared = nullptr;  // every protocol -> shared_chain
+    int shared_chain = no_match;
     std::vector<std::pair<std::string_view, int>> by_protocol;
     int any = no_match;
+
+    int find(std::string_view protocol) const;
+    template <class F>
+    void for_each_protocol(F&& f) const;
   };
+  // A chain names at most one transport protocol ("tls" or "raw_buffer"): a short list, not a map.
   struct transport_node {
-    string_map<alpn_node> by_protocol;
+    std::vector<std::pair<std::string_view, alpn_node>> by_protocol;
     std::optional<alpn_node> any;
+
+    const alpn_node* find(std::string_view protocol) const;
   };
   struct server_name_node {
-    string_map<transport_node> exact;
-    string_map<transport_node> wildcard;  // key ".example.com" for "*.example.com"
+    view_map<transport_node> exact;
+    view_map<transport_node> wildcard;  // key ".example.com" for "*.example.com"
     std::optional<transport_node> any;
   };
   struct port_node {
@@ -83,8 +98,26 @@ class filter_chain_matcher {
     std::optional<server_name_node> any;
   };
 
+  // Server names, packed into blocks that never move (the keys above view them). build() sizes
+  // the first block for every name of the listener, so there is usually one.
+  class name_arena {
+   public:
+    void reserve(std::size_t bytes);
+    std::string_view store(std::string_view s);
+
+   private:
+    std::vector<std::unique_ptr<char[]>> blocks_;
+    char* next_ = nullptr;  // free space in the current block
+    std::size_t left_ = 0;
+  };
+
+  std::optional<std::string> claim_alpns(alpn_node& alpns, const std::vector<xds::filter_chain_config>& chains,
+                                         std::size_t i);
+
   port_node root_;
-  std::set<std::string, std::less<>> protocols_;  // every ALPN named by some chain, once
+  name_arena names_;
+  std::set<std::string, std::less<>> protocols_;  // every ALPN and transport protocol named by some chain, once
+  std::set<std::vector<std::string_view>> protocol_lists_;  // distinct ALPN lists (views into protocols_)
 };
 
 }  // namespace ewgw::proxy

@@ -124,8 +124,14 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   out->max_connections = c.max_connections;
   out->unsupported = c.unsupported;
   out->added_via_api = c.added_via_api;
-  if (c.type == xds::discovery_type::eds) out->eds_service_name = c.eds_service_name;
-  if (!c.istio_services.empty()) out->istio_service = c.istio_services.front();
+  if (c.type == xds::discovery_type::eds) {
+    out->eds_service_is_name = c.eds_service_name == c.name;
+    if (!out->eds_service_is_name) out->other_eds_service_name = c.eds_service_name;
+  }
+  if (!c.istio_services.empty()) {
+    out->has_istio_service = true;
+    out->istio_service = istio_service_labels(c.istio_services.front());
+  }
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
     if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();
@@ -134,25 +140,27 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   options.workers = registry.workers();
   options.seed = std::random_device{}();
   out->balancer = lb::load_balancer::build(to_lb_config(c), options, before ? before->balancer.get() : nullptr);
-  if (before != nullptr) {
-    out->active_connections = before->active_connections;
-    out->stats.carry_over(before->stats);  // still "carried traffic": its series stay exported
-  }
-  if (!out->active_connections) out->active_connections = std::make_shared<std::atomic<std::uint32_t>>(0);
+  // The connection count and the stats scope (still "carried traffic": its series stay
+  // exported) go on with the new version.
+  out->shared = before != nullptr ? before->shared : std::make_shared<cluster_shared_state>();
   return out;
 }
 
-std::shared_ptr<cluster_runtime> find_cluster(const routing_snapshot& snapshot, const std::string& name) {
+std::shared_ptr<cluster_runtime> find_cluster(const routing_snapshot& snapshot, std::string_view name) {
   auto it = snapshot.clusters.find(name);
   return it == snapshot.clusters.end() ? nullptr : it->second;
 }
 
 // Points a chain at the clusters of `snapshot`, by name.
 void resolve(filter_chain_runtime& chain, const routing_snapshot& snapshot) {
-  chain.cluster = find_cluster(snapshot, chain.tcp_proxy.cluster);
-  for (std::size_t i = 0; i < chain.weighted.size(); ++i) {
-    chain.weighted[i].cluster = find_cluster(snapshot, chain.tcp_proxy.weighted_clusters[i].name);
+  std::shared_ptr<cluster_runtime> found = find_cluster(snapshot, chain.cluster_name());
+  if (found) {
+    std::string().swap(chain.unresolved_cluster);  // `found` holds the name now (and frees it)
+  } else if (chain.cluster) {
+    chain.unresolved_cluster = chain.cluster->name;  // removed: keep the name for later versions
   }
+  chain.cluster = std::move(found);
+  for (weighted_target& w : chain.weighted) w.cluster = find_cluster(snapshot, w.name);
 }
 
 // Compiles access log lists once per build: istiod's chains share one decoded list.
@@ -175,23 +183,29 @@ class log_sets {
 
 filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const routing_snapshot& snapshot,
                                  stats::registry& registry, log_sets& logs, std::string& log_error) {
+  const xds::tcp_proxy_config& tp = chain.tcp_proxy;
   filter_chain_runtime out;
   out.name = chain.name;
-  out.tcp_proxy = chain.tcp_proxy;
-  for (const xds::weighted_cluster& w : chain.tcp_proxy.weighted_clusters) {
+  out.max_connect_attempts = tp.max_connect_attempts;
+  out.cluster_from_sni = tp.cluster_from_sni;
+  out.idle_timeout = tp.idle_timeout;
+  out.max_downstream_connection_duration = tp.max_downstream_connection_duration;
+  out.weighted.reserve(tp.weighted_clusters.size());
+  for (const xds::weighted_cluster& w : tp.weighted_clusters) {
     out.total_weight += w.weight;
     weighted_target t;
     t.cumulative_weight = out.total_weight;
+    t.weight = w.weight;
+    t.name = w.name;
     out.weighted.push_back(std::move(t));
   }
-  resolve(out, snapshot);
-  // The prefix moves into the lazy scope; it is not kept twice per chain (tens of thousands).
-  out.stats = std::make_shared<stats::lazy_scope<tcp_stats>>(registry, "tcp", std::move(out.tcp_proxy.stat_prefix));
-  out.tcp_proxy.stat_prefix = {};
+  out.cluster = find_cluster(snapshot, tp.cluster);
+  if (!out.cluster) out.unresolved_cluster = tp.cluster;
+  for (weighted_target& w : out.weighted) w.cluster = find_cluster(snapshot, w.name);
+  out.stats = std::make_shared<stats::lazy_scope<tcp_stats>>(registry, "tcp", tp.stat_prefix);
   std::string error;
-  out.access_logs = logs.get(chain.tcp_proxy.access_logs, error);
+  out.access_logs = logs.get(tp.access_logs, error);
   if (!error.empty() && log_error.empty()) log_error = "filter chain '" + chain.name + "': " + error;
-  out.tcp_proxy.access_logs = {};  // compiled into `access_logs`
   return out;
 }
 
@@ -213,8 +227,8 @@ class changed_clusters {
     return std::find(names_.begin(), names_.end(), name) != names_.end();
   }
   bool touches(const filter_chain_runtime& chain) const {
-    if (contains(chain.tcp_proxy.cluster)) return true;
-    for (const auto& w : chain.tcp_proxy.weighted_clusters) {
+    if (contains(chain.cluster_name())) return true;
+    for (const weighted_target& w : chain.weighted) {
       if (contains(w.name)) return true;
     }
     return false;

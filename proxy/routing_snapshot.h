@@ -20,45 +20,117 @@
 
 namespace ewgw::proxy {
 
+// What later versions of a cluster (EDS and CDS updates, by name) share with earlier ones that
+// connections may still hold. One small block per cluster name instead of a separately
+// allocated counter plus a lazy stats scope holding its own copy of the name.
+struct cluster_shared_state {
+  // Open or opening upstream connections across workers (circuit breaker input): the limit
+  // holds across updates.
+  std::atomic<std::uint32_t> active_connections{0};
+  // "cluster.<name>.", created when a version first carries a connection: a gateway knows
+  // thousands of clusters and most never do (see stats::lazy_scope). The registry keeps it alive.
+  std::atomic<stats::block_scope<cluster_stats>*> stats_scope{nullptr};
+};
+
+// The first of a cluster's Istio services (filter_metadata istio.services) in one string: host,
+// name and namespace back to back (three std::string would be 96 bytes inline per cluster).
+class istio_service_labels {
+ public:
+  istio_service_labels() = default;
+  explicit istio_service_labels(const xds::istio_service& s)
+      : host_size_(static_cast<std::uint32_t>(s.host.size())), name_size_(static_cast<std::uint32_t>(s.name.size())) {
+    text_.reserve(s.host.size() + s.name.size() + s.namespace_.size());  // exactly: no growth slack
+    text_.append(s.host).append(s.name).append(s.namespace_);
+  }
+  std::string_view host() const { return std::string_view(text_).substr(0, host_size_); }
+  std::string_view name() const { return std::string_view(text_).substr(host_size_, name_size_); }
+  std::string_view namespace_() const { return std::string_view(text_).substr(host_size_ + name_size_); }
+
+ private:
+  std::string text_;
+  std::uint32_t host_size_ = 0;
+  std::uint32_t name_size_ = 0;
+};
+
+// Fields read per connection first (tcp_session route/connect), admin-only ones last.
 struct cluster_runtime {
+  cluster_runtime(stats::registry& registry, const std::string& cluster_name) : name(cluster_name), registry_(&registry) {}
+  cluster_runtime(const cluster_runtime&) = delete;
+  cluster_runtime& operator=(const cluster_runtime&) = delete;
+
   std::string name;
-  std::uint64_t revision = 0;  // xds::cluster_config::revision it was built from (0: unknown)
+  std::shared_ptr<lb::load_balancer> balancer;
+  std::shared_ptr<cluster_shared_state> shared;  // never null once built
   std::chrono::milliseconds connect_timeout{5000};
   std::uint32_t max_connections = 1024;
+  bool added_via_api = false;  // from CDS, not the bootstrap
+  // Set when an EDS cluster's service name is its own name (as istiod sends them): no copy.
+  bool eds_service_is_name = false;
+  // Set when the cluster has Istio services (labels its Istio TCP metrics, destination_service*).
+  bool has_istio_service = false;
+  std::uint64_t revision = 0;  // xds::cluster_config::revision it was built from (0: unknown)
   // Non-empty for a cluster received over xDS with settings ewgw does not implement: connections
   // routed to it are closed (upstream_cx_unsupported_config). The text says which settings.
   std::string unsupported;
-  bool added_via_api = false;    // from CDS, not the bootstrap
-  std::string eds_service_name;  // empty for a STATIC cluster
-  std::shared_ptr<lb::load_balancer> balancer;
-  explicit cluster_runtime(stats::registry& registry, const std::string& cluster_name)
-      : name(cluster_name), stats(registry, "cluster", cluster_name) {}
-  stats::lazy_scope<cluster_stats> stats;
-  // The first of the cluster's Istio services (filter_metadata istio.services), which labels its
-  // Istio TCP metrics (destination_service*); unset for clusters istiod did not describe.
-  std::optional<xds::istio_service> istio_service;
-  // Open or opening upstream connections across workers (circuit breaker input). Carried over
-  // to later versions of the same cluster (by name) so the limit holds across updates.
-  std::shared_ptr<std::atomic<std::uint32_t>> active_connections;
+  std::string other_eds_service_name;  // see eds_service_name()
+  istio_service_labels istio_service;  // meaningful when has_istio_service
+
+  // The EDS service name; empty for a STATIC cluster.
+  std::string_view eds_service_name() const {
+    return eds_service_is_name ? std::string_view(name) : std::string_view(other_eds_service_name);
+  }
+  // This cluster's "cluster.<name>." counters for worker `w`; the scope is created on first use
+  // (one registry lookup per cluster, then one atomic load).
+  cluster_stats& worker_stats(std::size_t w) {
+    stats::block_scope<cluster_stats>* s = shared->stats_scope.load(std::memory_order_acquire);
+    if (s == nullptr) {
+      // The registry returns the same scope for the same name, so racing workers agree.
+      s = registry_->get<cluster_stats>("cluster", name).get();
+      shared->stats_scope.store(s, std::memory_order_release);
+    }
+    return s->worker(w);
+  }
+  // The scope once created, else null (readers: scrape).
+  const stats::block_scope<cluster_stats>* created_stats() const {
+    return shared ? shared->stats_scope.load(std::memory_order_acquire) : nullptr;
+  }
+
+ private:
+  stats::registry* registry_;
 };
 
 struct weighted_target {
   std::shared_ptr<cluster_runtime> cluster;  // null when the cluster does not exist
   std::uint32_t cumulative_weight = 0;       // upper bound (exclusive) of its slot in [0, total)
+  std::uint32_t weight = 0;                  // tcp_proxy weighted_clusters[i].weight (admin)
+  std::string name;                          // tcp_proxy weighted_clusters[i].name
 };
 
+// What the data path and the admin views need of a chain's tcp_proxy, not a copy of
+// xds::tcp_proxy_config: an east-west gateway has a chain per service (tens of thousands), so
+// every byte here counts that many times. Fields read per connection come first.
 struct filter_chain_runtime {
-  std::string name;
-  xds::tcp_proxy_config tcp_proxy;
   std::shared_ptr<cluster_runtime> cluster;  // tcp_proxy.cluster resolved; null if absent/unknown
-  std::vector<weighted_target> weighted;
-  std::uint32_t total_weight = 0;
   // "tcp.<stat_prefix>.", created when the chain first carries a connection: an east-west
   // gateway has a chain per service, most of which may never see traffic at one gateway.
-  // Shared by the versions of the listener that keep this chain.
+  // Shared by the versions of the listener that keep this chain. The only copy of the prefix.
   std::shared_ptr<stats::lazy_scope<tcp_stats>> stats;
   // tcp_proxy access_log, compiled; null when the chain has none.
   std::shared_ptr<const accesslog::log_set> access_logs;
+  std::vector<weighted_target> weighted;  // empty unless tcp_proxy has weighted_clusters
+  std::uint32_t total_weight = 0;
+  std::uint32_t max_connect_attempts = 1;  // tcp_proxy max_connect_attempts
+  // An sni_cluster filter precedes tcp_proxy: a non-empty SNI names the cluster.
+  bool cluster_from_sni = false;
+  std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};    // zero: none
+  std::chrono::milliseconds max_downstream_connection_duration{0};  // zero: no limit
+  std::string name;
+  // tcp_proxy.cluster while no cluster of that name exists. Once resolved, `cluster` holds the
+  // name, so the common case keeps no second copy of it.
+  std::string unresolved_cluster;
+
+  // tcp_proxy.cluster (empty when weighted or when only the SNI names the cluster).
+  std::string_view cluster_name() const { return cluster ? std::string_view(cluster->name) : std::string_view(unresolved_cluster); }
 };
 
 struct listener_runtime {

@@ -278,7 +278,6 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
 
   // tcp_proxy: weighted_clusters win over everything (Envoy ignores the per-connection cluster
   // that sni_cluster sets when weights are configured); then sni_cluster's SNI; then `cluster`.
-  const xds::tcp_proxy_config& tp = chain_->tcp_proxy;
   if (!chain_->weighted.empty()) {
     const std::uint64_t r = owner_.next_random() % chain_->total_weight;
     for (const weighted_target& t : chain_->weighted) {
@@ -287,7 +286,7 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
         break;
       }
     }
-  } else if (tp.cluster_from_sni && !server_name.empty()) {
+  } else if (chain_->cluster_from_sni && !server_name.empty()) {
     const auto& clusters = owner_.snapshot()->clusters;
     if (auto it = clusters.find(server_name); it != clusters.end()) cluster_ = it->second;
   } else {
@@ -301,7 +300,7 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
     close();
     return;
   }
-  cluster_stats_ = &cluster_->stats.worker(owner_.id());
+  cluster_stats_ = &cluster_->worker_stats(owner_.id());
   if (log_) log_->upstream_cluster = std::shared_ptr<const std::string>(cluster_, &cluster_->name);
   if (!cluster_->unsupported.empty()) {
     cluster_stats_->upstream_cx_unsupported_config.inc();
@@ -352,7 +351,7 @@ void tcp_session::watch_for_errors(asio::ip::tcp::socket& socket) {
 
 void tcp_session::connect() {
   // Circuit breaker (cluster circuit_breakers.thresholds max_connections).
-  if (cluster_->active_connections->load(std::memory_order_relaxed) >= cluster_->max_connections) {
+  if (cluster_->shared->active_connections.load(std::memory_order_relaxed) >= cluster_->max_connections) {
     cluster_stats_->upstream_cx_overflow.inc();
     flag(accesslog::response_flag::upstream_overflow);
     close();
@@ -377,7 +376,7 @@ void tcp_session::connect() {
   }
   cluster_stats_->upstream_cx_total.inc();
   cluster_stats_->upstream_cx_active.add();
-  cluster_->active_connections->fetch_add(1, std::memory_order_relaxed);
+  cluster_->shared->active_connections.fetch_add(1, std::memory_order_relaxed);
   host_->connection_opened();
   upstream_counted_ = true;
 
@@ -486,7 +485,7 @@ void tcp_session::on_connect_failed(bool timed_out, const error_code& ec) {
   release_upstream();
   error_code ignored;
   upstream_.close(ignored);
-  if (connect_attempts_ < chain_->tcp_proxy.max_connect_attempts) {
+  if (connect_attempts_ < chain_->max_connect_attempts) {
     connect();
     return;
   }
@@ -648,7 +647,7 @@ void tcp_session::finish_direction(direction& d) {
 }
 
 tcp_session::clock::time_point tcp_session::relay_deadline() const {
-  const xds::tcp_proxy_config& tp = chain_->tcp_proxy;
+  const filter_chain_runtime& tp = *chain_;
   clock::time_point deadline = clock::time_point::max();
   if (tp.idle_timeout.count() > 0) deadline = last_activity_ + tp.idle_timeout;
   if (tp.max_downstream_connection_duration.count() > 0) {
@@ -700,7 +699,7 @@ void tcp_session::on_timer(const error_code& ec) {
     case phase::relaying: {
       const clock::time_point deadline = relay_deadline();
       if (now < deadline) return arm_timer(deadline);
-      const auto& tp = chain_->tcp_proxy;
+      const filter_chain_runtime& tp = *chain_;
       if (tp.max_downstream_connection_duration.count() > 0 && now >= routed_at_ + tp.max_downstream_connection_duration) {
         tcp_stats_->max_downstream_connection_duration.inc();
         flag(accesslog::response_flag::duration_timeout);  // Envoy: DurationTimeout ("DT")
@@ -726,7 +725,7 @@ void tcp_session::release_upstream() {
   }
   cluster_stats_->upstream_cx_active.sub();
   cluster_stats_->upstream_cx_destroy.inc();
-  cluster_->active_connections->fetch_sub(1, std::memory_order_relaxed);
+  cluster_->shared->active_connections.fetch_sub(1, std::memory_order_relaxed);
   host_->connection_closed();
 }
 

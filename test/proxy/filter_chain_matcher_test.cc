@@ -101,6 +101,28 @@ TEST(FilterChainMatcher, OverlapsAreRejected) {
   EXPECT_TRUE(m.build({chain({}), chain({})}));
 }
 
+// Chains that name the same ALPN list share one copy of it; a second chain on the same server
+// name (here with a different list and a duplicate) must still be told apart per protocol, and
+// the tree must survive a move (its keys view strings the matcher owns).
+TEST(FilterChainMatcher, SharedAlpnListsSplitWhenASecondChainJoinsAName) {
+  const std::vector<std::string> istio_alpns = {"istio", "istio-h2"};
+  filter_chain_matcher built;
+  ASSERT_FALSE(built.build({chain({"a"}, istio_alpns), chain({"b"}, istio_alpns), chain({"a"}, {"h2", "h2"}),
+                            chain({"*.c"}, istio_alpns)}));
+  const filter_chain_matcher m = std::move(built);
+  EXPECT_EQ(match(m, "a", {"istio-h2"}), 0);
+  EXPECT_EQ(match(m, "a", {"h2", "istio"}), 2);
+  EXPECT_EQ(match(m, "a", {"http/1.1"}), filter_chain_matcher::no_match);
+  EXPECT_EQ(match(m, "b", {"h2", "istio"}), 1);
+  EXPECT_EQ(match(m, "x.c", {"istio"}), 3);
+  EXPECT_NE(m.why_no_match({15443, "a", "tls", {}}).find("accept(s) ALPN istio, istio-h2, h2;"), std::string::npos)
+      << m.why_no_match({15443, "a", "tls", {}});
+  filter_chain_matcher overlapping;
+  auto e = overlapping.build({chain({"a"}, istio_alpns), chain({"a"}, {"h2", "istio-h2"})});
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->find("filter_chains[1] overlaps filter_chains[0]"), std::string::npos) << *e;
+}
+
 TEST(FilterChainMatcher, EmptyMatcherMatchesNothing) {
   filter_chain_matcher m;
   ASSERT_FALSE(m.build({}));

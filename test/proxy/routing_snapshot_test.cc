@@ -65,7 +65,7 @@ TEST(RoutingSnapshot, AChangedClusterIsRebuiltAndItsChainRepointed) {
   auto second = f.build(c, first.get());
   EXPECT_NE(second->clusters.at("a"), first->clusters.at("a"));
   EXPECT_EQ(second->clusters.at("a")->balancer->hosts()[0]->address().port, 9);
-  EXPECT_EQ(second->clusters.at("a")->active_connections, first->clusters.at("a")->active_connections);
+  EXPECT_EQ(second->clusters.at("a")->shared, first->clusters.at("a")->shared);
   EXPECT_EQ(second->clusters.at("b"), first->clusters.at("b"));
   ASSERT_NE(second->listeners[0], first->listeners[0]);
   EXPECT_EQ(second->listeners[0]->matcher, first->listeners[0]->matcher);  // shared, not rebuilt
