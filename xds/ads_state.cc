@@ -152,6 +152,10 @@ void ads_state::set_active(std::map<std::string, Entry>& index, std::vector<Conf
   if (config) {
     if (e.pos == npos) {
       e.pos = in_force.size();
+      // Grown by an eighth rather than doubled: with 10,000 clusters of ~300 bytes each, a
+      // doubled vector can keep megabytes unused for as long as the configuration stands.
+      // Still geometric, so adding resources one by one stays amortized constant time.
+      if (in_force.size() == in_force.capacity()) in_force.reserve(in_force.size() + in_force.size() / 8 + 16);
       in_force.push_back(std::move(*config));
     } else {
       in_force[e.pos] = std::move(*config);

@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -27,6 +29,59 @@ struct revision_tag {
   bool operator==(const revision_tag&) const { return true; }
 };
 
+// An optional value kept out of line, for members that most configurations leave unset: an
+// unset one costs a pointer pair instead of the value's full size in every copy (10,000
+// clusters carry an outlier_detection_config slot each). Copies share the immutable value;
+// equality compares contents, as std::optional's does.
+template <class T>
+class shared_optional {
+ public:
+  shared_optional() = default;
+  shared_optional(T value) : value_(std::make_shared<const T>(std::move(value))) {}  // NOLINT: like optional
+  shared_optional& operator=(T value) {
+    value_ = std::make_shared<const T>(std::move(value));
+    return *this;
+  }
+  bool has_value() const { return value_ != nullptr; }
+  explicit operator bool() const { return has_value(); }
+  const T& operator*() const { return *value_; }
+  const T* operator->() const { return value_.get(); }
+  void reset() { value_.reset(); }
+  bool operator==(const shared_optional& other) const {
+    if (!value_ || !other.value_) return !value_ && !other.value_;
+    return value_ == other.value_ || *value_ == *other.value_;
+  }
+
+ private:
+  std::shared_ptr<const T> value_;
+};
+
+// An immutable list whose copies share one allocation, for lists that repeat across many
+// resources (Istio puts the same five ALPNs on each of a listener's thousands of chains; the
+// decoder hands equal lists one shared copy). Reads like a const std::vector; equality compares
+// contents.
+template <class T>
+class shared_vector {
+ public:
+  shared_vector() = default;
+  shared_vector(std::vector<T> items)  // NOLINT: built from a vector like one
+      : items_(items.empty() ? nullptr : std::make_shared<const std::vector<T>>(std::move(items))) {}
+  shared_vector(std::initializer_list<T> items) : shared_vector(std::vector<T>(items)) {}
+  const std::vector<T>& get() const { return items_ ? *items_ : empty_; }
+  operator const std::vector<T>&() const { return get(); }  // NOLINT: reads as the vector
+  auto begin() const { return get().begin(); }
+  auto end() const { return get().end(); }
+  std::size_t size() const { return get().size(); }
+  bool empty() const { return get().empty(); }
+  const T& operator[](std::size_t i) const { return get()[i]; }
+  bool shares_with(const shared_vector& other) const { return items_ == other.items_; }
+  bool operator==(const shared_vector& other) const { return items_ == other.items_ || get() == other.get(); }
+
+ private:
+  static inline const std::vector<T> empty_{};
+  std::shared_ptr<const std::vector<T>> items_;
+};
+
 struct socket_address {
   std::string address;  // numeric IPv4 or IPv6 literal
   std::uint16_t port = 0;
@@ -42,7 +97,8 @@ struct filter_chain_match {
   std::vector<std::string> server_names;
   // "tls" or "raw_buffer" as set by tls_inspector; empty matches both.
   std::string transport_protocol;
-  std::vector<std::string> application_protocols;
+  // Shared: on an Istio gateway listener every chain carries the same list.
+  shared_vector<std::string> application_protocols;
   bool operator==(const filter_chain_match&) const = default;
 };
 
@@ -218,7 +274,8 @@ struct cluster_config {
   std::map<std::string, std::string> istio_metadata;
   // filter_metadata["istio"].services, in order (Istio's telemetry uses the first).
   std::vector<istio_service> istio_services;
-  std::optional<outlier_detection_config> outlier_detection;
+  // Rarely set (Istio sets it only from a DestinationRule): kept out of line.
+  shared_optional<outlier_detection_config> outlier_detection;
   // Clusters received over xDS only (Istio's auto mTLS: tlsMode-istio -> TLS, else plaintext).
   // An endpoint matching none uses the cluster's own transport, plaintext.
   std::vector<transport_socket_match_config> transport_socket_matches;

@@ -219,7 +219,7 @@ void decode_filter_chain_match(const listener_v3::FilterChainMatch& m, const std
     }
     out.transport_protocol = m.transport_protocol();
   }
-  for (const std::string& p : m.application_protocols()) out.application_protocols.push_back(p);
+  out.application_protocols = std::vector<std::string>(m.application_protocols().begin(), m.application_protocols().end());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -606,9 +606,23 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
   access_log_cache logs;
   out.access_logs = decode_access_logs(l.access_log(), join(path, "access_log"), diag, &logs);
   const std::string fc = join(path, "filter_chains");
+  // Exact size: an Istio gateway listener has a chain per service, and push_back's doubling
+  // would leave up to half of a 10,000-chain vector unused for the listener's lifetime.
+  out.filter_chains.reserve(static_cast<std::size_t>(l.filter_chains_size()));
+  // The distinct ALPN lists of this listener's chains: equal lists share one copy.
+  std::vector<shared_vector<std::string>> alpn_lists;
   for (int i = 0; i < l.filter_chains_size(); ++i) {
     filter_chain_config chain;
     decode_filter_chain(l.filter_chains(i), index(fc, i), diag, chain, &logs);
+    shared_vector<std::string>& alpns = chain.match.application_protocols;
+    if (!alpns.empty()) {
+      auto known = std::find(alpn_lists.begin(), alpn_lists.end(), alpns);
+      if (known != alpn_lists.end()) {
+        alpns = *known;
+      } else if (alpn_lists.size() < 16) {  // bounded: a listener with ever-new lists gains nothing
+        alpn_lists.push_back(alpns);
+      }
+    }
     out.filter_chains.push_back(std::move(chain));
   }
   if (l.has_default_filter_chain()) {
