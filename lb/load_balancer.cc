@@ -50,8 +50,27 @@ bool weights_equal(const host_ref* refs, std::uint32_t n) {
 
 struct load_balancer::shared_state {
   explicit shared_state(std::uint64_t seed) : cold_random(fast_random::mix(seed ^ 0x636f6c64)) {}
+  ~shared_state() { delete outlier.load(std::memory_order_relaxed); }
+  shared_state(const shared_state&) = delete;
+  shared_state& operator=(const shared_state&) = delete;
+
+  // The outlier_detection.* counters, made (under `cold`) by the first generation that enables
+  // outlier detection and kept from then on, so they keep counting across generations. Kept
+  // out of line: only clusters with outlier_detection pay for them. Read by stats() without the
+  // mutex, hence published with release.
+  atomic_outlier_stats& outlier_stats_locked() {
+    atomic_outlier_stats* s = outlier.load(std::memory_order_relaxed);
+    if (s == nullptr) {
+      s = new atomic_outlier_stats();
+      outlier.store(s, std::memory_order_release);
+    }
+    return *s;
+  }
+
   std::mutex cold;
-  atomic_lb_stats stats;
+  std::atomic<std::uint64_t> membership_healthy{0}, membership_degraded{0}, membership_excluded{0},
+      membership_total{0};
+  std::atomic<atomic_outlier_stats*> outlier{nullptr};
   // lb_healthy_panic. One counter for all workers: it moves only while a priority is in panic,
   // which is rare, and per-worker padded counters cost a cache line per worker per cluster.
   std::atomic<std::uint64_t> panic{0};
@@ -203,7 +222,13 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
     outlier_detector::configure(*h, lb->outlier_);
     ejected += h->ejected() ? 1 : 0;
   }
-  lb->shared_->stats.ejections_active.store(ejected, std::memory_order_relaxed);
+  // Without outlier detection nothing is ejected (configure() un-ejects), and a cluster that
+  // never had it has no counters to set.
+  if (lb->outlier_.enabled) {
+    lb->shared_->outlier_stats_locked().ejections_active.store(ejected, std::memory_order_relaxed);
+  } else if (atomic_outlier_stats* s = lb->shared_->outlier.load(std::memory_order_relaxed)) {
+    s->ejections_active.store(ejected, std::memory_order_relaxed);
+  }
   lb->publish_locked(lb->make_view());
   return lb;
 }
@@ -342,7 +367,7 @@ void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
     excluded += c.excluded;
     total += c.hosts;
   }
-  atomic_lb_stats& s = shared_->stats;
+  shared_state& s = *shared_;
   s.membership_healthy.store(healthy, std::memory_order_relaxed);
   s.membership_degraded.store(degraded, std::memory_order_relaxed);
   s.membership_excluded.store(excluded, std::memory_order_relaxed);
@@ -518,7 +543,7 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
 
 bool load_balancer::outlier_pass_locked(time_point now, random_source& random, bool interval) {
   if (!outlier_.enabled) return false;
-  outlier_detector detector(outlier_, host_ptrs_, shared_->stats, random);
+  outlier_detector detector(outlier_, host_ptrs_, shared_->outlier_stats_locked(), random);
   const bool changed = interval ? detector.tick(now) : detector.process_detections(now);
   if (changed) publish_locked(make_view());
   return changed;
@@ -549,7 +574,12 @@ std::chrono::milliseconds load_balancer::outlier_interval() const {
 }
 
 lb_stats load_balancer::stats() const {
-  lb_stats out = shared_->stats.load();
+  lb_stats out;
+  out.membership_healthy = shared_->membership_healthy.load(std::memory_order_relaxed);
+  out.membership_degraded = shared_->membership_degraded.load(std::memory_order_relaxed);
+  out.membership_excluded = shared_->membership_excluded.load(std::memory_order_relaxed);
+  out.membership_total = shared_->membership_total.load(std::memory_order_relaxed);
+  if (const atomic_outlier_stats* s = shared_->outlier.load(std::memory_order_acquire)) s->load_into(out);
   out.lb_healthy_panic = shared_->panic.load(std::memory_order_relaxed);
   return out;
 }

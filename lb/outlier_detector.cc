@@ -6,7 +6,7 @@
 
 namespace ewgw::lb {
 
-std::atomic<std::uint64_t>& atomic_lb_stats::detected(ejection_kind k) {
+std::atomic<std::uint64_t>& atomic_outlier_stats::detected(ejection_kind k) {
   switch (k) {
     case ejection_kind::consecutive_5xx: return ejections_detected_consecutive_5xx;
     case ejection_kind::consecutive_gateway_failure: return ejections_detected_consecutive_gateway_failure;
@@ -19,7 +19,7 @@ std::atomic<std::uint64_t>& atomic_lb_stats::detected(ejection_kind k) {
   return ejections_detected_consecutive_5xx;
 }
 
-std::atomic<std::uint64_t>& atomic_lb_stats::enforced(ejection_kind k) {
+std::atomic<std::uint64_t>& atomic_outlier_stats::enforced(ejection_kind k) {
   switch (k) {
     case ejection_kind::consecutive_5xx: return ejections_enforced_consecutive_5xx;
     case ejection_kind::consecutive_gateway_failure: return ejections_enforced_consecutive_gateway_failure;
@@ -39,7 +39,7 @@ void bump(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_rela
 }  // namespace
 
 outlier_detector::outlier_detector(const outlier_detection_config& config, std::span<host* const> hosts,
-                                   atomic_lb_stats& stats, random_source& random)
+                                   atomic_outlier_stats& stats, random_source& random)
     : config_(config), hosts_(hosts), stats_(stats), random_(random) {
   for (host* h : hosts_) ejected_ += h->ejected() ? 1 : 0;
 }
