@@ -82,44 +82,16 @@ struct alignas(64) load_balancer::worker_slot {
   fast_random random;
 };
 
-// Per-worker state is created by each worker on its first pick (of the balancer, and of each
-// view), not up front: a gateway with 10,000 clusters and N workers would otherwise hold
-// 10,000 x N cache lines for clusters that one gateway may never route to. Entry w is written
-// only by worker w; the cold path only reads it (hazard scan) or frees it (destructor).
-template <class T>
-class lazy_per_worker {
- public:
-  explicit lazy_per_worker(std::size_t workers) : entries_(new std::atomic<T*>[workers]), size_(workers) {
-    for (std::size_t w = 0; w < size_; ++w) entries_[w].store(nullptr, std::memory_order_relaxed);
-  }
-  ~lazy_per_worker() {
-    for (std::size_t w = 0; w < size_; ++w) delete entries_[w].load(std::memory_order_relaxed);
-  }
-  lazy_per_worker(const lazy_per_worker&) = delete;
-  lazy_per_worker& operator=(const lazy_per_worker&) = delete;
-
-  // Worker w's entry, made by `make` on its first use. seq_cst: the hazard-pointer argument in
-  // reclaim_locked() needs the entry's publication in the same total order as the hazard.
-  template <class Make>
-  T& get(std::size_t w, Make&& make) {
-    T* e = entries_[w].load(std::memory_order_seq_cst);
-    if (e == nullptr) {
-      e = make();
-      entries_[w].store(e, std::memory_order_seq_cst);
-    }
-    return *e;
-  }
-  // Null until worker w made it.
-  const T* peek(std::size_t w) const { return entries_[w].load(std::memory_order_seq_cst); }
-
- private:
-  std::unique_ptr<std::atomic<T*>[]> entries_;
-  std::size_t size_;
+struct load_balancer::outlier_part {
+  outlier_detection_config config;
+  std::vector<host*> hosts;  // hosts_, for the outlier detector
 };
 
-struct load_balancer::worker_slots : lazy_per_worker<worker_slot> {
-  using lazy_per_worker::lazy_per_worker;
-};
+namespace {
+// What configure() is given when the cluster has no outlier detection, and what explain() reads
+// times from then.
+const outlier_detection_config no_outlier_detection{};
+}  // namespace
 
 struct load_balancer::health_view {
   std::uint64_t generation = 0;
@@ -154,8 +126,7 @@ struct load_balancer::health_view {
 
 std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config, const build_options& options,
                                                     const load_balancer* previous) {
-  std::shared_ptr<load_balancer> lb(new load_balancer());
-  lb->workers_ = std::max<std::size_t>(1, options.workers);
+  auto lb = std::make_shared<load_balancer>(private_tag{}, options.workers);
   lb->seed_ = options.seed;
   lb->overprovisioning_factor_ = config.overprovisioning_factor;
   lb->panic_threshold_ = config.healthy_panic_threshold;
@@ -163,23 +134,29 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->policy_ = config.policy;
   lb->choice_count_ = std::max<std::uint32_t>(1, config.choice_count);
   lb->active_request_bias_ = config.active_request_bias;
-  lb->outlier_ = config.outlier_detection;
+  if (config.outlier_detection.enabled) {
+    lb->outlier_ = std::make_unique<outlier_part>();
+    lb->outlier_->config = config.outlier_detection;
+  }
   lb->shared_ = previous != nullptr ? previous->shared_ : std::make_shared<shared_state>(options.seed);
-  lb->slots_ = std::make_unique<worker_slots>(lb->workers_);
   // Workers that picked from the previous version pick from this one too: make their state now,
   // on the cold path, so that only a worker's very first pick of a cluster allocates (an EDS
   // update of a busy cluster must not make every worker allocate on the data path).
   if (previous != nullptr) {
     for (std::size_t w = 0; w < std::min(lb->workers_, previous->workers_); ++w) {
-      if (previous->slots_->peek(w) != nullptr) lb->slot(w);
+      if (previous->slots_.peek(w) != nullptr) lb->slot(w);
     }
   }
 
   std::lock_guard<std::mutex> lock(lb->shared_->cold);
   std::unordered_map<endpoint_address, std::size_t, endpoint_address_hash> known;  // index in previous->hosts_
-  std::size_t listings = 0;
+  std::size_t listings = 0, localities = 0, names = 0;
   for (const priority_config& p : config.priorities) {
-    for (const locality_config& loc : p.localities) listings += loc.hosts.size();
+    localities += p.localities.size();
+    for (const locality_config& loc : p.localities) {
+      listings += loc.hosts.size();
+      names += loc.name.size();
+    }
   }
   if (previous != nullptr) {
     known.reserve(previous->hosts_.size());
@@ -187,15 +164,20 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   }
   std::unordered_map<endpoint_address, host*, endpoint_address_hash> listed;
   listed.reserve(listings);
+  // Exact sizes: a balancer often lives as long as its cluster, so no growth slack.
   lb->members_.reserve(listings);
   lb->hosts_.reserve(listings);
-  lb->host_ptrs_.reserve(listings);
+  lb->localities_.reserve(localities);
+  lb->locality_names_.reserve(names);
+  lb->priorities_.reserve(config.priorities.size());
   for (const priority_config& p : config.priorities) {
     priority_layout pl{};
     pl.begin = static_cast<std::uint32_t>(lb->members_.size());
     pl.locality_begin = static_cast<std::uint32_t>(lb->localities_.size());
     for (const locality_config& loc : p.localities) {
-      locality_layout ll{loc.name, loc.weight, static_cast<std::uint32_t>(lb->members_.size()), 0};
+      locality_layout ll{static_cast<std::uint32_t>(lb->locality_names_.size()), static_cast<std::uint32_t>(loc.name.size()),
+                         loc.weight, static_cast<std::uint32_t>(lb->members_.size()), 0};
+      lb->locality_names_ += loc.name;
       for (const host_config& hc : loc.hosts) {
         host* target = nullptr;
         if (auto it = listed.find(hc.address); it != listed.end()) {
@@ -206,25 +188,28 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
           target = h.get();
           listed.emplace(hc.address, target);
           lb->hosts_.push_back(std::move(h));
-          lb->host_ptrs_.push_back(target);
         }
         lb->members_.push_back({target, std::max<std::uint32_t>(1, hc.weight), hc.health});
       }
       ll.end = static_cast<std::uint32_t>(lb->members_.size());
-      lb->localities_.push_back(std::move(ll));
+      lb->localities_.push_back(ll);
     }
     pl.end = static_cast<std::uint32_t>(lb->members_.size());
     pl.locality_end = static_cast<std::uint32_t>(lb->localities_.size());
     lb->priorities_.push_back(pl);
   }
+  if (lb->hosts_.size() < listings) lb->hosts_.shrink_to_fit();  // a host listed twice
   std::uint64_t ejected = 0;
-  for (host* h : lb->host_ptrs_) {
-    outlier_detector::configure(*h, lb->outlier_);
+  if (lb->outlier_) lb->outlier_->hosts.reserve(lb->hosts_.size());
+  const outlier_detection_config& outlier = lb->outlier_ ? lb->outlier_->config : no_outlier_detection;
+  for (const std::shared_ptr<host>& h : lb->hosts_) {
+    outlier_detector::configure(*h, outlier);
     ejected += h->ejected() ? 1 : 0;
+    if (lb->outlier_) lb->outlier_->hosts.push_back(h.get());
   }
   // Without outlier detection nothing is ejected (configure() un-ejects), and a cluster that
   // never had it has no counters to set.
-  if (lb->outlier_.enabled) {
+  if (lb->outlier_) {
     lb->shared_->outlier_stats_locked().ejections_active.store(ejected, std::memory_order_relaxed);
   } else if (atomic_outlier_stats* s = lb->shared_->outlier.load(std::memory_order_relaxed)) {
     s->ejections_active.store(ejected, std::memory_order_relaxed);
@@ -232,6 +217,9 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->publish_locked(lb->make_view());
   return lb;
 }
+
+load_balancer::load_balancer(private_tag, std::size_t workers)
+    : workers_(std::max<std::size_t>(1, workers)), slots_(workers_) {}
 
 load_balancer::~load_balancer() {
   delete view_.load(std::memory_order_relaxed);
@@ -353,7 +341,7 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
   // The same for a new view (an ejection or a return): workers that have picked get their state
   // made here, before the view is published, so their picks never allocate.
   for (std::size_t w = 0; w < workers_; ++w) {
-    if (slots_->peek(w) != nullptr) v->worker(w);
+    if (slots_.peek(w) != nullptr) v->worker(w);
   }
   return v;
 }
@@ -384,7 +372,7 @@ void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
 void load_balancer::reclaim_locked() {
   std::erase_if(retired_, [this](health_view* r) {
     for (std::size_t w = 0; w < workers_; ++w) {
-      const worker_slot* slot = slots_->peek(w);
+      const worker_slot* slot = slots_.peek(w);
       if (slot != nullptr && slot->hazard.load(std::memory_order_seq_cst) == r) return false;
     }
     delete r;
@@ -393,7 +381,7 @@ void load_balancer::reclaim_locked() {
 }
 
 load_balancer::worker_slot& load_balancer::slot(std::size_t w) {
-  return slots_->get(w, [&] {
+  return slots_.get(w, [&] {
     auto s = std::make_unique<worker_slot>();
     s->random = fast_random(fast_random::mix(seed_ + 0x9e3779b97f4a7c15ull * (w + 1)));
     return s.release();
@@ -542,8 +530,8 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
 }
 
 bool load_balancer::outlier_pass_locked(time_point now, random_source& random, bool interval) {
-  if (!outlier_.enabled) return false;
-  outlier_detector detector(outlier_, host_ptrs_, shared_->outlier_stats_locked(), random);
+  if (!outlier_) return false;
+  outlier_detector detector(outlier_->config, outlier_->hosts, shared_->outlier_stats_locked(), random);
   const bool changed = interval ? detector.tick(now) : detector.process_detections(now);
   if (changed) publish_locked(make_view());
   return changed;
@@ -570,7 +558,7 @@ bool load_balancer::tick(time_point now) {
 }
 
 std::chrono::milliseconds load_balancer::outlier_interval() const {
-  return outlier_.enabled ? outlier_.interval : std::chrono::milliseconds(0);
+  return outlier_ ? outlier_->config.interval : std::chrono::milliseconds(0);
 }
 
 lb_stats load_balancer::stats() const {
@@ -593,7 +581,8 @@ balancer_state load_balancer::explain() const {
   out.panic_threshold = panic_threshold_;
   out.locality_weighted = locality_weighted_;
   out.policy = policy_;
-  out.outlier_detection = outlier_.enabled;
+  out.outlier_detection = outlier_ != nullptr;
+  const outlier_detection_config& outlier = outlier_ ? outlier_->config : no_outlier_detection;
   out.outlier_interval = outlier_interval();
   out.normalized_total_availability = v.loads.normalized_total_availability;
   out.total_panic = v.loads.total_panic;
@@ -609,7 +598,7 @@ balancer_state load_balancer::explain() const {
     for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
       const locality_layout& ll = localities_[l];
       locality_state ls;
-      ls.name = ll.name;
+      ls.name = locality_names_.substr(ll.name_begin, ll.name_size);
       ls.weight = ll.weight;
       ls.counts = v.locality_counts[l];
       ls.effective_weight =
@@ -634,7 +623,7 @@ balancer_state load_balancer::explain() const {
         hs.num_ejections = cold.num_ejections;
         if (hs.ejected) {
           hs.ejection_ends = cold.last_ejection +
-                             std::min(outlier_.base_ejection_time * cold.backoff, outlier_.effective_max_ejection_time()) +
+                             std::min(outlier.base_ejection_time * cold.backoff, outlier.effective_max_ejection_time()) +
                              cold.jitter;
         }
         hs.success_rate = cold.external_success_rate;
