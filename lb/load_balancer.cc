@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <mutex>
+#include <new>
+#include <span>
 #include <unordered_map>
 
 #include "lb/edf_scheduler.h"
@@ -25,12 +28,23 @@ struct source {
   std::int32_t edf = -1;  // index of this source's schedule in worker_state::edf; -1 = unweighted
 };
 
+// A priority's part of a health view: its counts and loads, and its sources.
 struct priority_picker {
-  std::uint32_t all = 0, healthy = 0, degraded = 0;  // source ids
+  priority_counts counts;
+  std::uint32_t availability = 0, degraded_availability = 0;  // percent (explain)
+  std::uint32_t healthy_load = 0, degraded_load = 0;
+  bool panic = false;
+  std::uint32_t all_source = 0, healthy_source = 0, degraded_source = 0;
   // Locality i's healthy hosts are source locality_sources + 2 * i, its degraded ones + 1.
   std::uint32_t locality_sources = 0;
+  // Schedules over the localities' effective weights (their initial weights are those
+  // weights); -1 when not locality weighted, no locality has a weight, or there is one locality.
   std::int32_t healthy_locality_edf = -1, degraded_locality_edf = -1;
-  std::vector<double> healthy_locality_weights, degraded_locality_weights;  // effective weights
+};
+
+// One EDF schedule's initial weights: [begin, begin + size) of health_view::weights.
+struct schedule_ref {
+  std::uint32_t begin = 0, size = 0;
 };
 
 // One worker's picking state for one view. Only that worker touches it.
@@ -38,6 +52,20 @@ struct alignas(64) worker_state {
   std::vector<std::uint64_t> rr;  // rotation index per source
   std::vector<edf_scheduler> edf;
 };
+
+// A health view while make_view() computes it; packed into one allocation when done.
+struct view_parts {
+  std::vector<priority_picker> priorities;
+  std::vector<priority_counts> locality_counts;  // per locality_layout
+  std::vector<source> sources;
+  std::vector<host_ref> refs;
+  std::vector<schedule_ref> schedules;
+  std::vector<double> weights;
+  std::uint32_t normalized_total_availability = 0;
+  bool total_panic = false;
+};
+
+std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
 bool weights_equal(const host_ref* refs, std::uint32_t n) {
   for (std::uint32_t i = 1; i < n; ++i) {
@@ -93,34 +121,97 @@ namespace {
 const outlier_detection_config no_outlier_detection{};
 }  // namespace
 
+// Everything a pick reads, in one allocation: the header below, then its arrays. A view often
+// lives as long as its cluster, and a cluster with 3 hosts would otherwise hold ~15 small
+// vectors here.
 struct load_balancer::health_view {
   std::uint64_t generation = 0;
-  std::vector<host_ref> refs;
-  std::vector<source> sources;
-  std::vector<priority_picker> priorities;
-  priority_loads loads;
-  std::vector<priority_counts> counts;           // per priority
-  std::vector<priority_counts> locality_counts;  // per locality_layout
+  std::uint64_t seed = 0;
+  std::uint32_t normalized_total_availability = 0;
+  bool total_panic = false;
+  std::uint32_t priority_count = 0, locality_count = 0, source_count = 0, schedule_count = 0, worker_count = 0;
+  const priority_picker* priorities = nullptr;
+  const priority_counts* locality_counts = nullptr;
+  const source* sources = nullptr;
+  const host_ref* refs = nullptr;
   // Initial weights of each EDF schedule (source::edf, priority_picker::*_locality_edf); each
   // worker's state starts from them.
-  std::vector<std::vector<double>> schedules;
-  std::uint64_t seed = 0;
-  lazy_per_worker<worker_state> workers;  // each worker mutates its own entry only
+  const schedule_ref* schedules = nullptr;
+  const double* weights = nullptr;
+  // Each worker's picking state, made on its first pick of this view (see lazy_per_worker);
+  // each worker mutates its own entry only.
+  std::atomic<worker_state*>* workers = nullptr;
 
-  explicit health_view(std::size_t worker_count) : workers(worker_count) {}
+  static std::unique_ptr<health_view> pack(const view_parts& parts, std::size_t worker_count, std::uint64_t seed) {
+    std::size_t size = sizeof(health_view);
+    const auto place = [&size](std::size_t align, std::size_t bytes) {
+      size = align_up(size, align);
+      const std::size_t at = size;
+      size += bytes;
+      return at;
+    };
+    const std::size_t at_priorities = place(alignof(priority_picker), sizeof(priority_picker) * parts.priorities.size());
+    const std::size_t at_localities =
+        place(alignof(priority_counts), sizeof(priority_counts) * parts.locality_counts.size());
+    const std::size_t at_sources = place(alignof(source), sizeof(source) * parts.sources.size());
+    const std::size_t at_refs = place(alignof(host_ref), sizeof(host_ref) * parts.refs.size());
+    const std::size_t at_schedules = place(alignof(schedule_ref), sizeof(schedule_ref) * parts.schedules.size());
+    const std::size_t at_weights = place(alignof(double), sizeof(double) * parts.weights.size());
+    const std::size_t at_workers =
+        place(alignof(std::atomic<worker_state*>), sizeof(std::atomic<worker_state*>) * worker_count);
+    static_assert(alignof(health_view) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
 
-  // Worker w's picking state for this view. With a seed, each worker starts its rotations and
-  // (up to 255 picks into) its schedules at its own point, so workers do not all send their
-  // first picks to one host.
+    char* base = static_cast<char*>(::operator new(size));
+    auto* v = new (base) health_view();
+    v->seed = seed;
+    v->normalized_total_availability = parts.normalized_total_availability;
+    v->total_panic = parts.total_panic;
+    v->priority_count = static_cast<std::uint32_t>(parts.priorities.size());
+    v->locality_count = static_cast<std::uint32_t>(parts.locality_counts.size());
+    v->source_count = static_cast<std::uint32_t>(parts.sources.size());
+    v->schedule_count = static_cast<std::uint32_t>(parts.schedules.size());
+    v->worker_count = static_cast<std::uint32_t>(worker_count);
+    const auto copy = [base]<class T>(const std::vector<T>& from, std::size_t at) {
+      return std::uninitialized_copy(from.begin(), from.end(), reinterpret_cast<T*>(base + at)) - from.size();
+    };
+    v->priorities = copy(parts.priorities, at_priorities);
+    v->locality_counts = copy(parts.locality_counts, at_localities);
+    v->sources = copy(parts.sources, at_sources);
+    v->refs = copy(parts.refs, at_refs);
+    v->schedules = copy(parts.schedules, at_schedules);
+    v->weights = copy(parts.weights, at_weights);
+    auto* workers = reinterpret_cast<std::atomic<worker_state*>*>(base + at_workers);
+    for (std::size_t w = 0; w < worker_count; ++w) new (workers + w) std::atomic<worker_state*>(nullptr);
+    v->workers = workers;
+    return std::unique_ptr<health_view>(v);
+  }
+
+  health_view() = default;
+  health_view(const health_view&) = delete;
+  health_view& operator=(const health_view&) = delete;
+  ~health_view() {
+    for (std::size_t w = 0; w < worker_count; ++w) delete workers[w].load(std::memory_order_relaxed);
+  }
+  // The arrays after the header are trivially destructible; the storage came from pack().
+  static void operator delete(void* p) { ::operator delete(p); }
+
+  // Worker w's picking state for this view, made on its first use. seq_cst: the hazard-pointer
+  // argument in reclaim_locked() needs the entry's publication in the same total order as the
+  // hazard. With a seed, each worker starts its rotations and (up to 255 picks into) its
+  // schedules at its own point, so workers do not all send their first picks to one host.
   worker_state& worker(std::size_t w) const {
-    return const_cast<lazy_per_worker<worker_state>&>(workers).get(w, [&] {
-      const std::uint64_t start = seed == 0 ? 0 : fast_random::mix(seed ^ (0xa0761d6478bd642full * (w + 1)));
-      auto ws = std::make_unique<worker_state>();
-      ws->rr.assign(sources.size(), start);
-      ws->edf.resize(schedules.size());
-      for (std::size_t e = 0; e < schedules.size(); ++e) ws->edf[e].reset(schedules[e], start & 0xff);
-      return ws.release();
-    });
+    worker_state* e = workers[w].load(std::memory_order_seq_cst);
+    if (e != nullptr) return *e;
+    const std::uint64_t start = seed == 0 ? 0 : fast_random::mix(seed ^ (0xa0761d6478bd642full * (w + 1)));
+    auto ws = std::make_unique<worker_state>();
+    ws->rr.assign(source_count, start);
+    ws->edf.resize(schedule_count);
+    for (std::size_t k = 0; k < schedule_count; ++k) {
+      ws->edf[k].reset(std::span<const double>(weights + schedules[k].begin, schedules[k].size), start & 0xff);
+    }
+    e = ws.release();
+    workers[w].store(e, std::memory_order_seq_cst);
+    return *e;
   }
 };
 
@@ -228,7 +319,7 @@ load_balancer::~load_balancer() {
 
 // Cold: everything a pick needs that depends on which hosts are ejected.
 std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
-  auto v = std::make_unique<health_view>(workers_);
+  view_parts v;
   // The state each member counts as: ejected hosts are unhealthy (Envoy's FAILED_OUTLIER_CHECK),
   // excluded hosts stay excluded. Read once, so the whole view sees one ejected set.
   std::vector<host_health> state(members_.size());
@@ -249,29 +340,62 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     }
     return c;
   };
-  v->locality_counts.resize(localities_.size());
+  std::vector<priority_counts> counts;
+  counts.reserve(priorities_.size());
+  v.locality_counts.resize(localities_.size());
   for (const priority_layout& pl : priorities_) {
-    v->counts.push_back(count(pl.begin, pl.end));
+    counts.push_back(count(pl.begin, pl.end));
     for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
-      v->locality_counts[l] = count(localities_[l].begin, localities_[l].end);
+      v.locality_counts[l] = count(localities_[l].begin, localities_[l].end);
     }
   }
-  v->loads = compute_priority_loads(v->counts, overprovisioning_factor_, panic_threshold_);
+  const priority_loads loads = compute_priority_loads(counts, overprovisioning_factor_, panic_threshold_);
+  // Refs before sharing: each priority's all, healthy and degraded hosts, and with locality
+  // weighting its localities' healthy and degraded hosts again (no regrowth on 10,000 hosts).
+  std::size_t ref_bound = 0;
+  for (const priority_counts& c : counts) ref_bound += c.hosts + (c.healthy + c.degraded) * (locality_weighted_ ? 2 : 1);
+  v.refs.reserve(ref_bound);
+  v.sources.reserve(priorities_.size() * 3 + (locality_weighted_ ? localities_.size() * 2 : 0));
+  v.normalized_total_availability = loads.normalized_total_availability;
+  v.total_panic = loads.total_panic;
 
   // Initial weights of each EDF schedule; every worker gets its own copy (health_view::worker).
-  std::vector<std::vector<double>>& schedules = v->schedules;
+  const auto add_schedule = [&v](const std::vector<double>& w) {
+    v.schedules.push_back({static_cast<std::uint32_t>(v.weights.size()), static_cast<std::uint32_t>(w.size())});
+    v.weights.insert(v.weights.end(), w.begin(), w.end());
+    return static_cast<std::int32_t>(v.schedules.size() - 1);
+  };
   // A source gets a schedule when Envoy would build one (policy not random, more than one host,
   // weights differ) and a pick can reach it with this view's loads and panic flags; a source
   // that cannot be reached keeps the (equally valid) unweighted pick, which costs nothing to set
   // up. This keeps rebuilds proportional to the hosts that take traffic.
-  const auto add_source = [&](std::uint32_t begin, std::uint32_t end, bool reachable, auto wanted) {
+  // `first_source`: the priority's first source; a source whose hosts equal those of an earlier
+  // source of the priority shares its refs (all hosts healthy, or a single locality).
+  const auto add_source = [&](std::uint32_t first_source, std::uint32_t begin, std::uint32_t end, bool reachable,
+                              auto wanted) {
     source src;
-    src.begin = static_cast<std::uint32_t>(v->refs.size());
+    src.begin = static_cast<std::uint32_t>(v.refs.size());
     for (std::uint32_t i = begin; i < end; ++i) {
-      if (wanted(state[i])) v->refs.push_back({members_[i].target, members_[i].weight});
+      if (wanted(state[i])) v.refs.push_back({members_[i].target, members_[i].weight});
     }
-    src.size = static_cast<std::uint32_t>(v->refs.size()) - src.begin;
-    const host_ref* refs = v->refs.data() + src.begin;
+    src.size = static_cast<std::uint32_t>(v.refs.size()) - src.begin;
+    const auto same_refs = [&v](const source& a, std::uint32_t b, std::uint32_t n) {
+      if (a.size != n) return false;
+      for (std::uint32_t i = 0; i < n; ++i) {
+        if (v.refs[a.begin + i].target != v.refs[b + i].target || v.refs[a.begin + i].weight != v.refs[b + i].weight) {
+          return false;
+        }
+      }
+      return true;
+    };
+    for (std::size_t earlier = first_source; src.size > 0 && earlier < v.sources.size(); ++earlier) {
+      if (same_refs(v.sources[earlier], src.begin, src.size)) {
+        v.refs.resize(src.begin);
+        src.begin = v.sources[earlier].begin;
+        break;
+      }
+    }
+    const host_ref* refs = v.refs.data() + src.begin;
     if (reachable && policy_ != lb_policy::random && src.size > 1 && !weights_equal(refs, src.size)) {
       std::vector<double> w(src.size);
       for (std::uint32_t i = 0; i < src.size; ++i) {
@@ -279,77 +403,82 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
                    ? refs[i].weight / std::pow(refs[i].target->active_connections() + 1.0, active_request_bias_)
                    : refs[i].weight;
       }
-      src.edf = static_cast<std::int32_t>(schedules.size());
-      schedules.push_back(std::move(w));
+      src.edf = add_schedule(w);
     }
-    v->sources.push_back(src);
-    return static_cast<std::uint32_t>(v->sources.size() - 1);
+    v.sources.push_back(src);
+    return static_cast<std::uint32_t>(v.sources.size() - 1);
   };
   const auto all = [](host_health) { return true; };
   const auto healthy = [](host_health x) { return x == host_health::healthy; };
   const auto degraded = [](host_health x) { return x == host_health::degraded; };
 
+  std::vector<double> healthy_locality_weights, degraded_locality_weights;  // effective weights
   for (std::size_t p = 0; p < priorities_.size(); ++p) {
     const priority_layout& pl = priorities_[p];
-    const bool panic = v->loads.panic[p];
-    const bool healthy_picks = !panic && v->loads.healthy_load[p] > 0;
-    const bool degraded_picks = !panic && v->loads.degraded_load[p] > 0;
     priority_picker pp;
+    pp.counts = counts[p];
+    pp.availability = loads.health[p];
+    pp.degraded_availability = loads.degraded[p];
+    pp.healthy_load = loads.healthy_load[p];
+    pp.degraded_load = loads.degraded_load[p];
+    pp.panic = loads.panic[p];
+    const bool healthy_picks = !pp.panic && pp.healthy_load > 0;
+    const bool degraded_picks = !pp.panic && pp.degraded_load > 0;
     bool healthy_schedule = false, degraded_schedule = false;
+    healthy_locality_weights.clear();
+    degraded_locality_weights.clear();
     if (locality_weighted_) {
       // Effective weights (locality_wrr.cc). No schedule when no locality has one: picks then
       // use the whole priority, as Envoy's LocalityWrr does without a scheduler.
       for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
         const locality_layout& ll = localities_[l];
-        const priority_counts& c = v->locality_counts[l];
-        pp.healthy_locality_weights.push_back(
+        const priority_counts& c = v.locality_counts[l];
+        healthy_locality_weights.push_back(
             effective_locality_weight(ll.weight, c.healthy, c.hosts, c.excluded, overprovisioning_factor_));
-        pp.degraded_locality_weights.push_back(
+        degraded_locality_weights.push_back(
             effective_locality_weight(ll.weight, c.degraded, c.hosts, c.excluded, overprovisioning_factor_));
-        healthy_schedule = healthy_schedule || pp.healthy_locality_weights.back() > 0;
-        degraded_schedule = degraded_schedule || pp.degraded_locality_weights.back() > 0;
+        healthy_schedule = healthy_schedule || healthy_locality_weights.back() > 0;
+        degraded_schedule = degraded_schedule || degraded_locality_weights.back() > 0;
       }
+      // With one locality the schedule could only ever pick it, and its hosts are the
+      // priority's: picking from the priority's sources is the same pick without a schedule
+      // (and without a scheduler per worker).
+      if (pl.locality_end - pl.locality_begin == 1) healthy_schedule = degraded_schedule = false;
     }
-    const bool panic_picks = panic && v->loads.healthy_load[p] + v->loads.degraded_load[p] > 0;
-    pp.all = add_source(pl.begin, pl.end, panic_picks, all);
-    pp.healthy = add_source(pl.begin, pl.end, healthy_picks && !healthy_schedule, healthy);
-    pp.degraded = add_source(pl.begin, pl.end, degraded_picks && !degraded_schedule, degraded);
-    pp.locality_sources = static_cast<std::uint32_t>(v->sources.size());
+    const bool panic_picks = pp.panic && pp.healthy_load + pp.degraded_load > 0;
+    const auto first_source = static_cast<std::uint32_t>(v.sources.size());
+    pp.all_source = add_source(first_source, pl.begin, pl.end, panic_picks, all);
+    pp.healthy_source = add_source(first_source, pl.begin, pl.end, healthy_picks && !healthy_schedule, healthy);
+    pp.degraded_source = add_source(first_source, pl.begin, pl.end, degraded_picks && !degraded_schedule, degraded);
+    pp.locality_sources = static_cast<std::uint32_t>(v.sources.size());
     if (locality_weighted_) {
       for (std::uint32_t l = pl.locality_begin, i = 0; l < pl.locality_end; ++l, ++i) {
         const locality_layout& ll = localities_[l];
-        add_source(ll.begin, ll.end, healthy_picks && pp.healthy_locality_weights[i] > 0, healthy);
-        add_source(ll.begin, ll.end, degraded_picks && pp.degraded_locality_weights[i] > 0, degraded);
+        add_source(first_source, ll.begin, ll.end, healthy_picks && healthy_schedule && healthy_locality_weights[i] > 0,
+                   healthy);
+        add_source(first_source, ll.begin, ll.end,
+                   degraded_picks && degraded_schedule && degraded_locality_weights[i] > 0, degraded);
       }
-      if (healthy_schedule) {
-        pp.healthy_locality_edf = static_cast<std::int32_t>(schedules.size());
-        schedules.push_back(pp.healthy_locality_weights);
-      }
-      if (degraded_schedule) {
-        pp.degraded_locality_edf = static_cast<std::int32_t>(schedules.size());
-        schedules.push_back(pp.degraded_locality_weights);
-      }
+      if (healthy_schedule) pp.healthy_locality_edf = add_schedule(healthy_locality_weights);
+      if (degraded_schedule) pp.degraded_locality_edf = add_schedule(degraded_locality_weights);
     }
-    v->priorities.push_back(std::move(pp));
+    v.priorities.push_back(pp);
   }
 
-  // Grown by push_back above; a view lives as long as the ejected set does (often for the life
-  // of the cluster), so drop the growth slack: ~150 bytes per cluster at 10,000 clusters.
-  v->refs.shrink_to_fit();
-  v->sources.shrink_to_fit();
-  v->seed = seed_;
+  auto view = health_view::pack(v, workers_, seed_);
   // The same for a new view (an ejection or a return): workers that have picked get their state
   // made here, before the view is published, so their picks never allocate.
   for (std::size_t w = 0; w < workers_; ++w) {
-    if (slots_.peek(w) != nullptr) v->worker(w);
+    if (slots_.peek(w) != nullptr) view->worker(w);
   }
-  return v;
+  return view;
 }
 
 void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
   v->generation = next_generation_++;
   std::uint64_t healthy = 0, degraded = 0, excluded = 0, total = 0;
-  for (const priority_counts& c : v->counts) {
+  for (const priority_picker& pp : std::span(v->priorities, v->priority_count)) {
+    const priority_counts& c = pp.counts;
     healthy += c.healthy;
     degraded += c.degraded;
     excluded += c.excluded;
@@ -418,7 +547,7 @@ host* load_balancer::pick(std::size_t worker, random_source& random, std::span<c
 }
 
 host* load_balancer::pick_once(const health_view& v, std::size_t w, random_source& random, std::uint32_t& source_out) {
-  const std::size_t n = v.priorities.size();
+  const std::size_t n = v.priority_count;
   if (n == 0) return nullptr;
 
   // Envoy's choosePriority: h in 1..100 over the cumulative healthy loads, then degraded loads.
@@ -429,24 +558,24 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   std::uint32_t cumulative = 0;
   bool found = false;
   for (std::size_t i = 0; i < n && !found; ++i) {
-    cumulative += v.loads.healthy_load[i];
+    cumulative += v.priorities[i].healthy_load;
     if (h <= cumulative) p = i, found = true;
   }
   for (std::size_t i = 0; i < n && !found; ++i) {
-    cumulative += v.loads.degraded_load[i];
+    cumulative += v.priorities[i].degraded_load;
     if (h <= cumulative) p = i, use_degraded = true, found = true;
   }
 
   const priority_picker& pp = v.priorities[p];
   worker_state& ws = v.worker(w);
-  std::uint32_t sid = use_degraded ? pp.degraded : pp.healthy;
-  if (v.loads.panic[p]) {
+  std::uint32_t sid = use_degraded ? pp.degraded_source : pp.healthy_source;
+  if (pp.panic) {
     shared_->panic.fetch_add(1, std::memory_order_relaxed);
-    sid = pp.all;
+    sid = pp.all_source;
   } else if (locality_weighted_) {
     const std::int32_t e = use_degraded ? pp.degraded_locality_edf : pp.healthy_locality_edf;
     if (e >= 0) {
-      const std::vector<double>& weights = use_degraded ? pp.degraded_locality_weights : pp.healthy_locality_weights;
+      const double* weights = v.weights + v.schedules[e].begin;
       const std::uint32_t locality = ws.edf[e].pick([&weights](std::uint32_t i) { return weights[i]; });
       sid = pp.locality_sources + 2 * locality + (use_degraded ? 1 : 0);
     }
@@ -455,7 +584,7 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
 
   const source& s = v.sources[sid];
   if (s.size == 0) return nullptr;
-  const host_ref* refs = v.refs.data() + s.begin;
+  const host_ref* refs = v.refs + s.begin;
   switch (policy_) {
     case lb_policy::round_robin:
       if (s.edf >= 0) {
@@ -516,15 +645,16 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
     return nullptr;
   };
   if (host* o = scan(sid)) return o;
-  for (const priority_picker& pp : v.priorities) {
-    if (host* o = scan(pp.healthy)) return o;
+  const std::span<const priority_picker> priorities(v.priorities, v.priority_count);
+  for (const priority_picker& pp : priorities) {
+    if (host* o = scan(pp.healthy_source)) return o;
   }
-  for (const priority_picker& pp : v.priorities) {
-    if (host* o = scan(pp.degraded)) return o;
+  for (const priority_picker& pp : priorities) {
+    if (host* o = scan(pp.degraded_source)) return o;
   }
-  for (std::size_t p = 0; p < v.priorities.size(); ++p) {
-    if (!v.loads.panic[p]) continue;
-    if (host* o = scan(v.priorities[p].all)) return o;
+  for (const priority_picker& pp : priorities) {
+    if (!pp.panic) continue;
+    if (host* o = scan(pp.all_source)) return o;
   }
   return first;
 }
@@ -584,17 +714,18 @@ balancer_state load_balancer::explain() const {
   out.outlier_detection = outlier_ != nullptr;
   const outlier_detection_config& outlier = outlier_ ? outlier_->config : no_outlier_detection;
   out.outlier_interval = outlier_interval();
-  out.normalized_total_availability = v.loads.normalized_total_availability;
-  out.total_panic = v.loads.total_panic;
+  out.normalized_total_availability = v.normalized_total_availability;
+  out.total_panic = v.total_panic;
   for (std::size_t p = 0; p < priorities_.size(); ++p) {
     const priority_layout& pl = priorities_[p];
     priority_state ps;
-    ps.counts = v.counts[p];
-    ps.health = v.loads.health[p];
-    ps.degraded = v.loads.degraded[p];
-    ps.healthy_load = v.loads.healthy_load[p];
-    ps.degraded_load = v.loads.degraded_load[p];
-    ps.panic = v.loads.panic[p];
+    const priority_picker& pp = v.priorities[p];
+    ps.counts = pp.counts;
+    ps.health = pp.availability;
+    ps.degraded = pp.degraded_availability;
+    ps.healthy_load = pp.healthy_load;
+    ps.degraded_load = pp.degraded_load;
+    ps.panic = pp.panic;
     for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
       const locality_layout& ll = localities_[l];
       locality_state ls;
