@@ -140,11 +140,14 @@ class load_balancer {
   static std::shared_ptr<load_balancer> build(const cluster_config& config, const build_options& options,
                                               const load_balancer* previous = nullptr);
 
-  // For build() only (make_shared needs a public constructor: one allocation for the balancer
-  // and its reference count).
+  // For build() only: private_tag cannot be named outside the class. Public because make_shared
+  // (one allocation for the balancer and its reference count) needs to call it.
+ private:
   struct private_tag {
     explicit private_tag() = default;
   };
+
+ public:
   load_balancer(private_tag, std::size_t workers);
   ~load_balancer();
   load_balancer(const load_balancer&) = delete;
