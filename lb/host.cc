@@ -43,70 +43,83 @@ std::size_t endpoint_address_hash::operator()(const endpoint_address& a) const n
 // split. A counter fires when it reaches its threshold exactly; the cold half resets it when it
 // processes the detection (or on un-ejection), as Envoy's main thread does.
 bool host::report(outcome o) {
-  if (!detect_.load(std::memory_order_relaxed)) return false;
-  const bool split = split_.load(std::memory_order_relaxed);
+  outlier_state_block* s = outlier_.load(std::memory_order_acquire);
+  if (s == nullptr || !s->detect.load(std::memory_order_relaxed)) return false;
+  const bool split = s->split.load(std::memory_order_relaxed);
   switch (o) {
     case outcome::connect_success:
       if (split) {
-        local_origin_success();
+        local_origin_success(*s);
         return false;
       }
-      return put_http_code(200);
+      return put_http_code(*s, 200);
     case outcome::connect_failed:
-      return split ? local_origin_failure() : put_http_code(503);
+      return split ? local_origin_failure(*s) : put_http_code(*s, 503);
     case outcome::connect_timeout:
-      return split ? local_origin_failure() : put_http_code(504);
+      return split ? local_origin_failure(*s) : put_http_code(*s, 504);
     case outcome::request_failed:
-      return put_http_code(split ? 503 : 500);
+      return put_http_code(*s, split ? 503 : 500);
     case outcome::request_success: {
-      const bool fired = put_http_code(200);
-      if (split) local_origin_success();
+      const bool fired = put_http_code(*s, 200);
+      if (split) local_origin_success(*s);
       return fired;
     }
   }
   return false;
 }
 
-bool host::put_http_code(unsigned code) {
-  external_total_.fetch_add(1, std::memory_order_relaxed);
+bool host::put_http_code(outlier_state_block& s, unsigned code) {
+  s.external_total.fetch_add(1, std::memory_order_relaxed);
   if (code < 500 || code > 599) {
-    external_success_.fetch_add(1, std::memory_order_relaxed);
-    reset_consecutive(consecutive_5xx_);
-    reset_consecutive(consecutive_gateway_failure_);
+    s.external_success.fetch_add(1, std::memory_order_relaxed);
+    reset_consecutive(s.consecutive_5xx);
+    reset_consecutive(s.consecutive_gateway_failure);
     return false;
   }
   std::uint32_t fired = 0;
   // Gateway errors (502, 503, 504) count on both counters; other 5xx reset the gateway counter.
   if (code >= 502 && code <= 504) {
-    if (consecutive_gateway_failure_.fetch_add(1, std::memory_order_relaxed) + 1 ==
-        threshold_gateway_failure_.load(std::memory_order_relaxed)) {
+    if (s.consecutive_gateway_failure.fetch_add(1, std::memory_order_relaxed) + 1 ==
+        s.threshold_gateway_failure.load(std::memory_order_relaxed)) {
       fired |= pending_bit(ejection_kind::consecutive_gateway_failure);
     }
   } else {
-    reset_consecutive(consecutive_gateway_failure_);
+    reset_consecutive(s.consecutive_gateway_failure);
   }
-  if (consecutive_5xx_.fetch_add(1, std::memory_order_relaxed) + 1 == threshold_5xx_.load(std::memory_order_relaxed)) {
+  if (s.consecutive_5xx.fetch_add(1, std::memory_order_relaxed) + 1 == s.threshold_5xx.load(std::memory_order_relaxed)) {
     fired |= pending_bit(ejection_kind::consecutive_5xx);
   }
   if (fired == 0) return false;
-  pending_.fetch_or(fired, std::memory_order_release);
+  s.pending.fetch_or(fired, std::memory_order_release);
   return true;
 }
 
-bool host::local_origin_failure() {
-  local_total_.fetch_add(1, std::memory_order_relaxed);
-  if (consecutive_local_origin_failure_.fetch_add(1, std::memory_order_relaxed) + 1 !=
-      threshold_local_origin_failure_.load(std::memory_order_relaxed)) {
+bool host::local_origin_failure(outlier_state_block& s) {
+  s.local_total.fetch_add(1, std::memory_order_relaxed);
+  if (s.consecutive_local_origin_failure.fetch_add(1, std::memory_order_relaxed) + 1 !=
+      s.threshold_local_origin_failure.load(std::memory_order_relaxed)) {
     return false;
   }
-  pending_.fetch_or(pending_bit(ejection_kind::consecutive_local_origin_failure), std::memory_order_release);
+  s.pending.fetch_or(pending_bit(ejection_kind::consecutive_local_origin_failure), std::memory_order_release);
   return true;
 }
 
-void host::local_origin_success() {
-  local_total_.fetch_add(1, std::memory_order_relaxed);
-  local_success_.fetch_add(1, std::memory_order_relaxed);
-  reset_consecutive(consecutive_local_origin_failure_);
+void host::local_origin_success(outlier_state_block& s) {
+  s.local_total.fetch_add(1, std::memory_order_relaxed);
+  s.local_success.fetch_add(1, std::memory_order_relaxed);
+  reset_consecutive(s.consecutive_local_origin_failure);
+}
+
+// One per endpoint of every cluster: keep it to a cache line (56 bytes today; 200 with the
+// outlier state inline).
+static_assert(sizeof(host) <= 64, "outlier detection state belongs in host::outlier_state_block");
+
+host::~host() { delete outlier_.load(std::memory_order_relaxed); }
+
+const outlier_cold_state& host::outlier_state() const {
+  static const outlier_cold_state none{};
+  const outlier_state_block* s = outlier_.load(std::memory_order_acquire);
+  return s == nullptr ? none : s->cold;
 }
 
 }  // namespace ewgw::lb

@@ -82,7 +82,7 @@ struct outlier_cold_state {
 // attributes that come from config (weight, EDS health, locality, priority) live in the balancer
 // that lists the host, not here.
 //
-// Threads: connection counts and report() are called by any worker (relaxed atomics only);
+// Threads: connection counts and report() are called by any worker (atomics only);
 // ejected() by anyone; everything else by the cold half.
 class host {
  public:
@@ -117,50 +117,71 @@ class host {
   // since.
   bool ejected() const { return ejected_.load(std::memory_order_acquire); }
 
-  // Diagnostics (approximate while workers report).
-  std::uint32_t consecutive_5xx() const { return consecutive_5xx_.load(std::memory_order_relaxed); }
+  // Diagnostics (approximate while workers report); zero when outlier detection was never
+  // enabled for this host's cluster.
+  std::uint32_t consecutive_5xx() const { return counter(&outlier_state_block::consecutive_5xx); }
   std::uint32_t consecutive_gateway_failure() const {
-    return consecutive_gateway_failure_.load(std::memory_order_relaxed);
+    return counter(&outlier_state_block::consecutive_gateway_failure);
   }
   std::uint32_t consecutive_local_origin_failure() const {
-    return consecutive_local_origin_failure_.load(std::memory_order_relaxed);
+    return counter(&outlier_state_block::consecutive_local_origin_failure);
   }
-  // Cold half only (under the cluster's cold mutex).
-  const outlier_cold_state& outlier_state() const { return cold_; }
+  // Cold half only (under the cluster's cold mutex). All defaults when outlier detection was
+  // never enabled for this host's cluster.
+  const outlier_cold_state& outlier_state() const;
+
+  ~host();
 
  private:
   friend class outlier_detector;
 
+  // Everything outlier detection keeps per host. Kept out of line and made only when the
+  // host's cluster enables outlier_detection (outlier_detector::configure): most clusters have
+  // none, and this is ~3/4 of a host's size. Once made it lives as long as the host (never
+  // freed or replaced), so a worker that loaded the pointer can use it without further
+  // synchronization.
+  struct outlier_state_block {
+    // Hot half: written by workers.
+    std::atomic<std::uint32_t> consecutive_5xx{0};
+    std::atomic<std::uint32_t> consecutive_gateway_failure{0};
+    std::atomic<std::uint32_t> consecutive_local_origin_failure{0};
+    std::atomic<std::uint32_t> pending{0};  // pending_bit() per consecutive kind detected
+    std::atomic<std::uint64_t> external_total{0}, external_success{0};
+    std::atomic<std::uint64_t> local_total{0}, local_success{0};
+
+    // Detection settings, written by the cold half when a balancer including this host is built.
+    std::atomic<bool> detect{false};
+    std::atomic<bool> split{false};
+    std::atomic<std::uint32_t> threshold_5xx{5};
+    std::atomic<std::uint32_t> threshold_gateway_failure{5};
+    std::atomic<std::uint32_t> threshold_local_origin_failure{5};
+
+    outlier_cold_state cold;  // cold half only
+  };
+
   static constexpr std::uint32_t pending_bit(ejection_kind k) { return 1u << static_cast<unsigned>(k); }
-  bool put_http_code(unsigned code);
-  bool local_origin_failure();
-  void local_origin_success();
-  void reset_consecutive(std::atomic<std::uint32_t>& c) {
+  static bool put_http_code(outlier_state_block& s, unsigned code);
+  static bool local_origin_failure(outlier_state_block& s);
+  static void local_origin_success(outlier_state_block& s);
+  static void reset_consecutive(std::atomic<std::uint32_t>& c) {
     if (c.load(std::memory_order_relaxed) != 0) c.store(0, std::memory_order_relaxed);
   }
+  std::uint32_t counter(std::atomic<std::uint32_t> outlier_state_block::*member) const {
+    const outlier_state_block* s = outlier_.load(std::memory_order_acquire);
+    return s == nullptr ? 0 : (s->*member).load(std::memory_order_relaxed);
+  }
+  // The block; null when outlier detection was never enabled (cold half: its fields under the
+  // cluster's cold mutex).
+  outlier_state_block* outlier_block() const { return outlier_.load(std::memory_order_relaxed); }
 
   endpoint_address address_;
   std::atomic<std::uint32_t> active_{0};
   std::atomic<std::uint64_t> total_{0};
   std::atomic<std::uint64_t> connect_fail_{0};
-
-  // Hot half: written by workers.
-  std::atomic<std::uint32_t> consecutive_5xx_{0};
-  std::atomic<std::uint32_t> consecutive_gateway_failure_{0};
-  std::atomic<std::uint32_t> consecutive_local_origin_failure_{0};
-  std::atomic<std::uint32_t> pending_{0};  // pending_bit() per consecutive kind detected
-  std::atomic<std::uint64_t> external_total_{0}, external_success_{0};
-  std::atomic<std::uint64_t> local_total_{0}, local_success_{0};
-
-  // Detection settings, written by the cold half when a balancer including this host is built.
-  std::atomic<bool> detect_{false};
-  std::atomic<bool> split_{false};
-  std::atomic<std::uint32_t> threshold_5xx_{5};
-  std::atomic<std::uint32_t> threshold_gateway_failure_{5};
-  std::atomic<std::uint32_t> threshold_local_origin_failure_{5};
-
   std::atomic<bool> ejected_{false};  // written by the cold half only
-  outlier_cold_state cold_;
+  // Null until the cluster first enables outlier detection. Published with release after the
+  // block's settings are written; workers read it with acquire.
+  std::atomic<outlier_state_block*> outlier_{nullptr};
 };
 
 }  // namespace ewgw::lb

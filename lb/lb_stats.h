@@ -11,13 +11,16 @@ namespace ewgw::lb {
 
 enum class stat_kind : std::uint8_t { counter, gauge };
 
-// X(member, "envoy.name", kind)
-#define EWGW_LB_STATS(X)                                                                                  \
+// X(member, "envoy.name", kind). Two lists because the balancer keeps the outlier detection
+// counters only for clusters that enable it (EWGW_LB_STATS is both, in this order).
+#define EWGW_LB_STATS(X) EWGW_LB_MEMBERSHIP_STATS(X) EWGW_LB_OUTLIER_STATS(X)
+#define EWGW_LB_MEMBERSHIP_STATS(X)                                                                       \
   X(membership_healthy, "membership_healthy", gauge)                                                      \
   X(membership_degraded, "membership_degraded", gauge)                                                    \
   X(membership_excluded, "membership_excluded", gauge)                                                    \
   X(membership_total, "membership_total", gauge)                                                          \
-  X(lb_healthy_panic, "lb_healthy_panic", counter)                                                        \
+  X(lb_healthy_panic, "lb_healthy_panic", counter)
+#define EWGW_LB_OUTLIER_STATS(X)                                                                          \
   X(ejections_active, "outlier_detection.ejections_active", gauge)                                        \
   X(ejections_overflow, "outlier_detection.ejections_overflow", counter)                                  \
   X(ejections_enforced_total, "outlier_detection.ejections_enforced_total", counter)                      \

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <mutex>
+#include <new>
+#include <span>
 #include <unordered_map>
 
 #include "lb/edf_scheduler.h"
@@ -25,12 +28,23 @@ struct source {
   std::int32_t edf = -1;  // index of this source's schedule in worker_state::edf; -1 = unweighted
 };
 
+// A priority's part of a health view: its counts and loads, and its sources.
 struct priority_picker {
-  std::uint32_t all = 0, healthy = 0, degraded = 0;  // source ids
+  priority_counts counts;
+  std::uint32_t availability = 0, degraded_availability = 0;  // percent (explain)
+  std::uint32_t healthy_load = 0, degraded_load = 0;
+  bool panic = false;
+  std::uint32_t all_source = 0, healthy_source = 0, degraded_source = 0;
   // Locality i's healthy hosts are source locality_sources + 2 * i, its degraded ones + 1.
   std::uint32_t locality_sources = 0;
+  // Schedules over the localities' effective weights (their initial weights are those
+  // weights); -1 when not locality weighted, no locality has a weight, or there is one locality.
   std::int32_t healthy_locality_edf = -1, degraded_locality_edf = -1;
-  std::vector<double> healthy_locality_weights, degraded_locality_weights;  // effective weights
+};
+
+// One EDF schedule's initial weights: [begin, begin + size) of health_view::weights.
+struct schedule_ref {
+  std::uint32_t begin = 0, size = 0;
 };
 
 // One worker's picking state for one view. Only that worker touches it.
@@ -38,6 +52,20 @@ struct alignas(64) worker_state {
   std::vector<std::uint64_t> rr;  // rotation index per source
   std::vector<edf_scheduler> edf;
 };
+
+// A health view while make_view() computes it; packed into one allocation when done.
+struct view_parts {
+  std::vector<priority_picker> priorities;
+  std::vector<priority_counts> locality_counts;  // per locality_layout
+  std::vector<source> sources;
+  std::vector<host_ref> refs;
+  std::vector<schedule_ref> schedules;
+  std::vector<double> weights;
+  std::uint32_t normalized_total_availability = 0;
+  bool total_panic = false;
+};
+
+std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
 bool weights_equal(const host_ref* refs, std::uint32_t n) {
   for (std::uint32_t i = 1; i < n; ++i) {
@@ -50,8 +78,27 @@ bool weights_equal(const host_ref* refs, std::uint32_t n) {
 
 struct load_balancer::shared_state {
   explicit shared_state(std::uint64_t seed) : cold_random(fast_random::mix(seed ^ 0x636f6c64)) {}
+  ~shared_state() { delete outlier.load(std::memory_order_relaxed); }
+  shared_state(const shared_state&) = delete;
+  shared_state& operator=(const shared_state&) = delete;
+
+  // The outlier_detection.* counters, made (under `cold`) by the first generation that enables
+  // outlier detection and kept from then on, so they keep counting across generations. Kept
+  // out of line: only clusters with outlier_detection pay for them. Read by stats() without the
+  // mutex, hence published with release.
+  atomic_outlier_stats& outlier_stats_locked() {
+    atomic_outlier_stats* s = outlier.load(std::memory_order_relaxed);
+    if (s == nullptr) {
+      s = new atomic_outlier_stats();
+      outlier.store(s, std::memory_order_release);
+    }
+    return *s;
+  }
+
   std::mutex cold;
-  atomic_lb_stats stats;
+  std::atomic<std::uint64_t> membership_healthy{0}, membership_degraded{0}, membership_excluded{0},
+      membership_total{0};
+  std::atomic<atomic_outlier_stats*> outlier{nullptr};
   // lb_healthy_panic. One counter for all workers: it moves only while a priority is in panic,
   // which is rare, and per-worker padded counters cost a cache line per worker per cluster.
   std::atomic<std::uint64_t> panic{0};
@@ -63,80 +110,114 @@ struct alignas(64) load_balancer::worker_slot {
   fast_random random;
 };
 
-// Per-worker state is created by each worker on its first pick (of the balancer, and of each
-// view), not up front: a gateway with 10,000 clusters and N workers would otherwise hold
-// 10,000 x N cache lines for clusters that one gateway may never route to. Entry w is written
-// only by worker w; the cold path only reads it (hazard scan) or frees it (destructor).
-template <class T>
-class lazy_per_worker {
- public:
-  explicit lazy_per_worker(std::size_t workers) : entries_(new std::atomic<T*>[workers]), size_(workers) {
-    for (std::size_t w = 0; w < size_; ++w) entries_[w].store(nullptr, std::memory_order_relaxed);
-  }
-  ~lazy_per_worker() {
-    for (std::size_t w = 0; w < size_; ++w) delete entries_[w].load(std::memory_order_relaxed);
-  }
-  lazy_per_worker(const lazy_per_worker&) = delete;
-  lazy_per_worker& operator=(const lazy_per_worker&) = delete;
-
-  // Worker w's entry, made by `make` on its first use. seq_cst: the hazard-pointer argument in
-  // reclaim_locked() needs the entry's publication in the same total order as the hazard.
-  template <class Make>
-  T& get(std::size_t w, Make&& make) {
-    T* e = entries_[w].load(std::memory_order_seq_cst);
-    if (e == nullptr) {
-      e = make();
-      entries_[w].store(e, std::memory_order_seq_cst);
-    }
-    return *e;
-  }
-  // Null until worker w made it.
-  const T* peek(std::size_t w) const { return entries_[w].load(std::memory_order_seq_cst); }
-
- private:
-  std::unique_ptr<std::atomic<T*>[]> entries_;
-  std::size_t size_;
+struct load_balancer::outlier_part {
+  outlier_detection_config config;
+  std::vector<host*> hosts;  // hosts_, for the outlier detector
 };
 
-struct load_balancer::worker_slots : lazy_per_worker<worker_slot> {
-  using lazy_per_worker::lazy_per_worker;
-};
+namespace {
+// What configure() is given when the cluster has no outlier detection, and what explain() reads
+// times from then.
+const outlier_detection_config no_outlier_detection{};
+}  // namespace
 
+// Everything a pick reads, in one allocation: the header below, then its arrays. A view often
+// lives as long as its cluster, and a cluster with 3 hosts would otherwise hold ~15 small
+// vectors here.
 struct load_balancer::health_view {
   std::uint64_t generation = 0;
-  std::vector<host_ref> refs;
-  std::vector<source> sources;
-  std::vector<priority_picker> priorities;
-  priority_loads loads;
-  std::vector<priority_counts> counts;           // per priority
-  std::vector<priority_counts> locality_counts;  // per locality_layout
+  std::uint64_t seed = 0;
+  std::uint32_t normalized_total_availability = 0;
+  bool total_panic = false;
+  std::uint32_t priority_count = 0, locality_count = 0, source_count = 0, schedule_count = 0, worker_count = 0;
+  const priority_picker* priorities = nullptr;
+  const priority_counts* locality_counts = nullptr;
+  const source* sources = nullptr;
+  const host_ref* refs = nullptr;
   // Initial weights of each EDF schedule (source::edf, priority_picker::*_locality_edf); each
   // worker's state starts from them.
-  std::vector<std::vector<double>> schedules;
-  std::uint64_t seed = 0;
-  lazy_per_worker<worker_state> workers;  // each worker mutates its own entry only
+  const schedule_ref* schedules = nullptr;
+  const double* weights = nullptr;
+  // Each worker's picking state, made on its first pick of this view (see lazy_per_worker);
+  // each worker mutates its own entry only.
+  std::atomic<worker_state*>* workers = nullptr;
 
-  explicit health_view(std::size_t worker_count) : workers(worker_count) {}
+  static std::unique_ptr<health_view> pack(const view_parts& parts, std::size_t worker_count, std::uint64_t seed) {
+    std::size_t size = sizeof(health_view);
+    const auto place = [&size](std::size_t align, std::size_t bytes) {
+      size = align_up(size, align);
+      const std::size_t at = size;
+      size += bytes;
+      return at;
+    };
+    const std::size_t at_priorities = place(alignof(priority_picker), sizeof(priority_picker) * parts.priorities.size());
+    const std::size_t at_localities =
+        place(alignof(priority_counts), sizeof(priority_counts) * parts.locality_counts.size());
+    const std::size_t at_sources = place(alignof(source), sizeof(source) * parts.sources.size());
+    const std::size_t at_refs = place(alignof(host_ref), sizeof(host_ref) * parts.refs.size());
+    const std::size_t at_schedules = place(alignof(schedule_ref), sizeof(schedule_ref) * parts.schedules.size());
+    const std::size_t at_weights = place(alignof(double), sizeof(double) * parts.weights.size());
+    const std::size_t at_workers =
+        place(alignof(std::atomic<worker_state*>), sizeof(std::atomic<worker_state*>) * worker_count);
+    static_assert(alignof(health_view) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
 
-  // Worker w's picking state for this view. With a seed, each worker starts its rotations and
-  // (up to 255 picks into) its schedules at its own point, so workers do not all send their
-  // first picks to one host.
+    char* base = static_cast<char*>(::operator new(size));
+    auto* v = new (base) health_view();
+    v->seed = seed;
+    v->normalized_total_availability = parts.normalized_total_availability;
+    v->total_panic = parts.total_panic;
+    v->priority_count = static_cast<std::uint32_t>(parts.priorities.size());
+    v->locality_count = static_cast<std::uint32_t>(parts.locality_counts.size());
+    v->source_count = static_cast<std::uint32_t>(parts.sources.size());
+    v->schedule_count = static_cast<std::uint32_t>(parts.schedules.size());
+    v->worker_count = static_cast<std::uint32_t>(worker_count);
+    const auto copy = [base]<class T>(const std::vector<T>& from, std::size_t at) {
+      return std::uninitialized_copy(from.begin(), from.end(), reinterpret_cast<T*>(base + at)) - from.size();
+    };
+    v->priorities = copy(parts.priorities, at_priorities);
+    v->locality_counts = copy(parts.locality_counts, at_localities);
+    v->sources = copy(parts.sources, at_sources);
+    v->refs = copy(parts.refs, at_refs);
+    v->schedules = copy(parts.schedules, at_schedules);
+    v->weights = copy(parts.weights, at_weights);
+    auto* workers = reinterpret_cast<std::atomic<worker_state*>*>(base + at_workers);
+    for (std::size_t w = 0; w < worker_count; ++w) new (workers + w) std::atomic<worker_state*>(nullptr);
+    v->workers = workers;
+    return std::unique_ptr<health_view>(v);
+  }
+
+  health_view() = default;
+  health_view(const health_view&) = delete;
+  health_view& operator=(const health_view&) = delete;
+  ~health_view() {
+    for (std::size_t w = 0; w < worker_count; ++w) delete workers[w].load(std::memory_order_relaxed);
+  }
+  // The arrays after the header are trivially destructible; the storage came from pack().
+  static void operator delete(void* p) { ::operator delete(p); }
+
+  // Worker w's picking state for this view, made on its first use. seq_cst: the hazard-pointer
+  // argument in reclaim_locked() needs the entry's publication in the same total order as the
+  // hazard. With a seed, each worker starts its rotations and (up to 255 picks into) its
+  // schedules at its own point, so workers do not all send their first picks to one host.
   worker_state& worker(std::size_t w) const {
-    return const_cast<lazy_per_worker<worker_state>&>(workers).get(w, [&] {
-      const std::uint64_t start = seed == 0 ? 0 : fast_random::mix(seed ^ (0xa0761d6478bd642full * (w + 1)));
-      auto ws = std::make_unique<worker_state>();
-      ws->rr.assign(sources.size(), start);
-      ws->edf.resize(schedules.size());
-      for (std::size_t e = 0; e < schedules.size(); ++e) ws->edf[e].reset(schedules[e], start & 0xff);
-      return ws.release();
-    });
+    worker_state* e = workers[w].load(std::memory_order_seq_cst);
+    if (e != nullptr) return *e;
+    const std::uint64_t start = seed == 0 ? 0 : fast_random::mix(seed ^ (0xa0761d6478bd642full * (w + 1)));
+    auto ws = std::make_unique<worker_state>();
+    ws->rr.assign(source_count, start);
+    ws->edf.resize(schedule_count);
+    for (std::size_t k = 0; k < schedule_count; ++k) {
+      ws->edf[k].reset(std::span<const double>(weights + schedules[k].begin, schedules[k].size), start & 0xff);
+    }
+    e = ws.release();
+    workers[w].store(e, std::memory_order_seq_cst);
+    return *e;
   }
 };
 
 std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config, const build_options& options,
                                                     const load_balancer* previous) {
-  std::shared_ptr<load_balancer> lb(new load_balancer());
-  lb->workers_ = std::max<std::size_t>(1, options.workers);
+  auto lb = std::make_shared<load_balancer>(private_tag{}, options.workers);
   lb->seed_ = options.seed;
   lb->overprovisioning_factor_ = config.overprovisioning_factor;
   lb->panic_threshold_ = config.healthy_panic_threshold;
@@ -144,23 +225,29 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->policy_ = config.policy;
   lb->choice_count_ = std::max<std::uint32_t>(1, config.choice_count);
   lb->active_request_bias_ = config.active_request_bias;
-  lb->outlier_ = config.outlier_detection;
+  if (config.outlier_detection.enabled) {
+    lb->outlier_ = std::make_unique<outlier_part>();
+    lb->outlier_->config = config.outlier_detection;
+  }
   lb->shared_ = previous != nullptr ? previous->shared_ : std::make_shared<shared_state>(options.seed);
-  lb->slots_ = std::make_unique<worker_slots>(lb->workers_);
   // Workers that picked from the previous version pick from this one too: make their state now,
   // on the cold path, so that only a worker's very first pick of a cluster allocates (an EDS
   // update of a busy cluster must not make every worker allocate on the data path).
   if (previous != nullptr) {
     for (std::size_t w = 0; w < std::min(lb->workers_, previous->workers_); ++w) {
-      if (previous->slots_->peek(w) != nullptr) lb->slot(w);
+      if (previous->slots_.peek(w) != nullptr) lb->slot(w);
     }
   }
 
   std::lock_guard<std::mutex> lock(lb->shared_->cold);
   std::unordered_map<endpoint_address, std::size_t, endpoint_address_hash> known;  // index in previous->hosts_
-  std::size_t listings = 0;
+  std::size_t listings = 0, localities = 0, names = 0;
   for (const priority_config& p : config.priorities) {
-    for (const locality_config& loc : p.localities) listings += loc.hosts.size();
+    localities += p.localities.size();
+    for (const locality_config& loc : p.localities) {
+      listings += loc.hosts.size();
+      names += loc.name.size();
+    }
   }
   if (previous != nullptr) {
     known.reserve(previous->hosts_.size());
@@ -168,15 +255,20 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   }
   std::unordered_map<endpoint_address, host*, endpoint_address_hash> listed;
   listed.reserve(listings);
+  // Exact sizes: a balancer often lives as long as its cluster, so no growth slack.
   lb->members_.reserve(listings);
   lb->hosts_.reserve(listings);
-  lb->host_ptrs_.reserve(listings);
+  lb->localities_.reserve(localities);
+  lb->locality_names_.reserve(names);
+  lb->priorities_.reserve(config.priorities.size());
   for (const priority_config& p : config.priorities) {
     priority_layout pl{};
     pl.begin = static_cast<std::uint32_t>(lb->members_.size());
     pl.locality_begin = static_cast<std::uint32_t>(lb->localities_.size());
     for (const locality_config& loc : p.localities) {
-      locality_layout ll{loc.name, loc.weight, static_cast<std::uint32_t>(lb->members_.size()), 0};
+      locality_layout ll{static_cast<std::uint32_t>(lb->locality_names_.size()), static_cast<std::uint32_t>(loc.name.size()),
+                         loc.weight, static_cast<std::uint32_t>(lb->members_.size()), 0};
+      lb->locality_names_ += loc.name;
       for (const host_config& hc : loc.hosts) {
         host* target = nullptr;
         if (auto it = listed.find(hc.address); it != listed.end()) {
@@ -187,26 +279,38 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
           target = h.get();
           listed.emplace(hc.address, target);
           lb->hosts_.push_back(std::move(h));
-          lb->host_ptrs_.push_back(target);
         }
         lb->members_.push_back({target, std::max<std::uint32_t>(1, hc.weight), hc.health});
       }
       ll.end = static_cast<std::uint32_t>(lb->members_.size());
-      lb->localities_.push_back(std::move(ll));
+      lb->localities_.push_back(ll);
     }
     pl.end = static_cast<std::uint32_t>(lb->members_.size());
     pl.locality_end = static_cast<std::uint32_t>(lb->localities_.size());
     lb->priorities_.push_back(pl);
   }
+  if (lb->hosts_.size() < listings) lb->hosts_.shrink_to_fit();  // a host listed twice
   std::uint64_t ejected = 0;
-  for (host* h : lb->host_ptrs_) {
-    outlier_detector::configure(*h, lb->outlier_);
+  if (lb->outlier_) lb->outlier_->hosts.reserve(lb->hosts_.size());
+  const outlier_detection_config& outlier = lb->outlier_ ? lb->outlier_->config : no_outlier_detection;
+  for (const std::shared_ptr<host>& h : lb->hosts_) {
+    outlier_detector::configure(*h, outlier);
     ejected += h->ejected() ? 1 : 0;
+    if (lb->outlier_) lb->outlier_->hosts.push_back(h.get());
   }
-  lb->shared_->stats.ejections_active.store(ejected, std::memory_order_relaxed);
+  // Without outlier detection nothing is ejected (configure() un-ejects), and a cluster that
+  // never had it has no counters to set.
+  if (lb->outlier_) {
+    lb->shared_->outlier_stats_locked().ejections_active.store(ejected, std::memory_order_relaxed);
+  } else if (atomic_outlier_stats* s = lb->shared_->outlier.load(std::memory_order_relaxed)) {
+    s->ejections_active.store(ejected, std::memory_order_relaxed);
+  }
   lb->publish_locked(lb->make_view());
   return lb;
 }
+
+load_balancer::load_balancer(private_tag, std::size_t workers)
+    : workers_(std::max<std::size_t>(1, workers)), slots_(workers_) {}
 
 load_balancer::~load_balancer() {
   delete view_.load(std::memory_order_relaxed);
@@ -215,7 +319,7 @@ load_balancer::~load_balancer() {
 
 // Cold: everything a pick needs that depends on which hosts are ejected.
 std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
-  auto v = std::make_unique<health_view>(workers_);
+  view_parts v;
   // The state each member counts as: ejected hosts are unhealthy (Envoy's FAILED_OUTLIER_CHECK),
   // excluded hosts stay excluded. Read once, so the whole view sees one ejected set.
   std::vector<host_health> state(members_.size());
@@ -236,29 +340,62 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     }
     return c;
   };
-  v->locality_counts.resize(localities_.size());
+  std::vector<priority_counts> counts;
+  counts.reserve(priorities_.size());
+  v.locality_counts.resize(localities_.size());
   for (const priority_layout& pl : priorities_) {
-    v->counts.push_back(count(pl.begin, pl.end));
+    counts.push_back(count(pl.begin, pl.end));
     for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
-      v->locality_counts[l] = count(localities_[l].begin, localities_[l].end);
+      v.locality_counts[l] = count(localities_[l].begin, localities_[l].end);
     }
   }
-  v->loads = compute_priority_loads(v->counts, overprovisioning_factor_, panic_threshold_);
+  const priority_loads loads = compute_priority_loads(counts, overprovisioning_factor_, panic_threshold_);
+  // Refs before sharing: each priority's all, healthy and degraded hosts, and with locality
+  // weighting its localities' healthy and degraded hosts again (no regrowth on 10,000 hosts).
+  std::size_t ref_bound = 0;
+  for (const priority_counts& c : counts) ref_bound += c.hosts + (c.healthy + c.degraded) * (locality_weighted_ ? 2 : 1);
+  v.refs.reserve(ref_bound);
+  v.sources.reserve(priorities_.size() * 3 + (locality_weighted_ ? localities_.size() * 2 : 0));
+  v.normalized_total_availability = loads.normalized_total_availability;
+  v.total_panic = loads.total_panic;
 
   // Initial weights of each EDF schedule; every worker gets its own copy (health_view::worker).
-  std::vector<std::vector<double>>& schedules = v->schedules;
+  const auto add_schedule = [&v](const std::vector<double>& w) {
+    v.schedules.push_back({static_cast<std::uint32_t>(v.weights.size()), static_cast<std::uint32_t>(w.size())});
+    v.weights.insert(v.weights.end(), w.begin(), w.end());
+    return static_cast<std::int32_t>(v.schedules.size() - 1);
+  };
   // A source gets a schedule when Envoy would build one (policy not random, more than one host,
   // weights differ) and a pick can reach it with this view's loads and panic flags; a source
   // that cannot be reached keeps the (equally valid) unweighted pick, which costs nothing to set
   // up. This keeps rebuilds proportional to the hosts that take traffic.
-  const auto add_source = [&](std::uint32_t begin, std::uint32_t end, bool reachable, auto wanted) {
+  // `first_source`: the priority's first source; a source whose hosts equal those of an earlier
+  // source of the priority shares its refs (all hosts healthy, or a single locality).
+  const auto add_source = [&](std::uint32_t first_source, std::uint32_t begin, std::uint32_t end, bool reachable,
+                              auto wanted) {
     source src;
-    src.begin = static_cast<std::uint32_t>(v->refs.size());
+    src.begin = static_cast<std::uint32_t>(v.refs.size());
     for (std::uint32_t i = begin; i < end; ++i) {
-      if (wanted(state[i])) v->refs.push_back({members_[i].target, members_[i].weight});
+      if (wanted(state[i])) v.refs.push_back({members_[i].target, members_[i].weight});
     }
-    src.size = static_cast<std::uint32_t>(v->refs.size()) - src.begin;
-    const host_ref* refs = v->refs.data() + src.begin;
+    src.size = static_cast<std::uint32_t>(v.refs.size()) - src.begin;
+    const auto same_refs = [&v](const source& a, std::uint32_t b, std::uint32_t n) {
+      if (a.size != n) return false;
+      for (std::uint32_t i = 0; i < n; ++i) {
+        if (v.refs[a.begin + i].target != v.refs[b + i].target || v.refs[a.begin + i].weight != v.refs[b + i].weight) {
+          return false;
+        }
+      }
+      return true;
+    };
+    for (std::size_t earlier = first_source; src.size > 0 && earlier < v.sources.size(); ++earlier) {
+      if (same_refs(v.sources[earlier], src.begin, src.size)) {
+        v.refs.resize(src.begin);
+        src.begin = v.sources[earlier].begin;
+        break;
+      }
+    }
+    const host_ref* refs = v.refs.data() + src.begin;
     if (reachable && policy_ != lb_policy::random && src.size > 1 && !weights_equal(refs, src.size)) {
       std::vector<double> w(src.size);
       for (std::uint32_t i = 0; i < src.size; ++i) {
@@ -266,83 +403,88 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
                    ? refs[i].weight / std::pow(refs[i].target->active_connections() + 1.0, active_request_bias_)
                    : refs[i].weight;
       }
-      src.edf = static_cast<std::int32_t>(schedules.size());
-      schedules.push_back(std::move(w));
+      src.edf = add_schedule(w);
     }
-    v->sources.push_back(src);
-    return static_cast<std::uint32_t>(v->sources.size() - 1);
+    v.sources.push_back(src);
+    return static_cast<std::uint32_t>(v.sources.size() - 1);
   };
   const auto all = [](host_health) { return true; };
   const auto healthy = [](host_health x) { return x == host_health::healthy; };
   const auto degraded = [](host_health x) { return x == host_health::degraded; };
 
+  std::vector<double> healthy_locality_weights, degraded_locality_weights;  // effective weights
   for (std::size_t p = 0; p < priorities_.size(); ++p) {
     const priority_layout& pl = priorities_[p];
-    const bool panic = v->loads.panic[p];
-    const bool healthy_picks = !panic && v->loads.healthy_load[p] > 0;
-    const bool degraded_picks = !panic && v->loads.degraded_load[p] > 0;
     priority_picker pp;
+    pp.counts = counts[p];
+    pp.availability = loads.health[p];
+    pp.degraded_availability = loads.degraded[p];
+    pp.healthy_load = loads.healthy_load[p];
+    pp.degraded_load = loads.degraded_load[p];
+    pp.panic = loads.panic[p];
+    const bool healthy_picks = !pp.panic && pp.healthy_load > 0;
+    const bool degraded_picks = !pp.panic && pp.degraded_load > 0;
     bool healthy_schedule = false, degraded_schedule = false;
+    healthy_locality_weights.clear();
+    degraded_locality_weights.clear();
     if (locality_weighted_) {
       // Effective weights (locality_wrr.cc). No schedule when no locality has one: picks then
       // use the whole priority, as Envoy's LocalityWrr does without a scheduler.
       for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
         const locality_layout& ll = localities_[l];
-        const priority_counts& c = v->locality_counts[l];
-        pp.healthy_locality_weights.push_back(
+        const priority_counts& c = v.locality_counts[l];
+        healthy_locality_weights.push_back(
             effective_locality_weight(ll.weight, c.healthy, c.hosts, c.excluded, overprovisioning_factor_));
-        pp.degraded_locality_weights.push_back(
+        degraded_locality_weights.push_back(
             effective_locality_weight(ll.weight, c.degraded, c.hosts, c.excluded, overprovisioning_factor_));
-        healthy_schedule = healthy_schedule || pp.healthy_locality_weights.back() > 0;
-        degraded_schedule = degraded_schedule || pp.degraded_locality_weights.back() > 0;
+        healthy_schedule = healthy_schedule || healthy_locality_weights.back() > 0;
+        degraded_schedule = degraded_schedule || degraded_locality_weights.back() > 0;
       }
+      // With one locality the schedule could only ever pick it, and its hosts are the
+      // priority's: picking from the priority's sources is the same pick without a schedule
+      // (and without a scheduler per worker).
+      if (pl.locality_end - pl.locality_begin == 1) healthy_schedule = degraded_schedule = false;
     }
-    const bool panic_picks = panic && v->loads.healthy_load[p] + v->loads.degraded_load[p] > 0;
-    pp.all = add_source(pl.begin, pl.end, panic_picks, all);
-    pp.healthy = add_source(pl.begin, pl.end, healthy_picks && !healthy_schedule, healthy);
-    pp.degraded = add_source(pl.begin, pl.end, degraded_picks && !degraded_schedule, degraded);
-    pp.locality_sources = static_cast<std::uint32_t>(v->sources.size());
+    const bool panic_picks = pp.panic && pp.healthy_load + pp.degraded_load > 0;
+    const auto first_source = static_cast<std::uint32_t>(v.sources.size());
+    pp.all_source = add_source(first_source, pl.begin, pl.end, panic_picks, all);
+    pp.healthy_source = add_source(first_source, pl.begin, pl.end, healthy_picks && !healthy_schedule, healthy);
+    pp.degraded_source = add_source(first_source, pl.begin, pl.end, degraded_picks && !degraded_schedule, degraded);
+    pp.locality_sources = static_cast<std::uint32_t>(v.sources.size());
     if (locality_weighted_) {
       for (std::uint32_t l = pl.locality_begin, i = 0; l < pl.locality_end; ++l, ++i) {
         const locality_layout& ll = localities_[l];
-        add_source(ll.begin, ll.end, healthy_picks && pp.healthy_locality_weights[i] > 0, healthy);
-        add_source(ll.begin, ll.end, degraded_picks && pp.degraded_locality_weights[i] > 0, degraded);
+        add_source(first_source, ll.begin, ll.end, healthy_picks && healthy_schedule && healthy_locality_weights[i] > 0,
+                   healthy);
+        add_source(first_source, ll.begin, ll.end,
+                   degraded_picks && degraded_schedule && degraded_locality_weights[i] > 0, degraded);
       }
-      if (healthy_schedule) {
-        pp.healthy_locality_edf = static_cast<std::int32_t>(schedules.size());
-        schedules.push_back(pp.healthy_locality_weights);
-      }
-      if (degraded_schedule) {
-        pp.degraded_locality_edf = static_cast<std::int32_t>(schedules.size());
-        schedules.push_back(pp.degraded_locality_weights);
-      }
+      if (healthy_schedule) pp.healthy_locality_edf = add_schedule(healthy_locality_weights);
+      if (degraded_schedule) pp.degraded_locality_edf = add_schedule(degraded_locality_weights);
     }
-    v->priorities.push_back(std::move(pp));
+    v.priorities.push_back(pp);
   }
 
-  // Grown by push_back above; a view lives as long as the ejected set does (often for the life
-  // of the cluster), so drop the growth slack: ~150 bytes per cluster at 10,000 clusters.
-  v->refs.shrink_to_fit();
-  v->sources.shrink_to_fit();
-  v->seed = seed_;
+  auto view = health_view::pack(v, workers_, seed_);
   // The same for a new view (an ejection or a return): workers that have picked get their state
   // made here, before the view is published, so their picks never allocate.
   for (std::size_t w = 0; w < workers_; ++w) {
-    if (slots_->peek(w) != nullptr) v->worker(w);
+    if (slots_.peek(w) != nullptr) view->worker(w);
   }
-  return v;
+  return view;
 }
 
 void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
   v->generation = next_generation_++;
   std::uint64_t healthy = 0, degraded = 0, excluded = 0, total = 0;
-  for (const priority_counts& c : v->counts) {
+  for (const priority_picker& pp : std::span(v->priorities, v->priority_count)) {
+    const priority_counts& c = pp.counts;
     healthy += c.healthy;
     degraded += c.degraded;
     excluded += c.excluded;
     total += c.hosts;
   }
-  atomic_lb_stats& s = shared_->stats;
+  shared_state& s = *shared_;
   s.membership_healthy.store(healthy, std::memory_order_relaxed);
   s.membership_degraded.store(degraded, std::memory_order_relaxed);
   s.membership_excluded.store(excluded, std::memory_order_relaxed);
@@ -359,7 +501,7 @@ void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
 void load_balancer::reclaim_locked() {
   std::erase_if(retired_, [this](health_view* r) {
     for (std::size_t w = 0; w < workers_; ++w) {
-      const worker_slot* slot = slots_->peek(w);
+      const worker_slot* slot = slots_.peek(w);
       if (slot != nullptr && slot->hazard.load(std::memory_order_seq_cst) == r) return false;
     }
     delete r;
@@ -368,7 +510,7 @@ void load_balancer::reclaim_locked() {
 }
 
 load_balancer::worker_slot& load_balancer::slot(std::size_t w) {
-  return slots_->get(w, [&] {
+  return slots_.get(w, [&] {
     auto s = std::make_unique<worker_slot>();
     s->random = fast_random(fast_random::mix(seed_ + 0x9e3779b97f4a7c15ull * (w + 1)));
     return s.release();
@@ -405,7 +547,7 @@ host* load_balancer::pick(std::size_t worker, random_source& random, std::span<c
 }
 
 host* load_balancer::pick_once(const health_view& v, std::size_t w, random_source& random, std::uint32_t& source_out) {
-  const std::size_t n = v.priorities.size();
+  const std::size_t n = v.priority_count;
   if (n == 0) return nullptr;
 
   // Envoy's choosePriority: h in 1..100 over the cumulative healthy loads, then degraded loads.
@@ -416,24 +558,24 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   std::uint32_t cumulative = 0;
   bool found = false;
   for (std::size_t i = 0; i < n && !found; ++i) {
-    cumulative += v.loads.healthy_load[i];
+    cumulative += v.priorities[i].healthy_load;
     if (h <= cumulative) p = i, found = true;
   }
   for (std::size_t i = 0; i < n && !found; ++i) {
-    cumulative += v.loads.degraded_load[i];
+    cumulative += v.priorities[i].degraded_load;
     if (h <= cumulative) p = i, use_degraded = true, found = true;
   }
 
   const priority_picker& pp = v.priorities[p];
   worker_state& ws = v.worker(w);
-  std::uint32_t sid = use_degraded ? pp.degraded : pp.healthy;
-  if (v.loads.panic[p]) {
+  std::uint32_t sid = use_degraded ? pp.degraded_source : pp.healthy_source;
+  if (pp.panic) {
     shared_->panic.fetch_add(1, std::memory_order_relaxed);
-    sid = pp.all;
+    sid = pp.all_source;
   } else if (locality_weighted_) {
     const std::int32_t e = use_degraded ? pp.degraded_locality_edf : pp.healthy_locality_edf;
     if (e >= 0) {
-      const std::vector<double>& weights = use_degraded ? pp.degraded_locality_weights : pp.healthy_locality_weights;
+      const double* weights = v.weights + v.schedules[e].begin;
       const std::uint32_t locality = ws.edf[e].pick([&weights](std::uint32_t i) { return weights[i]; });
       sid = pp.locality_sources + 2 * locality + (use_degraded ? 1 : 0);
     }
@@ -442,7 +584,7 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
 
   const source& s = v.sources[sid];
   if (s.size == 0) return nullptr;
-  const host_ref* refs = v.refs.data() + s.begin;
+  const host_ref* refs = v.refs + s.begin;
   switch (policy_) {
     case lb_policy::round_robin:
       if (s.edf >= 0) {
@@ -503,22 +645,23 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
     return nullptr;
   };
   if (host* o = scan(sid)) return o;
-  for (const priority_picker& pp : v.priorities) {
-    if (host* o = scan(pp.healthy)) return o;
+  const std::span<const priority_picker> priorities(v.priorities, v.priority_count);
+  for (const priority_picker& pp : priorities) {
+    if (host* o = scan(pp.healthy_source)) return o;
   }
-  for (const priority_picker& pp : v.priorities) {
-    if (host* o = scan(pp.degraded)) return o;
+  for (const priority_picker& pp : priorities) {
+    if (host* o = scan(pp.degraded_source)) return o;
   }
-  for (std::size_t p = 0; p < v.priorities.size(); ++p) {
-    if (!v.loads.panic[p]) continue;
-    if (host* o = scan(v.priorities[p].all)) return o;
+  for (const priority_picker& pp : priorities) {
+    if (!pp.panic) continue;
+    if (host* o = scan(pp.all_source)) return o;
   }
   return first;
 }
 
 bool load_balancer::outlier_pass_locked(time_point now, random_source& random, bool interval) {
-  if (!outlier_.enabled) return false;
-  outlier_detector detector(outlier_, host_ptrs_, shared_->stats, random);
+  if (!outlier_) return false;
+  outlier_detector detector(outlier_->config, outlier_->hosts, shared_->outlier_stats_locked(), random);
   const bool changed = interval ? detector.tick(now) : detector.process_detections(now);
   if (changed) publish_locked(make_view());
   return changed;
@@ -545,11 +688,16 @@ bool load_balancer::tick(time_point now) {
 }
 
 std::chrono::milliseconds load_balancer::outlier_interval() const {
-  return outlier_.enabled ? outlier_.interval : std::chrono::milliseconds(0);
+  return outlier_ ? outlier_->config.interval : std::chrono::milliseconds(0);
 }
 
 lb_stats load_balancer::stats() const {
-  lb_stats out = shared_->stats.load();
+  lb_stats out;
+  out.membership_healthy = shared_->membership_healthy.load(std::memory_order_relaxed);
+  out.membership_degraded = shared_->membership_degraded.load(std::memory_order_relaxed);
+  out.membership_excluded = shared_->membership_excluded.load(std::memory_order_relaxed);
+  out.membership_total = shared_->membership_total.load(std::memory_order_relaxed);
+  if (const atomic_outlier_stats* s = shared_->outlier.load(std::memory_order_acquire)) s->load_into(out);
   out.lb_healthy_panic = shared_->panic.load(std::memory_order_relaxed);
   return out;
 }
@@ -563,23 +711,25 @@ balancer_state load_balancer::explain() const {
   out.panic_threshold = panic_threshold_;
   out.locality_weighted = locality_weighted_;
   out.policy = policy_;
-  out.outlier_detection = outlier_.enabled;
+  out.outlier_detection = outlier_ != nullptr;
+  const outlier_detection_config& outlier = outlier_ ? outlier_->config : no_outlier_detection;
   out.outlier_interval = outlier_interval();
-  out.normalized_total_availability = v.loads.normalized_total_availability;
-  out.total_panic = v.loads.total_panic;
+  out.normalized_total_availability = v.normalized_total_availability;
+  out.total_panic = v.total_panic;
   for (std::size_t p = 0; p < priorities_.size(); ++p) {
     const priority_layout& pl = priorities_[p];
     priority_state ps;
-    ps.counts = v.counts[p];
-    ps.health = v.loads.health[p];
-    ps.degraded = v.loads.degraded[p];
-    ps.healthy_load = v.loads.healthy_load[p];
-    ps.degraded_load = v.loads.degraded_load[p];
-    ps.panic = v.loads.panic[p];
+    const priority_picker& pp = v.priorities[p];
+    ps.counts = pp.counts;
+    ps.health = pp.availability;
+    ps.degraded = pp.degraded_availability;
+    ps.healthy_load = pp.healthy_load;
+    ps.degraded_load = pp.degraded_load;
+    ps.panic = pp.panic;
     for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
       const locality_layout& ll = localities_[l];
       locality_state ls;
-      ls.name = ll.name;
+      ls.name = locality_names_.substr(ll.name_begin, ll.name_size);
       ls.weight = ll.weight;
       ls.counts = v.locality_counts[l];
       ls.effective_weight =
@@ -604,7 +754,7 @@ balancer_state load_balancer::explain() const {
         hs.num_ejections = cold.num_ejections;
         if (hs.ejected) {
           hs.ejection_ends = cold.last_ejection +
-                             std::min(outlier_.base_ejection_time * cold.backoff, outlier_.effective_max_ejection_time()) +
+                             std::min(outlier.base_ejection_time * cold.backoff, outlier.effective_max_ejection_time()) +
                              cold.jitter;
         }
         hs.success_rate = cold.external_success_rate;

@@ -60,6 +60,7 @@
 
 #include "lb/config.h"
 #include "lb/host.h"
+#include "lb/lazy_per_worker.h"
 #include "lb/lb_stats.h"
 #include "lb/priority_load.h"
 #include "lb/random.h"
@@ -139,6 +140,15 @@ class load_balancer {
   static std::shared_ptr<load_balancer> build(const cluster_config& config, const build_options& options,
                                               const load_balancer* previous = nullptr);
 
+  // For build() only: private_tag cannot be named outside the class. Public because make_shared
+  // (one allocation for the balancer and its reference count) needs to call it.
+ private:
+  struct private_tag {
+    explicit private_tag() = default;
+  };
+
+ public:
+  load_balancer(private_tag, std::size_t workers);
   ~load_balancer();
   load_balancer(const load_balancer&) = delete;
   load_balancer& operator=(const load_balancer&) = delete;
@@ -177,14 +187,13 @@ class load_balancer {
   struct shared_state;
   struct health_view;
   struct worker_slot;
-  struct worker_slots;
   struct member {
     host* target;
     std::uint32_t weight;
     host_health health;
   };
   struct locality_layout {
-    std::string name;
+    std::uint32_t name_begin, name_size;  // into locality_names_
     std::uint32_t weight;
     std::uint32_t begin, end;  // into members_
   };
@@ -193,7 +202,6 @@ class load_balancer {
     std::uint32_t locality_begin, locality_end;  // into localities_
   };
 
-  load_balancer() = default;
   host* pick_once(const health_view& v, std::size_t worker, random_source& random, std::uint32_t& source_out);
   host* pick_other(const health_view& v, std::size_t worker, random_source& random, std::span<const host* const> avoid);
   worker_slot& slot(std::size_t worker);  // this worker's, made on its first pick
@@ -205,9 +213,11 @@ class load_balancer {
 
   // Immutable after build.
   std::vector<std::shared_ptr<host>> hosts_;  // unique, in config order
-  std::vector<host*> host_ptrs_;              // the same, for the outlier detector
   std::vector<member> members_;               // priority → locality → host order
   std::vector<locality_layout> localities_;
+  // Every locality's name, one after the other: one string (often within its inline buffer)
+  // instead of one per locality; only explain() reads them.
+  std::string locality_names_;
   std::vector<priority_layout> priorities_;
   std::uint32_t overprovisioning_factor_ = 140;
   std::uint32_t panic_threshold_ = 50;
@@ -215,12 +225,14 @@ class load_balancer {
   lb_policy policy_ = lb_policy::round_robin;
   std::uint32_t choice_count_ = 2;
   double active_request_bias_ = 1.0;
-  outlier_detection_config outlier_;
+  // Only with outlier detection enabled (most clusters have none).
+  struct outlier_part;
+  std::unique_ptr<outlier_part> outlier_;
   std::size_t workers_ = 1;
   std::uint64_t seed_ = 0;
 
   std::shared_ptr<shared_state> shared_;
-  std::unique_ptr<worker_slots> slots_;
+  lazy_per_worker<worker_slot> slots_;
   std::atomic<health_view*> view_{nullptr};
   // Under shared_->cold.
   std::vector<health_view*> retired_;

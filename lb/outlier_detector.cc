@@ -6,7 +6,7 @@
 
 namespace ewgw::lb {
 
-std::atomic<std::uint64_t>& atomic_lb_stats::detected(ejection_kind k) {
+std::atomic<std::uint64_t>& atomic_outlier_stats::detected(ejection_kind k) {
   switch (k) {
     case ejection_kind::consecutive_5xx: return ejections_detected_consecutive_5xx;
     case ejection_kind::consecutive_gateway_failure: return ejections_detected_consecutive_gateway_failure;
@@ -19,7 +19,7 @@ std::atomic<std::uint64_t>& atomic_lb_stats::detected(ejection_kind k) {
   return ejections_detected_consecutive_5xx;
 }
 
-std::atomic<std::uint64_t>& atomic_lb_stats::enforced(ejection_kind k) {
+std::atomic<std::uint64_t>& atomic_outlier_stats::enforced(ejection_kind k) {
   switch (k) {
     case ejection_kind::consecutive_5xx: return ejections_enforced_consecutive_5xx;
     case ejection_kind::consecutive_gateway_failure: return ejections_enforced_consecutive_gateway_failure;
@@ -39,24 +39,31 @@ void bump(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_rela
 }  // namespace
 
 outlier_detector::outlier_detector(const outlier_detection_config& config, std::span<host* const> hosts,
-                                   atomic_lb_stats& stats, random_source& random)
+                                   atomic_outlier_stats& stats, random_source& random)
     : config_(config), hosts_(hosts), stats_(stats), random_(random) {
   for (host* h : hosts_) ejected_ += h->ejected() ? 1 : 0;
 }
 
 void outlier_detector::configure(host& h, const outlier_detection_config& config) {
-  h.split_.store(config.split_external_local_origin_errors, std::memory_order_relaxed);
-  h.threshold_5xx_.store(config.consecutive_5xx, std::memory_order_relaxed);
-  h.threshold_gateway_failure_.store(config.consecutive_gateway_failure, std::memory_order_relaxed);
-  h.threshold_local_origin_failure_.store(config.consecutive_local_origin_failure, std::memory_order_relaxed);
-  h.detect_.store(config.enabled, std::memory_order_relaxed);
+  host::outlier_state_block* s = h.outlier_block();
+  if (s == nullptr && !config.enabled) return;  // never enabled: nothing to reset, nothing ejected
+  const bool fresh = s == nullptr;
+  if (fresh) s = new host::outlier_state_block();
+  s->split.store(config.split_external_local_origin_errors, std::memory_order_relaxed);
+  s->threshold_5xx.store(config.consecutive_5xx, std::memory_order_relaxed);
+  s->threshold_gateway_failure.store(config.consecutive_gateway_failure, std::memory_order_relaxed);
+  s->threshold_local_origin_failure.store(config.consecutive_local_origin_failure, std::memory_order_relaxed);
+  s->detect.store(config.enabled, std::memory_order_relaxed);
+  // Published after its settings, so a worker that sees the block sees them (host::report
+  // loads it with acquire).
+  if (fresh) h.outlier_.store(s, std::memory_order_release);
   if (!config.enabled) {
     h.ejected_.store(false, std::memory_order_release);
-    h.pending_.store(0, std::memory_order_relaxed);
-    h.consecutive_5xx_.store(0, std::memory_order_relaxed);
-    h.consecutive_gateway_failure_.store(0, std::memory_order_relaxed);
-    h.consecutive_local_origin_failure_.store(0, std::memory_order_relaxed);
-    h.cold_ = outlier_cold_state{};
+    s->pending.store(0, std::memory_order_relaxed);
+    s->consecutive_5xx.store(0, std::memory_order_relaxed);
+    s->consecutive_gateway_failure.store(0, std::memory_order_relaxed);
+    s->consecutive_local_origin_failure.store(0, std::memory_order_relaxed);
+    s->cold = outlier_cold_state{};
   }
 }
 
@@ -96,7 +103,7 @@ bool outlier_detector::eject(host& h, ejection_kind kind, time_point now) {
   ++ejected_;
   bump(stats_.ejections_enforced_total);
   bump(stats_.enforced(kind));
-  outlier_cold_state& s = h.cold_;
+  outlier_cold_state& s = h.outlier_block()->cold;
   ++s.num_ejections;
   s.last_ejection = now;
   const auto jitter_ms = static_cast<std::uint64_t>(config_.max_ejection_time_jitter.count());
@@ -112,11 +119,12 @@ bool outlier_detector::eject(host& h, ejection_kind kind, time_point now) {
 // return one failure away from re-ejection.
 void outlier_detector::uneject(host& h, time_point now) {
   --ejected_;
+  host::outlier_state_block& s = *h.outlier_block();
   h.ejected_.store(false, std::memory_order_release);
-  h.consecutive_5xx_.store(0, std::memory_order_relaxed);
-  h.consecutive_gateway_failure_.store(0, std::memory_order_relaxed);
-  h.consecutive_local_origin_failure_.store(0, std::memory_order_relaxed);
-  h.cold_.last_unejection = now;
+  s.consecutive_5xx.store(0, std::memory_order_relaxed);
+  s.consecutive_gateway_failure.store(0, std::memory_order_relaxed);
+  s.consecutive_local_origin_failure.store(0, std::memory_order_relaxed);
+  s.cold.last_unejection = now;
 }
 
 bool outlier_detector::process_detections(time_point now) {
@@ -124,8 +132,9 @@ bool outlier_detector::process_detections(time_point now) {
                                             ejection_kind::consecutive_local_origin_failure};
   bool changed = false;
   for (host* h : hosts_) {
-    if (h->pending_.load(std::memory_order_relaxed) == 0) continue;
-    const std::uint32_t bits = h->pending_.exchange(0, std::memory_order_acquire);
+    host::outlier_state_block& s = *h->outlier_block();
+    if (s.pending.load(std::memory_order_relaxed) == 0) continue;
+    const std::uint32_t bits = s.pending.exchange(0, std::memory_order_acquire);
     for (ejection_kind kind : order) {
       if ((bits & host::pending_bit(kind)) == 0) continue;
       if (h->ejected()) continue;  // Envoy ignores (and does not reset) detections on an ejected host
@@ -133,10 +142,10 @@ bool outlier_detector::process_detections(time_point now) {
       changed = eject(*h, kind, now) || changed;
       switch (kind) {
         case ejection_kind::consecutive_gateway_failure:
-          h->consecutive_gateway_failure_.store(0, std::memory_order_relaxed);
+          s.consecutive_gateway_failure.store(0, std::memory_order_relaxed);
           break;
-        case ejection_kind::consecutive_5xx: h->consecutive_5xx_.store(0, std::memory_order_relaxed); break;
-        default: h->consecutive_local_origin_failure_.store(0, std::memory_order_relaxed); break;
+        case ejection_kind::consecutive_5xx: s.consecutive_5xx.store(0, std::memory_order_relaxed); break;
+        default: s.consecutive_local_origin_failure.store(0, std::memory_order_relaxed); break;
       }
     }
   }
@@ -150,7 +159,7 @@ bool outlier_detector::tick(time_point now) {
   const auto max = config_.effective_max_ejection_time();
 
   for (host* h : hosts_) {
-    outlier_cold_state& s = h->cold_;
+    outlier_cold_state& s = h->outlier_block()->cold;
     if (h->ejected() && std::min(base * s.backoff, max) + s.jitter <= now - s.last_ejection) {
       uneject(*h, now);
       changed = true;
@@ -162,7 +171,7 @@ bool outlier_detector::tick(time_point now) {
 
   // A host that has been back for a whole interval earns its ejection time back step by step.
   for (host* h : hosts_) {
-    outlier_cold_state& s = h->cold_;
+    outlier_cold_state& s = h->outlier_block()->cold;
     if (!h->ejected() && s.last_unejection && now - *s.last_unejection >= config_.interval && s.backoff != 0) {
       --s.backoff;
     }
@@ -188,11 +197,11 @@ bool outlier_detector::success_rate_pass(bool local_origin, time_point now) {
   };
   std::vector<bucket> buckets(hosts_.size());
   for (std::size_t i = 0; i < hosts_.size(); ++i) {
-    host& h = *hosts_[i];
-    outlier_cold_state& s = h.cold_;
-    const std::uint64_t total = (local_origin ? h.local_total_ : h.external_total_).load(std::memory_order_relaxed);
+    host::outlier_state_block& block = *hosts_[i]->outlier_block();
+    outlier_cold_state& s = block.cold;
+    const std::uint64_t total = (local_origin ? block.local_total : block.external_total).load(std::memory_order_relaxed);
     const std::uint64_t success =
-        (local_origin ? h.local_success_ : h.external_success_).load(std::memory_order_relaxed);
+        (local_origin ? block.local_success : block.external_success).load(std::memory_order_relaxed);
     std::uint64_t& seen_total = local_origin ? s.seen_local_total : s.seen_external_total;
     std::uint64_t& seen_success = local_origin ? s.seen_local_success : s.seen_external_success;
     buckets[i] = {total - seen_total, success - seen_success};
@@ -212,7 +221,8 @@ bool outlier_detector::success_rate_pass(bool local_origin, time_point now) {
     if (h.ejected() || buckets[i].total == 0) continue;
     const double rate = buckets[i].success * 100.0 / static_cast<double>(buckets[i].total);
     if (buckets[i].total >= std::min(sr_volume, fp_volume)) {
-      (local_origin ? h.cold_.local_success_rate : h.cold_.external_success_rate) = rate;
+      outlier_cold_state& s = h.outlier_block()->cold;
+      (local_origin ? s.local_success_rate : s.external_success_rate) = rate;
     }
     if (buckets[i].total >= sr_volume) {
       success_rate_hosts.push_back({&h, rate});

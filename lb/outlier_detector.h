@@ -19,19 +19,18 @@
 
 namespace ewgw::lb {
 
-// The atomic twin of lb_stats, generated from the same list. Shared by every balancer
-// generation of one cluster, so counters survive endpoint updates.
-struct atomic_lb_stats {
+// The atomic twin of lb_stats' outlier_detection.* counters, generated from the same list.
+// Shared by every balancer generation of one cluster, so counters survive endpoint updates; made
+// the first time the cluster enables outlier detection (the others read zero until then).
+struct atomic_outlier_stats {
 #define EWGW_LB_STAT_ATOMIC(member, name, kind) std::atomic<std::uint64_t> member{0};
-  EWGW_LB_STATS(EWGW_LB_STAT_ATOMIC)
+  EWGW_LB_OUTLIER_STATS(EWGW_LB_STAT_ATOMIC)
 #undef EWGW_LB_STAT_ATOMIC
 
-  lb_stats load() const {
-    lb_stats out;
+  void load_into(lb_stats& out) const {
 #define EWGW_LB_STAT_LOAD(member, name, kind) out.member = member.load(std::memory_order_relaxed);
-    EWGW_LB_STATS(EWGW_LB_STAT_LOAD)
+    EWGW_LB_OUTLIER_STATS(EWGW_LB_STAT_LOAD)
 #undef EWGW_LB_STAT_LOAD
-    return out;
   }
   std::atomic<std::uint64_t>& detected(ejection_kind k);
   std::atomic<std::uint64_t>& enforced(ejection_kind k);
@@ -41,7 +40,7 @@ class outlier_detector {
  public:
   // `hosts`: every host of the cluster, across priorities, each once (max_ejection_percent and
   // the minimum-hosts checks count them).
-  outlier_detector(const outlier_detection_config& config, std::span<host* const> hosts, atomic_lb_stats& stats,
+  outlier_detector(const outlier_detection_config& config, std::span<host* const> hosts, atomic_outlier_stats& stats,
                    random_source& random);
 
   // Copies the detection settings into the host's hot half; with detection disabled, also
@@ -70,7 +69,7 @@ class outlier_detector {
 
   const outlier_detection_config& config_;
   std::span<host* const> hosts_;
-  atomic_lb_stats& stats_;
+  atomic_outlier_stats& stats_;
   random_source& random_;
   std::uint32_t ejected_ = 0;
 };

@@ -155,6 +155,38 @@ TEST(LoadBalancer, LocalityScheduleFollowsEffectiveWeightsOverManyPicks) {
   EXPECT_EQ(s.at(3), 150);  // rotation within the locality
 }
 
+// With one locality, locality weighting cannot change which hosts are picked (the balancer
+// skips the locality schedule): the same picks as without it, for weighted and unweighted
+// hosts, healthy and degraded, and seeded workers.
+TEST(LoadBalancer, SingleLocalityPicksAsWithoutLocalityWeighting) {
+  for (const lb_policy policy : {lb_policy::round_robin, lb_policy::least_request, lb_policy::random}) {
+    for (const bool weighted : {false, true}) {
+      cluster_config plain;
+      plain.policy = policy;
+      plain.priorities = {{{locality("r/z/s", 3,
+                                     {h(1), h(2, host_health::healthy, weighted ? 3 : 1),
+                                      h(3, host_health::degraded, weighted ? 2 : 1), h(4, host_health::unhealthy),
+                                      h(5, host_health::healthy, weighted ? 2 : 1)})}},
+                          {{locality("r/z/s", 1, {h(6, host_health::degraded, weighted ? 2 : 1), h(7, host_health::degraded)})}}};
+      cluster_config by_locality = plain;
+      by_locality.locality_weighted = true;
+      auto a = make(plain, 2, nullptr, 7);
+      auto b = make(by_locality, 2, nullptr, 7);
+      counting_random ra, rb;
+      for (int i = 0; i < 300; ++i) {
+        const std::size_t worker = static_cast<std::size_t>(i % 2);
+        ASSERT_EQ(a->pick(worker, ra)->address().port, b->pick(worker, rb)->address().port)
+            << "policy " << static_cast<int>(policy) << " weighted " << weighted << " pick " << i;
+      }
+      const balancer_state sb = b->explain();
+      ASSERT_EQ(sb.priorities.size(), 2u);
+      ASSERT_EQ(sb.priorities[0].localities.size(), 1u);
+      EXPECT_EQ(sb.priorities[0].localities[0].name, "r/z/s");
+      EXPECT_EQ(sb.priorities[0].localities[0].weight, 3u);
+    }
+  }
+}
+
 // Scenario 4: round robin with weights [1, 2] is EDF: host1, host0, host1, host1, host0, host1.
 TEST(LoadBalancer, Scenario4WeightedRoundRobin) {
   cluster_config c;

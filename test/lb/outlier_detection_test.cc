@@ -435,6 +435,42 @@ TEST(OutlierDetection, DisabledWithoutOutlierDetection) {
   EXPECT_EQ(make(cluster(2))->outlier_interval(), 10s);
 }
 
+// Hosts keep their outlier state out of line, made when a generation first enables detection;
+// the outlier_detection.* counters likewise. Enabling it on an update starts detection on the
+// hosts taken over; disabling it un-ejects them, and the counters keep what they counted.
+TEST(OutlierDetection, EnabledByAnUpdateThenDisabled) {
+  cluster_config off = cluster(2);
+  off.outlier_detection.enabled = false;
+  auto first = make(off);
+  host& a = *find(*first, 1);
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(a.report(outcome::connect_failed));
+  EXPECT_EQ(a.consecutive_5xx(), 0u);
+  EXPECT_EQ(a.outlier_state().num_ejections, 0u);
+  EXPECT_EQ(first->stats().ejections_enforced_total, 0u);
+
+  auto on = make(cluster(2), 1, first.get());
+  EXPECT_EQ(find(*on, 1), &a);  // the same host, now detecting
+  for (int i = 0; i < 4; ++i) EXPECT_FALSE(a.report(outcome::connect_failed));
+  EXPECT_EQ(a.consecutive_5xx(), 4u);
+  EXPECT_TRUE(a.report(outcome::connect_failed));
+  EXPECT_TRUE(on->process_detections(t0));
+  EXPECT_TRUE(a.ejected());
+  EXPECT_EQ(a.outlier_state().num_ejections, 1u);
+  EXPECT_EQ(on->stats().ejections_active, 1u);
+  EXPECT_EQ(on->stats().ejections_enforced_consecutive_5xx, 1u);
+  EXPECT_EQ(first->stats().ejections_enforced_total, 1u);  // one set of counters per cluster
+
+  auto off_again = make(off, 1, on.get());
+  EXPECT_FALSE(a.ejected());
+  EXPECT_EQ(a.outlier_state().num_ejections, 0u);
+  EXPECT_FALSE(a.report(outcome::connect_failed));
+  EXPECT_EQ(a.consecutive_5xx(), 0u);
+  EXPECT_EQ(off_again->stats().ejections_active, 0u);
+  EXPECT_EQ(off_again->stats().ejections_enforced_total, 1u);
+  EXPECT_EQ(off_again->outlier_interval(), 0ms);
+  EXPECT_FALSE(off_again->explain().outlier_detection);
+}
+
 TEST(OutlierDetection, DefaultsAreEnvoys) {
   const outlier_detection_config d;
   EXPECT_EQ(d.interval, 10s);
