@@ -162,6 +162,27 @@ TEST(AdsState, ListenerNamingAnUnknownClusterIsAppliedAfterTheWait) {
   EXPECT_EQ(find_listener(s.assemble(), "0.0.0.0_15443")->filter_chains.size(), 2u);
 }
 
+// Istio puts the same five ALPNs on every chain of the 15443 listener: the decoder keeps one
+// copy for all of them (tens of thousands of chains), which still compares by content.
+TEST(AdsState, ChainsWithTheSameAlpnsShareOneList) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto t0 = clock::now();
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), t0);
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001}), istio::local_assignment(b, {1002})), t0);
+  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}, {b, b}})), t0);
+  s.commit();
+  const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
+  ASSERT_NE(l, nullptr);
+  ASSERT_EQ(l->filter_chains.size(), 2u);
+  const auto& first = l->filter_chains[0].match.application_protocols;
+  const auto& second = l->filter_chains[1].match.application_protocols;
+  EXPECT_EQ(first.size(), 5u);
+  EXPECT_TRUE(first.shares_with(second));
+  const shared_vector<std::string> copy(std::vector<std::string>(first.begin(), first.end()));
+  EXPECT_FALSE(copy.shares_with(first));
+  EXPECT_TRUE(copy == first);
+}
+
 TEST(AdsState, SotwRemovalsAndUnusedAssignments) {
   ads_state s(ads_bootstrap(), 15s);
   s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), clock::now());
