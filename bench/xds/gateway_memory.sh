@@ -10,6 +10,10 @@
 # settle, and reports (RSS_large - RSS_small) / (LARGE - SMALL).
 #
 #   bench/xds/gateway_memory.sh [--clusters 10000] [--small 100] [--sotw] [--concurrency 2] [--no-build]
+#                               [--bin BUILD_DIR]
+#
+# Every port is chosen by the kernel (port 0) and read back from the processes' logs. ctest runs
+# it small as a smoke test (label bench); its numbers come from running it directly.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -18,6 +22,7 @@ small=100
 api=DELTA_GRPC
 concurrency=2
 build=1
+bin="$root/build/release"
 while (($#)); do
   case "$1" in
     --clusters) large="$2"; shift 2 ;;
@@ -25,10 +30,10 @@ while (($#)); do
     --sotw) api=GRPC; shift ;;
     --concurrency) concurrency="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
-    *) echo "usage: $0 [--clusters N] [--small N] [--sotw] [--concurrency N] [--no-build]" >&2; exit 2 ;;
+    --bin) bin="$2"; build=0; shift 2 ;;
+    *) echo "usage: $0 [--clusters N] [--small N] [--sotw] [--concurrency N] [--no-build] [--bin DIR]" >&2; exit 2 ;;
   esac
 done
-bin="$root/build/release"
 if ((build)); then
   (cd "$root" && export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1 &&
     cmake --preset release >/dev/null && cmake --build --preset release --target ewgw ewgw-test-control-plane >/dev/null)
@@ -43,27 +48,35 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Waits until `file` has a line matching the sed expression `capture` (which prints the port)
+# and prints that port.
+port_from_log() {
+  local file="$1" capture="$2" port=""
+  for _ in $(seq 1 600); do
+    port="$(sed -n "$capture" "$file" 2>/dev/null | head -1)"
+    [[ -n "$port" ]] && break
+    sleep 0.1
+  done
+  [[ -n "$port" ]] || { echo "no port found in $file:" >&2; cat "$file" >&2; exit 1; }
+  echo "$port"
+}
 
 # Starts a control plane with $1 services and a gateway following it; prints the gateway's RSS
 # in KiB once it serves all of them.
 measure() {
-  local services="$1" cp_port admin_port listener_port cp_pid gw_pid
-  cp_port="$(free_port)"
-  admin_port="$(free_port)"
-  listener_port="$(free_port)"
-  "$bin/test/xds/ewgw-test-control-plane" --port "$cp_port" --listener-port "$listener_port" \
+  local services="$1" cp_port admin_port cp_pid gw_pid
+  "$bin/test/xds/ewgw-test-control-plane" --port 0 --listener-port 0 \
     --synthetic-services "$services" >"$work/cp-$services.log" 2>&1 &
   cp_pid=$!
   pids+=("$cp_pid")
-  for _ in $(seq 1 600); do grep -q "listening" "$work/cp-$services.log" && break; sleep 0.1; done
+  cp_port="$(port_from_log "$work/cp-$services.log" 's/.*listening on [^:]*:\([0-9]*\).*/\1/p')"
   cat >"$work/bootstrap-$services.yaml" <<EOF
 node:
   id: router~127.0.0.1~ewgw-memory.istio-system~istio-system.svc.cluster.local
   cluster: istio-eastwestgateway.istio-system
   metadata: {CLUSTER_ID: cluster2, NETWORK: network2}
 admin:
-  address: {socket_address: {address: 127.0.0.1, port_value: $admin_port}}
+  address: {socket_address: {address: 127.0.0.1, port_value: 0}}
 dynamic_resources:
   ads_config:
     api_type: $api
@@ -78,6 +91,7 @@ EOF
     >"$work/ewgw-$services.log" 2>&1 &
   gw_pid=$!
   pids+=("$gw_pid")
+  admin_port="$(port_from_log "$work/ewgw-$services.log" 's/.*endpoints=admin.* port=\([0-9]*\).*/\1/p')"
   local active=""
   for _ in $(seq 1 1200); do
     active="$(curl -s "http://127.0.0.1:$admin_port/stats?filter=^cluster_manager.active_clusters$" 2>/dev/null |
