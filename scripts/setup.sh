@@ -11,7 +11,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost-dev libssl-dev openssl
   libgrpc++-dev libgrpc-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libabsl-dev
-  prometheus-cpp-dev libyaml-cpp-dev
+  prometheus-cpp-dev libyaml-cpp-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm
   # Real peers used by the tests: GnuTLS client, curl, and a Prometheus server (with promtool)
