@@ -50,8 +50,10 @@ void pack_raw(pb::Any* any, const char* url, std::string_view bytes) {
 // istiod's resources of one kind differ mostly by names, addresses and a few numbers, so each
 // resource is kept deflated (raw deflate, RFC 1951: no zlib header or checksum, 6 bytes less per
 // resource) against a preset dictionary per kind (RFC 1950 section 2.2's FDICT idea; zlib's
-// deflateSetDictionary): the first resource of that kind the store receives, capped at the
-// deflate window. A cluster then takes a few tens of bytes. One deflate and one inflate stream
+// deflateSetDictionary): the first resource of that kind the store receives (capped), followed
+// by the resource's own name, which is stored in the clear anyway and appears in the resource
+// once or more (name, EDS service name, SNI): those become back-references of a few bytes. A
+// cluster then takes a few tens of bytes. One deflate and one inflate stream
 // are reused (deflateReset + deflateSetDictionary) instead of being set up per resource, which
 // would cost ~300 KB of allocation each time.
 //
@@ -59,14 +61,16 @@ void pack_raw(pb::Any* any, const char* url, std::string_view bytes) {
 // serialized bytes. A state-of-the-world version is the same for the whole response and is, for
 // most resources, a back-reference of a few bytes; Delta's per-resource versions are short.
 // The name stays in the clear (lookups, sorting for the dump), in the same allocation as the
-// compressed record and the update time: one heap block per resource, plus a 24-byte slot in a
-// flat vector indexed by an open-addressing hash table of 32-bit positions.
+// compressed record and the update time: one heap block per resource, plus an 8-byte slot in a
+// flat vector of block pointers indexed by an open-addressing hash table of 32-bit positions.
 //
 // The "unchanged bytes keep their version and time" check is exact: same length, then the
 // stored record is inflated and compared byte for byte (a hash alone could report a changed
 // resource as unchanged, and the dump would show stale configuration).
 
-constexpr std::size_t max_dictionary = 32 * 1024;  // deflate's window: older bytes are never referenced
+// deflateSetDictionary costs time in proportion to the dictionary (it indexes every byte), for
+// every resource: 8 KiB holds an istiod Cluster or ClusterLoadAssignment several times over.
+constexpr std::size_t max_dictionary = 8 * 1024;
 
 void put_varint(std::string& out, std::size_t v) {
   while (v >= 0x80) {
@@ -159,28 +163,61 @@ class codec {
   bool inflate_ready_ = false;
 };
 
-// One stored resource. The block holds, in order: the update time (system_clock ticks), the
-// name, the record (deflated, or as is when `raw`).
+// Reads a varint written by put_varint at `p`, advancing it (blocks are written by this file).
+std::size_t get_varint(const char*& p) {
+  std::size_t v = 0;
+  for (int shift = 0;; shift += 7) {
+    const auto b = static_cast<unsigned char>(*p++);
+    v |= static_cast<std::size_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) return v;
+  }
+}
+
+// One stored resource: a single heap block (the slot is just its pointer, 8 bytes) holding the
+// update time (system_clock ticks), varints for the name's size, the kept record's size and the
+// inflated record's size * 2 + 1 if kept raw (zlib failed or it did not compress), then the
+// name and the kept record.
 struct slot {
   std::unique_ptr<char[]> block;
-  std::uint32_t hash = 0;         // of the name, for probing and rehashing without the block
-  std::uint32_t name_size = 0;
-  std::uint32_t stored_size = 0;  // of the record as kept
-  std::uint32_t record_size = 0;  // of the record inflated (high bit: kept raw, zlib failed)
 
-  static constexpr std::uint32_t raw_bit = 0x80000000u;
+  struct view {
+    config_store::time updated;
+    std::string_view name;
+    std::string_view stored;
+    std::size_t size;  // of the record inflated
+    bool raw;
+  };
 
-  config_store::time updated() const {
+  view read() const {
     config_store::time::rep ticks = 0;
     std::memcpy(&ticks, block.get(), sizeof ticks);
-    return config_store::time(config_store::time::duration(ticks));
+    const char* p = block.get() + sizeof ticks;
+    const std::size_t name_size = get_varint(p);
+    const std::size_t stored_size = get_varint(p);
+    const std::size_t size_raw = get_varint(p);
+    return {config_store::time(config_store::time::duration(ticks)), {p, name_size}, {p + name_size, stored_size},
+            size_raw >> 1, (size_raw & 1) != 0};
   }
-  std::string_view name() const { return {block.get() + sizeof(config_store::time::rep), name_size}; }
-  std::string_view stored() const {
-    return {block.get() + sizeof(config_store::time::rep) + name_size, stored_size};
+  std::string_view name() const { return read().name; }
+
+  static slot make(config_store::time updated, std::string_view name, std::string_view stored, std::size_t size,
+                   bool raw) {
+    std::string header;
+    put_varint(header, name.size());
+    put_varint(header, stored.size());
+    put_varint(header, size * 2 + (raw ? 1 : 0));
+    const config_store::time::rep ticks = updated.time_since_epoch().count();
+    slot s;
+    s.block = std::make_unique_for_overwrite<char[]>(sizeof ticks + header.size() + name.size() + stored.size());
+    char* p = s.block.get();
+    std::memcpy(p, &ticks, sizeof ticks);
+    p += sizeof ticks;
+    std::memcpy(p, header.data(), header.size());
+    p += header.size();
+    std::memcpy(p, name.data(), name.size());
+    std::memcpy(p + name.size(), stored.data(), stored.size());
+    return s;
   }
-  bool raw() const { return (record_size & raw_bit) != 0; }
-  std::size_t size() const { return record_size & ~raw_bit; }
 };
 
 std::uint32_t name_hash(std::string_view name) {
@@ -205,8 +242,7 @@ class resource_table {
     if (index_.empty()) return npos;
     const std::uint32_t h = name_hash(name);
     for (std::size_t i = h & mask(); index_[i] != 0; i = (i + 1) & mask()) {
-      const slot& s = slots_[index_[i] - 1];
-      if (s.hash == h && s.name() == name) return index_[i] - 1;
+      if (slots_[index_[i] - 1].name() == name) return index_[i] - 1;
     }
     return npos;
   }
@@ -248,17 +284,17 @@ class resource_table {
   std::size_t mask() const { return index_.size() - 1; }
 
   void place(std::size_t pos) {
-    std::size_t i = slots_[pos].hash & mask();
+    std::size_t i = name_hash(slots_[pos].name()) & mask();
     while (index_[i] != 0) i = (i + 1) & mask();
     index_[i] = static_cast<std::uint32_t>(pos + 1);
   }
 
   // Takes slot `pos` out of the index (backward-shift deletion keeps probe runs unbroken).
   void unplace(std::size_t pos) {
-    std::size_t i = slots_[pos].hash & mask();
+    std::size_t i = name_hash(slots_[pos].name()) & mask();
     while (index_[i] != pos + 1) i = (i + 1) & mask();
     for (std::size_t j = (i + 1) & mask(); index_[j] != 0; j = (j + 1) & mask()) {
-      const std::size_t home = slots_[index_[j] - 1].hash & mask();
+      const std::size_t home = name_hash(slots_[index_[j] - 1].name()) & mask();
       // Move j's entry into the hole at i unless its home lies cyclically in (i, j].
       const bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
       if (!stays) {
@@ -290,22 +326,29 @@ struct config_store::impl {
   std::set<std::string> waiting_listeners;
   // Reused for every resource (under mu; render is const but decompresses).
   mutable codec zlib;
-  mutable std::string record, packed, unpacked;
+  mutable std::string record, packed, unpacked, dictionary;
+
+  // The dictionary a resource named `name` of `table` is deflated against.
+  std::string_view dictionary_for(const resource_table& table, std::string_view name) const {
+    dictionary.assign(table.dictionary);
+    dictionary.append(name);
+    return dictionary;
+  }
 
   resource_table& of(kind k) { return resources[static_cast<int>(k)]; }
   const resource_table& of(kind k) const { return resources[static_cast<int>(k)]; }
 
   // The record of slot `s` into `unpacked`; false if it does not inflate (a bug, not input).
-  bool unpack(const resource_table& table, const slot& s) const {
-    if (s.raw()) {
-      unpacked.assign(s.stored());
+  bool unpack(const resource_table& table, const slot::view& s) const {
+    if (s.raw) {
+      unpacked.assign(s.stored);
       return true;
     }
-    return zlib.inflate(table.dictionary, s.stored(), s.size(), unpacked);
+    return zlib.inflate(dictionary_for(table, s.name), s.stored, s.size, unpacked);
   }
 
   // True if slot `s` holds exactly `bytes` (its version is not compared).
-  bool same_bytes(const resource_table& table, const slot& s, const std::string& bytes) const {
+  bool same_bytes(const resource_table& table, const slot::view& s, const std::string& bytes) const {
     std::string_view version, stored_bytes;
     if (!unpack(table, s) || !split_record(unpacked, version, stored_bytes)) return false;
     return stored_bytes == bytes;
@@ -322,21 +365,11 @@ struct config_store::impl {
       table.dictionary.shrink_to_fit();
       table.dictionary_set = true;
     }
-    slot s;
-    const bool packed_ok = zlib.deflate(table.dictionary, record, packed);
+    const bool packed_ok = zlib.deflate(dictionary_for(table, name), record, packed);
     // Kept as is if zlib failed (out of memory) or the record does not compress.
     const bool raw = !packed_ok || packed.size() >= record.size();
     const std::string_view kept = raw ? std::string_view(record) : std::string_view(packed);
-    s.hash = name_hash(name);
-    s.name_size = static_cast<std::uint32_t>(name.size());
-    s.stored_size = static_cast<std::uint32_t>(kept.size());
-    s.record_size = static_cast<std::uint32_t>(record.size()) | (raw ? slot::raw_bit : 0);
-    const time::rep ticks = now.time_since_epoch().count();
-    s.block = std::make_unique_for_overwrite<char[]>(sizeof ticks + name.size() + kept.size());
-    std::memcpy(s.block.get(), &ticks, sizeof ticks);
-    std::memcpy(s.block.get() + sizeof ticks, name.data(), name.size());
-    std::memcpy(s.block.get() + sizeof ticks + name.size(), kept.data(), kept.size());
-    return s;
+    return slot::make(now, name, kept, record.size(), raw);
   }
 
   // Records `bytes` under `name` unless it holds them already; returns the slot's position.
@@ -344,10 +377,10 @@ struct config_store::impl {
     auto& table = of(k);
     const std::size_t pos = table.find(name);
     if (pos != resource_table::npos) {
-      const slot& s = table.at(pos);
+      const slot::view s = table.at(pos).read();
       // Unchanged only if the stored bytes are the same length and, inflated, equal.
       // (the record is the version's length and text, then the bytes: never shorter than them).
-      if (s.size() > bytes.size() && same_bytes(table, s, bytes)) {
+      if (s.size > bytes.size() && same_bytes(table, s, bytes)) {
         return pos;
       }
       table.at(pos) = make_slot(table, name, version, bytes, now);
@@ -415,8 +448,8 @@ std::size_t config_store::stored_bytes(kind k) const {
   const auto& table = impl_->of(k);
   std::size_t n = table.dictionary.capacity() + table.overhead_bytes();
   for (std::size_t i = 0; i < table.size(); ++i) {
-    const slot& s = table.at(i);
-    n += sizeof(time::rep) + s.name_size + s.stored_size;
+    const auto s = table.at(i).read();
+    n += sizeof(time::rep) + 3 + s.name.size() + s.stored.size();
   }
   return n;
 }
@@ -547,14 +580,14 @@ std::pair<unsigned, std::string> config_store::render(const std::map<std::string
     // one does not inflate (a bug in this store, not bad input).
     const auto each = [&](kind k, const auto& visit) {
       const auto& table = impl_->of(k);
-      std::vector<const slot*> sorted;
+      std::vector<slot::view> sorted;
       sorted.reserve(table.size());
-      for (std::size_t i = 0; i < table.size(); ++i) sorted.push_back(&table.at(i));
-      std::sort(sorted.begin(), sorted.end(), [](const slot* a, const slot* b) { return a->name() < b->name(); });
-      for (const slot* s : sorted) {
+      for (std::size_t i = 0; i < table.size(); ++i) sorted.push_back(table.at(i).read());
+      std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+      for (const auto& s : sorted) {
         std::string_view version, bytes;
-        if (!impl_->unpack(table, *s) || !split_record(impl_->unpacked, version, bytes)) return false;
-        visit(std::string(s->name()), version, bytes, s->updated());
+        if (!impl_->unpack(table, s) || !split_record(impl_->unpacked, version, bytes)) return false;
+        visit(std::string(s.name), version, bytes, s.updated);
       }
       return true;
     };
