@@ -5,6 +5,7 @@
 #include <malloc.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -125,6 +126,89 @@ class token_source {
   bool loaded_ = false;
 };
 
+// A sorted set of names (the EDS subscription) kept front-coded in one buffer: per name, varints
+// for the length of the prefix it shares with the name before it and for the rest, then the
+// rest. istiod's service names sorted share most of their prefix ("outbound|8080||svc-12..."),
+// so 10,000 names take ~30 bytes each, one allocation, instead of a std::set node and a heap
+// string each (~115 bytes per cluster, measured with heaptrack).
+class packed_names {
+ public:
+  // `sorted` iterates names in std::string order without repeats (a std::set<std::string>).
+  template <class Sorted>
+  static packed_names from(const Sorted& sorted) {
+    packed_names out;
+    const std::string* previous = nullptr;
+    for (const std::string& name : sorted) {
+      std::size_t shared = 0;
+      if (previous != nullptr) {
+        const std::size_t limit = std::min(previous->size(), name.size());
+        while (shared < limit && (*previous)[shared] == name[shared]) ++shared;
+      }
+      put_varint(out.buf_, shared);
+      put_varint(out.buf_, name.size() - shared);
+      out.buf_.append(name, shared);
+      previous = &name;
+    }
+    out.buf_.shrink_to_fit();
+    return out;
+  }
+
+  bool operator==(const packed_names& other) const { return buf_ == other.buf_; }
+  void clear() { std::string().swap(buf_); }
+
+  // Walks the names in order; `name()` is valid until the next `next()`.
+  class cursor {
+   public:
+    explicit cursor(const packed_names& names)
+        : p_(names.buf_.data()), end_(names.buf_.data() + names.buf_.size()) {
+      next();
+    }
+    bool done() const { return done_; }
+    const std::string& name() const { return name_; }
+    void next() {
+      if (p_ == end_) {
+        done_ = true;
+        return;
+      }
+      const std::size_t shared = get_varint();
+      const std::size_t rest = get_varint();
+      name_.resize(shared);
+      name_.append(p_, rest);
+      p_ += rest;
+    }
+
+   private:
+    std::size_t get_varint() {
+      std::size_t v = 0;
+      for (int shift = 0;; shift += 7) {
+        const auto b = static_cast<unsigned char>(*p_++);
+        v |= static_cast<std::size_t>(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) return v;
+      }
+    }
+    const char* p_;
+    const char* end_;
+    std::string name_;
+    bool done_ = false;
+  };
+
+  template <class F>
+  void each(F f) const {
+    for (cursor c(*this); !c.done(); c.next()) f(c.name());
+  }
+
+ private:
+  static void put_varint(std::string& out, std::size_t v) {
+    while (v >= 0x80) {
+      out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out.push_back(static_cast<char>(v));
+  }
+
+  std::string buf_;
+};
+
 }  // namespace
 
 struct ads_client::impl {
@@ -136,7 +220,7 @@ struct ads_client::impl {
     std::string version;           // SotW: version_info of the last accepted response
     std::string nonce;             // nonce of the last response received on this stream
     bool requested = false;        // subscribed on this stream
-    std::set<std::string> names;   // EDS: names sent in the subscription
+    packed_names names;            // EDS: names sent in the subscription
   };
 
   struct eds_update_table {
@@ -296,6 +380,12 @@ struct ads_client::impl {
     args.SetMaxReceiveMessageSize(-1);  // istiod's CDS/EDS for a large mesh exceed gRPC's 4 MiB default
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options.keepalive_time.count()));
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(options.keepalive_timeout.count()));
+    // gRPC grows its TCP read buffer towards the size of recent messages (up to 4 MiB by
+    // default) and keeps one allocated for the read that waits for the next response: after
+    // istiod's full state that is ~4.5 MB held for the connection's life (heaptrack:
+    // MemoryAllocator::MakeSlice under the reader's Read). 64 KiB reads cost nothing
+    // noticeable on responses of tens of MB.
+    args.SetInt(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 64 * 1024);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // an idle xDS stream must keep pinging
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(options.initial_backoff.count()));
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options.initial_backoff.count()));
@@ -470,7 +560,7 @@ struct ads_client::impl {
     req.set_version_info(t.version);
     req.set_response_nonce(t.nonce);
     if (kind == resource_kind::endpoint) {
-      for (const auto& n : t.names) req.add_resource_names(n);
+      t.names.each([&](const std::string& n) { req.add_resource_names(n); });
     }
     if (first_message || !ads.node_on_first_message_only) *req.mutable_node() = node;
     first_message = false;
@@ -489,7 +579,7 @@ struct ads_client::impl {
     auto& t = types[slot(kind)];
     if (t.requested) return;
     t.requested = true;
-    if (kind == resource_kind::endpoint) t.names = state.eds_names();
+    if (kind == resource_kind::endpoint) t.names = packed_names::from(state.eds_names());
     if (ads.api == xds_api::sotw) {
       send_sotw(kind, nullptr);
       return;
@@ -497,12 +587,17 @@ struct ads_client::impl {
     discovery::DeltaDiscoveryRequest req;
     req.set_type_url(std::string(type_url(kind)));
     if (kind == resource_kind::endpoint) {
-      for (const auto& n : t.names) req.add_resource_names_subscribe(n);
+      t.names.each([&](const std::string& n) { req.add_resource_names_subscribe(n); });
     } else {
       req.add_resource_names_subscribe("*");  // explicit wildcard (xDS protocol, "*" reserved name)
     }
+    // EDS: only the versions of subscribed names (both sorted: one merge walk).
+    packed_names::cursor subscribed(t.names);
     for (const auto& [name, version] : state.versions(kind)) {
-      if (kind == resource_kind::endpoint && !t.names.contains(name)) continue;
+      if (kind == resource_kind::endpoint) {
+        while (!subscribed.done() && subscribed.name() < name) subscribed.next();
+        if (subscribed.done() || subscribed.name() != name) continue;
+      }
       (*req.mutable_initial_resource_versions())[name] = version;
     }
     send_delta(req);
@@ -510,27 +605,35 @@ struct ads_client::impl {
 
   // EDS follows the EDS clusters: subscribe when the first appears, then send changes.
   void update_eds_subscription() {
-    auto names = state.eds_names();
+    const auto names = state.eds_names();
     auto& t = types[slot(resource_kind::endpoint)];
     if (!t.requested) {
       if (!names.empty()) subscribe(resource_kind::endpoint);
       return;
     }
-    if (names == t.names) return;
+    auto packed = packed_names::from(names);
+    if (packed == t.names) return;
     if (ads.api == xds_api::sotw) {
-      t.names = std::move(names);
+      t.names = std::move(packed);
       send_sotw(resource_kind::endpoint, nullptr);
       return;
     }
     discovery::DeltaDiscoveryRequest req;
     req.set_type_url(std::string(type_url(resource_kind::endpoint)));
-    for (const auto& n : names) {
-      if (!t.names.contains(n)) req.add_resource_names_subscribe(n);
+    // Both sorted: one merge walk gives the names added and the names dropped.
+    auto now = names.begin();
+    for (packed_names::cursor before(t.names); !before.done() || now != names.end();) {
+      if (before.done() || (now != names.end() && *now < before.name())) {
+        req.add_resource_names_subscribe(*now++);
+      } else if (now == names.end() || before.name() < *now) {
+        req.add_resource_names_unsubscribe(before.name());
+        before.next();
+      } else {
+        ++now;
+        before.next();
+      }
     }
-    for (const auto& n : t.names) {
-      if (!names.contains(n)) req.add_resource_names_unsubscribe(n);
-    }
-    t.names = std::move(names);
+    t.names = std::move(packed);
     send_delta(req);
   }
 

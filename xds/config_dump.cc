@@ -328,6 +328,15 @@ struct config_store::impl {
   mutable codec zlib;
   mutable std::string record, packed, unpacked, dictionary;
 
+  // Scratch buffers grow to the largest resource (a listener with 10,000 chains is several MB):
+  // let go of them after such a one instead of keeping them for the store's lifetime.
+  void trim_scratch() const {
+    constexpr std::size_t keep = 64 * 1024;
+    for (std::string* b : {&record, &packed, &unpacked, &dictionary}) {
+      if (b->capacity() > keep) std::string().swap(*b);
+    }
+  }
+
   // The dictionary a resource named `name` of `table` is deflated against.
   std::string_view dictionary_for(const resource_table& table, std::string_view name) const {
     dictionary.assign(table.dictionary);
@@ -402,6 +411,7 @@ void config_store::set_bootstrap(std::shared_ptr<const std::string> serialized, 
 void config_store::put(kind k, const std::string& name, const std::string& version, const std::string& bytes, time now) {
   std::lock_guard lock(impl_->mu);
   impl_->put(k, name, version, bytes, now);
+  impl_->trim_scratch();
 }
 
 void config_store::remove(kind k, const std::string& name) {
@@ -422,6 +432,7 @@ void config_store::replace_all(kind k, const std::vector<std::pair<std::string, 
     if (known != resource_table::npos && in_response[known]) continue;
     in_response[impl_->put(k, name, version, *bytes, now)] = true;
   }
+  impl_->trim_scratch();
   // Erasing moves the last slot into the hole: walk down so every moved slot was seen already.
   for (std::size_t i = table.size(); i-- > 0;) {
     if (!in_response[i]) table.erase(i);
@@ -623,6 +634,7 @@ std::pair<unsigned, std::string> config_store::render(const std::map<std::string
       *state->mutable_last_updated() = timestamp(updated);
       d->set_client_status(admin::ACKED);
     });
+    impl_->trim_scratch();
     if (!intact) return {500, bad("a stored resource does not decompress")};
   }
 

@@ -449,6 +449,11 @@ TEST_P(AdsClientTest, ControlPlaneRestartResyncsWithoutLosingOrDuplicatingResour
     EXPECT_TRUE(versions.at(test::cluster_type).contains(svc_a));
     EXPECT_TRUE(versions.at(test::cluster_type).contains(svc_b));
     EXPECT_TRUE(versions.at(test::listener_type).contains("0.0.0.0_15443"));
+    // EDS: the versions of the subscribed assignments (the client's subscription and the
+    // state's versions are walked together).
+    ASSERT_TRUE(versions.contains(test::endpoint_type));
+    EXPECT_TRUE(versions.at(test::endpoint_type).contains(svc_a));
+    EXPECT_TRUE(versions.at(test::endpoint_type).contains(svc_b));
   }
   // Exactly the published resources are held: clusters a and c, one listener.
   const auto status = xds_->client().status();
