@@ -223,12 +223,54 @@ struct ads_client::impl {
     packed_names names;            // EDS: names sent in the subscription
   };
 
+  // Per EDS cluster update counters. Clusters are never dropped from it (their counters stay
+  // readable, as before). Names are appended to one buffer and entries sit in a flat vector
+  // indexed by an open-addressing table of positions: ~90 bytes per cluster instead of a hash
+  // node, a heap string and a bucket (~170 with malloc's headers; heaptrack showed 131 B
+  // requested per cluster under `count`).
   struct eds_update_table {
     struct counts {
       std::uint64_t attempt = 0, success = 0, rejected = 0;
     };
     std::mutex mu;
-    std::unordered_map<std::string, counts> by_cluster;
+
+    counts& of(std::string_view cluster) {
+      if ((entries_.size() + 1) * 2 > index_.size()) grow();
+      std::size_t i = hash(cluster) & (index_.size() - 1);
+      for (; index_[i] != 0; i = (i + 1) & (index_.size() - 1)) {
+        entry& e = entries_[index_[i] - 1];
+        if (name(e) == cluster) return e.values;
+      }
+      entries_.push_back({static_cast<std::uint32_t>(names_.size()), static_cast<std::uint32_t>(cluster.size()), {}});
+      names_.append(cluster);
+      index_[i] = static_cast<std::uint32_t>(entries_.size());
+      return entries_.back().values;
+    }
+
+    template <class F>
+    void each(F f) const {
+      for (const entry& e : entries_) f(name(e), e.values);
+    }
+
+   private:
+    struct entry {
+      std::uint32_t offset, size;  // of the name in names_
+      counts values;
+    };
+    static std::size_t hash(std::string_view name) { return std::hash<std::string_view>{}(name); }
+    std::string_view name(const entry& e) const { return std::string_view(names_).substr(e.offset, e.size); }
+    void grow() {
+      index_.assign(std::max<std::size_t>(16, index_.size() * 2), 0);
+      for (std::size_t p = 0; p < entries_.size(); ++p) {
+        std::size_t i = hash(name(entries_[p])) & (index_.size() - 1);
+        while (index_[i] != 0) i = (i + 1) & (index_.size() - 1);
+        index_[i] = static_cast<std::uint32_t>(p + 1);
+      }
+    }
+
+    std::string names_;
+    std::vector<entry> entries_;
+    std::vector<std::uint32_t> index_;  // entry position + 1; 0: empty
   };
 
   impl(const bootstrap_config& bootstrap_in, apply_fn apply_in, stats::registry& registry_in, ads_client_options o)
@@ -249,15 +291,15 @@ struct ads_client::impl {
       // Names and help as in the xds_update_stats block (a never-written instance lists them).
       static const xds_update_stats names;
       std::lock_guard lock(table->mu);
-      for (const auto& [cluster, c] : table->by_cluster) {
+      table->each([&](std::string_view cluster, const eds_update_table::counts& c) {
         const std::uint64_t values[] = {c.attempt, c.success, c.rejected};
-        stats::computed_scope s("cluster", cluster);
+        stats::computed_scope s("cluster", std::string(cluster));
         std::size_t i = 0;
         names.visit([&](std::string_view name, std::string_view help, stats::metric_kind kind, std::int64_t) {
           s.add(name, help, kind, static_cast<std::int64_t>(values[i++]));
         });
         emit(s);
-      }
+      });
     });
   }
 
@@ -681,7 +723,7 @@ struct ads_client::impl {
     if (kind == resource_kind::endpoint && !r.eds_clusters.empty()) {
       std::lock_guard lock(eds_updates->mu);
       for (const auto& c : r.eds_clusters) {
-        auto& counts = eds_updates->by_cluster[c];
+        auto& counts = eds_updates->of(c);
         ++counts.attempt;
         ++(accepted ? counts.success : counts.rejected);
       }
@@ -928,7 +970,7 @@ struct ads_client::impl {
   // Per EDS cluster: Envoy's cluster.<name>.update_attempt / _success / _rejected. Three
   // integers per cluster in one table, emitted as computed scopes when read, instead of a stored
   // registry scope per cluster (which holds its names twice and a padded block: ~540 bytes per
-  // cluster at 10,000 clusters, against ~170 here). Shared with the registry's source, which may
+  // cluster at 10,000 clusters, against ~90 here). Shared with the registry's source, which may
   // outlive this client.
   std::shared_ptr<eds_update_table> eds_updates = std::make_shared<eds_update_table>();
   std::shared_ptr<stats::block_scope<control_plane_stats>> cp_stats;
