@@ -203,6 +203,10 @@ TEST_P(AdsClientTest, FollowsServicesAddedAndRemoved) {
   EXPECT_TRUE(reaches(svc_a, a));
   // Set after the apply that the traffic above already sees.
   EXPECT_TRUE(eventually([&] { return stat("cluster_manager.active_clusters") == 2; }));
+  // Each EDS cluster has its own update counters (a table keyed by cluster name).
+  EXPECT_GE(stat("cluster." + svc_b + ".update_success"), 1);
+  EXPECT_GE(stat("cluster." + svc_b + ".update_attempt"), stat("cluster." + svc_b + ".update_success"));
+  EXPECT_GE(stat("cluster." + svc_a + ".update_success"), 1);
 
   publish({{svc_b, {b.port()}}});
   EXPECT_TRUE(eventually_refused(svc_a));
