@@ -422,12 +422,6 @@ struct ads_client::impl {
     args.SetMaxReceiveMessageSize(-1);  // istiod's CDS/EDS for a large mesh exceed gRPC's 4 MiB default
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options.keepalive_time.count()));
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(options.keepalive_timeout.count()));
-    // gRPC grows its TCP read buffer towards the size of recent messages (up to 4 MiB by
-    // default) and keeps one allocated for the read that waits for the next response: after
-    // istiod's full state that is ~4.5 MB held for the connection's life (heaptrack:
-    // MemoryAllocator::MakeSlice under the reader's Read). 64 KiB reads cost nothing
-    // noticeable on responses of tens of MB.
-    args.SetInt(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 64 * 1024);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // an idle xDS stream must keep pinging
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(options.initial_backoff.count()));
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options.initial_backoff.count()));
