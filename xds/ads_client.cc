@@ -234,6 +234,30 @@ struct ads_client::impl {
     };
     std::mutex mu;
 
+    // Before adding a batch (the full state's 10,000 clusters): room for exactly the new names,
+    // instead of the vector's and the string's doubling, which leaves up to half unused.
+    void reserve_for(const std::vector<std::string>& clusters) {
+      std::size_t added = 0, bytes = 0;
+      for (const auto& c : clusters) {
+        if (find(c) == nullptr) {
+          ++added;
+          bytes += c.size();
+        }
+      }
+      if (added < 64) return;  // a few new clusters: ordinary growth
+      if (entries_.capacity() < entries_.size() + added) entries_.reserve(entries_.size() + added);
+      if (names_.capacity() < names_.size() + bytes) names_.reserve(names_.size() + bytes);
+    }
+
+    const counts* find(std::string_view cluster) const {
+      if (index_.empty()) return nullptr;
+      for (std::size_t i = hash(cluster) & (index_.size() - 1); index_[i] != 0; i = (i + 1) & (index_.size() - 1)) {
+        const entry& e = entries_[index_[i] - 1];
+        if (name(e) == cluster) return &e.values;
+      }
+      return nullptr;
+    }
+
     counts& of(std::string_view cluster) {
       if ((entries_.size() + 1) * 2 > index_.size()) grow();
       std::size_t i = hash(cluster) & (index_.size() - 1);
@@ -525,7 +549,7 @@ struct ads_client::impl {
     // Subscriptions in Envoy's order: CDS, EDS (names known from a previous stream), LDS once
     // clusters have been received.
     if (ads.cds) subscribe(resource_kind::cluster);
-    update_eds_subscription();
+    update_eds_subscription(state.eds_names());
     if (ads.lds && (!ads.cds || cds_accepted)) subscribe(resource_kind::listener);
 
     bool ended = false;
@@ -610,12 +634,15 @@ struct ads_client::impl {
     if (delta != nullptr && !delta->Write(req)) write_failed();
   }
 
-  // The first request for a type on this stream.
-  void subscribe(resource_kind kind) {
+  // The first request for a type on this stream. `eds_names`: state.eds_names() when the caller
+  // has it (it is a fresh set of every service name: built once per update, not per use).
+  void subscribe(resource_kind kind, const std::set<std::string>* eds_names = nullptr) {
     auto& t = types[slot(kind)];
     if (t.requested) return;
     t.requested = true;
-    if (kind == resource_kind::endpoint) t.names = packed_names::from(state.eds_names());
+    if (kind == resource_kind::endpoint) {
+      t.names = eds_names != nullptr ? packed_names::from(*eds_names) : packed_names::from(state.eds_names());
+    }
     if (ads.api == xds_api::sotw) {
       send_sotw(kind, nullptr);
       return;
@@ -640,11 +667,10 @@ struct ads_client::impl {
   }
 
   // EDS follows the EDS clusters: subscribe when the first appears, then send changes.
-  void update_eds_subscription() {
-    const auto names = state.eds_names();
+  void update_eds_subscription(const std::set<std::string>& names) {
     auto& t = types[slot(resource_kind::endpoint)];
     if (!t.requested) {
-      if (!names.empty()) subscribe(resource_kind::endpoint);
+      if (!names.empty()) subscribe(resource_kind::endpoint, &names);
       return;
     }
     auto packed = packed_names::from(names);
@@ -716,6 +742,7 @@ struct ads_client::impl {
     }
     if (kind == resource_kind::endpoint && !r.eds_clusters.empty()) {
       std::lock_guard lock(eds_updates->mu);
+      eds_updates->reserve_for(r.eds_clusters);
       for (const auto& c : r.eds_clusters) {
         auto& counts = eds_updates->of(c);
         ++counts.attempt;
@@ -768,8 +795,9 @@ struct ads_client::impl {
     if (kind == resource_kind::cluster) {
       cds_accepted = true;
       // Assignments of services no cluster uses any more leave the dump, as they leave the state.
-      if (options.config_dump) options.config_dump->retain(config_store::kind::endpoint, state.eds_names());
-      update_eds_subscription();
+      const auto eds_names = state.eds_names();
+      if (options.config_dump) options.config_dump->retain(config_store::kind::endpoint, eds_names);
+      update_eds_subscription(eds_names);
       if (ads.lds) subscribe(resource_kind::listener);
     }
     if (kind == resource_kind::listener) {
