@@ -110,8 +110,10 @@ class codec {
   codec(const codec&) = delete;
   codec& operator=(const codec&) = delete;
 
-  // `out` = `in` deflated against `dictionary`; false if zlib failed (out of memory).
-  bool deflate(std::string_view dictionary, std::string_view in, std::string& out) {
+  // `out` = `head` then `body` deflated against `dictionary`, without joining them first (a
+  // listener of several MB is not copied to be compressed); false if zlib failed (out of
+  // memory) or the output would not be smaller than the input (then it is kept as is).
+  bool deflate(std::string_view dictionary, std::string_view head, std::string_view body, std::string& out) {
     if (!deflate_ready_) {
       // Raw deflate with an 8 KiB window (the dictionary's cap) and a small hash table: the
       // per-resource reset clears the hash table, which at zlib's defaults (memLevel 8, 64 KB)
@@ -128,31 +130,63 @@ class codec {
                              static_cast<uInt>(dictionary.size())) != Z_OK) {
       return false;
     }
-    out.resize(deflateBound(&deflater_, static_cast<uLong>(in.size())));
-    deflater_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-    deflater_.avail_in = static_cast<uInt>(in.size());
+    const std::size_t limit = head.size() + body.size();
+    // istiod's resources shrink ~10x; start there and double (never beyond the input's size).
+    out.resize(std::min(limit, std::max<std::size_t>(256, limit / 8)));
     deflater_.next_out = reinterpret_cast<Bytef*>(out.data());
     deflater_.avail_out = static_cast<uInt>(out.size());
-    if (::deflate(&deflater_, Z_FINISH) != Z_STREAM_END) return false;
+    const auto feed = [&](std::string_view in, int flush) {
+      deflater_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+      deflater_.avail_in = static_cast<uInt>(in.size());
+      for (;;) {
+        if (deflater_.avail_out == 0) {
+          const std::size_t used = out.size();
+          if (used >= limit) return false;
+          out.resize(std::min(limit, used * 2));
+          deflater_.next_out = reinterpret_cast<Bytef*>(out.data() + used);
+          deflater_.avail_out = static_cast<uInt>(out.size() - used);
+        }
+        const int rc = ::deflate(&deflater_, flush);
+        if (flush == Z_FINISH && rc == Z_STREAM_END) return true;
+        if (flush != Z_FINISH && rc == Z_OK && deflater_.avail_in == 0) return true;
+        // No progress with room to write: a zlib error, not a full buffer.
+        if ((rc != Z_OK && rc != Z_BUF_ERROR) || (rc == Z_BUF_ERROR && deflater_.avail_out != 0)) return false;
+      }
+    };
+    if (!feed(head, Z_NO_FLUSH) || !feed(body, Z_FINISH)) return false;
     out.resize(out.size() - deflater_.avail_out);
     return true;
+  }
+
+  // Inflates `in` against `dictionary` in pieces of up to `chunk` bytes, passing each to
+  // `piece` (which returns false to stop); true if `in` inflates to exactly `size` bytes and
+  // `piece` never stopped it.
+  template <class Piece>
+  bool inflate_pieces(std::string_view dictionary, std::string_view in, std::size_t size, std::string& chunk,
+                      Piece piece) {
+    if (!start_inflate(dictionary)) return false;
+    chunk.resize(64 * 1024);
+    inflater_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    inflater_.avail_in = static_cast<uInt>(in.size());
+    std::size_t produced = 0;
+    for (;;) {
+      inflater_.next_out = reinterpret_cast<Bytef*>(chunk.data());
+      inflater_.avail_out = static_cast<uInt>(chunk.size());
+      const int rc = ::inflate(&inflater_, Z_NO_FLUSH);
+      if (rc != Z_OK && rc != Z_STREAM_END) return false;
+      const std::size_t n = chunk.size() - inflater_.avail_out;
+      produced += n;
+      if (produced > size) return false;
+      if (n > 0 && !piece(std::string_view(chunk.data(), n))) return false;
+      if (rc == Z_STREAM_END) return produced == size;
+      if (n == 0 && inflater_.avail_in == 0) return false;  // truncated
+    }
   }
 
   // `out` = `in` inflated against `dictionary`, expected to be `size` bytes; false if `in` is
   // not such a stream.
   bool inflate(std::string_view dictionary, std::string_view in, std::size_t size, std::string& out) {
-    if (!inflate_ready_) {
-      if (inflateInit2(&inflater_, -window_bits) != Z_OK) return false;
-      inflate_ready_ = true;
-    } else if (inflateReset(&inflater_) != Z_OK) {
-      return false;
-    }
-    // Raw inflate takes the dictionary before any input (there is no header asking for it).
-    if (!dictionary.empty() &&
-        inflateSetDictionary(&inflater_, reinterpret_cast<const Bytef*>(dictionary.data()),
-                             static_cast<uInt>(dictionary.size())) != Z_OK) {
-      return false;
-    }
+    if (!start_inflate(dictionary)) return false;
     out.resize(size);
     inflater_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
     inflater_.avail_in = static_cast<uInt>(in.size());
@@ -162,6 +196,19 @@ class codec {
   }
 
  private:
+  bool start_inflate(std::string_view dictionary) {
+    if (!inflate_ready_) {
+      if (inflateInit2(&inflater_, -window_bits) != Z_OK) return false;
+      inflate_ready_ = true;
+    } else if (inflateReset(&inflater_) != Z_OK) {
+      return false;
+    }
+    // Raw inflate takes the dictionary before any input (there is no header asking for it).
+    return dictionary.empty() ||
+           inflateSetDictionary(&inflater_, reinterpret_cast<const Bytef*>(dictionary.data()),
+                                static_cast<uInt>(dictionary.size())) == Z_OK;
+  }
+
   z_stream deflater_{};
   z_stream inflater_{};
   bool deflate_ready_ = false;
@@ -205,22 +252,26 @@ struct slot {
   }
   std::string_view name() const { return read().name; }
 
-  static slot make(config_store::time updated, std::string_view name, std::string_view stored, std::size_t size,
-                   bool raw) {
+  // `stored` is `part1` followed by `part2` (a raw record is kept without joining it first).
+  static slot make(config_store::time updated, std::string_view name, std::string_view part1, std::string_view part2,
+                   std::size_t size, bool raw) {
     std::string header;
     put_varint(header, name.size());
-    put_varint(header, stored.size());
+    put_varint(header, part1.size() + part2.size());
     put_varint(header, size * 2 + (raw ? 1 : 0));
     const config_store::time::rep ticks = updated.time_since_epoch().count();
     slot s;
-    s.block = std::make_unique_for_overwrite<char[]>(sizeof ticks + header.size() + name.size() + stored.size());
+    s.block = std::make_unique_for_overwrite<char[]>(sizeof ticks + header.size() + name.size() + part1.size() +
+                                                     part2.size());
     char* p = s.block.get();
     std::memcpy(p, &ticks, sizeof ticks);
     p += sizeof ticks;
     std::memcpy(p, header.data(), header.size());
     p += header.size();
     std::memcpy(p, name.data(), name.size());
-    std::memcpy(p + name.size(), stored.data(), stored.size());
+    p += name.size();
+    std::memcpy(p, part1.data(), part1.size());
+    std::memcpy(p + part1.size(), part2.data(), part2.size());
     return s;
   }
 };
@@ -331,13 +382,13 @@ struct config_store::impl {
   std::set<std::string> waiting_listeners;
   // Reused for every resource (under mu; render is const but decompresses).
   mutable codec zlib;
-  mutable std::string record, packed, unpacked, dictionary;
+  mutable std::string record, packed, unpacked, dictionary, chunk;
 
   // Scratch buffers grow to the largest resource (a listener with 10,000 chains is several MB):
   // let go of them after such a one instead of keeping them for the store's lifetime.
   void trim_scratch() const {
     constexpr std::size_t keep = 64 * 1024;
-    for (std::string* b : {&record, &packed, &unpacked, &dictionary}) {
+    for (std::string* b : {&record, &packed, &unpacked, &dictionary, &chunk}) {
       if (b->capacity() > keep) std::string().swap(*b);
     }
   }
@@ -361,29 +412,55 @@ struct config_store::impl {
     return zlib.inflate(dictionary_for(table, s.name), s.stored, s.size, unpacked);
   }
 
-  // True if slot `s` holds exactly `bytes` (its version is not compared).
+  // True if slot `s` holds exactly `bytes` (its version is not compared). Requires
+  // s.size > bytes.size(). Inflated in pieces: an unchanged listener of several MB (resent with
+  // every state-of-the-world LDS push) is compared without being inflated whole.
   bool same_bytes(const resource_table& table, const slot::view& s, const std::string& bytes) const {
-    std::string_view version, stored_bytes;
-    if (!unpack(table, s) || !split_record(unpacked, version, stored_bytes)) return false;
-    return stored_bytes == bytes;
+    if (s.raw) {
+      std::string_view version, stored_bytes;
+      return split_record(s.stored, version, stored_bytes) && stored_bytes == bytes;
+    }
+    // The record is varint(version size), version, bytes: with equal bytes, the first
+    // `prefix` bytes are exactly the varint and the version.
+    const std::size_t prefix = s.size - bytes.size();
+    std::size_t at = 0;  // offset in the record of the piece
+    return zlib.inflate_pieces(dictionary_for(table, s.name), s.stored, s.size, chunk, [&](std::string_view piece) {
+      std::size_t i = 0;
+      if (at == 0) {
+        std::size_t version_size = 0, k = 0;
+        for (int shift = 0;; shift += 7, ++k) {
+          if (k >= piece.size() || shift > 28) return false;
+          const auto b = static_cast<unsigned char>(piece[k]);
+          version_size |= static_cast<std::size_t>(b & 0x7f) << shift;
+          if ((b & 0x80) == 0) break;
+        }
+        if (k + 1 + version_size != prefix) return false;
+      }
+      if (at < prefix) i = std::min(piece.size(), prefix - at);
+      const bool equal = piece.substr(i) == std::string_view(bytes).substr(at + i - prefix, piece.size() - i);
+      at += piece.size();
+      return equal;
+    });
   }
 
   slot make_slot(resource_table& table, std::string_view name, const std::string& version, const std::string& bytes,
                  time now) {
+    // The record, varint(version size) + version + bytes, in two parts: the bytes are not copied.
     record.clear();
     put_varint(record, version.size());
     record += version;
-    record += bytes;
+    const std::size_t size = record.size() + bytes.size();
     if (!table.dictionary_set) {
       table.dictionary.assign(record, 0, std::min(record.size(), max_dictionary));
+      table.dictionary.append(bytes, 0, max_dictionary - table.dictionary.size());
       table.dictionary.shrink_to_fit();
       table.dictionary_set = true;
     }
-    const bool packed_ok = zlib.deflate(dictionary_for(table, name), record, packed);
     // Kept as is if zlib failed (out of memory) or the record does not compress.
-    const bool raw = !packed_ok || packed.size() >= record.size();
-    const std::string_view kept = raw ? std::string_view(record) : std::string_view(packed);
-    return slot::make(now, name, kept, record.size(), raw);
+    if (zlib.deflate(dictionary_for(table, name), record, bytes, packed)) {
+      return slot::make(now, name, packed, {}, size, false);
+    }
+    return slot::make(now, name, record, bytes, size, true);
   }
 
   // Records `bytes` under `name` unless it holds them already; returns the slot's position.

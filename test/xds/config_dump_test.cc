@@ -227,6 +227,42 @@ TEST(ConfigStore, UnchangedBytesKeepVersionAndTimeChangedOfSameLengthDoNot) {
   EXPECT_EQ(c.dynamic_active_clusters(1).version_info(), "s1");
 }
 
+TEST(ConfigStore, LargeUnchangedResourceIsComparedExactlyInPieces) {
+  config_store store;
+  const auto t0 = std::chrono::system_clock::now();
+  std::vector<test::istio::chain_spec> chains;
+  for (int i = 0; i < 3000; ++i) chains.push_back({test::istio::sni_name(service_host(i), 8080), ""});
+  const std::string big = test::istio::gateway_listener(15443, chains, "gw").SerializeAsString();
+  ASSERT_GT(big.size(), 256u * 1024);  // several 64 KiB pieces
+  store.put(kind::listener, "gw", "1", big, t0);
+  store.put(kind::listener, "gw", "22", big, t0 + std::chrono::seconds(1));  // unchanged: keeps "1"
+  const auto version = [&] {
+    envoy::admin::v3::ListenersConfigDump l;
+    const auto dump = parse(store.render({}));
+    EXPECT_TRUE(dump.configs(dump.configs_size() - 1).UnpackTo(&l));
+    return l.dynamic_listeners_size() == 1 ? l.dynamic_listeners(0).active_state().version_info() : "?";
+  };
+  EXPECT_EQ(version(), "1");
+  // One byte changed near the end (same length): a change.
+  std::string changed = big;
+  const auto at = changed.rfind("svc-2999");
+  ASSERT_NE(at, std::string::npos);
+  changed[at + 4] = '7';
+  store.put(kind::listener, "gw", "3", changed, t0);
+  EXPECT_EQ(version(), "3");
+  store.put(kind::listener, "gw", "4", big, t0);
+  EXPECT_EQ(version(), "4");
+
+  // Bytes that equal the stored record's tail but not its bytes: the stored version "a" then
+  // B, against bytes "a" + B with an empty version. Not unchanged.
+  const std::string b = cluster_bytes("t");
+  store.put(kind::cluster, "t", "a", b, t0);
+  store.put(kind::cluster, "t", "", "a" + b, t0);
+  const auto c = clusters_of(parse(store.render({})));
+  ASSERT_EQ(c.dynamic_active_clusters_size(), 1);
+  EXPECT_EQ(c.dynamic_active_clusters(0).version_info(), "");
+}
+
 TEST(ConfigStore, RemovalRetainAndReplaceAllKeepTheRestIntact) {
   config_store store;
   const auto t0 = std::chrono::system_clock::now();
