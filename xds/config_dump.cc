@@ -268,10 +268,11 @@ struct slot {
     p += sizeof ticks;
     std::memcpy(p, header.data(), header.size());
     p += header.size();
-    std::memcpy(p, name.data(), name.size());
+    if (!name.empty()) std::memcpy(p, name.data(), name.size());
     p += name.size();
-    std::memcpy(p, part1.data(), part1.size());
-    std::memcpy(p + part1.size(), part2.data(), part2.size());
+    // (memcpy from an empty view's null data() is undefined, even for zero bytes)
+    if (!part1.empty()) std::memcpy(p, part1.data(), part1.size());
+    if (!part2.empty()) std::memcpy(p + part1.size(), part2.data(), part2.size());
     return s;
   }
 };
