@@ -526,8 +526,10 @@ void config_store::replace_all(kind k, const std::vector<std::pair<std::string, 
 void config_store::retain(kind k, const std::set<std::string>& names) {
   std::lock_guard lock(impl_->mu);
   auto& table = impl_->of(k);
+  std::string key;  // one buffer for the lookups: no allocation per stored resource
   for (std::size_t i = table.size(); i-- > 0;) {
-    if (!names.contains(std::string(table.at(i).name()))) table.erase(i);
+    key.assign(table.at(i).name());
+    if (!names.contains(key)) table.erase(i);
   }
 }
 
