@@ -4,12 +4,16 @@
 #pragma once
 
 #include <chrono>
+#include <compare>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
+#include <iosfwd>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -82,6 +86,99 @@ class shared_vector {
   std::shared_ptr<const std::vector<T>> items_;
 };
 
+// An immutable string whose copies share one heap block, for the names an Istio SNI-DNAT
+// configuration repeats: istiod gives a cluster, its EDS service, the chain's server name and the
+// chain's tcp_proxy cluster and stat_prefix the same ~50-character name, and the decoder and
+// ads_state indexes hand all of them one copy (16 bytes per reference instead of a 32-byte
+// std::string plus a 64-byte heap block each). Reads like a const std::string; equality and
+// order compare contents.
+class shared_string {
+ public:
+  shared_string() = default;
+  shared_string(std::string s)  // NOLINT: built from a string like one
+      : text_(s.empty() ? nullptr : std::make_shared<const std::string>(std::move(s))) {}
+  shared_string(const char* s) : shared_string(std::string(s)) {}  // NOLINT
+  explicit shared_string(std::string_view s) : shared_string(std::string(s)) {}
+  const std::string& str() const { return text_ ? *text_ : empty_; }
+  operator const std::string&() const { return str(); }  // NOLINT: reads as the string
+  std::string_view view() const { return str(); }
+  operator std::string_view() const { return str(); }  // NOLINT
+  const char* c_str() const { return str().c_str(); }
+  const char* data() const { return str().data(); }
+  std::size_t size() const { return str().size(); }
+  std::size_t length() const { return str().size(); }
+  bool empty() const { return str().empty(); }
+  auto begin() const { return str().begin(); }
+  auto end() const { return str().end(); }
+  char operator[](std::size_t i) const { return str()[i]; }
+  bool shares_with(const shared_string& other) const { return text_ == other.text_; }
+  // Takes `other`'s block when the contents are equal, so this copy costs no heap of its own.
+  void share_if_equal(const shared_string& other) {
+    if (text_ != other.text_ && str() == other.str()) text_ = other.text_;
+  }
+
+  friend bool operator==(const shared_string& a, const shared_string& b) {
+    return a.text_ == b.text_ || a.str() == b.str();
+  }
+  friend bool operator==(const shared_string& a, const std::string& b) { return a.str() == b; }
+  friend bool operator==(const shared_string& a, std::string_view b) { return a.str() == b; }
+  friend bool operator==(const shared_string& a, const char* b) { return a.str() == b; }
+  friend auto operator<=>(const shared_string& a, const shared_string& b) { return a.str() <=> b.str(); }
+  friend auto operator<=>(const shared_string& a, const std::string& b) { return a.str() <=> b; }
+  friend auto operator<=>(const shared_string& a, std::string_view b) { return a.view() <=> b; }
+  friend auto operator<=>(const shared_string& a, const char* b) { return a.view() <=> std::string_view(b); }
+  friend std::string operator+(const shared_string& a, const std::string& b) { return a.str() + b; }
+  friend std::string operator+(const std::string& a, const shared_string& b) { return a + b.str(); }
+  friend std::string operator+(const shared_string& a, const char* b) { return a.str() + b; }
+  friend std::string operator+(const char* a, const shared_string& b) { return a + b.str(); }
+  friend std::string operator+(std::string&& a, const shared_string& b) { return std::move(a) + b.str(); }
+  template <class Char, class Traits>
+  friend std::basic_ostream<Char, Traits>& operator<<(std::basic_ostream<Char, Traits>& os, const shared_string& s) {
+    return os << s.str();
+  }
+
+ private:
+  static inline const std::string empty_{};
+  std::shared_ptr<const std::string> text_;
+};
+
+// An immutable map whose copies share one allocation, for metadata that repeats across many
+// resources (every istiod SNI-DNAT cluster carries filter_metadata["istio"]
+// {default_original_port: ...}; ads_state hands equal maps one copy). Reads like a const
+// std::map; equality compares contents.
+template <class K, class V>
+class shared_map {
+ public:
+  using map_type = std::map<K, V>;
+  shared_map() = default;
+  shared_map(map_type items)  // NOLINT: built from a map like one
+      : items_(items.empty() ? nullptr : std::make_shared<const map_type>(std::move(items))) {}
+  const map_type& get() const { return items_ ? *items_ : empty_; }
+  operator const map_type&() const { return get(); }  // NOLINT: reads as the map
+  auto begin() const { return get().begin(); }
+  auto end() const { return get().end(); }
+  auto find(const K& key) const { return get().find(key); }
+  const V& at(const K& key) const { return get().at(key); }
+  bool contains(const K& key) const { return get().contains(key); }
+  std::size_t size() const { return get().size(); }
+  bool empty() const { return get().empty(); }
+  bool shares_with(const shared_map& other) const { return items_ == other.items_; }
+  bool operator==(const shared_map& other) const { return items_ == other.items_ || get() == other.get(); }
+
+ private:
+  static inline const map_type empty_{};
+  std::shared_ptr<const map_type> items_;
+};
+
+// Heterogeneous hashing for indexes keyed by shared_string (lookups by std::string or
+// string_view without building a key).
+struct shared_string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(const shared_string& s) const { return std::hash<std::string_view>{}(s.view()); }
+  std::size_t operator()(const std::string& s) const { return std::hash<std::string_view>{}(s); }
+};
+
 struct socket_address {
   std::string address;  // numeric IPv4 or IPv6 literal
   std::uint16_t port = 0;
@@ -93,8 +190,9 @@ struct socket_address {
 // envoy.config.listener.v3.FilterChainMatch, the criteria we support. Empty means "any".
 struct filter_chain_match {
   std::optional<std::uint16_t> destination_port;
-  // Exact names and "*.suffix" wildcards, lower-cased.
-  std::vector<std::string> server_names;
+  // Exact names and "*.suffix" wildcards, lower-cased. Shared: an Istio chain's server name is
+  // its cluster's name (ads_state hands them one copy).
+  std::vector<shared_string> server_names;
   // "tls" or "raw_buffer" as set by tls_inspector; empty matches both.
   std::string transport_protocol;
   // Shared: on an Istio gateway listener every chain carries the same list.
@@ -110,8 +208,9 @@ struct weighted_cluster {
 
 // envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy (+ sni_cluster in front of it).
 struct tcp_proxy_config {
-  std::string stat_prefix;
-  std::string cluster;                      // set when not weighted
+  // Both shared: istiod sets them to the chain's cluster name.
+  shared_string stat_prefix;
+  shared_string cluster;                    // set when not weighted
   std::vector<weighted_cluster> weighted_clusters;
   // An envoy.filters.network.sni_cluster filter precedes tcp_proxy: a non-empty SNI names the
   // cluster; an empty SNI falls back to `cluster` / `weighted_clusters`.
@@ -256,9 +355,10 @@ struct istio_service {
 };
 
 struct cluster_config {
-  std::string name;
+  // Shared with the chains and indexes that name the cluster (see shared_string).
+  shared_string name;
   discovery_type type = discovery_type::static_;
-  std::string eds_service_name;  // for EDS: the name to subscribe to (defaults to `name`)
+  shared_string eds_service_name;  // for EDS: the name to subscribe to (defaults to `name`), shared with it
   milliseconds connect_timeout{5000};  // Envoy default 5s
   lb_policy policy = lb_policy::round_robin;
   std::uint32_t least_request_choice_count = 2;
@@ -270,8 +370,9 @@ struct cluster_config {
   // circuit_breakers.thresholds (default priority) max_connections; Envoy default 1024.
   std::uint32_t max_connections = 1024;
   load_assignment_config load_assignment;
-  // filter_metadata["istio"] string fields (e.g. default_original_port).
-  std::map<std::string, std::string> istio_metadata;
+  // filter_metadata["istio"] string fields (e.g. default_original_port). Shared: equal across
+  // istiod's clusters.
+  shared_map<std::string, std::string> istio_metadata;
   // filter_metadata["istio"].services, in order (Istio's telemetry uses the first).
   std::vector<istio_service> istio_services;
   // Rarely set (Istio sets it only from a DestinationRule): kept out of line.

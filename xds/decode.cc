@@ -501,6 +501,7 @@ void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path,
     diag.error(path, "needs 'cluster' or 'weighted_clusters'");
   } else {
     out.cluster = tp.cluster();
+    out.stat_prefix.share_if_equal(out.cluster);  // istiod names the stats after the cluster
   }
   if (tp.has_idle_timeout()) decode_duration(tp.idle_timeout(), join(path, "idle_timeout"), diag, out.idle_timeout);
   if (tp.has_max_downstream_connection_duration()) {
@@ -562,6 +563,8 @@ void decode_filter_chain(const listener_v3::FilterChain& chain, const std::strin
   if (!have_tcp_proxy && !(have_unsupported && diag.collect_unsupported)) {
     diag.error(fpath, "no envoy.filters.network.tcp_proxy filter: nothing would carry the traffic");
   }
+  // Istio's SNI-DNAT chain matches the name of the cluster it leads to: one copy for both.
+  for (shared_string& name : out.match.server_names) name.share_if_equal(out.tcp_proxy.cluster);
 }
 
 }  // namespace internal
@@ -640,7 +643,8 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
   std::map<std::string, std::size_t> seen;
   for (std::size_t i = 0; i < out.filter_chains.size(); ++i) {
     const filter_chain_match& m = out.filter_chains[i].match;
-    auto sorted = [](std::vector<std::string> v) {
+    auto sorted = [](const auto& list) {
+      std::vector<std::string> v(list.begin(), list.end());
       std::sort(v.begin(), v.end());
       return v;
     };
@@ -859,7 +863,8 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
       if (!src.has_ads()) diag.unsupported_setting(sp, "endpoints can only come from the ADS stream (eds_config: {ads: {}})");
     }
   }
-  if (out.type == discovery_type::eds && out.eds_service_name.empty()) out.eds_service_name = c.name();
+  if (out.type == discovery_type::eds && out.eds_service_name.empty()) out.eds_service_name = out.name;
+  out.eds_service_name.share_if_equal(out.name);  // istiod's clusters subscribe to their own name
   if (c.has_connect_timeout()) {
     decode_duration(c.connect_timeout(), join(path, "connect_timeout"), diag, out.connect_timeout);
     if (out.connect_timeout.count() <= 0) diag.error(join(path, "connect_timeout"), "must be greater than 0");
@@ -956,9 +961,11 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
   if (c.has_metadata()) {
     const auto& fm = c.metadata().filter_metadata();
     if (auto it = fm.find("istio"); it != fm.end()) {
+      std::map<std::string, std::string> strings;
       for (const auto& [k, v] : it->second.fields()) {
-        if (v.has_string_value()) out.istio_metadata[k] = v.string_value();
+        if (v.has_string_value()) strings[k] = v.string_value();
       }
+      out.istio_metadata = std::move(strings);
       // services: a list of {host, name, namespace} structs (istiod's cluster_builder). Other
       // shapes are ignored: this metadata only labels telemetry and never affects routing.
       if (auto services = it->second.fields().find("services");
