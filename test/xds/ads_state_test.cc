@@ -183,6 +183,79 @@ TEST(AdsState, ChainsWithTheSameAlpnsShareOneList) {
   EXPECT_TRUE(copy == first);
 }
 
+// istiod gives a cluster, its EDS service, the chain's server name and the chain's tcp_proxy
+// cluster and stat_prefix the same name: they hold one shared copy of it, the equal
+// istio_metadata of every cluster is one copy, and all of it still compares by content.
+TEST(AdsState, AClusterNameIsOneCopyAcrossClusterChainAndIndexes) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto t0 = clock::now();
+  // Istio's server names are lower-case already; the decoded (lower-cased) one is shared too.
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), t0);
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001}), istio::local_assignment(b, {1002})), t0);
+  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}, {b, b}})), t0);
+  s.commit();
+  const cluster_config* ca = find_cluster(s.assemble(), a);
+  const cluster_config* cb = find_cluster(s.assemble(), b);
+  ASSERT_NE(ca, nullptr);
+  ASSERT_NE(cb, nullptr);
+  EXPECT_TRUE(ca->eds_service_name.shares_with(ca->name));
+  const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
+  ASSERT_NE(l, nullptr);
+  ASSERT_EQ(l->filter_chains.size(), 2u);
+  for (const auto& chain : l->filter_chains) {
+    const cluster_config* c = chain.tcp_proxy.cluster == a ? ca : cb;
+    EXPECT_TRUE(chain.tcp_proxy.cluster.shares_with(c->name)) << chain.tcp_proxy.cluster;
+    EXPECT_TRUE(chain.tcp_proxy.stat_prefix.shares_with(c->name));
+    ASSERT_EQ(chain.match.server_names.size(), 1u);
+    EXPECT_TRUE(chain.match.server_names[0].shares_with(c->name));
+  }
+  EXPECT_FALSE(ca->name.shares_with(cb->name));
+  EXPECT_EQ(ca->istio_metadata.at("default_original_port"), "5000");
+  EXPECT_TRUE(ca->istio_metadata.shares_with(cb->istio_metadata));
+  // An update keeps the sharing (the index keeps its key; the new chain takes it).
+  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}})), t0);
+  s.commit();
+  l = find_listener(s.assemble(), "0.0.0.0_15443");
+  ASSERT_EQ(l->filter_chains.size(), 1u);
+  EXPECT_TRUE(l->filter_chains[0].tcp_proxy.cluster.shares_with(find_cluster(s.assemble(), a)->name));
+}
+
+TEST(SharedString, ReadsAndComparesLikeAString) {
+  const shared_string x("outbound_.5000_._.a.ns.svc.cluster.local");
+  shared_string y(std::string("outbound_.5000_._.a.ns.svc.cluster.local"));
+  EXPECT_EQ(x, y);
+  EXPECT_FALSE(x.shares_with(y));
+  y.share_if_equal(x);
+  EXPECT_TRUE(x.shares_with(y));
+  shared_string z("other");
+  z.share_if_equal(x);  // different contents: untouched
+  EXPECT_EQ(z, "other");
+  EXPECT_FALSE(z.shares_with(x));
+  EXPECT_EQ("cluster '" + x + "'", "cluster 'outbound_.5000_._.a.ns.svc.cluster.local'");
+  EXPECT_LT(shared_string("a"), shared_string("b"));
+  EXPECT_EQ(shared_string(), "");
+  EXPECT_TRUE(shared_string().empty());
+  EXPECT_EQ(std::string_view(x).size(), x.size());
+  const std::string& as_string = x;
+  EXPECT_EQ(as_string, x.str());
+}
+
+// Delta versions are held inline up to 23 characters and on the heap beyond; both read back.
+TEST(AdsState, DeltaVersionsOfAnyLengthRoundTrip) {
+  ads_state s(ads_bootstrap(), 15s);
+  const std::string long_version(100, 'v');
+  const std::string istiod_like = "2024-05-12T10:11:12Z/15";  // 23 characters
+  ads_state::resource_list res;
+  *res.Add() = resource(istio::sni_dnat_cluster(a), a, long_version);
+  *res.Add() = resource(istio::sni_dnat_cluster(b), b, istiod_like);
+  ASSERT_TRUE(s.apply_delta(resource_kind::cluster, res, {}, clock::now()).errors.empty());
+  s.commit();
+  EXPECT_EQ(s.versions(resource_kind::cluster),
+            (std::map<std::string, std::string>{{a, long_version}, {b, istiod_like}}));
+  // The version held is recognised (not decoded again, nothing changes).
+  EXPECT_FALSE(s.apply_delta(resource_kind::cluster, res, {}, clock::now()).changed);
+}
+
 TEST(AdsState, SotwRemovalsAndUnusedAssignments) {
   ads_state s(ads_bootstrap(), 15s);
   s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), clock::now());
