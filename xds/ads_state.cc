@@ -399,7 +399,8 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::stri
     add_error(r, label, diag);
     return false;
   }
-  config.cluster_name.clear();  // the users' eds_service_name; not stored once more per cluster
+  config.cluster_name = {};  // the users' eds_service_name; not stored once more per cluster
+  intern_localities(config);
   out.push_back({service->first, version, digest, std::move(config)});
   return true;
 }
@@ -444,6 +445,28 @@ void ads_state::intern_shared(cluster_config& config) {
   }
   if (recent_istio_metadata_.size() == recent) recent_istio_metadata_.erase(recent_istio_metadata_.begin());
   recent_istio_metadata_.push_back(config.istio_metadata);
+}
+
+// Every assignment of a mesh names one of a few localities: equal region, zone and sub_zone
+// names take a recent assignment's copy (as intern_shared() does for cluster metadata).
+void ads_state::intern_localities(load_assignment_config& config) {
+  constexpr std::size_t recent = 8;
+  auto intern = [&](shared_string& name) {
+    if (name.empty()) return;
+    for (const shared_string& r : recent_locality_names_) {
+      if (r == name) {
+        name = r;
+        return;
+      }
+    }
+    if (recent_locality_names_.size() == recent) recent_locality_names_.erase(recent_locality_names_.begin());
+    recent_locality_names_.push_back(name);
+  };
+  for (locality_endpoints_config& group : config.localities) {
+    intern(group.where.region);
+    intern(group.where.zone);
+    intern(group.where.sub_zone);
+  }
 }
 
 // A chain's tcp_proxy cluster, stat_prefix and server names are (for istiod's SNI-DNAT chains)

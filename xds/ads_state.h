@@ -212,6 +212,7 @@ class ads_state {
   void remove_user(const shared_string& service, const shared_string& cluster);
   // Values equal across clusters get one shared copy (see intern_shared()).
   void intern_shared(cluster_config& config);
+  void intern_localities(load_assignment_config& config);
   // A listener's chains take their cluster names from the cluster index (one copy per name).
   void share_cluster_names(listener_config& config) const;
 
@@ -251,6 +252,8 @@ class ads_state {
   name_index<listener_entry> listeners_;
   // Recently seen istio_metadata values: a new cluster's equal one takes the shared copy.
   std::vector<shared_map<std::string, std::string>> recent_istio_metadata_;
+  // Recently seen locality names (region, zone, sub_zone), likewise.
+  std::vector<shared_string> recent_locality_names_;
   std::size_t warming_ = 0;
   std::size_t waiting_ = 0;
   std::size_t unusable_ = 0;

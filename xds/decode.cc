@@ -217,7 +217,12 @@ void decode_filter_chain_match(const listener_v3::FilterChainMatch& m, const std
       diag.error(join(path, "transport_protocol"),
                  "'" + m.transport_protocol() + "' is never detected: tls_inspector sets 'tls' or 'raw_buffer'");
     }
-    out.transport_protocol = m.transport_protocol();
+    // One copy of each value for all chains (a 10,000-chain listener sets "tls" on every one).
+    static const shared_string tls("tls");
+    static const shared_string raw_buffer("raw_buffer");
+    out.transport_protocol = m.transport_protocol() == "tls" ? tls
+                             : m.transport_protocol() == "raw_buffer" ? raw_buffer
+                                                                      : shared_string(m.transport_protocol());
   }
   out.application_protocols = std::vector<std::string>(m.application_protocols().begin(), m.application_protocols().end());
 }

@@ -220,6 +220,68 @@ TEST(AdsState, AClusterNameIsOneCopyAcrossClusterChainAndIndexes) {
   EXPECT_TRUE(l->filter_chains[0].tcp_proxy.cluster.shares_with(find_cluster(s.assemble(), a)->name));
 }
 
+// Values every cluster or chain of a mesh repeats are one copy: the locality names of all
+// assignments, the transport protocol of all chains.
+TEST(AdsState, LocalityNamesAndTransportProtocolsAreOneCopy) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto t0 = clock::now();
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), t0);
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001}), istio::local_assignment(b, {1002})), t0);
+  auto listener = istio::gateway_listener(15443, {{a, a}, {b, b}});
+  for (auto& chain : *listener.mutable_filter_chains()) chain.mutable_filter_chain_match()->set_transport_protocol("tls");
+  ASSERT_TRUE(s.apply_sotw(resource_kind::listener, list(listener), t0).errors.empty());
+  s.commit();
+  const locality& wa = find_cluster(s.assemble(), a)->load_assignment.localities.at(0).where;
+  const locality& wb = find_cluster(s.assemble(), b)->load_assignment.localities.at(0).where;
+  EXPECT_EQ(wa.region, "us-east1");
+  EXPECT_EQ(wa.zone, "us-east1-b");
+  EXPECT_TRUE(wa.sub_zone.empty());
+  EXPECT_TRUE(wa.region.shares_with(wb.region));
+  EXPECT_TRUE(wa.zone.shares_with(wb.zone));
+  const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
+  ASSERT_NE(l, nullptr);
+  ASSERT_EQ(l->filter_chains.size(), 2u);
+  EXPECT_EQ(l->filter_chains[0].match.transport_protocol, "tls");
+  EXPECT_TRUE(l->filter_chains[0].match.transport_protocol.shares_with(l->filter_chains[1].match.transport_protocol));
+}
+
+// Two clusters on one EDS service name (the user list beyond its inline first entry): both get
+// the endpoints, and the service stays subscribed until its last user goes.
+TEST(AdsState, AServiceWithSeveralUsersKeepsThemInOrder) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto t0 = clock::now();
+  auto ca = istio::sni_dnat_cluster(a);
+  auto cb = istio::sni_dnat_cluster(b);
+  ca.mutable_eds_cluster_config()->set_service_name("shared");
+  cb.mutable_eds_cluster_config()->set_service_name("shared");
+  ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(ca, cb), t0).errors.empty());
+  s.commit();
+  EXPECT_EQ(s.eds_names(), std::set<std::string>{"shared"});
+  auto r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1001})), t0);
+  ASSERT_TRUE(r.errors.empty());
+  s.commit();
+  EXPECT_EQ(r.eds_clusters, (std::vector<std::string>{a, b}));
+  ASSERT_NE(find_cluster(s.assemble(), a), nullptr);
+  ASSERT_NE(find_cluster(s.assemble(), b), nullptr);
+  EXPECT_EQ(find_cluster(s.assemble(), b)->load_assignment.localities.at(0).endpoints.size(), 1u);
+  // The first user goes: the second keeps the service and its endpoints.
+  ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(cb), t0).errors.empty());
+  s.commit();
+  EXPECT_EQ(s.eds_names(), std::set<std::string>{"shared"});
+  r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1002})), t0);
+  s.commit();
+  EXPECT_EQ(r.eds_clusters, std::vector<std::string>{b});
+  // A user comes back (appended after b), then both go: nothing is subscribed.
+  ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(cb, ca), t0).errors.empty());
+  s.commit();
+  r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1003})), t0);
+  s.commit();
+  EXPECT_EQ(r.eds_clusters, (std::vector<std::string>{b, a}));
+  ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(), t0).errors.empty());
+  s.commit();
+  EXPECT_TRUE(s.eds_names().empty());
+}
+
 TEST(SharedString, ReadsAndComparesLikeAString) {
   const shared_string x("outbound_.5000_._.a.ns.svc.cluster.local");
   shared_string y(std::string("outbound_.5000_._.a.ns.svc.cluster.local"));
