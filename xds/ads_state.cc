@@ -222,8 +222,8 @@ void ads_state::set_service(const shared_string& name, std::optional<service_ent
 void ads_state::add_user(const shared_string& service, const shared_string& cluster) {
   service_entry s;
   if (auto it = services_.find(service); it != services_.end()) s = it->second;
-  if (std::find(s.users.begin(), s.users.end(), cluster) != s.users.end()) return;
-  s.users.push_back(cluster);
+  if (s.users.contains(cluster)) return;
+  s.users.add(cluster);
   set_service(service, std::move(s));
 }
 
@@ -231,9 +231,8 @@ void ads_state::remove_user(const shared_string& service, const shared_string& c
   auto it = services_.find(service);
   if (it == services_.end()) return;
   service_entry s = it->second;
-  auto u = std::find(s.users.begin(), s.users.end(), cluster);
-  if (u == s.users.end()) return;
-  s.users.erase(u);
+  if (!s.users.contains(cluster)) return;
+  s.users.remove(cluster);
   set_service(service, std::move(s));
 }
 
@@ -557,7 +556,7 @@ void ads_state::stage_cla(decoded_cla d) {
   s.has_assignment = true;
   s.version = std::move(d.version);
   s.digest = d.digest;
-  const std::vector<shared_string> users = s.users;
+  const user_list users = s.users;
   set_service(service, std::move(s));
   for (const shared_string& user : users) {
     cluster_entry e = clusters_.find(user)->second;

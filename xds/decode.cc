@@ -700,6 +700,7 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
       loc.weight = le.load_balancing_weight().value();
     }
     const std::string hp = join(lp, "lb_endpoints");
+    shared_vector<std::pair<std::string, std::string>> last_match;
     for (int j = 0; j < le.lb_endpoints_size(); ++j) {
       const endpoint_v3::LbEndpoint& lbe = le.lb_endpoints(j);
       const std::string p = index(hp, j);
@@ -715,10 +716,14 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
       if (keep_transport_socket_match && lbe.has_metadata()) {
         const auto& fm = lbe.metadata().filter_metadata();
         if (auto it = fm.find("envoy.transport_socket_match"); it != fm.end()) {
+          std::vector<std::pair<std::string, std::string>> match;
           for (const auto& [k, v] : it->second.fields()) {
-            if (v.has_string_value()) e.transport_socket_match.emplace_back(k, v.string_value());
+            if (v.has_string_value()) match.emplace_back(k, v.string_value());
           }
-          std::sort(e.transport_socket_match.begin(), e.transport_socket_match.end());
+          std::sort(match.begin(), match.end());
+          // An assignment's endpoints mostly carry the same list (tlsMode: istio): one copy.
+          if (match != last_match.get()) last_match = std::move(match);
+          e.transport_socket_match = last_match;
         }
       }
       if (lbe.has_load_balancing_weight()) {
