@@ -1,5 +1,7 @@
 #include "xds/ads_state.h"
 
+#include <google/protobuf/arena.h>
+
 #include <algorithm>
 #include <string_view>
 
@@ -15,6 +17,30 @@ namespace {
 constexpr std::string_view cluster_url = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 constexpr std::string_view endpoint_url = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 constexpr std::string_view listener_url = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
+// Each resource is parsed into a message that lives only while it is decoded. Parsed on the
+// heap, its many small blocks interleave with the long-lived decoded configuration and leave the
+// heap fragmented after a 10,000-resource response; parsed into an arena whose first block is
+// on the stack, a typical resource (a few KB) takes no heap at all and a larger one a few
+// arena blocks freed together.
+class parse_arena {
+ public:
+  parse_arena() : arena_(options()) {}
+  template <class Message>
+  Message* make() {
+    return google::protobuf::Arena::CreateMessage<Message>(&arena_);
+  }
+
+ private:
+  google::protobuf::ArenaOptions options() {
+    google::protobuf::ArenaOptions o;
+    o.initial_block = first_block_;
+    o.initial_block_size = sizeof(first_block_);
+    return o;
+  }
+  alignas(16) char first_block_[8192];
+  google::protobuf::Arena arena_;
+};
 
 std::size_t digest_of(const std::string& bytes) {
   // Mixed with the size so that a collision also needs equal lengths.
@@ -120,7 +146,7 @@ void ads_state::rollback() {
 // Inserts, replaces or (nullopt) erases `name` in `index`. The entry's position in assembled_
 // is kept: it belongs to set_active(). `tally(entry, +1 or -1)` keeps the counters in step.
 template <class Entry, class Tally>
-void ads_state::set_meta(std::map<std::string, Entry>& index, const std::string& name, std::optional<Entry> entry,
+void ads_state::set_meta(name_index<Entry>& index, const shared_string& name, std::optional<Entry> entry,
                          Tally tally) {
   auto it = index.find(name);
   std::optional<Entry> old;
@@ -139,9 +165,9 @@ void ads_state::set_meta(std::map<std::string, Entry>& index, const std::string&
 // Puts `config` in force for `name` in `in_force` (part of assembled_), or (nullopt) takes it
 // out: the last element takes its place, so the static resources at the front never move.
 template <class Entry, class Config>
-void ads_state::set_active(std::map<std::string, Entry>& index, std::vector<Config>& in_force,
-                           const std::string& name, std::optional<Config> config) {
-  Entry& e = index.at(name);
+void ads_state::set_active(name_index<Entry>& index, std::vector<Config>& in_force,
+                           const shared_string& name, std::optional<Config> config) {
+  Entry& e = index.find(name)->second;
   auto old = std::make_shared<std::optional<Config>>();
   if (e.pos != npos) *old = std::move(in_force[e.pos]);
   if (!*old && !config) return;
@@ -165,23 +191,23 @@ void ads_state::set_active(std::map<std::string, Entry>& index, std::vector<Conf
   const std::size_t last = in_force.size() - 1;
   if (e.pos != last) {
     in_force[e.pos] = std::move(in_force[last]);
-    index.at(in_force[e.pos].name).pos = e.pos;
+    index.find(in_force[e.pos].name)->second.pos = e.pos;
   }
   in_force.pop_back();
   e.pos = npos;
 }
 
-void ads_state::set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry) {
+void ads_state::set_cluster_meta(const shared_string& name, std::optional<cluster_entry> entry) {
   set_meta(clusters_, name, std::move(entry), [this](const cluster_entry& e, int sign) {
     if (e.warming) warming_ = sign > 0 ? warming_ + 1 : warming_ - 1;
   });
 }
 
-void ads_state::set_cluster_active(const std::string& name, std::optional<cluster_config> config) {
+void ads_state::set_cluster_active(const shared_string& name, std::optional<cluster_config> config) {
   set_active(clusters_, assembled_.clusters, name, std::move(config));
 }
 
-void ads_state::set_service(const std::string& name, std::optional<service_entry> entry) {
+void ads_state::set_service(const shared_string& name, std::optional<service_entry> entry) {
   auto it = services_.find(name);
   std::optional<service_entry> old;
   if (it != services_.end()) old = it->second;
@@ -193,60 +219,59 @@ void ads_state::set_service(const std::string& name, std::optional<service_entry
   }
 }
 
-void ads_state::add_user(const std::string& service, const std::string& cluster) {
+void ads_state::add_user(const shared_string& service, const shared_string& cluster) {
   service_entry s;
   if (auto it = services_.find(service); it != services_.end()) s = it->second;
-  if (std::find(s.users.begin(), s.users.end(), cluster) != s.users.end()) return;
-  s.users.push_back(cluster);
+  if (s.users.contains(cluster)) return;
+  s.users.add(cluster);
   set_service(service, std::move(s));
 }
 
-void ads_state::remove_user(const std::string& service, const std::string& cluster) {
+void ads_state::remove_user(const shared_string& service, const shared_string& cluster) {
   auto it = services_.find(service);
   if (it == services_.end()) return;
   service_entry s = it->second;
-  auto u = std::find(s.users.begin(), s.users.end(), cluster);
-  if (u == s.users.end()) return;
-  s.users.erase(u);
+  if (!s.users.contains(cluster)) return;
+  s.users.remove(cluster);
   set_service(service, std::move(s));
 }
 
-void ads_state::set_listener_meta(const std::string& name, std::optional<listener_entry> entry) {
+void ads_state::set_listener_meta(const shared_string& name, std::optional<listener_entry> entry) {
   set_meta(listeners_, name, std::move(entry), [this](const listener_entry& e, int sign) {
     if (e.waiting) waiting_ = sign > 0 ? waiting_ + 1 : waiting_ - 1;
     if (e.unusable) unusable_ = sign > 0 ? unusable_ + 1 : unusable_ - 1;
   });
 }
 
-void ads_state::set_listener_active(const std::string& name, std::optional<listener_config> config) {
+void ads_state::set_listener_active(const shared_string& name, std::optional<listener_config> config) {
   set_active(listeners_, assembled_.listeners, name, std::move(config));
 }
 
 // ---- lookups --------------------------------------------------------------------------------
 
-const cluster_config* ads_state::active_cluster(const std::string& name) const {
+const cluster_config* ads_state::active_cluster(std::string_view name) const {
   auto it = clusters_.find(name);
   return it == clusters_.end() || it->second.pos == npos ? nullptr : &assembled_.clusters[it->second.pos];
 }
 
-const listener_config* ads_state::active_listener(const std::string& name) const {
+const listener_config* ads_state::active_listener(std::string_view name) const {
   auto it = listeners_.find(name);
   return it == listeners_.end() || it->second.pos == npos ? nullptr : &assembled_.listeners[it->second.pos];
 }
 
-const load_assignment_config* ads_state::service_endpoints(const std::string& service) const {
+const load_assignment_config* ads_state::service_endpoints(std::string_view service) const {
   auto it = services_.find(service);
   if (it == services_.end() || !it->second.has_assignment) return nullptr;
-  for (const std::string& user : it->second.users) {
+  for (const shared_string& user : it->second.users) {
     const cluster_config* c = active_cluster(user);
     if (c != nullptr && is_eds(*c) && c->eds_service_name == service) return &c->load_assignment;
   }
   return nullptr;
 }
 
-bool ads_state::cluster_ready(const std::string& name) const {
+bool ads_state::cluster_ready(std::string_view name) const {
   auto it = clusters_.find(name);
-  if (it == clusters_.end()) return static_cluster_names_.contains(name);  // a static, non-EDS cluster
+  if (it == clusters_.end()) return static_cluster_names_.contains(std::string(name));  // a static, non-EDS cluster
   return it->second.pos != npos;
 }
 
@@ -271,7 +296,8 @@ std::vector<std::string> ads_state::missing_clusters(const listener_config& l) c
 bool ads_state::decode_cluster_any(const google::protobuf::Any& any, const std::string& where,
                                    const std::string& version, std::vector<decoded_cluster>& out,
                                    std::set<std::string>& seen, result& r) {
-  envoy::config::cluster::v3::Cluster c;
+  parse_arena arena;
+  auto& c = *arena.make<envoy::config::cluster::v3::Cluster>();
   if (any.type_url() != cluster_url || !c.ParseFromString(any.value())) {
     r.errors.push_back(where + ": not a decodable " + std::string(cluster_url) + " (type " + any.type_url() + ")");
     return false;
@@ -294,14 +320,17 @@ bool ads_state::decode_cluster_any(const google::protobuf::Any& any, const std::
     add_error(r, label, diag);
     return false;
   }
-  out.push_back({name, version, digest, std::move(config)});
+  intern_shared(config);
+  shared_string key = config.name;  // the decoded name: the index shares its block
+  out.push_back({std::move(key), version, digest, std::move(config)});
   return true;
 }
 
 bool ads_state::decode_listener_any(const google::protobuf::Any& any, const std::string& where,
                                     const std::string& version, std::vector<decoded_listener>& out,
                                     std::set<std::string>& seen, result& r) {
-  envoy::config::listener::v3::Listener l;
+  parse_arena arena;
+  auto& l = *arena.make<envoy::config::listener::v3::Listener>();
   if (any.type_url() != listener_url || !l.ParseFromString(any.value())) {
     r.errors.push_back(where + ": not a decodable " + std::string(listener_url) + " (type " + any.type_url() + ")");
     return false;
@@ -328,13 +357,15 @@ bool ads_state::decode_listener_any(const google::protobuf::Any& any, const std:
     add_error(r, label, diag);
     return false;
   }
-  out.push_back({name, version, digest, std::move(config)});
+  share_cluster_names(config);
+  out.push_back({shared_string(name), version, digest, std::move(config)});
   return true;
 }
 
 bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::string& where, const std::string& version,
                                std::vector<decoded_cla>& out, std::set<std::string>& seen, result& r) {
-  envoy::config::endpoint::v3::ClusterLoadAssignment cla;
+  parse_arena arena;
+  auto& cla = *arena.make<envoy::config::endpoint::v3::ClusterLoadAssignment>();
   if (any.type_url() != endpoint_url || !cla.ParseFromString(any.value())) {
     r.errors.push_back(where + ": not a decodable " + std::string(endpoint_url) + " (type " + any.type_url() + ")");
     return false;
@@ -348,12 +379,12 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::stri
   // Not subscribed (any more): a response crossing an unsubscribe. Ignored, as Envoy does.
   auto service = services_.find(name);
   if (service == services_.end() || service->second.users.empty()) return true;
-  for (const std::string& c : service->second.users) r.eds_clusters.push_back(c);
+  for (const shared_string& c : service->second.users) r.eds_clusters.push_back(c);
   const std::size_t digest = digest_of(any.value());
   if (service->second.has_assignment && service->second.digest == digest) return true;
   // Endpoint transport metadata is kept only for clusters that select transports by it.
   bool keep_match = false;
-  for (const std::string& user : service->second.users) {
+  for (const shared_string& user : service->second.users) {
     auto it = clusters_.find(user);
     if (it == clusters_.end()) continue;
     const cluster_config* active = active_cluster(user);
@@ -367,8 +398,9 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::stri
     add_error(r, label, diag);
     return false;
   }
-  config.cluster_name.clear();  // the users' eds_service_name; not stored once more per cluster
-  out.push_back({name, version, digest, std::move(config)});
+  config.cluster_name = {};  // the users' eds_service_name; not stored once more per cluster
+  intern_localities(config);
+  out.push_back({service->first, version, digest, std::move(config)});
   return true;
 }
 
@@ -397,13 +429,68 @@ void ads_state::check_listener_addresses(const std::vector<decoded_listener>& in
   }
 }
 
+// One istiod SNI-DNAT cluster differs from the next only by its name: values equal to a recent
+// cluster's are replaced by that cluster's shared copy, so 10,000 clusters hold one. A short list
+// of recent values (not a table of every value) suffices because equal clusters arrive together,
+// and it never keeps more than a few stale values alive.
+void ads_state::intern_shared(cluster_config& config) {
+  constexpr std::size_t recent = 8;
+  if (config.istio_metadata.empty()) return;
+  for (const auto& m : recent_istio_metadata_) {
+    if (m == config.istio_metadata) {
+      config.istio_metadata = m;
+      return;
+    }
+  }
+  if (recent_istio_metadata_.size() == recent) recent_istio_metadata_.erase(recent_istio_metadata_.begin());
+  recent_istio_metadata_.push_back(config.istio_metadata);
+}
+
+// Every assignment of a mesh names one of a few localities: equal region, zone and sub_zone
+// names take a recent assignment's copy (as intern_shared() does for cluster metadata).
+void ads_state::intern_localities(load_assignment_config& config) {
+  constexpr std::size_t recent = 8;
+  auto intern = [&](shared_string& name) {
+    if (name.empty()) return;
+    for (const shared_string& r : recent_locality_names_) {
+      if (r == name) {
+        name = r;
+        return;
+      }
+    }
+    if (recent_locality_names_.size() == recent) recent_locality_names_.erase(recent_locality_names_.begin());
+    recent_locality_names_.push_back(name);
+  };
+  for (locality_endpoints_config& group : config.localities) {
+    intern(group.where.region);
+    intern(group.where.zone);
+    intern(group.where.sub_zone);
+  }
+}
+
+// A chain's tcp_proxy cluster, stat_prefix and server names are (for istiod's SNI-DNAT chains)
+// the cluster's name: they take the cluster index's copy instead of holding their own.
+void ads_state::share_cluster_names(listener_config& config) const {
+  auto share = [&](filter_chain_config& chain) {
+    auto& tp = chain.tcp_proxy;
+    if (tp.cluster.empty()) return;
+    auto it = clusters_.find(tp.cluster.view());
+    if (it == clusters_.end()) return;
+    tp.cluster.share_if_equal(it->first);
+    tp.stat_prefix.share_if_equal(it->first);
+    for (shared_string& name : chain.match.server_names) name.share_if_equal(it->first);
+  };
+  for (auto& chain : config.filter_chains) share(chain);
+  if (config.default_filter_chain) share(*config.default_filter_chain);
+}
+
 // ---- staging --------------------------------------------------------------------------------
 
 namespace {
 
 // EDS service names a cluster's versions (in force and warming) use.
-std::vector<std::string> services_of(const cluster_config* active, const cluster_config* warming) {
-  std::vector<std::string> out;
+std::vector<shared_string> services_of(const cluster_config* active, const cluster_config* warming) {
+  std::vector<shared_string> out;
   if (active != nullptr && is_eds(*active)) out.push_back(active->eds_service_name);
   if (warming != nullptr && (out.empty() || out[0] != warming->eds_service_name)) {
     out.push_back(warming->eds_service_name);
@@ -414,7 +501,7 @@ std::vector<std::string> services_of(const cluster_config* active, const cluster
 }  // namespace
 
 void ads_state::stage_cluster(decoded_cluster d, result& r) {
-  const std::string name = d.name;
+  const shared_string name = d.name;
   cluster_entry e;
   if (auto it = clusters_.find(name); it != clusters_.end()) e = it->second;
   const cluster_config* current = active_cluster(name);
@@ -445,7 +532,7 @@ void ads_state::stage_cluster(decoded_cluster d, result& r) {
     config.revision.value = ++next_revision_;
     set_cluster_active(name, std::move(config));
   }
-  const cluster_entry& now = clusters_.at(name);
+  const cluster_entry& now = clusters_.find(name)->second;
   const auto after = services_of(active_cluster(name), now.warming.get());
   for (const auto& s : before) {
     if (std::find(after.begin(), after.end(), s) == after.end()) remove_user(s, name);
@@ -453,9 +540,10 @@ void ads_state::stage_cluster(decoded_cluster d, result& r) {
   for (const auto& s : after) add_user(s, name);
 }
 
-void ads_state::remove_cluster(const std::string& name) {
-  auto it = clusters_.find(name);
+void ads_state::remove_cluster(const shared_string& name_ref) {
+  auto it = clusters_.find(name_ref);
   if (it == clusters_.end()) return;
+  const shared_string name = it->first;  // outlives the entry it names
   const auto before = services_of(active_cluster(name), it->second.warming.get());
   set_cluster_active(name, std::nullopt);
   set_cluster_meta(name, std::nullopt);
@@ -463,15 +551,15 @@ void ads_state::remove_cluster(const std::string& name) {
 }
 
 void ads_state::stage_cla(decoded_cla d) {
-  const std::string service = d.name;
-  service_entry s = services_.at(service);
+  const shared_string service = d.name;
+  service_entry s = services_.find(service)->second;
   s.has_assignment = true;
   s.version = std::move(d.version);
   s.digest = d.digest;
-  const std::vector<std::string> users = s.users;
+  const user_list users = s.users;
   set_service(service, std::move(s));
-  for (const std::string& user : users) {
-    cluster_entry e = clusters_.at(user);
+  for (const shared_string& user : users) {
+    cluster_entry e = clusters_.find(user)->second;
     load_assignment_config la = d.config;
     if (e.warming && e.warming->eds_service_name == service) {
       // Warming until now: this version takes effect.
@@ -499,7 +587,7 @@ void ads_state::stage_cla(decoded_cla d) {
 }
 
 void ads_state::drop_unused_services() {
-  std::vector<std::string> unused;
+  std::vector<shared_string> unused;
   for (const auto& [name, s] : services_) {
     if (s.users.empty()) unused.push_back(name);
   }
@@ -507,7 +595,7 @@ void ads_state::drop_unused_services() {
 }
 
 void ads_state::stage_listener(decoded_listener d, clock::time_point now, result& r) {
-  const std::string name = d.name;
+  const shared_string name = d.name;
   listener_entry e;
   if (auto it = listeners_.find(name); it != listeners_.end()) e = it->second;
   e.version = std::move(d.version);
@@ -544,8 +632,10 @@ void ads_state::stage_listener(decoded_listener d, clock::time_point now, result
   set_listener_meta(name, std::move(e));
 }
 
-void ads_state::remove_listener(const std::string& name) {
-  if (!listeners_.contains(name)) return;
+void ads_state::remove_listener(const shared_string& name_ref) {
+  auto it = listeners_.find(name_ref);
+  if (it == listeners_.end()) return;
+  const shared_string name = it->first;
   set_listener_active(name, std::nullopt);
   set_listener_meta(name, std::nullopt);
 }
@@ -562,7 +652,7 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
       }
       if (!r.errors.empty()) return r;
       for (auto& d : decoded) stage_cluster(std::move(d), r);
-      std::vector<std::string> gone;
+      std::vector<shared_string> gone;
       for (const auto& [name, e] : clusters_) {
         if (!e.is_static && !seen.contains(name)) gone.push_back(name);
       }
@@ -694,7 +784,7 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
 ads_state::result ads_state::promote_listeners(clock::time_point now) {
   result r;
   begin();
-  std::vector<std::string> ready;
+  std::vector<shared_string> ready;
   for (const auto& [name, e] : listeners_) {
     if (!e.waiting) continue;
     const auto missing = missing_clusters(*e.waiting);
@@ -709,7 +799,7 @@ ads_state::result ads_state::promote_listeners(clock::time_point now) {
     }
   }
   for (const auto& name : ready) {
-    listener_entry e = listeners_.at(name);
+    listener_entry e = listeners_.find(name)->second;
     listener_config config = *e.waiting;
     config.revision.value = ++next_revision_;
     e.waiting.reset();
@@ -733,17 +823,17 @@ std::map<std::string, std::string> ads_state::versions(resource_kind kind) const
   switch (kind) {
     case resource_kind::cluster:
       for (const auto& [name, e] : clusters_) {
-        if (!e.is_static && !e.version.empty()) out[name] = e.version;
+        if (!e.is_static && !e.version.empty()) out[name.str()] = e.version.str();
       }
       break;
     case resource_kind::endpoint:
       for (const auto& [name, e] : services_) {
-        if (e.has_assignment && !e.version.empty()) out[name] = e.version;
+        if (e.has_assignment && !e.version.empty()) out[name.str()] = e.version.str();
       }
       break;
     case resource_kind::listener:
       for (const auto& [name, e] : listeners_) {
-        if (!e.version.empty()) out[name] = e.version;
+        if (!e.version.empty()) out[name.str()] = e.version.str();
       }
       break;
   }

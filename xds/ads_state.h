@@ -30,6 +30,7 @@
 //     refuses the assembled configuration).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -52,6 +53,42 @@ enum class resource_kind : std::uint8_t { cluster, endpoint, listener };
 std::string_view type_url(resource_kind kind);
 std::optional<resource_kind> kind_of(std::string_view type_url);
 std::string_view short_name(resource_kind kind);  // "CDS", "EDS", "LDS"
+
+// A resource's version as the control plane sent it, held without a heap block when it is
+// short: one is kept per resource (10,000 clusters and their assignments), and the usual ones
+// fit (the test control plane's 16 hex digits; istiod's "<timestamp>/<push number>").
+class resource_version {
+ public:
+  resource_version() = default;
+  resource_version(std::string_view v) { assign(v); }  // NOLINT: built from the text like a string
+  resource_version(const std::string& v) { assign(v); }  // NOLINT
+  resource_version(const resource_version& other) { assign(other.view()); }
+  resource_version& operator=(const resource_version& other) {
+    if (this != &other) assign(other.view());
+    return *this;
+  }
+  std::string_view view() const {
+    return long_ ? std::string_view(*long_) : std::string_view(inline_, size_);
+  }
+  std::string str() const { return std::string(view()); }
+  bool empty() const { return view().empty(); }
+  bool operator==(std::string_view v) const { return view() == v; }
+
+ private:
+  void assign(std::string_view v) {
+    if (v.size() <= sizeof(inline_)) {
+      long_.reset();
+      size_ = static_cast<std::uint8_t>(v.size());
+      std::copy(v.begin(), v.end(), inline_);
+    } else {
+      long_ = std::make_unique<const std::string>(v);
+      size_ = 0;
+    }
+  }
+  std::unique_ptr<const std::string> long_;
+  std::uint8_t size_ = 0;
+  char inline_[23] = {};
+};
 
 class ads_state {
  public:
@@ -112,8 +149,13 @@ class ads_state {
 
   // The content in force lives in assembled_ (at `pos`); entries keep the protocol metadata
   // and the version waiting for its clusters or its endpoints.
+  // Indexes are keyed by the resource's own name string (shared_string): the key, the config in
+  // force and the chains naming a cluster hold one copy of it.
+  template <class Entry>
+  using name_index = std::map<shared_string, Entry, std::less<>>;
+
   struct cluster_entry {
-    std::string version;
+    resource_version version;
     std::size_t digest = 0;  // of the serialized resource: unchanged resources are not decoded again
     std::size_t pos = npos;  // in assembled_.clusters while in force
     std::shared_ptr<const cluster_config> warming;  // newest version, waiting for its first assignment
@@ -121,14 +163,68 @@ class ads_state {
   };
   // An EDS service name: who uses it, and the assignment's version. The assignment's content
   // lives in the clusters in force that use it (there is always one once it arrived).
+  // The clusters using one EDS service name. istiod gives every cluster its own service name, so
+  // there is one user, held inline (no vector block per service); more go to a vector. Order of
+  // insertion is kept. Cluster names are never empty.
+  class user_list {
+   public:
+    user_list() = default;
+    user_list(const user_list& other) { *this = other; }
+    user_list& operator=(const user_list& other) {
+      if (this != &other) {
+        one_ = other.one_;
+        more_ = other.more_ ? std::make_unique<std::vector<shared_string>>(*other.more_) : nullptr;
+      }
+      return *this;
+    }
+    user_list(user_list&&) noexcept = default;
+    user_list& operator=(user_list&&) noexcept = default;
+    const shared_string* begin() const { return more_ ? more_->data() : &one_; }
+    const shared_string* end() const {
+      return more_ ? more_->data() + more_->size() : &one_ + (one_.empty() ? 0 : 1);
+    }
+    bool empty() const { return begin() == end(); }
+    std::size_t size() const { return static_cast<std::size_t>(end() - begin()); }
+    bool contains(const shared_string& user) const { return std::find(begin(), end(), user) != end(); }
+    void add(shared_string user) {
+      if (!more_ && one_.empty() && !user.empty()) {
+        one_ = std::move(user);
+        return;
+      }
+      if (!more_) {
+        more_ = std::make_unique<std::vector<shared_string>>();
+        if (!one_.empty()) more_->push_back(std::move(one_));
+        one_ = {};
+      }
+      more_->push_back(std::move(user));
+    }
+    void remove(const shared_string& user) {
+      if (!more_) {
+        if (!one_.empty() && one_ == user) one_ = {};
+        return;
+      }
+      auto it = std::find(more_->begin(), more_->end(), user);
+      if (it != more_->end()) more_->erase(it);
+      if (more_->size() == 1 && !more_->front().empty()) {
+        one_ = std::move(more_->front());
+        more_.reset();
+      } else if (more_->empty()) {
+        more_.reset();
+      }
+    }
+
+   private:
+    shared_string one_;
+    std::unique_ptr<std::vector<shared_string>> more_;
+  };
   struct service_entry {
-    std::vector<std::string> users;  // clusters whose version in force or warming uses it
+    user_list users;  // clusters whose version in force or warming uses it
     bool has_assignment = false;
-    std::string version;
+    resource_version version;
     std::size_t digest = 0;
   };
   struct listener_entry {
-    std::string version;
+    resource_version version;
     std::size_t digest = 0;
     std::size_t pos = npos;  // in assembled_.listeners while in force
     std::shared_ptr<const listener_config> waiting;
@@ -136,19 +232,19 @@ class ads_state {
     bool unusable = false;  // accepted, never in assembled_ (listener_config::unsupported)
   };
   struct decoded_cluster {
-    std::string name;
+    shared_string name;
     std::string version;
     std::size_t digest;
     cluster_config config;
   };
   struct decoded_listener {
-    std::string name;
+    shared_string name;
     std::string version;
     std::size_t digest;
     listener_config config;
   };
   struct decoded_cla {
-    std::string name;
+    shared_string name;
     std::string version;
     std::size_t digest;
     load_assignment_config config;
@@ -157,23 +253,28 @@ class ads_state {
   void begin();
   // Mutations of the indexes and of assembled_; each records how to undo itself.
   template <class Entry, class Tally>
-  void set_meta(std::map<std::string, Entry>& index, const std::string& name, std::optional<Entry> entry, Tally tally);
+  void set_meta(name_index<Entry>& index, const shared_string& name, std::optional<Entry> entry, Tally tally);
   template <class Entry, class Config>
-  void set_active(std::map<std::string, Entry>& index, std::vector<Config>& in_force, const std::string& name,
+  void set_active(name_index<Entry>& index, std::vector<Config>& in_force, const shared_string& name,
                   std::optional<Config> config);
-  void set_cluster_meta(const std::string& name, std::optional<cluster_entry> entry);
-  void set_cluster_active(const std::string& name, std::optional<cluster_config> config);
-  void set_service(const std::string& name, std::optional<service_entry> entry);
-  void set_listener_meta(const std::string& name, std::optional<listener_entry> entry);
-  void set_listener_active(const std::string& name, std::optional<listener_config> config);
-  void add_user(const std::string& service, const std::string& cluster);
-  void remove_user(const std::string& service, const std::string& cluster);
+  void set_cluster_meta(const shared_string& name, std::optional<cluster_entry> entry);
+  void set_cluster_active(const shared_string& name, std::optional<cluster_config> config);
+  void set_service(const shared_string& name, std::optional<service_entry> entry);
+  void set_listener_meta(const shared_string& name, std::optional<listener_entry> entry);
+  void set_listener_active(const shared_string& name, std::optional<listener_config> config);
+  void add_user(const shared_string& service, const shared_string& cluster);
+  void remove_user(const shared_string& service, const shared_string& cluster);
+  // Values equal across clusters get one shared copy (see intern_shared()).
+  void intern_shared(cluster_config& config);
+  void intern_localities(load_assignment_config& config);
+  // A listener's chains take their cluster names from the cluster index (one copy per name).
+  void share_cluster_names(listener_config& config) const;
 
   void stage_cluster(decoded_cluster d, result& r);
   void stage_cla(decoded_cla d);
   void stage_listener(decoded_listener d, clock::time_point now, result& r);
-  void remove_cluster(const std::string& name);
-  void remove_listener(const std::string& name);
+  void remove_cluster(const shared_string& name);
+  void remove_listener(const shared_string& name);
   void drop_unused_services();
 
   bool decode_cluster_any(const google::protobuf::Any& any, const std::string& where, const std::string& version,
@@ -185,11 +286,11 @@ class ads_state {
   void check_listener_addresses(const std::vector<decoded_listener>& incoming, const std::set<std::string>& removed,
                                 result& r) const;
 
-  const cluster_config* active_cluster(const std::string& name) const;
-  const listener_config* active_listener(const std::string& name) const;
+  const cluster_config* active_cluster(std::string_view name) const;
+  const listener_config* active_listener(std::string_view name) const;
   // The endpoints of a service, from a cluster in force that uses it; null when none has them.
-  const load_assignment_config* service_endpoints(const std::string& service) const;
-  bool cluster_ready(const std::string& name) const;
+  const load_assignment_config* service_endpoints(std::string_view service) const;
+  bool cluster_ready(std::string_view name) const;
   std::vector<std::string> missing_clusters(const listener_config& l) const;
 
   std::set<std::string> static_cluster_names_;
@@ -200,9 +301,13 @@ class ads_state {
   std::uint64_t next_revision_ = 0;
 
   bootstrap_config assembled_;
-  std::map<std::string, cluster_entry> clusters_;
-  std::unordered_map<std::string, service_entry> services_;
-  std::map<std::string, listener_entry> listeners_;
+  name_index<cluster_entry> clusters_;
+  std::unordered_map<shared_string, service_entry, shared_string_hash, std::equal_to<>> services_;
+  name_index<listener_entry> listeners_;
+  // Recently seen istio_metadata values: a new cluster's equal one takes the shared copy.
+  std::vector<shared_map<std::string, std::string>> recent_istio_metadata_;
+  // Recently seen locality names (region, zone, sub_zone), likewise.
+  std::vector<shared_string> recent_locality_names_;
   std::size_t warming_ = 0;
   std::size_t waiting_ = 0;
   std::size_t unusable_ = 0;

@@ -4,12 +4,16 @@
 #pragma once
 
 #include <chrono>
+#include <compare>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
+#include <iosfwd>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -82,6 +86,99 @@ class shared_vector {
   std::shared_ptr<const std::vector<T>> items_;
 };
 
+// An immutable string whose copies share one heap block, for the names an Istio SNI-DNAT
+// configuration repeats: istiod gives a cluster, its EDS service, the chain's server name and the
+// chain's tcp_proxy cluster and stat_prefix the same ~50-character name, and the decoder and
+// ads_state indexes hand all of them one copy (16 bytes per reference instead of a 32-byte
+// std::string plus a 64-byte heap block each). Reads like a const std::string; equality and
+// order compare contents.
+class shared_string {
+ public:
+  shared_string() = default;
+  shared_string(std::string s)  // NOLINT: built from a string like one
+      : text_(s.empty() ? nullptr : std::make_shared<const std::string>(std::move(s))) {}
+  shared_string(const char* s) : shared_string(std::string(s)) {}  // NOLINT
+  explicit shared_string(std::string_view s) : shared_string(std::string(s)) {}
+  const std::string& str() const { return text_ ? *text_ : empty_; }
+  operator const std::string&() const { return str(); }  // NOLINT: reads as the string
+  std::string_view view() const { return str(); }
+  operator std::string_view() const { return str(); }  // NOLINT
+  const char* c_str() const { return str().c_str(); }
+  const char* data() const { return str().data(); }
+  std::size_t size() const { return str().size(); }
+  std::size_t length() const { return str().size(); }
+  bool empty() const { return str().empty(); }
+  auto begin() const { return str().begin(); }
+  auto end() const { return str().end(); }
+  char operator[](std::size_t i) const { return str()[i]; }
+  bool shares_with(const shared_string& other) const { return text_ == other.text_; }
+  // Takes `other`'s block when the contents are equal, so this copy costs no heap of its own.
+  void share_if_equal(const shared_string& other) {
+    if (text_ != other.text_ && str() == other.str()) text_ = other.text_;
+  }
+
+  friend bool operator==(const shared_string& a, const shared_string& b) {
+    return a.text_ == b.text_ || a.str() == b.str();
+  }
+  friend bool operator==(const shared_string& a, const std::string& b) { return a.str() == b; }
+  friend bool operator==(const shared_string& a, std::string_view b) { return a.str() == b; }
+  friend bool operator==(const shared_string& a, const char* b) { return a.str() == b; }
+  friend auto operator<=>(const shared_string& a, const shared_string& b) { return a.str() <=> b.str(); }
+  friend auto operator<=>(const shared_string& a, const std::string& b) { return a.str() <=> b; }
+  friend auto operator<=>(const shared_string& a, std::string_view b) { return a.view() <=> b; }
+  friend auto operator<=>(const shared_string& a, const char* b) { return a.view() <=> std::string_view(b); }
+  friend std::string operator+(const shared_string& a, const std::string& b) { return a.str() + b; }
+  friend std::string operator+(const std::string& a, const shared_string& b) { return a + b.str(); }
+  friend std::string operator+(const shared_string& a, const char* b) { return a.str() + b; }
+  friend std::string operator+(const char* a, const shared_string& b) { return a + b.str(); }
+  friend std::string operator+(std::string&& a, const shared_string& b) { return std::move(a) + b.str(); }
+  template <class Char, class Traits>
+  friend std::basic_ostream<Char, Traits>& operator<<(std::basic_ostream<Char, Traits>& os, const shared_string& s) {
+    return os << s.str();
+  }
+
+ private:
+  static inline const std::string empty_{};
+  std::shared_ptr<const std::string> text_;
+};
+
+// An immutable map whose copies share one allocation, for metadata that repeats across many
+// resources (every istiod SNI-DNAT cluster carries filter_metadata["istio"]
+// {default_original_port: ...}; ads_state hands equal maps one copy). Reads like a const
+// std::map; equality compares contents.
+template <class K, class V>
+class shared_map {
+ public:
+  using map_type = std::map<K, V>;
+  shared_map() = default;
+  shared_map(map_type items)  // NOLINT: built from a map like one
+      : items_(items.empty() ? nullptr : std::make_shared<const map_type>(std::move(items))) {}
+  const map_type& get() const { return items_ ? *items_ : empty_; }
+  operator const map_type&() const { return get(); }  // NOLINT: reads as the map
+  auto begin() const { return get().begin(); }
+  auto end() const { return get().end(); }
+  auto find(const K& key) const { return get().find(key); }
+  const V& at(const K& key) const { return get().at(key); }
+  bool contains(const K& key) const { return get().contains(key); }
+  std::size_t size() const { return get().size(); }
+  bool empty() const { return get().empty(); }
+  bool shares_with(const shared_map& other) const { return items_ == other.items_; }
+  bool operator==(const shared_map& other) const { return items_ == other.items_ || get() == other.get(); }
+
+ private:
+  static inline const map_type empty_{};
+  std::shared_ptr<const map_type> items_;
+};
+
+// Heterogeneous hashing for indexes keyed by shared_string (lookups by std::string or
+// string_view without building a key).
+struct shared_string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(const shared_string& s) const { return std::hash<std::string_view>{}(s.view()); }
+  std::size_t operator()(const std::string& s) const { return std::hash<std::string_view>{}(s); }
+};
+
 struct socket_address {
   std::string address;  // numeric IPv4 or IPv6 literal
   std::uint16_t port = 0;
@@ -93,10 +190,12 @@ struct socket_address {
 // envoy.config.listener.v3.FilterChainMatch, the criteria we support. Empty means "any".
 struct filter_chain_match {
   std::optional<std::uint16_t> destination_port;
-  // Exact names and "*.suffix" wildcards, lower-cased.
-  std::vector<std::string> server_names;
-  // "tls" or "raw_buffer" as set by tls_inspector; empty matches both.
-  std::string transport_protocol;
+  // Exact names and "*.suffix" wildcards, lower-cased. Shared: an Istio chain's server name is
+  // its cluster's name (ads_state hands them one copy).
+  std::vector<shared_string> server_names;
+  // "tls" or "raw_buffer" as set by tls_inspector; empty matches both. Shared: the decoder hands
+  // every chain one copy of each of the two values.
+  shared_string transport_protocol;
   // Shared: on an Istio gateway listener every chain carries the same list.
   shared_vector<std::string> application_protocols;
   bool operator==(const filter_chain_match&) const = default;
@@ -110,25 +209,27 @@ struct weighted_cluster {
 
 // envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy (+ sni_cluster in front of it).
 struct tcp_proxy_config {
-  std::string stat_prefix;
-  std::string cluster;                      // set when not weighted
+  // Both shared: istiod sets them to the chain's cluster name.
+  shared_string stat_prefix;
+  shared_string cluster;                    // set when not weighted
   std::vector<weighted_cluster> weighted_clusters;
-  // An envoy.filters.network.sni_cluster filter precedes tcp_proxy: a non-empty SNI names the
-  // cluster; an empty SNI falls back to `cluster` / `weighted_clusters`.
-  bool cluster_from_sni = false;
   // Envoy default 1h; zero disables the idle timeout.
   milliseconds idle_timeout{std::chrono::hours(1)};
   // Zero: no limit.
   milliseconds max_downstream_connection_duration{0};
   // Envoy default 1, minimum 1.
   std::uint32_t max_connect_attempts = 1;
+  // An envoy.filters.network.sni_cluster filter precedes tcp_proxy: a non-empty SNI names the
+  // cluster; an empty SNI falls back to `cluster` / `weighted_clusters`. (Declared after the
+  // 4-byte field: one chain per cluster, no padding hole.)
+  bool cluster_from_sni = false;
   // access_log: one line per connection when it closes.
   accesslog::logger_list access_logs;
   bool operator==(const tcp_proxy_config&) const = default;
 };
 
 struct filter_chain_config {
-  std::string name;
+  shared_string name;  // a reference, not a string per chain: istiod's SNI chains leave it empty
   filter_chain_match match;
   tcp_proxy_config tcp_proxy;
   bool operator==(const filter_chain_config&) const = default;
@@ -167,10 +268,12 @@ enum class health_status : std::uint8_t {
   degraded = 5,
 };
 
+// Shared strings: every endpoint group of a 10,000-cluster mesh names one of a few localities,
+// and ads_state hands equal names one copy (48 bytes per group instead of 96).
 struct locality {
-  std::string region;
-  std::string zone;
-  std::string sub_zone;
+  shared_string region;
+  shared_string zone;
+  shared_string sub_zone;
   auto operator<=>(const locality&) const = default;
 };
 
@@ -180,7 +283,9 @@ struct endpoint_config {
   std::uint32_t weight = 1;  // load_balancing_weight, default 1
   // metadata.filter_metadata["envoy.transport_socket_match"] string fields (e.g. Istio's
   // tlsMode: istio). Kept only for clusters that select transports by it.
-  std::vector<std::pair<std::string, std::string>> transport_socket_match;
+  // Shared: a pointer pair (unset for most clusters) instead of a vector per endpoint; the
+  // decoder hands equal lists of one assignment one copy.
+  shared_vector<std::pair<std::string, std::string>> transport_socket_match;
   bool operator==(const endpoint_config&) const = default;
 };
 
@@ -195,7 +300,7 @@ struct locality_endpoints_config {
 // envoy.config.endpoint.v3.ClusterLoadAssignment
 struct load_assignment_config {
   // Empty in clusters whose endpoints came over EDS: it is their eds_service_name.
-  std::string cluster_name;
+  shared_string cluster_name;
   std::vector<locality_endpoints_config> localities;
   std::uint32_t overprovisioning_factor = 140;
   bool operator==(const load_assignment_config&) const = default;
@@ -256,22 +361,28 @@ struct istio_service {
 };
 
 struct cluster_config {
-  std::string name;
+  // Shared with the chains and indexes that name the cluster (see shared_string).
+  // The one-byte and four-byte fields are declared together so that the struct has no padding
+  // holes (10,000 of them sit in ads_state's in-force vector).
+  shared_string name;
+  shared_string eds_service_name;  // for EDS: the name to subscribe to (defaults to `name`), shared with it
   discovery_type type = discovery_type::static_;
-  std::string eds_service_name;  // for EDS: the name to subscribe to (defaults to `name`)
-  milliseconds connect_timeout{5000};  // Envoy default 5s
   lb_policy policy = lb_policy::round_robin;
+  bool locality_weighted = false;
+  // Received over xDS (CDS) rather than from the bootstrap (admin /clusters: added_via_api).
+  bool added_via_api = false;
   std::uint32_t least_request_choice_count = 2;
+  milliseconds connect_timeout{5000};  // Envoy default 5s
   // least_request_lb_config.active_request_bias.default_value (Envoy default 1.0): a weighted
   // least-request host's effective weight is weight / (active + 1)^bias.
   double least_request_active_request_bias = 1.0;
   std::uint32_t healthy_panic_threshold_percent = 50;
-  bool locality_weighted = false;
   // circuit_breakers.thresholds (default priority) max_connections; Envoy default 1024.
   std::uint32_t max_connections = 1024;
   load_assignment_config load_assignment;
-  // filter_metadata["istio"] string fields (e.g. default_original_port).
-  std::map<std::string, std::string> istio_metadata;
+  // filter_metadata["istio"] string fields (e.g. default_original_port). Shared: equal across
+  // istiod's clusters.
+  shared_map<std::string, std::string> istio_metadata;
   // filter_metadata["istio"].services, in order (Istio's telemetry uses the first).
   std::vector<istio_service> istio_services;
   // Rarely set (Istio sets it only from a DestinationRule): kept out of line.
@@ -283,9 +394,8 @@ struct cluster_config {
   // implement (e.g. Istio's ordinary outbound|port||host clusters with transport_socket_matches).
   // Such a cluster is accepted so that the rest of the CDS update applies, but connections
   // routed to it are closed and counted (upstream_cx_unsupported_config). The text says why.
-  std::string unsupported;
-  // Received over xDS (CDS) rather than from the bootstrap (admin /clusters: added_via_api).
-  bool added_via_api = false;
+  // A reference (empty for the clusters ewgw serves), not a 32-byte string per cluster.
+  shared_string unsupported;
   revision_tag revision;
   bool operator==(const cluster_config&) const = default;
 };

@@ -217,7 +217,12 @@ void decode_filter_chain_match(const listener_v3::FilterChainMatch& m, const std
       diag.error(join(path, "transport_protocol"),
                  "'" + m.transport_protocol() + "' is never detected: tls_inspector sets 'tls' or 'raw_buffer'");
     }
-    out.transport_protocol = m.transport_protocol();
+    // One copy of each value for all chains (a 10,000-chain listener sets "tls" on every one).
+    static const shared_string tls("tls");
+    static const shared_string raw_buffer("raw_buffer");
+    out.transport_protocol = m.transport_protocol() == "tls" ? tls
+                             : m.transport_protocol() == "raw_buffer" ? raw_buffer
+                                                                      : shared_string(m.transport_protocol());
   }
   out.application_protocols = std::vector<std::string>(m.application_protocols().begin(), m.application_protocols().end());
 }
@@ -501,6 +506,7 @@ void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path,
     diag.error(path, "needs 'cluster' or 'weighted_clusters'");
   } else {
     out.cluster = tp.cluster();
+    out.stat_prefix.share_if_equal(out.cluster);  // istiod names the stats after the cluster
   }
   if (tp.has_idle_timeout()) decode_duration(tp.idle_timeout(), join(path, "idle_timeout"), diag, out.idle_timeout);
   if (tp.has_max_downstream_connection_duration()) {
@@ -562,6 +568,8 @@ void decode_filter_chain(const listener_v3::FilterChain& chain, const std::strin
   if (!have_tcp_proxy && !(have_unsupported && diag.collect_unsupported)) {
     diag.error(fpath, "no envoy.filters.network.tcp_proxy filter: nothing would carry the traffic");
   }
+  // Istio's SNI-DNAT chain matches the name of the cluster it leads to: one copy for both.
+  for (shared_string& name : out.match.server_names) name.share_if_equal(out.tcp_proxy.cluster);
 }
 
 }  // namespace internal
@@ -640,7 +648,8 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
   std::map<std::string, std::size_t> seen;
   for (std::size_t i = 0; i < out.filter_chains.size(); ++i) {
     const filter_chain_match& m = out.filter_chains[i].match;
-    auto sorted = [](std::vector<std::string> v) {
+    auto sorted = [](const auto& list) {
+      std::vector<std::string> v(list.begin(), list.end());
       std::sort(v.begin(), v.end());
       return v;
     };
@@ -691,6 +700,7 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
       loc.weight = le.load_balancing_weight().value();
     }
     const std::string hp = join(lp, "lb_endpoints");
+    shared_vector<std::pair<std::string, std::string>> last_match;
     for (int j = 0; j < le.lb_endpoints_size(); ++j) {
       const endpoint_v3::LbEndpoint& lbe = le.lb_endpoints(j);
       const std::string p = index(hp, j);
@@ -706,10 +716,14 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
       if (keep_transport_socket_match && lbe.has_metadata()) {
         const auto& fm = lbe.metadata().filter_metadata();
         if (auto it = fm.find("envoy.transport_socket_match"); it != fm.end()) {
+          std::vector<std::pair<std::string, std::string>> match;
           for (const auto& [k, v] : it->second.fields()) {
-            if (v.has_string_value()) e.transport_socket_match.emplace_back(k, v.string_value());
+            if (v.has_string_value()) match.emplace_back(k, v.string_value());
           }
-          std::sort(e.transport_socket_match.begin(), e.transport_socket_match.end());
+          std::sort(match.begin(), match.end());
+          // An assignment's endpoints mostly carry the same list (tlsMode: istio): one copy.
+          if (match != last_match.get()) last_match = std::move(match);
+          e.transport_socket_match = last_match;
         }
       }
       if (lbe.has_load_balancing_weight()) {
@@ -859,7 +873,8 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
       if (!src.has_ads()) diag.unsupported_setting(sp, "endpoints can only come from the ADS stream (eds_config: {ads: {}})");
     }
   }
-  if (out.type == discovery_type::eds && out.eds_service_name.empty()) out.eds_service_name = c.name();
+  if (out.type == discovery_type::eds && out.eds_service_name.empty()) out.eds_service_name = out.name;
+  out.eds_service_name.share_if_equal(out.name);  // istiod's clusters subscribe to their own name
   if (c.has_connect_timeout()) {
     decode_duration(c.connect_timeout(), join(path, "connect_timeout"), diag, out.connect_timeout);
     if (out.connect_timeout.count() <= 0) diag.error(join(path, "connect_timeout"), "must be greater than 0");
@@ -956,9 +971,11 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
   if (c.has_metadata()) {
     const auto& fm = c.metadata().filter_metadata();
     if (auto it = fm.find("istio"); it != fm.end()) {
+      std::map<std::string, std::string> strings;
       for (const auto& [k, v] : it->second.fields()) {
-        if (v.has_string_value()) out.istio_metadata[k] = v.string_value();
+        if (v.has_string_value()) strings[k] = v.string_value();
       }
+      out.istio_metadata = std::move(strings);
       // services: a list of {host, name, namespace} structs (istiod's cluster_builder). Other
       // shapes are ignored: this metadata only labels telemetry and never affects routing.
       if (auto services = it->second.fields().find("services");

@@ -12,7 +12,7 @@ namespace {
 xds::filter_chain_config chain(std::vector<std::string> names, std::vector<std::string> alpns = {},
                                std::optional<std::uint16_t> port = std::nullopt, std::string transport = "") {
   xds::filter_chain_config c;
-  c.match.server_names = std::move(names);
+  c.match.server_names.assign(names.begin(), names.end());
   c.match.application_protocols = std::move(alpns);
   c.match.destination_port = port;
   c.match.transport_protocol = std::move(transport);

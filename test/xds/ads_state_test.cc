@@ -183,6 +183,141 @@ TEST(AdsState, ChainsWithTheSameAlpnsShareOneList) {
   EXPECT_TRUE(copy == first);
 }
 
+// istiod gives a cluster, its EDS service, the chain's server name and the chain's tcp_proxy
+// cluster and stat_prefix the same name: they hold one shared copy of it, the equal
+// istio_metadata of every cluster is one copy, and all of it still compares by content.
+TEST(AdsState, AClusterNameIsOneCopyAcrossClusterChainAndIndexes) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto t0 = clock::now();
+  // Istio's server names are lower-case already; the decoded (lower-cased) one is shared too.
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), t0);
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001}), istio::local_assignment(b, {1002})), t0);
+  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}, {b, b}})), t0);
+  s.commit();
+  const cluster_config* ca = find_cluster(s.assemble(), a);
+  const cluster_config* cb = find_cluster(s.assemble(), b);
+  ASSERT_NE(ca, nullptr);
+  ASSERT_NE(cb, nullptr);
+  EXPECT_TRUE(ca->eds_service_name.shares_with(ca->name));
+  const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
+  ASSERT_NE(l, nullptr);
+  ASSERT_EQ(l->filter_chains.size(), 2u);
+  for (const auto& chain : l->filter_chains) {
+    const cluster_config* c = chain.tcp_proxy.cluster == a ? ca : cb;
+    EXPECT_TRUE(chain.tcp_proxy.cluster.shares_with(c->name)) << chain.tcp_proxy.cluster;
+    EXPECT_TRUE(chain.tcp_proxy.stat_prefix.shares_with(c->name));
+    ASSERT_EQ(chain.match.server_names.size(), 1u);
+    EXPECT_TRUE(chain.match.server_names[0].shares_with(c->name));
+  }
+  EXPECT_FALSE(ca->name.shares_with(cb->name));
+  EXPECT_EQ(ca->istio_metadata.at("default_original_port"), "5000");
+  EXPECT_TRUE(ca->istio_metadata.shares_with(cb->istio_metadata));
+  // An update keeps the sharing (the index keeps its key; the new chain takes it).
+  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}})), t0);
+  s.commit();
+  l = find_listener(s.assemble(), "0.0.0.0_15443");
+  ASSERT_EQ(l->filter_chains.size(), 1u);
+  EXPECT_TRUE(l->filter_chains[0].tcp_proxy.cluster.shares_with(find_cluster(s.assemble(), a)->name));
+}
+
+// Values every cluster or chain of a mesh repeats are one copy: the locality names of all
+// assignments, the transport protocol of all chains.
+TEST(AdsState, LocalityNamesAndTransportProtocolsAreOneCopy) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto t0 = clock::now();
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), t0);
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001}), istio::local_assignment(b, {1002})), t0);
+  auto listener = istio::gateway_listener(15443, {{a, a}, {b, b}});
+  for (auto& chain : *listener.mutable_filter_chains()) chain.mutable_filter_chain_match()->set_transport_protocol("tls");
+  ASSERT_TRUE(s.apply_sotw(resource_kind::listener, list(listener), t0).errors.empty());
+  s.commit();
+  const locality& wa = find_cluster(s.assemble(), a)->load_assignment.localities.at(0).where;
+  const locality& wb = find_cluster(s.assemble(), b)->load_assignment.localities.at(0).where;
+  EXPECT_EQ(wa.region, "us-east1");
+  EXPECT_EQ(wa.zone, "us-east1-b");
+  EXPECT_TRUE(wa.sub_zone.empty());
+  EXPECT_TRUE(wa.region.shares_with(wb.region));
+  EXPECT_TRUE(wa.zone.shares_with(wb.zone));
+  const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
+  ASSERT_NE(l, nullptr);
+  ASSERT_EQ(l->filter_chains.size(), 2u);
+  EXPECT_EQ(l->filter_chains[0].match.transport_protocol, "tls");
+  EXPECT_TRUE(l->filter_chains[0].match.transport_protocol.shares_with(l->filter_chains[1].match.transport_protocol));
+}
+
+// Two clusters on one EDS service name (the user list beyond its inline first entry): both get
+// the endpoints, and the service stays subscribed until its last user goes.
+TEST(AdsState, AServiceWithSeveralUsersKeepsThemInOrder) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto t0 = clock::now();
+  auto ca = istio::sni_dnat_cluster(a);
+  auto cb = istio::sni_dnat_cluster(b);
+  ca.mutable_eds_cluster_config()->set_service_name("shared");
+  cb.mutable_eds_cluster_config()->set_service_name("shared");
+  ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(ca, cb), t0).errors.empty());
+  s.commit();
+  EXPECT_EQ(s.eds_names(), std::set<std::string>{"shared"});
+  auto r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1001})), t0);
+  ASSERT_TRUE(r.errors.empty());
+  s.commit();
+  EXPECT_EQ(r.eds_clusters, (std::vector<std::string>{a, b}));
+  ASSERT_NE(find_cluster(s.assemble(), a), nullptr);
+  ASSERT_NE(find_cluster(s.assemble(), b), nullptr);
+  EXPECT_EQ(find_cluster(s.assemble(), b)->load_assignment.localities.at(0).endpoints.size(), 1u);
+  // The first user goes: the second keeps the service and its endpoints.
+  ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(cb), t0).errors.empty());
+  s.commit();
+  EXPECT_EQ(s.eds_names(), std::set<std::string>{"shared"});
+  r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1002})), t0);
+  s.commit();
+  EXPECT_EQ(r.eds_clusters, std::vector<std::string>{b});
+  // A user comes back (appended after b), then both go: nothing is subscribed.
+  ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(cb, ca), t0).errors.empty());
+  s.commit();
+  r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1003})), t0);
+  s.commit();
+  EXPECT_EQ(r.eds_clusters, (std::vector<std::string>{b, a}));
+  ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(), t0).errors.empty());
+  s.commit();
+  EXPECT_TRUE(s.eds_names().empty());
+}
+
+TEST(SharedString, ReadsAndComparesLikeAString) {
+  const shared_string x("outbound_.5000_._.a.ns.svc.cluster.local");
+  shared_string y(std::string("outbound_.5000_._.a.ns.svc.cluster.local"));
+  EXPECT_EQ(x, y);
+  EXPECT_FALSE(x.shares_with(y));
+  y.share_if_equal(x);
+  EXPECT_TRUE(x.shares_with(y));
+  shared_string z("other");
+  z.share_if_equal(x);  // different contents: untouched
+  EXPECT_EQ(z, "other");
+  EXPECT_FALSE(z.shares_with(x));
+  EXPECT_EQ("cluster '" + x + "'", "cluster 'outbound_.5000_._.a.ns.svc.cluster.local'");
+  EXPECT_LT(shared_string("a"), shared_string("b"));
+  EXPECT_EQ(shared_string(), "");
+  EXPECT_TRUE(shared_string().empty());
+  EXPECT_EQ(std::string_view(x).size(), x.size());
+  const std::string& as_string = x;
+  EXPECT_EQ(as_string, x.str());
+}
+
+// Delta versions are held inline up to 23 characters and on the heap beyond; both read back.
+TEST(AdsState, DeltaVersionsOfAnyLengthRoundTrip) {
+  ads_state s(ads_bootstrap(), 15s);
+  const std::string long_version(100, 'v');
+  const std::string istiod_like = "2024-05-12T10:11:12Z/15";  // 23 characters
+  ads_state::resource_list res;
+  *res.Add() = resource(istio::sni_dnat_cluster(a), a, long_version);
+  *res.Add() = resource(istio::sni_dnat_cluster(b), b, istiod_like);
+  ASSERT_TRUE(s.apply_delta(resource_kind::cluster, res, {}, clock::now()).errors.empty());
+  s.commit();
+  EXPECT_EQ(s.versions(resource_kind::cluster),
+            (std::map<std::string, std::string>{{a, long_version}, {b, istiod_like}}));
+  // The version held is recognised (not decoded again, nothing changes).
+  EXPECT_FALSE(s.apply_delta(resource_kind::cluster, res, {}, clock::now()).changed);
+}
+
 TEST(AdsState, SotwRemovalsAndUnusedAssignments) {
   ads_state s(ads_bootstrap(), 15s);
   s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), clock::now());
