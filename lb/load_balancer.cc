@@ -15,10 +15,7 @@ namespace ewgw::lb {
 
 namespace {
 
-struct host_ref {
-  host* target;
-  std::uint32_t weight;
-};
+using detail::host_ref;
 
 // One list of candidate hosts (Envoy's HostsSource): a priority's all / healthy / degraded
 // hosts, or one locality's healthy / degraded hosts.
@@ -105,6 +102,45 @@ struct load_balancer::shared_state {
   fast_random cold_random;
 };
 
+// Hosts that are new in one generation of a cluster (every host of its first generation), and
+// in the first generation's block the cluster's shared state as well: one allocation instead of
+// one per host plus one for the state. Every generation listing one of the block's hosts holds a
+// reference, so a host lives as long as some generation lists it (connections counted on it
+// keep working across updates) and the shared state as long as the cluster. A block whose hosts
+// were all replaced but one stays whole until that one goes: at most one block per generation
+// that added hosts, each no larger than that generation's new hosts.
+struct load_balancer::host_block {
+  std::atomic<std::uint32_t> refs{0};
+  std::uint32_t count = 0;
+  shared_state* shared = nullptr;  // after the hosts, when this block holds it
+
+  host* hosts() { return std::launder(reinterpret_cast<host*>(this + 1)); }
+  bool holds(const host* h) { return count > 0 && h >= hosts() && h < hosts() + count; }
+
+  static std::size_t shared_at(std::size_t hosts) {
+    return align_up(sizeof(host_block) + sizeof(host) * hosts, alignof(shared_state));
+  }
+  static host_block* make(std::span<const endpoint_address> addresses, bool with_shared, std::uint64_t seed) {
+    static_assert(sizeof(host_block) % alignof(host) == 0 && alignof(host) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ &&
+                  alignof(shared_state) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    const std::size_t size =
+        with_shared ? shared_at(addresses.size()) + sizeof(shared_state) : sizeof(host_block) + sizeof(host) * addresses.size();
+    char* base = static_cast<char*>(::operator new(size));
+    auto* b = new (base) host_block();
+    for (const endpoint_address& a : addresses) new (base + sizeof(host_block) + sizeof(host) * b->count++) host(a);
+    if (with_shared) b->shared = new (base + shared_at(addresses.size())) shared_state(seed);
+    return b;
+  }
+  void acquire() { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (shared != nullptr) shared->~shared_state();
+    for (std::uint32_t i = 0; i < count; ++i) hosts()[i].~host();
+    this->~host_block();
+    ::operator delete(static_cast<void*>(this));
+  }
+};
+
 struct alignas(64) load_balancer::worker_slot {
   std::atomic<const health_view*> hazard{nullptr};
   fast_random random;
@@ -130,6 +166,7 @@ struct load_balancer::health_view {
   std::uint32_t normalized_total_availability = 0;
   bool total_panic = false;
   std::uint32_t priority_count = 0, locality_count = 0, source_count = 0, schedule_count = 0, worker_count = 0;
+  bool own_allocation = false;  // false: inside the balancer's block (the view build() made)
   const priority_picker* priorities = nullptr;
   const priority_counts* locality_counts = nullptr;
   const source* sources = nullptr;
@@ -142,26 +179,15 @@ struct load_balancer::health_view {
   // each worker mutates its own entry only.
   std::atomic<worker_state*>* workers = nullptr;
 
-  static std::unique_ptr<health_view> pack(const view_parts& parts, std::size_t worker_count, std::uint64_t seed) {
-    std::size_t size = sizeof(health_view);
-    const auto place = [&size](std::size_t align, std::size_t bytes) {
-      size = align_up(size, align);
-      const std::size_t at = size;
-      size += bytes;
-      return at;
-    };
-    const std::size_t at_priorities = place(alignof(priority_picker), sizeof(priority_picker) * parts.priorities.size());
-    const std::size_t at_localities =
-        place(alignof(priority_counts), sizeof(priority_counts) * parts.locality_counts.size());
-    const std::size_t at_sources = place(alignof(source), sizeof(source) * parts.sources.size());
-    const std::size_t at_refs = place(alignof(host_ref), sizeof(host_ref) * parts.refs.size());
-    const std::size_t at_schedules = place(alignof(schedule_ref), sizeof(schedule_ref) * parts.schedules.size());
-    const std::size_t at_weights = place(alignof(double), sizeof(double) * parts.weights.size());
-    const std::size_t at_workers =
-        place(alignof(std::atomic<worker_state*>), sizeof(std::atomic<worker_state*>) * worker_count);
-    static_assert(alignof(health_view) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-
-    char* base = static_cast<char*>(::operator new(size));
+  // The bytes pack() needs. `refs` null: the view's refs are copied into the block; otherwise
+  // they are that array (the balancer's members, when they are exactly the view's refs).
+  static std::size_t packed_size(const view_parts& parts, std::size_t worker_count, const host_ref* refs) {
+    return layout(parts, worker_count, refs).size;
+  }
+  // Builds the view in `base` (packed_size() bytes, aligned for health_view).
+  static health_view* pack(char* base, const view_parts& parts, std::size_t worker_count, std::uint64_t seed,
+                           const host_ref* refs) {
+    const offsets at = layout(parts, worker_count, refs);
     auto* v = new (base) health_view();
     v->seed = seed;
     v->normalized_total_availability = parts.normalized_total_availability;
@@ -171,29 +197,69 @@ struct load_balancer::health_view {
     v->source_count = static_cast<std::uint32_t>(parts.sources.size());
     v->schedule_count = static_cast<std::uint32_t>(parts.schedules.size());
     v->worker_count = static_cast<std::uint32_t>(worker_count);
-    const auto copy = [base]<class T>(const std::vector<T>& from, std::size_t at) {
-      return std::uninitialized_copy(from.begin(), from.end(), reinterpret_cast<T*>(base + at)) - from.size();
+    const auto copy = [base]<class T>(const std::vector<T>& from, std::size_t offset) {
+      return std::uninitialized_copy(from.begin(), from.end(), reinterpret_cast<T*>(base + offset)) - from.size();
     };
-    v->priorities = copy(parts.priorities, at_priorities);
-    v->locality_counts = copy(parts.locality_counts, at_localities);
-    v->sources = copy(parts.sources, at_sources);
-    v->refs = copy(parts.refs, at_refs);
-    v->schedules = copy(parts.schedules, at_schedules);
-    v->weights = copy(parts.weights, at_weights);
-    auto* workers = reinterpret_cast<std::atomic<worker_state*>*>(base + at_workers);
+    v->priorities = copy(parts.priorities, at.priorities);
+    v->locality_counts = copy(parts.locality_counts, at.localities);
+    v->sources = copy(parts.sources, at.sources);
+    v->refs = refs != nullptr ? refs : copy(parts.refs, at.refs);
+    v->schedules = copy(parts.schedules, at.schedules);
+    v->weights = copy(parts.weights, at.weights);
+    auto* workers = reinterpret_cast<std::atomic<worker_state*>*>(base + at.workers);
     for (std::size_t w = 0; w < worker_count; ++w) new (workers + w) std::atomic<worker_state*>(nullptr);
     v->workers = workers;
-    return std::unique_ptr<health_view>(v);
+    return v;
+  }
+  // A view in its own allocation (one made after build: an ejection or a return).
+  static health_view* pack(const view_parts& parts, std::size_t worker_count, std::uint64_t seed) {
+    char* base = static_cast<char*>(::operator new(packed_size(parts, worker_count, nullptr)));
+    health_view* v = pack(base, parts, worker_count, seed, nullptr);
+    v->own_allocation = true;
+    return v;
+  }
+  // Ends a view made by either pack().
+  static void destroy(health_view* v) {
+    if (v == nullptr) return;
+    const bool own = v->own_allocation;
+    v->~health_view();
+    if (own) ::operator delete(static_cast<void*>(v));
   }
 
   health_view() = default;
   health_view(const health_view&) = delete;
   health_view& operator=(const health_view&) = delete;
+  // The arrays after the header are trivially destructible; the storage is pack()'s caller's.
   ~health_view() {
     for (std::size_t w = 0; w < worker_count; ++w) delete workers[w].load(std::memory_order_relaxed);
   }
-  // The arrays after the header are trivially destructible; the storage came from pack().
-  static void operator delete(void* p) { ::operator delete(p); }
+
+ private:
+  struct offsets {
+    std::size_t priorities, localities, sources, refs, schedules, weights, workers, size;
+  };
+  static offsets layout(const view_parts& parts, std::size_t worker_count, const host_ref* refs) {
+    offsets at{};
+    std::size_t size = sizeof(health_view);
+    const auto place = [&size](std::size_t align, std::size_t bytes) {
+      size = align_up(size, align);
+      const std::size_t here = size;
+      size += bytes;
+      return here;
+    };
+    at.priorities = place(alignof(priority_picker), sizeof(priority_picker) * parts.priorities.size());
+    at.localities = place(alignof(priority_counts), sizeof(priority_counts) * parts.locality_counts.size());
+    at.sources = place(alignof(source), sizeof(source) * parts.sources.size());
+    at.refs = place(alignof(host_ref), refs != nullptr ? 0 : sizeof(host_ref) * parts.refs.size());
+    at.schedules = place(alignof(schedule_ref), sizeof(schedule_ref) * parts.schedules.size());
+    at.weights = place(alignof(double), sizeof(double) * parts.weights.size());
+    at.workers = place(alignof(std::atomic<worker_state*>), sizeof(std::atomic<worker_state*>) * worker_count);
+    at.size = align_up(size, alignof(health_view));
+    static_assert(alignof(health_view) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    return at;
+  }
+
+ public:
 
   // Worker w's picking state for this view, made on its first use. seq_cst: the hazard-pointer
   // argument in reclaim_locked() needs the entry's publication in the same total order as the
@@ -215,9 +281,226 @@ struct load_balancer::health_view {
   }
 };
 
+namespace {
+
+// Gives allocate_shared one block for the balancer, its reference count and `extra` bytes after
+// them (the balancer's arrays), and says where those bytes start.
+template <class T>
+struct trailing_allocator {
+  using value_type = T;
+  std::size_t extra;
+  char** extra_at;
+
+  trailing_allocator(std::size_t e, char** at) : extra(e), extra_at(at) {}
+  template <class U>
+  trailing_allocator(const trailing_allocator<U>& o) : extra(o.extra), extra_at(o.extra_at) {}  // NOLINT: rebinding
+  T* allocate(std::size_t n) {
+    const std::size_t head = align_up(sizeof(T) * n, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    char* p = static_cast<char*>(::operator new(head + extra));
+    *extra_at = p + head;
+    return reinterpret_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete(static_cast<void*>(p)); }
+  template <class U>
+  bool operator==(const trailing_allocator<U>& o) const {
+    return extra == o.extra && extra_at == o.extra_at;
+  }
+};
+
+// Places arrays one after the other in a block being sized.
+class block_layout {
+ public:
+  template <class T>
+  std::size_t add(std::size_t n) {
+    size_ = align_up(size_, alignof(T));
+    const std::size_t at = size_;
+    size_ += sizeof(T) * n;
+    return at;
+  }
+  std::size_t size() const { return align_up(size_, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
+
+ private:
+  std::size_t size_ = 0;
+};
+
+template <class T>
+std::span<T> place_copy(char* base, std::size_t at, const std::vector<T>& from) {
+  T* to = reinterpret_cast<T*>(base + at);
+  std::uninitialized_copy(from.begin(), from.end(), to);
+  return {to, from.size()};
+}
+
+}  // namespace
+
+struct load_balancer::topology {
+  std::span<const member> members;
+  std::span<const locality_layout> localities;
+  std::span<const priority_layout> priorities;
+  std::uint32_t overprovisioning_factor = 140;
+  std::uint32_t panic_threshold = 50;
+  bool locality_weighted = false;
+  lb_policy policy = lb_policy::round_robin;
+  double active_request_bias = 1.0;
+
+  view_parts view() const;
+};
+
+load_balancer::topology load_balancer::shape() const {
+  return {members_, localities_, priorities_, overprovisioning_factor_, panic_threshold_, locality_weighted_, policy_,
+          active_request_bias_};
+}
+
 std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config, const build_options& options,
                                                     const load_balancer* previous) {
-  auto lb = std::make_shared<load_balancer>(private_tag{}, options.workers);
+  // First the structure in temporary arrays (hosts resolved: taken over from `previous` by
+  // address, or new), then one block sized for all of it and the initial view.
+  std::unordered_map<endpoint_address, host*, endpoint_address_hash> known;  // previous->hosts_ by address
+  std::size_t listings = 0, locality_count = 0, name_bytes = 0;
+  for (const priority_config& p : config.priorities) {
+    locality_count += p.localities.size();
+    for (const locality_config& loc : p.localities) {
+      listings += loc.hosts.size();
+      name_bytes += loc.name.size();
+    }
+  }
+  if (previous != nullptr) {
+    known.reserve(previous->hosts_.size());
+    for (host* h : previous->hosts_) known.emplace(h->address(), h);
+  }
+  // Unique hosts in config order: a previous generation's, or the index of a new one.
+  struct unique_host {
+    host* taken = nullptr;
+    std::uint32_t fresh = 0;
+  };
+  std::vector<unique_host> unique;
+  std::vector<endpoint_address> fresh;
+  std::vector<std::uint32_t> member_host;  // index in `unique` per member
+  std::unordered_map<endpoint_address, std::uint32_t, endpoint_address_hash> listed;
+  listed.reserve(listings);
+  unique.reserve(listings);
+  member_host.reserve(listings);
+  std::vector<member> members;
+  std::vector<locality_layout> localities;
+  std::vector<priority_layout> priorities;
+  std::string names;
+  members.reserve(listings);
+  localities.reserve(locality_count);
+  priorities.reserve(config.priorities.size());
+  names.reserve(name_bytes);
+  for (const priority_config& p : config.priorities) {
+    priority_layout pl{};
+    pl.begin = static_cast<std::uint32_t>(members.size());
+    pl.locality_begin = static_cast<std::uint32_t>(localities.size());
+    for (const locality_config& loc : p.localities) {
+      locality_layout ll{static_cast<std::uint32_t>(names.size()), static_cast<std::uint32_t>(loc.name.size()), loc.weight,
+                         static_cast<std::uint32_t>(members.size()), 0};
+      names += loc.name;
+      for (const host_config& hc : loc.hosts) {
+        auto [it, added] = listed.try_emplace(hc.address, static_cast<std::uint32_t>(unique.size()));
+        if (added) {
+          unique_host u;
+          if (auto k = known.find(hc.address); k != known.end()) {
+            u.taken = k->second;
+          } else {
+            u.fresh = static_cast<std::uint32_t>(fresh.size());
+            fresh.push_back(hc.address);
+          }
+          unique.push_back(u);
+        }
+        member_host.push_back(it->second);
+        members.push_back({nullptr, std::max<std::uint32_t>(1, hc.weight), hc.health});
+      }
+      ll.end = static_cast<std::uint32_t>(members.size());
+      localities.push_back(ll);
+    }
+    pl.end = static_cast<std::uint32_t>(members.size());
+    pl.locality_end = static_cast<std::uint32_t>(localities.size());
+    priorities.push_back(pl);
+  }
+
+  // The blocks this generation holds: the one with the shared state, those of hosts taken over,
+  // and one for its new hosts (with the shared state when the cluster is new).
+  std::vector<host_block*> blocks;
+  const auto hold = [&blocks](host_block* b) {
+    if (std::find(blocks.begin(), blocks.end(), b) == blocks.end()) blocks.push_back(b);
+  };
+  shared_state* shared = nullptr;
+  host_block* fresh_block = nullptr;
+  if (previous == nullptr || !fresh.empty()) {
+    fresh_block = host_block::make(fresh, previous == nullptr, options.seed);
+    hold(fresh_block);
+  }
+  if (previous != nullptr) {
+    shared = previous->shared_;
+    for (host_block* b : previous->blocks_) {
+      if (b->shared == shared) hold(b);
+    }
+  } else {
+    shared = fresh_block->shared;
+  }
+  std::vector<host*> hosts;
+  hosts.reserve(unique.size());
+  for (const unique_host& u : unique) {
+    if (u.taken == nullptr) {
+      hosts.push_back(fresh_block->hosts() + u.fresh);
+      continue;
+    }
+    hosts.push_back(u.taken);
+    for (host_block* b : previous->blocks_) {
+      if (b->holds(u.taken)) hold(b);
+    }
+  }
+  for (std::size_t i = 0; i < members.size(); ++i) members[i].target = hosts[member_host[i]];
+
+  std::lock_guard<std::mutex> lock(shared->cold);
+  std::unique_ptr<outlier_part> outlier;
+  if (config.outlier_detection.enabled) {
+    outlier = std::make_unique<outlier_part>();
+    outlier->config = config.outlier_detection;
+    outlier->hosts = hosts;
+  }
+  std::uint64_t ejected = 0;
+  for (host* h : hosts) {
+    outlier_detector::configure(*h, outlier ? outlier->config : no_outlier_detection);
+    ejected += h->ejected() ? 1 : 0;
+  }
+  // Without outlier detection nothing is ejected (configure() un-ejects), and a cluster that
+  // never had it has no counters to set.
+  if (outlier) {
+    shared->outlier_stats_locked().ejections_active.store(ejected, std::memory_order_relaxed);
+  } else if (atomic_outlier_stats* s = shared->outlier.load(std::memory_order_relaxed)) {
+    s->ejections_active.store(ejected, std::memory_order_relaxed);
+  }
+
+  const topology shape{members,
+                       localities,
+                       priorities,
+                       config.overprovisioning_factor,
+                       config.healthy_panic_threshold,
+                       config.locality_weighted,
+                       config.policy,
+                       config.active_request_bias};
+  const view_parts parts = shape.view();
+  // The common view lists every member once, in order: it then reads the members themselves.
+  const bool refs_are_members =
+      parts.refs.size() == members.size() &&
+      std::equal(parts.refs.begin(), parts.refs.end(), members.begin(),
+                 [](const host_ref& a, const member& b) { return a.target == b.target && a.weight == b.weight; });
+  const std::size_t workers = std::max<std::size_t>(1, options.workers);
+
+  block_layout layout;
+  const std::size_t at_view = layout.add<health_view>(0);
+  layout.add<char>(health_view::packed_size(parts, workers, refs_are_members ? members.data() : nullptr));
+  const std::size_t at_slots = layout.add<std::atomic<worker_slot*>>(workers);
+  const std::size_t at_hosts = layout.add<host*>(hosts.size());
+  const std::size_t at_members = layout.add<member>(members.size());
+  const std::size_t at_localities = layout.add<locality_layout>(localities.size());
+  const std::size_t at_priorities = layout.add<priority_layout>(priorities.size());
+  const std::size_t at_blocks = layout.add<host_block*>(blocks.size());
+  const std::size_t at_names = layout.add<char>(names.size());
+  char* base = nullptr;
+  auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer>(layout.size(), &base), private_tag{});
+  lb->workers_ = workers;
   lb->seed_ = options.seed;
   lb->overprovisioning_factor_ = config.overprovisioning_factor;
   lb->panic_threshold_ = config.healthy_panic_threshold;
@@ -225,106 +508,52 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->policy_ = config.policy;
   lb->choice_count_ = std::max<std::uint32_t>(1, config.choice_count);
   lb->active_request_bias_ = config.active_request_bias;
-  if (config.outlier_detection.enabled) {
-    lb->outlier_ = std::make_unique<outlier_part>();
-    lb->outlier_->config = config.outlier_detection;
-  }
-  lb->shared_ = previous != nullptr ? previous->shared_ : std::make_shared<shared_state>(options.seed);
+  lb->outlier_ = std::move(outlier);
+  lb->shared_ = shared;
+  lb->slots_ = reinterpret_cast<std::atomic<worker_slot*>*>(base + at_slots);
+  for (std::size_t w = 0; w < workers; ++w) new (lb->slots_ + w) std::atomic<worker_slot*>(nullptr);
+  lb->hosts_ = place_copy(base, at_hosts, hosts);
+  lb->members_ = place_copy(base, at_members, members);
+  lb->localities_ = place_copy(base, at_localities, localities);
+  lb->priorities_ = place_copy(base, at_priorities, priorities);
+  lb->blocks_ = place_copy(base, at_blocks, blocks);
+  for (host_block* b : lb->blocks_) b->acquire();
+  std::copy(names.begin(), names.end(), base + at_names);
+  lb->locality_names_ = std::string_view(base + at_names, names.size());
   // Workers that picked from the previous version pick from this one too: make their state now,
   // on the cold path, so that only a worker's very first pick of a cluster allocates (an EDS
   // update of a busy cluster must not make every worker allocate on the data path).
   if (previous != nullptr) {
     for (std::size_t w = 0; w < std::min(lb->workers_, previous->workers_); ++w) {
-      if (previous->slots_.peek(w) != nullptr) lb->slot(w);
+      if (previous->slots_[w].load(std::memory_order_seq_cst) != nullptr) lb->slot(w);
     }
   }
-
-  std::lock_guard<std::mutex> lock(lb->shared_->cold);
-  std::unordered_map<endpoint_address, std::size_t, endpoint_address_hash> known;  // index in previous->hosts_
-  std::size_t listings = 0, localities = 0, names = 0;
-  for (const priority_config& p : config.priorities) {
-    localities += p.localities.size();
-    for (const locality_config& loc : p.localities) {
-      listings += loc.hosts.size();
-      names += loc.name.size();
-    }
+  health_view* view = health_view::pack(base + at_view, parts, workers, options.seed,
+                                        refs_are_members ? lb->members_.data() : nullptr);
+  for (std::size_t w = 0; w < workers; ++w) {
+    if (lb->slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w);
   }
-  if (previous != nullptr) {
-    known.reserve(previous->hosts_.size());
-    for (std::size_t i = 0; i < previous->hosts_.size(); ++i) known.emplace(previous->hosts_[i]->address(), i);
-  }
-  std::unordered_map<endpoint_address, host*, endpoint_address_hash> listed;
-  listed.reserve(listings);
-  // Exact sizes: a balancer often lives as long as its cluster, so no growth slack.
-  lb->members_.reserve(listings);
-  lb->hosts_.reserve(listings);
-  lb->localities_.reserve(localities);
-  lb->locality_names_.reserve(names);
-  lb->priorities_.reserve(config.priorities.size());
-  for (const priority_config& p : config.priorities) {
-    priority_layout pl{};
-    pl.begin = static_cast<std::uint32_t>(lb->members_.size());
-    pl.locality_begin = static_cast<std::uint32_t>(lb->localities_.size());
-    for (const locality_config& loc : p.localities) {
-      locality_layout ll{static_cast<std::uint32_t>(lb->locality_names_.size()), static_cast<std::uint32_t>(loc.name.size()),
-                         loc.weight, static_cast<std::uint32_t>(lb->members_.size()), 0};
-      lb->locality_names_ += loc.name;
-      for (const host_config& hc : loc.hosts) {
-        host* target = nullptr;
-        if (auto it = listed.find(hc.address); it != listed.end()) {
-          target = it->second;
-        } else {
-          auto k = known.find(hc.address);
-          std::shared_ptr<host> h = k != known.end() ? previous->hosts_[k->second] : std::make_shared<host>(hc.address);
-          target = h.get();
-          listed.emplace(hc.address, target);
-          lb->hosts_.push_back(std::move(h));
-        }
-        lb->members_.push_back({target, std::max<std::uint32_t>(1, hc.weight), hc.health});
-      }
-      ll.end = static_cast<std::uint32_t>(lb->members_.size());
-      lb->localities_.push_back(ll);
-    }
-    pl.end = static_cast<std::uint32_t>(lb->members_.size());
-    pl.locality_end = static_cast<std::uint32_t>(lb->localities_.size());
-    lb->priorities_.push_back(pl);
-  }
-  if (lb->hosts_.size() < listings) lb->hosts_.shrink_to_fit();  // a host listed twice
-  std::uint64_t ejected = 0;
-  if (lb->outlier_) lb->outlier_->hosts.reserve(lb->hosts_.size());
-  const outlier_detection_config& outlier = lb->outlier_ ? lb->outlier_->config : no_outlier_detection;
-  for (const std::shared_ptr<host>& h : lb->hosts_) {
-    outlier_detector::configure(*h, outlier);
-    ejected += h->ejected() ? 1 : 0;
-    if (lb->outlier_) lb->outlier_->hosts.push_back(h.get());
-  }
-  // Without outlier detection nothing is ejected (configure() un-ejects), and a cluster that
-  // never had it has no counters to set.
-  if (lb->outlier_) {
-    lb->shared_->outlier_stats_locked().ejections_active.store(ejected, std::memory_order_relaxed);
-  } else if (atomic_outlier_stats* s = lb->shared_->outlier.load(std::memory_order_relaxed)) {
-    s->ejections_active.store(ejected, std::memory_order_relaxed);
-  }
-  lb->publish_locked(lb->make_view());
+  lb->publish_locked(view);
   return lb;
 }
 
-load_balancer::load_balancer(private_tag, std::size_t workers)
-    : workers_(std::max<std::size_t>(1, workers)), slots_(workers_) {}
+load_balancer::load_balancer(private_tag) {}
 
 load_balancer::~load_balancer() {
-  delete view_.load(std::memory_order_relaxed);
-  for (health_view* v : retired_) delete v;
+  health_view::destroy(view_.load(std::memory_order_relaxed));
+  for (health_view* v : retired_) health_view::destroy(v);
+  for (std::size_t w = 0; w < workers_ && slots_ != nullptr; ++w) delete slots_[w].load(std::memory_order_relaxed);
+  for (host_block* b : blocks_) b->release();
 }
 
 // Cold: everything a pick needs that depends on which hosts are ejected.
-std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
+view_parts load_balancer::topology::view() const {
   view_parts v;
   // The state each member counts as: ejected hosts are unhealthy (Envoy's FAILED_OUTLIER_CHECK),
   // excluded hosts stay excluded. Read once, so the whole view sees one ejected set.
-  std::vector<host_health> state(members_.size());
-  for (std::size_t i = 0; i < members_.size(); ++i) {
-    const member& m = members_[i];
+  std::vector<host_health> state(members.size());
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const member& m = members[i];
     state[i] = m.health != host_health::excluded && m.target->ejected() ? host_health::unhealthy : m.health;
   }
   const auto count = [&](std::uint32_t begin, std::uint32_t end) {
@@ -341,21 +570,21 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     return c;
   };
   std::vector<priority_counts> counts;
-  counts.reserve(priorities_.size());
-  v.locality_counts.resize(localities_.size());
-  for (const priority_layout& pl : priorities_) {
+  counts.reserve(priorities.size());
+  v.locality_counts.resize(localities.size());
+  for (const priority_layout& pl : priorities) {
     counts.push_back(count(pl.begin, pl.end));
     for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
-      v.locality_counts[l] = count(localities_[l].begin, localities_[l].end);
+      v.locality_counts[l] = count(localities[l].begin, localities[l].end);
     }
   }
-  const priority_loads loads = compute_priority_loads(counts, overprovisioning_factor_, panic_threshold_);
+  const priority_loads loads = compute_priority_loads(counts, overprovisioning_factor, panic_threshold);
   // Refs before sharing: each priority's all, healthy and degraded hosts, and with locality
   // weighting its localities' healthy and degraded hosts again (no regrowth on 10,000 hosts).
   std::size_t ref_bound = 0;
-  for (const priority_counts& c : counts) ref_bound += c.hosts + (c.healthy + c.degraded) * (locality_weighted_ ? 2 : 1);
+  for (const priority_counts& c : counts) ref_bound += c.hosts + (c.healthy + c.degraded) * (locality_weighted ? 2 : 1);
   v.refs.reserve(ref_bound);
-  v.sources.reserve(priorities_.size() * 3 + (locality_weighted_ ? localities_.size() * 2 : 0));
+  v.sources.reserve(priorities.size() * 3 + (locality_weighted ? localities.size() * 2 : 0));
   v.normalized_total_availability = loads.normalized_total_availability;
   v.total_panic = loads.total_panic;
 
@@ -376,7 +605,7 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     source src;
     src.begin = static_cast<std::uint32_t>(v.refs.size());
     for (std::uint32_t i = begin; i < end; ++i) {
-      if (wanted(state[i])) v.refs.push_back({members_[i].target, members_[i].weight});
+      if (wanted(state[i])) v.refs.push_back(members[i]);
     }
     src.size = static_cast<std::uint32_t>(v.refs.size()) - src.begin;
     const auto same_refs = [&v](const source& a, std::uint32_t b, std::uint32_t n) {
@@ -396,11 +625,11 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
       }
     }
     const host_ref* refs = v.refs.data() + src.begin;
-    if (reachable && policy_ != lb_policy::random && src.size > 1 && !weights_equal(refs, src.size)) {
+    if (reachable && policy != lb_policy::random && src.size > 1 && !weights_equal(refs, src.size)) {
       std::vector<double> w(src.size);
       for (std::uint32_t i = 0; i < src.size; ++i) {
-        w[i] = policy_ == lb_policy::least_request
-                   ? refs[i].weight / std::pow(refs[i].target->active_connections() + 1.0, active_request_bias_)
+        w[i] = policy == lb_policy::least_request
+                   ? refs[i].weight / std::pow(refs[i].target->active_connections() + 1.0, active_request_bias)
                    : refs[i].weight;
       }
       src.edf = add_schedule(w);
@@ -413,8 +642,8 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
   const auto degraded = [](host_health x) { return x == host_health::degraded; };
 
   std::vector<double> healthy_locality_weights, degraded_locality_weights;  // effective weights
-  for (std::size_t p = 0; p < priorities_.size(); ++p) {
-    const priority_layout& pl = priorities_[p];
+  for (std::size_t p = 0; p < priorities.size(); ++p) {
+    const priority_layout& pl = priorities[p];
     priority_picker pp;
     pp.counts = counts[p];
     pp.availability = loads.health[p];
@@ -427,16 +656,16 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     bool healthy_schedule = false, degraded_schedule = false;
     healthy_locality_weights.clear();
     degraded_locality_weights.clear();
-    if (locality_weighted_) {
+    if (locality_weighted) {
       // Effective weights (locality_wrr.cc). No schedule when no locality has one: picks then
       // use the whole priority, as Envoy's LocalityWrr does without a scheduler.
       for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
-        const locality_layout& ll = localities_[l];
+        const locality_layout& ll = localities[l];
         const priority_counts& c = v.locality_counts[l];
         healthy_locality_weights.push_back(
-            effective_locality_weight(ll.weight, c.healthy, c.hosts, c.excluded, overprovisioning_factor_));
+            effective_locality_weight(ll.weight, c.healthy, c.hosts, c.excluded, overprovisioning_factor));
         degraded_locality_weights.push_back(
-            effective_locality_weight(ll.weight, c.degraded, c.hosts, c.excluded, overprovisioning_factor_));
+            effective_locality_weight(ll.weight, c.degraded, c.hosts, c.excluded, overprovisioning_factor));
         healthy_schedule = healthy_schedule || healthy_locality_weights.back() > 0;
         degraded_schedule = degraded_schedule || degraded_locality_weights.back() > 0;
       }
@@ -451,9 +680,9 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     pp.healthy_source = add_source(first_source, pl.begin, pl.end, healthy_picks && !healthy_schedule, healthy);
     pp.degraded_source = add_source(first_source, pl.begin, pl.end, degraded_picks && !degraded_schedule, degraded);
     pp.locality_sources = static_cast<std::uint32_t>(v.sources.size());
-    if (locality_weighted_) {
+    if (locality_weighted) {
       for (std::uint32_t l = pl.locality_begin, i = 0; l < pl.locality_end; ++l, ++i) {
-        const locality_layout& ll = localities_[l];
+        const locality_layout& ll = localities[l];
         add_source(first_source, ll.begin, ll.end, healthy_picks && healthy_schedule && healthy_locality_weights[i] > 0,
                    healthy);
         add_source(first_source, ll.begin, ll.end,
@@ -465,16 +694,22 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     v.priorities.push_back(pp);
   }
 
-  auto view = health_view::pack(v, workers_, seed_);
-  // The same for a new view (an ejection or a return): workers that have picked get their state
-  // made here, before the view is published, so their picks never allocate.
+  return v;
+}
+
+// A view after build (an ejection or a return), in its own allocation.
+std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*)> load_balancer::make_view() const {
+  std::unique_ptr<health_view, void (*)(health_view*)> view(health_view::pack(shape().view(), workers_, seed_),
+                                                            &health_view::destroy);
+  // Workers that have picked get their state made here, before the view is published, so
+  // their picks never allocate.
   for (std::size_t w = 0; w < workers_; ++w) {
-    if (slots_.peek(w) != nullptr) view->worker(w);
+    if (slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w);
   }
   return view;
 }
 
-void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
+void load_balancer::publish_locked(health_view* v) {
   v->generation = next_generation_++;
   std::uint64_t healthy = 0, degraded = 0, excluded = 0, total = 0;
   for (const priority_picker& pp : std::span(v->priorities, v->priority_count)) {
@@ -489,7 +724,7 @@ void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
   s.membership_degraded.store(degraded, std::memory_order_relaxed);
   s.membership_excluded.store(excluded, std::memory_order_relaxed);
   s.membership_total.store(total, std::memory_order_relaxed);
-  health_view* old = view_.exchange(v.release(), std::memory_order_seq_cst);
+  health_view* old = view_.exchange(v, std::memory_order_seq_cst);
   if (old != nullptr) retired_.push_back(old);
   reclaim_locked();
 }
@@ -501,20 +736,24 @@ void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
 void load_balancer::reclaim_locked() {
   std::erase_if(retired_, [this](health_view* r) {
     for (std::size_t w = 0; w < workers_; ++w) {
-      const worker_slot* slot = slots_.peek(w);
+      const worker_slot* slot = slots_[w].load(std::memory_order_seq_cst);
       if (slot != nullptr && slot->hazard.load(std::memory_order_seq_cst) == r) return false;
     }
-    delete r;
+    health_view::destroy(r);
     return true;
   });
 }
 
 load_balancer::worker_slot& load_balancer::slot(std::size_t w) {
-  return slots_.get(w, [&] {
-    auto s = std::make_unique<worker_slot>();
+  // seq_cst: the hazard-pointer argument in reclaim_locked() needs the slot's publication in
+  // the same total order as the hazard.
+  worker_slot* s = slots_[w].load(std::memory_order_seq_cst);
+  if (s == nullptr) {
+    s = new worker_slot();
     s->random = fast_random(fast_random::mix(seed_ + 0x9e3779b97f4a7c15ull * (w + 1)));
-    return s.release();
-  });
+    slots_[w].store(s, std::memory_order_seq_cst);
+  }
+  return *s;
 }
 
 const load_balancer::health_view* load_balancer::enter(worker_slot& slot) {
@@ -663,7 +902,7 @@ bool load_balancer::outlier_pass_locked(time_point now, random_source& random, b
   if (!outlier_) return false;
   outlier_detector detector(outlier_->config, outlier_->hosts, shared_->outlier_stats_locked(), random);
   const bool changed = interval ? detector.tick(now) : detector.process_detections(now);
-  if (changed) publish_locked(make_view());
+  if (changed) publish_locked(make_view().release());
   return changed;
 }
 
@@ -729,7 +968,7 @@ balancer_state load_balancer::explain() const {
     for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
       const locality_layout& ll = localities_[l];
       locality_state ls;
-      ls.name = locality_names_.substr(ll.name_begin, ll.name_size);
+      ls.name = std::string(locality_names_.substr(ll.name_begin, ll.name_size));
       ls.weight = ll.weight;
       ls.counts = v.locality_counts[l];
       ls.effective_weight =
