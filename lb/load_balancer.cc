@@ -149,6 +149,10 @@ struct alignas(64) load_balancer::worker_slot {
 struct load_balancer::outlier_part {
   outlier_detection_config config;
   std::vector<host*> hosts;  // hosts_, for the outlier detector
+  // Views replaced while a worker may still read them (under shared_->cold). Only outlier
+  // detection replaces a balancer's view, so clusters without it keep no list.
+  std::vector<health_view*> retired;
+  std::uint64_t next_generation = 2;  // build() publishes generation 1
 };
 
 namespace {
@@ -500,7 +504,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   const std::size_t at_names = layout.add<char>(names.size());
   char* base = nullptr;
   auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer>(layout.size(), &base), private_tag{});
-  lb->workers_ = workers;
+  lb->workers_ = static_cast<std::uint32_t>(workers);
   lb->seed_ = options.seed;
   lb->overprovisioning_factor_ = config.overprovisioning_factor;
   lb->panic_threshold_ = config.healthy_panic_threshold;
@@ -541,7 +545,9 @@ load_balancer::load_balancer(private_tag) {}
 
 load_balancer::~load_balancer() {
   health_view::destroy(view_.load(std::memory_order_relaxed));
-  for (health_view* v : retired_) health_view::destroy(v);
+  if (outlier_) {
+    for (health_view* v : outlier_->retired) health_view::destroy(v);
+  }
   for (std::size_t w = 0; w < workers_ && slots_ != nullptr; ++w) delete slots_[w].load(std::memory_order_relaxed);
   for (host_block* b : blocks_) b->release();
 }
@@ -710,7 +716,7 @@ std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*
 }
 
 void load_balancer::publish_locked(health_view* v) {
-  v->generation = next_generation_++;
+  v->generation = view_.load(std::memory_order_relaxed) == nullptr ? 1 : outlier_->next_generation++;
   std::uint64_t healthy = 0, degraded = 0, excluded = 0, total = 0;
   for (const priority_picker& pp : std::span(v->priorities, v->priority_count)) {
     const priority_counts& c = pp.counts;
@@ -725,7 +731,7 @@ void load_balancer::publish_locked(health_view* v) {
   s.membership_excluded.store(excluded, std::memory_order_relaxed);
   s.membership_total.store(total, std::memory_order_relaxed);
   health_view* old = view_.exchange(v, std::memory_order_seq_cst);
-  if (old != nullptr) retired_.push_back(old);
+  if (old != nullptr) outlier_->retired.push_back(old);  // only outlier passes replace a view
   reclaim_locked();
 }
 
@@ -734,7 +740,8 @@ void load_balancer::publish_locked(health_view* v) {
 // (seq_cst) before this scan. So either the scan sees the announcement, or the worker's re-read
 // sees the new view and drops the old one without using it.
 void load_balancer::reclaim_locked() {
-  std::erase_if(retired_, [this](health_view* r) {
+  if (!outlier_) return;
+  std::erase_if(outlier_->retired, [this](health_view* r) {
     for (std::size_t w = 0; w < workers_; ++w) {
       const worker_slot* slot = slots_[w].load(std::memory_order_seq_cst);
       if (slot != nullptr && slot->hazard.load(std::memory_order_seq_cst) == r) return false;

@@ -248,14 +248,11 @@ class load_balancer {
   // Only with outlier detection enabled (most clusters have none).
   struct outlier_part;
   std::unique_ptr<outlier_part> outlier_;
-  std::size_t workers_ = 1;
+  std::uint32_t workers_ = 1;
   std::uint64_t seed_ = 0;
 
   shared_state* shared_ = nullptr;  // in one of blocks_
   std::atomic<health_view*> view_{nullptr};
-  // Under shared_->cold.
-  std::vector<health_view*> retired_;
-  std::uint64_t next_generation_ = 1;
 };
 
 }  // namespace ewgw::lb

@@ -227,10 +227,10 @@ void explain_cluster(const cluster_runtime& c, const explain_context& ctx, std::
          "\n";
   out += "  connections: " + std::to_string(active) + " active of max_connections " + std::to_string(c.max_connections) +
          "\n";
-  if (!c.unsupported.empty()) {
-    out += "  unusable: " + c.unsupported + "\n";
+  if (!c.unsupported().empty()) {
+    out += "  unusable: " + std::string(c.unsupported()) + "\n";
     conclusion = "cluster '" + c.name + "' is unusable because it uses settings ewgw does not implement (" +
-                 c.unsupported + "); the connection is closed (upstream_cx_unsupported_config)";
+                 std::string(c.unsupported()) + "); the connection is closed (upstream_cx_unsupported_config)";
     return;
   }
   for (std::uint32_t p = 0; p < st.priorities.size(); ++p) {

@@ -13,6 +13,19 @@ const listener_runtime* routing_snapshot::find_listener(std::string_view name) c
   return nullptr;
 }
 
+cluster_texts::cluster_texts(const xds::istio_service* service, std::string_view unsupported,
+                             std::string_view other_eds_service_name) {
+  const std::array<std::string_view, parts> texts{service ? std::string_view(service->host) : std::string_view(),
+                                                  service ? std::string_view(service->name) : std::string_view(),
+                                                  service ? std::string_view(service->namespace_) : std::string_view(),
+                                                  unsupported, other_eds_service_name};
+  std::uint32_t end = 0;
+  for (std::size_t i = 0; i < parts; ++i) ends_[i] = end += static_cast<std::uint32_t>(texts[i].size());
+  if (end == 0) return;
+  text_ = std::make_unique_for_overwrite<char[]>(end);
+  for (std::size_t i = 0; i < parts; ++i) std::copy(texts[i].begin(), texts[i].end(), text_.get() + ends_[i] - texts[i].size());
+}
+
 std::string listener_stat_name(const xds::socket_address& address) {
   return address.address + "_" + std::to_string(address.port);
 }
@@ -122,16 +135,15 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   out->revision = c.revision.value;
   out->connect_timeout = c.connect_timeout;
   out->max_connections = c.max_connections;
-  out->unsupported = c.unsupported;
   out->added_via_api = c.added_via_api;
+  std::string_view other_eds_service_name;
   if (c.type == xds::discovery_type::eds) {
     out->eds_service_is_name = c.eds_service_name == c.name;
-    if (!out->eds_service_is_name) out->other_eds_service_name = c.eds_service_name;
+    if (!out->eds_service_is_name) other_eds_service_name = c.eds_service_name;
   }
-  if (!c.istio_services.empty()) {
-    out->has_istio_service = true;
-    out->istio_service = istio_service_labels(c.istio_services.front());
-  }
+  out->has_istio_service = !c.istio_services.empty();
+  out->texts = cluster_texts(out->has_istio_service ? &c.istio_services.front() : nullptr, c.unsupported,
+                             other_eds_service_name);
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
     if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();

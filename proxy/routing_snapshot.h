@@ -4,6 +4,7 @@
 // shared_ptr) when it starts and never observes a later update.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -32,24 +33,31 @@ struct cluster_shared_state {
   std::atomic<stats::block_scope<cluster_stats>*> stats_scope{nullptr};
 };
 
-// The first of a cluster's Istio services (filter_metadata istio.services) in one string: host,
-// name and namespace back to back (three std::string would be 96 bytes inline per cluster).
-class istio_service_labels {
+// A cluster's texts that connections rarely or never read, back to back in one block: the
+// first of its Istio services (filter_metadata istio.services: host, name, namespace; labels of
+// its Istio TCP metrics), why it cannot be used (empty when it can) and its EDS service name when
+// that differs from its name. As separate std::string members they cost 32 bytes each inline
+// (five of them: 160 bytes per cluster at 10,000 clusters) and a heap block per long one.
+class cluster_texts {
  public:
-  istio_service_labels() = default;
-  explicit istio_service_labels(const xds::istio_service& s)
-      : host_size_(static_cast<std::uint32_t>(s.host.size())), name_size_(static_cast<std::uint32_t>(s.name.size())) {
-    text_.reserve(s.host.size() + s.name.size() + s.namespace_.size());  // exactly: no growth slack
-    text_.append(s.host).append(s.name).append(s.namespace_);
-  }
-  std::string_view host() const { return std::string_view(text_).substr(0, host_size_); }
-  std::string_view name() const { return std::string_view(text_).substr(host_size_, name_size_); }
-  std::string_view namespace_() const { return std::string_view(text_).substr(host_size_ + name_size_); }
+  cluster_texts() = default;
+  cluster_texts(const xds::istio_service* service, std::string_view unsupported, std::string_view other_eds_service_name);
+
+  std::string_view host() const { return part(0); }
+  std::string_view name() const { return part(1); }
+  std::string_view namespace_() const { return part(2); }
+  std::string_view unsupported() const { return part(3); }
+  std::string_view other_eds_service_name() const { return part(4); }
 
  private:
-  std::string text_;
-  std::uint32_t host_size_ = 0;
-  std::uint32_t name_size_ = 0;
+  static constexpr std::size_t parts = 5;
+  std::string_view part(std::size_t i) const {
+    return text_ == nullptr ? std::string_view() : std::string_view(text_.get() + ends_[i] - size_of(i), size_of(i));
+  }
+  std::uint32_t size_of(std::size_t i) const { return ends_[i] - (i == 0 ? 0 : ends_[i - 1]); }
+
+  std::unique_ptr<char[]> text_;  // null when every part is empty
+  std::array<std::uint32_t, parts> ends_{};
 };
 
 // Fields read per connection first (tcp_session route/connect), admin-only ones last.
@@ -69,15 +77,15 @@ struct cluster_runtime {
   // Set when the cluster has Istio services (labels its Istio TCP metrics, destination_service*).
   bool has_istio_service = false;
   std::uint64_t revision = 0;  // xds::cluster_config::revision it was built from (0: unknown)
+  // Istio service labels (meaningful when has_istio_service), unsupported(), EDS service name.
+  cluster_texts texts;
+
   // Non-empty for a cluster received over xDS with settings ewgw does not implement: connections
   // routed to it are closed (upstream_cx_unsupported_config). The text says which settings.
-  std::string unsupported;
-  std::string other_eds_service_name;  // see eds_service_name()
-  istio_service_labels istio_service;  // meaningful when has_istio_service
-
+  std::string_view unsupported() const { return texts.unsupported(); }
   // The EDS service name; empty for a STATIC cluster.
   std::string_view eds_service_name() const {
-    return eds_service_is_name ? std::string_view(name) : std::string_view(other_eds_service_name);
+    return eds_service_is_name ? std::string_view(name) : texts.other_eds_service_name();
   }
   // This cluster's "cluster.<name>." counters for worker `w`; the scope is created on first use
   // (one registry lookup per cluster, then one atomic load).

@@ -302,14 +302,14 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
   }
   cluster_stats_ = &cluster_->worker_stats(owner_.id());
   if (log_) log_->upstream_cluster = std::shared_ptr<const std::string>(cluster_, &cluster_->name);
-  if (!cluster_->unsupported.empty()) {
+  if (!cluster_->unsupported().empty()) {
     cluster_stats_->upstream_cx_unsupported_config.inc();
     // No host ewgw can use: Envoy would have no such cluster; "no healthy upstream" is the
     // nearest outcome, and the details say why.
     flag(accesslog::response_flag::no_healthy_upstream);
     if (log_) log_->connection_termination_details = "cluster_uses_unsupported_settings";
     EWGW_LOG(debug, "tcp", "cluster uses settings ewgw does not implement; connection closed",
-             {{"cluster", cluster_->name}, {"reason", cluster_->unsupported}});
+             {{"cluster", cluster_->name}, {"reason", std::string(cluster_->unsupported())}});
     close();
     return;
   }
