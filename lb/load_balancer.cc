@@ -92,8 +92,15 @@ struct load_balancer::shared_state {
     return *s;
   }
 
-  std::mutex cold;
-  std::atomic<std::uint64_t> membership_healthy{0}, membership_degraded{0}, membership_excluded{0},
+  // The cluster's cold mutex: one of a fixed set, chosen by address. A std::mutex per cluster is
+  // 40 bytes times 10,000 clusters, for a lock taken only by rebuilds, outlier passes and admin
+  // reads; no code holds two clusters' cold mutexes at once, so sharing one cannot deadlock.
+  std::mutex& cold() const {
+    static std::mutex stripes[64];
+    return stripes[(reinterpret_cast<std::uintptr_t>(this) / alignof(shared_state)) % 64];
+  }
+  // Host counts: 32 bits hold any cluster's.
+  std::atomic<std::uint32_t> membership_healthy{0}, membership_degraded{0}, membership_excluded{0},
       membership_total{0};
   std::atomic<atomic_outlier_stats*> outlier{nullptr};
   // lb_healthy_panic. One counter for all workers: it moves only while a priority is in panic,
@@ -456,7 +463,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   }
   for (std::size_t i = 0; i < members.size(); ++i) members[i].target = hosts[member_host[i]];
 
-  std::lock_guard<std::mutex> lock(shared->cold);
+  std::lock_guard<std::mutex> lock(shared->cold());
   std::unique_ptr<outlier_part> outlier;
   if (config.outlier_detection.enabled) {
     outlier = std::make_unique<outlier_part>();
@@ -717,7 +724,7 @@ std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*
 
 void load_balancer::publish_locked(health_view* v) {
   v->generation = view_.load(std::memory_order_relaxed) == nullptr ? 1 : outlier_->next_generation++;
-  std::uint64_t healthy = 0, degraded = 0, excluded = 0, total = 0;
+  std::uint32_t healthy = 0, degraded = 0, excluded = 0, total = 0;
   for (const priority_picker& pp : std::span(v->priorities, v->priority_count)) {
     const priority_counts& c = pp.counts;
     healthy += c.healthy;
@@ -914,22 +921,22 @@ bool load_balancer::outlier_pass_locked(time_point now, random_source& random, b
 }
 
 bool load_balancer::process_detections(time_point now, random_source& random) {
-  std::lock_guard<std::mutex> lock(shared_->cold);
+  std::lock_guard<std::mutex> lock(shared_->cold());
   return outlier_pass_locked(now, random, false);
 }
 
 bool load_balancer::process_detections(time_point now) {
-  std::lock_guard<std::mutex> lock(shared_->cold);
+  std::lock_guard<std::mutex> lock(shared_->cold());
   return outlier_pass_locked(now, shared_->cold_random, false);
 }
 
 bool load_balancer::tick(time_point now, random_source& random) {
-  std::lock_guard<std::mutex> lock(shared_->cold);
+  std::lock_guard<std::mutex> lock(shared_->cold());
   return outlier_pass_locked(now, random, true);
 }
 
 bool load_balancer::tick(time_point now) {
-  std::lock_guard<std::mutex> lock(shared_->cold);
+  std::lock_guard<std::mutex> lock(shared_->cold());
   return outlier_pass_locked(now, shared_->cold_random, true);
 }
 
@@ -949,7 +956,7 @@ lb_stats load_balancer::stats() const {
 }
 
 balancer_state load_balancer::explain() const {
-  std::lock_guard<std::mutex> lock(shared_->cold);
+  std::lock_guard<std::mutex> lock(shared_->cold());
   const health_view& v = *view_.load(std::memory_order_acquire);
   balancer_state out;
   out.view_generation = v.generation;

@@ -26,6 +26,49 @@ cluster_texts::cluster_texts(const xds::istio_service* service, std::string_view
   for (std::size_t i = 0; i < parts; ++i) std::copy(texts[i].begin(), texts[i].end(), text_.get() + ends_[i] - texts[i].size());
 }
 
+namespace {
+
+// Gives allocate_shared one block for an object, its reference count and `extra` bytes after
+// them, and says where those bytes start.
+template <class T>
+struct trailing_allocator {
+  using value_type = T;
+  std::size_t extra;
+  char** extra_at;
+
+  trailing_allocator(std::size_t e, char** at) : extra(e), extra_at(at) {}
+  template <class U>
+  trailing_allocator(const trailing_allocator<U>& o) : extra(o.extra), extra_at(o.extra_at) {}  // NOLINT: rebinding
+  T* allocate(std::size_t n) {
+    char* p = static_cast<char*>(::operator new(sizeof(T) * n + extra));
+    *extra_at = p + sizeof(T) * n;
+    return reinterpret_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete(static_cast<void*>(p)); }
+  template <class U>
+  bool operator==(const trailing_allocator<U>& o) const {
+    return extra == o.extra && extra_at == o.extra_at;
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<chain_tcp_stats> chain_tcp_stats::make(stats::registry& registry, std::string_view stat_prefix) {
+  // The prefix is copied in once allocate_shared has said where the trailing bytes are: the
+  // allocation happens before the object is constructed.
+  char* at = nullptr;
+  struct placed_prefix {
+    char** at;
+    std::string_view text;
+    operator std::string_view() const {  // NOLINT: converts at construction, after allocation
+      std::copy(text.begin(), text.end(), *at);
+      return {*at, text.size()};
+    }
+  };
+  return std::allocate_shared<chain_tcp_stats>(trailing_allocator<chain_tcp_stats>(stat_prefix.size(), &at), private_tag{},
+                                               registry, placed_prefix{&at, stat_prefix});
+}
+
 std::string listener_stat_name(const xds::socket_address& address) {
   return address.address + "_" + std::to_string(address.port);
 }
@@ -214,7 +257,7 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
   out.cluster = find_cluster(snapshot, tp.cluster);
   if (!out.cluster) out.unresolved_cluster = tp.cluster;
   for (weighted_target& w : out.weighted) w.cluster = find_cluster(snapshot, w.name);
-  out.stats = std::make_shared<stats::lazy_scope<tcp_stats>>(registry, "tcp", tp.stat_prefix);
+  out.stats = chain_tcp_stats::make(registry, tp.stat_prefix);
   std::string error;
   out.access_logs = logs.get(tp.access_logs, error);
   if (!error.empty() && log_error.empty()) log_error = "filter chain '" + chain.name + "': " + error;

@@ -60,6 +60,45 @@ class cluster_texts {
   std::array<std::uint32_t, parts> ends_{};
 };
 
+// A chain's "tcp.<stat_prefix>." counters, created when the chain first carries a connection:
+// an east-west gateway has a chain per service, most of which may never see traffic at one
+// gateway. Shared by the versions of the listener that keep the chain. The prefix (Istio: the
+// ~60-character cluster name) is kept in the same block as the object and its reference count:
+// one heap block per chain, not three (holder, prefix, family name).
+class chain_tcp_stats {
+  struct private_tag {
+    explicit private_tag() = default;
+  };
+
+ public:
+  static std::shared_ptr<chain_tcp_stats> make(stats::registry& registry, std::string_view stat_prefix);
+  // For make() only (allocate_shared needs it public).
+  chain_tcp_stats(private_tag, stats::registry& registry, std::string_view stored_prefix)
+      : registry_(&registry), prefix_(stored_prefix.data()), prefix_size_(static_cast<std::uint32_t>(stored_prefix.size())) {}
+  chain_tcp_stats(const chain_tcp_stats&) = delete;
+  chain_tcp_stats& operator=(const chain_tcp_stats&) = delete;
+
+  tcp_stats& worker(std::size_t w) {
+    stats::block_scope<tcp_stats>* s = scope_.load(std::memory_order_acquire);
+    if (s == nullptr) {
+      // The registry returns the same scope for the same name, so racing workers agree; it
+      // also keeps the scope alive, so a raw pointer is enough here.
+      s = registry_->get<tcp_stats>("tcp", std::string(stat_prefix())).get();
+      scope_.store(s, std::memory_order_release);
+    }
+    return s->worker(w);
+  }
+  // The scope once created, else null (readers: scrape).
+  const stats::block_scope<tcp_stats>* get() const { return scope_.load(std::memory_order_acquire); }
+  std::string_view stat_prefix() const { return {prefix_, prefix_size_}; }
+
+ private:
+  stats::registry* registry_;
+  const char* prefix_;  // after this object, in its block
+  std::uint32_t prefix_size_;
+  std::atomic<stats::block_scope<tcp_stats>*> scope_{nullptr};
+};
+
 // Fields read per connection first (tcp_session route/connect), admin-only ones last.
 struct cluster_runtime {
   cluster_runtime(stats::registry& registry, const std::string& cluster_name) : name(cluster_name), registry_(&registry) {}
@@ -119,10 +158,8 @@ struct weighted_target {
 // every byte here counts that many times. Fields read per connection come first.
 struct filter_chain_runtime {
   std::shared_ptr<cluster_runtime> cluster;  // tcp_proxy.cluster resolved; null if absent/unknown
-  // "tcp.<stat_prefix>.", created when the chain first carries a connection: an east-west
-  // gateway has a chain per service, most of which may never see traffic at one gateway.
-  // Shared by the versions of the listener that keep this chain. The only copy of the prefix.
-  std::shared_ptr<stats::lazy_scope<tcp_stats>> stats;
+  // "tcp.<stat_prefix>." (see chain_tcp_stats). The only copy of the prefix.
+  std::shared_ptr<chain_tcp_stats> stats;
   // tcp_proxy access_log, compiled; null when the chain has none.
   std::shared_ptr<const accesslog::log_set> access_logs;
   std::vector<weighted_target> weighted;  // empty unless tcp_proxy has weighted_clusters

@@ -163,5 +163,29 @@ TEST(RoutingSnapshot, ClusterTextsReadBackEachPart) {
   EXPECT_EQ(a.eds_service_name(), "a-eds");
 }
 
+// A chain's tcp stats keep their prefix in their own block and create the scope on first use,
+// the same scope the registry hands out for that name; listener versions keeping the chain
+// share it.
+TEST(RoutingSnapshot, ChainTcpStatsCreateTheirScopeOnFirstUse) {
+  fixture f;
+  const std::string prefix = "outbound_.8080_._.svc-1.ns-1.svc.cluster.local";
+  auto st = chain_tcp_stats::make(f.registry, prefix);
+  EXPECT_EQ(st->stat_prefix(), prefix);
+  EXPECT_EQ(st->get(), nullptr);
+  st->worker(1);
+  ASSERT_NE(st->get(), nullptr);
+  EXPECT_EQ(st->get(), f.registry.get<tcp_stats>("tcp", prefix).get());
+
+  xds::bootstrap_config c;
+  c.clusters = {cluster("a", 1, 1), cluster("b", 2, 2)};
+  c.listeners = {listener(3, {"a", "b"})};
+  auto first = f.build(c, nullptr);
+  c.clusters[1].revision.value = 4;  // b changes: a new listener version, same chains
+  auto second = f.build(c, first.get());
+  ASSERT_NE(second->listeners[0], first->listeners[0]);
+  EXPECT_EQ(second->listeners[0]->chains[0].stats, first->listeners[0]->chains[0].stats);
+  EXPECT_EQ(second->listeners[0]->chains[1].stats->stat_prefix(), "b");
+}
+
 }  // namespace
 }  // namespace ewgw::proxy
