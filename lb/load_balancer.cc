@@ -173,22 +173,28 @@ const outlier_detection_config no_outlier_detection{};
 // vectors here.
 struct load_balancer::health_view {
   std::uint64_t generation = 0;
-  std::uint64_t seed = 0;
   std::uint32_t normalized_total_availability = 0;
   bool total_panic = false;
-  std::uint32_t priority_count = 0, locality_count = 0, source_count = 0, schedule_count = 0, worker_count = 0;
   bool own_allocation = false;  // false: inside the balancer's block (the view build() made)
-  const priority_picker* priorities = nullptr;
-  const priority_counts* locality_counts = nullptr;
-  const source* sources = nullptr;
+  std::uint32_t priority_count = 0, locality_count = 0, source_count = 0, schedule_count = 0, worker_count = 0;
+  // The arrays follow the header, at these byte offsets from it (offsets, not pointers: 4 bytes
+  // each instead of 8, for a structure every cluster holds).
+  std::uint32_t at_priorities = 0, at_localities = 0, at_sources = 0, at_schedules = 0, at_weights = 0, at_workers = 0;
+  // The view's host references: its own array, or the balancer's members when they are the same.
   const host_ref* refs = nullptr;
+
+  const priority_picker* priorities() const { return array<priority_picker>(at_priorities); }
+  const priority_counts* locality_counts() const { return array<priority_counts>(at_localities); }
+  const source* sources() const { return array<source>(at_sources); }
   // Initial weights of each EDF schedule (source::edf, priority_picker::*_locality_edf); each
   // worker's state starts from them.
-  const schedule_ref* schedules = nullptr;
-  const double* weights = nullptr;
-  // Each worker's picking state, made on its first pick of this view (see lazy_per_worker);
-  // each worker mutates its own entry only.
-  std::atomic<worker_state*>* workers = nullptr;
+  const schedule_ref* schedules() const { return array<schedule_ref>(at_schedules); }
+  const double* weights() const { return array<double>(at_weights); }
+  // Each worker's picking state, made on its first pick of this view; each worker mutates its
+  // own entry only.
+  std::atomic<worker_state*>* workers() const {
+    return std::launder(reinterpret_cast<std::atomic<worker_state*>*>(const_cast<char*>(base() + at_workers)));
+  }
 
   // The bytes pack() needs. `refs` null: the view's refs are copied into the block; otherwise
   // they are that array (the balancer's members, when they are exactly the view's refs).
@@ -196,11 +202,9 @@ struct load_balancer::health_view {
     return layout(parts, worker_count, refs).size;
   }
   // Builds the view in `base` (packed_size() bytes, aligned for health_view).
-  static health_view* pack(char* base, const view_parts& parts, std::size_t worker_count, std::uint64_t seed,
-                           const host_ref* refs) {
+  static health_view* pack(char* base, const view_parts& parts, std::size_t worker_count, const host_ref* refs) {
     const offsets at = layout(parts, worker_count, refs);
     auto* v = new (base) health_view();
-    v->seed = seed;
     v->normalized_total_availability = parts.normalized_total_availability;
     v->total_panic = parts.total_panic;
     v->priority_count = static_cast<std::uint32_t>(parts.priorities.size());
@@ -211,21 +215,27 @@ struct load_balancer::health_view {
     const auto copy = [base]<class T>(const std::vector<T>& from, std::size_t offset) {
       return std::uninitialized_copy(from.begin(), from.end(), reinterpret_cast<T*>(base + offset)) - from.size();
     };
-    v->priorities = copy(parts.priorities, at.priorities);
-    v->locality_counts = copy(parts.locality_counts, at.localities);
-    v->sources = copy(parts.sources, at.sources);
+    copy(parts.priorities, at.priorities);
+    copy(parts.locality_counts, at.localities);
+    copy(parts.sources, at.sources);
     v->refs = refs != nullptr ? refs : copy(parts.refs, at.refs);
-    v->schedules = copy(parts.schedules, at.schedules);
-    v->weights = copy(parts.weights, at.weights);
+    copy(parts.schedules, at.schedules);
+    copy(parts.weights, at.weights);
     auto* workers = reinterpret_cast<std::atomic<worker_state*>*>(base + at.workers);
     for (std::size_t w = 0; w < worker_count; ++w) new (workers + w) std::atomic<worker_state*>(nullptr);
-    v->workers = workers;
+    const auto offset = [](std::size_t n) { return static_cast<std::uint32_t>(n); };
+    v->at_priorities = offset(at.priorities);
+    v->at_localities = offset(at.localities);
+    v->at_sources = offset(at.sources);
+    v->at_schedules = offset(at.schedules);
+    v->at_weights = offset(at.weights);
+    v->at_workers = offset(at.workers);
     return v;
   }
   // A view in its own allocation (one made after build: an ejection or a return).
-  static health_view* pack(const view_parts& parts, std::size_t worker_count, std::uint64_t seed) {
+  static health_view* pack(const view_parts& parts, std::size_t worker_count) {
     char* base = static_cast<char*>(::operator new(packed_size(parts, worker_count, nullptr)));
-    health_view* v = pack(base, parts, worker_count, seed, nullptr);
+    health_view* v = pack(base, parts, worker_count, nullptr);
     v->own_allocation = true;
     return v;
   }
@@ -242,10 +252,16 @@ struct load_balancer::health_view {
   health_view& operator=(const health_view&) = delete;
   // The arrays after the header are trivially destructible; the storage is pack()'s caller's.
   ~health_view() {
-    for (std::size_t w = 0; w < worker_count; ++w) delete workers[w].load(std::memory_order_relaxed);
+    for (std::size_t w = 0; w < worker_count; ++w) delete workers()[w].load(std::memory_order_relaxed);
   }
 
  private:
+  const char* base() const { return reinterpret_cast<const char*>(this); }
+  template <class T>
+  const T* array(std::uint32_t at) const {
+    return std::launder(reinterpret_cast<const T*>(base() + at));
+  }
+
   struct offsets {
     std::size_t priorities, localities, sources, refs, schedules, weights, workers, size;
   };
@@ -276,18 +292,19 @@ struct load_balancer::health_view {
   // argument in reclaim_locked() needs the entry's publication in the same total order as the
   // hazard. With a seed, each worker starts its rotations and (up to 255 picks into) its
   // schedules at its own point, so workers do not all send their first picks to one host.
-  worker_state& worker(std::size_t w) const {
-    worker_state* e = workers[w].load(std::memory_order_seq_cst);
+  // `seed` is the balancer's (build_options::seed).
+  worker_state& worker(std::size_t w, std::uint64_t seed) const {
+    worker_state* e = workers()[w].load(std::memory_order_seq_cst);
     if (e != nullptr) return *e;
     const std::uint64_t start = seed == 0 ? 0 : fast_random::mix(seed ^ (0xa0761d6478bd642full * (w + 1)));
     auto ws = std::make_unique<worker_state>();
     ws->rr.assign(source_count, start);
     ws->edf.resize(schedule_count);
     for (std::size_t k = 0; k < schedule_count; ++k) {
-      ws->edf[k].reset(std::span<const double>(weights + schedules[k].begin, schedules[k].size), start & 0xff);
+      ws->edf[k].reset(std::span<const double>(weights() + schedules()[k].begin, schedules()[k].size), start & 0xff);
     }
     e = ws.release();
-    workers[w].store(e, std::memory_order_seq_cst);
+    workers()[w].store(e, std::memory_order_seq_cst);
     return *e;
   }
 };
@@ -539,10 +556,10 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
       if (previous->slots_[w].load(std::memory_order_seq_cst) != nullptr) lb->slot(w);
     }
   }
-  health_view* view = health_view::pack(base + at_view, parts, workers, options.seed,
-                                        refs_are_members ? lb->members_.data() : nullptr);
+  health_view* view =
+      health_view::pack(base + at_view, parts, workers, refs_are_members ? lb->members_.data() : nullptr);
   for (std::size_t w = 0; w < workers; ++w) {
-    if (lb->slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w);
+    if (lb->slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w, lb->seed_);
   }
   lb->publish_locked(view);
   return lb;
@@ -712,12 +729,12 @@ view_parts load_balancer::topology::view() const {
 
 // A view after build (an ejection or a return), in its own allocation.
 std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*)> load_balancer::make_view() const {
-  std::unique_ptr<health_view, void (*)(health_view*)> view(health_view::pack(shape().view(), workers_, seed_),
+  std::unique_ptr<health_view, void (*)(health_view*)> view(health_view::pack(shape().view(), workers_),
                                                             &health_view::destroy);
   // Workers that have picked get their state made here, before the view is published, so
   // their picks never allocate.
   for (std::size_t w = 0; w < workers_; ++w) {
-    if (slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w);
+    if (slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w, seed_);
   }
   return view;
 }
@@ -725,7 +742,7 @@ std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*
 void load_balancer::publish_locked(health_view* v) {
   v->generation = view_.load(std::memory_order_relaxed) == nullptr ? 1 : outlier_->next_generation++;
   std::uint32_t healthy = 0, degraded = 0, excluded = 0, total = 0;
-  for (const priority_picker& pp : std::span(v->priorities, v->priority_count)) {
+  for (const priority_picker& pp : std::span(v->priorities(), v->priority_count)) {
     const priority_counts& c = pp.counts;
     healthy += c.healthy;
     degraded += c.degraded;
@@ -811,16 +828,16 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   std::uint32_t cumulative = 0;
   bool found = false;
   for (std::size_t i = 0; i < n && !found; ++i) {
-    cumulative += v.priorities[i].healthy_load;
+    cumulative += v.priorities()[i].healthy_load;
     if (h <= cumulative) p = i, found = true;
   }
   for (std::size_t i = 0; i < n && !found; ++i) {
-    cumulative += v.priorities[i].degraded_load;
+    cumulative += v.priorities()[i].degraded_load;
     if (h <= cumulative) p = i, use_degraded = true, found = true;
   }
 
-  const priority_picker& pp = v.priorities[p];
-  worker_state& ws = v.worker(w);
+  const priority_picker& pp = v.priorities()[p];
+  worker_state& ws = v.worker(w, seed_);
   std::uint32_t sid = use_degraded ? pp.degraded_source : pp.healthy_source;
   if (pp.panic) {
     shared_->panic.fetch_add(1, std::memory_order_relaxed);
@@ -828,14 +845,14 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   } else if (locality_weighted_) {
     const std::int32_t e = use_degraded ? pp.degraded_locality_edf : pp.healthy_locality_edf;
     if (e >= 0) {
-      const double* weights = v.weights + v.schedules[e].begin;
+      const double* weights = v.weights() + v.schedules()[e].begin;
       const std::uint32_t locality = ws.edf[e].pick([&weights](std::uint32_t i) { return weights[i]; });
       sid = pp.locality_sources + 2 * locality + (use_degraded ? 1 : 0);
     }
   }
   source_out = sid;
 
-  const source& s = v.sources[sid];
+  const source& s = v.sources()[sid];
   if (s.size == 0) return nullptr;
   const host_ref* refs = v.refs + s.begin;
   switch (policy_) {
@@ -888,7 +905,7 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
     if (!avoided(h)) return h;
   }
   const auto scan = [&](std::uint32_t id) -> host* {
-    const source& s = v.sources[id];
+    const source& s = v.sources()[id];
     if (s.size == 0) return nullptr;
     const std::uint64_t start = random.next();
     for (std::uint32_t i = 0; i < s.size; ++i) {
@@ -898,7 +915,7 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
     return nullptr;
   };
   if (host* o = scan(sid)) return o;
-  const std::span<const priority_picker> priorities(v.priorities, v.priority_count);
+  const std::span<const priority_picker> priorities(v.priorities(), v.priority_count);
   for (const priority_picker& pp : priorities) {
     if (host* o = scan(pp.healthy_source)) return o;
   }
@@ -972,7 +989,7 @@ balancer_state load_balancer::explain() const {
   for (std::size_t p = 0; p < priorities_.size(); ++p) {
     const priority_layout& pl = priorities_[p];
     priority_state ps;
-    const priority_picker& pp = v.priorities[p];
+    const priority_picker& pp = v.priorities()[p];
     ps.counts = pp.counts;
     ps.health = pp.availability;
     ps.degraded = pp.degraded_availability;
@@ -984,7 +1001,7 @@ balancer_state load_balancer::explain() const {
       locality_state ls;
       ls.name = std::string(locality_names_.substr(ll.name_begin, ll.name_size));
       ls.weight = ll.weight;
-      ls.counts = v.locality_counts[l];
+      ls.counts = v.locality_counts()[l];
       ls.effective_weight =
           effective_locality_weight(ll.weight, ls.counts.healthy, ls.counts.hosts, ls.counts.excluded, overprovisioning_factor_);
       ls.effective_degraded_weight = effective_locality_weight(ll.weight, ls.counts.degraded, ls.counts.hosts,
