@@ -311,27 +311,33 @@ struct load_balancer::health_view {
 
 namespace {
 
-// Gives allocate_shared one block for the balancer, its reference count and `extra` bytes after
-// them (the balancer's arrays), and says where those bytes start.
+// Gives allocate_shared one block for an object, its reference count and trailing_request.extra
+// bytes after them, and sets trailing_request.at to where those bytes start. The request goes
+// through a thread-local rather than the allocator's state: a stateless allocator takes no room
+// in the control block (allocate_shared keeps a copy of a stateful one there, in every block).
+struct trailing_request_t {
+  std::size_t extra = 0;
+  char* at = nullptr;
+};
+thread_local trailing_request_t trailing_request;
+
 template <class T>
 struct trailing_allocator {
   using value_type = T;
-  std::size_t extra;
-  char** extra_at;
 
-  trailing_allocator(std::size_t e, char** at) : extra(e), extra_at(at) {}
+  trailing_allocator() = default;
   template <class U>
-  trailing_allocator(const trailing_allocator<U>& o) : extra(o.extra), extra_at(o.extra_at) {}  // NOLINT: rebinding
+  trailing_allocator(const trailing_allocator<U>&) {}  // NOLINT: rebinding
   T* allocate(std::size_t n) {
     const std::size_t head = align_up(sizeof(T) * n, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-    char* p = static_cast<char*>(::operator new(head + extra));
-    *extra_at = p + head;
+    char* p = static_cast<char*>(::operator new(head + trailing_request.extra));
+    trailing_request.at = p + head;
     return reinterpret_cast<T*>(p);
   }
   void deallocate(T* p, std::size_t) { ::operator delete(static_cast<void*>(p)); }
   template <class U>
-  bool operator==(const trailing_allocator<U>& o) const {
-    return extra == o.extra && extra_at == o.extra_at;
+  bool operator==(const trailing_allocator<U>&) const {
+    return true;
   }
 };
 
@@ -526,8 +532,9 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   const std::size_t at_priorities = layout.add<priority_layout>(priorities.size());
   const std::size_t at_blocks = layout.add<host_block*>(blocks.size());
   const std::size_t at_names = layout.add<char>(names.size());
-  char* base = nullptr;
-  auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer>(layout.size(), &base), private_tag{});
+  trailing_request.extra = layout.size();
+  auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer>(), private_tag{});
+  char* const base = trailing_request.at;
   lb->workers_ = static_cast<std::uint32_t>(workers);
   lb->seed_ = options.seed;
   lb->overprovisioning_factor_ = config.overprovisioning_factor;

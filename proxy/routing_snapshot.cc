@@ -28,26 +28,33 @@ cluster_texts::cluster_texts(const xds::istio_service* service, std::string_view
 
 namespace {
 
-// Gives allocate_shared one block for an object, its reference count and `extra` bytes after
-// them, and says where those bytes start.
+// Gives allocate_shared one block for an object, its reference count and trailing_request.extra
+// bytes after them, and sets trailing_request.at to where those bytes start. The request goes
+// through a thread-local rather than the allocator's state: a stateless allocator takes no room
+// in the control block (allocate_shared keeps a copy of a stateful one there, in every block).
+struct trailing_request_t {
+  std::size_t extra = 0;
+  char* at = nullptr;
+};
+thread_local trailing_request_t trailing_request;
+
 template <class T>
 struct trailing_allocator {
   using value_type = T;
-  std::size_t extra;
-  char** extra_at;
 
-  trailing_allocator(std::size_t e, char** at) : extra(e), extra_at(at) {}
+  trailing_allocator() = default;
   template <class U>
-  trailing_allocator(const trailing_allocator<U>& o) : extra(o.extra), extra_at(o.extra_at) {}  // NOLINT: rebinding
+  trailing_allocator(const trailing_allocator<U>&) {}  // NOLINT: rebinding
   T* allocate(std::size_t n) {
-    char* p = static_cast<char*>(::operator new(sizeof(T) * n + extra));
-    *extra_at = p + sizeof(T) * n;
+    const std::size_t head = sizeof(T) * n;
+    char* p = static_cast<char*>(::operator new(head + trailing_request.extra));
+    trailing_request.at = p + head;
     return reinterpret_cast<T*>(p);
   }
   void deallocate(T* p, std::size_t) { ::operator delete(static_cast<void*>(p)); }
   template <class U>
-  bool operator==(const trailing_allocator<U>& o) const {
-    return extra == o.extra && extra_at == o.extra_at;
+  bool operator==(const trailing_allocator<U>&) const {
+    return true;
   }
 };
 
@@ -56,17 +63,16 @@ struct trailing_allocator {
 std::shared_ptr<chain_tcp_stats> chain_tcp_stats::make(stats::registry& registry, std::string_view stat_prefix) {
   // The prefix is copied in once allocate_shared has said where the trailing bytes are: the
   // allocation happens before the object is constructed.
-  char* at = nullptr;
   struct placed_prefix {
-    char** at;
     std::string_view text;
     operator std::string_view() const {  // NOLINT: converts at construction, after allocation
-      std::copy(text.begin(), text.end(), *at);
-      return {*at, text.size()};
+      std::copy(text.begin(), text.end(), trailing_request.at);
+      return {trailing_request.at, text.size()};
     }
   };
-  return std::allocate_shared<chain_tcp_stats>(trailing_allocator<chain_tcp_stats>(stat_prefix.size(), &at), private_tag{},
-                                               registry, placed_prefix{&at, stat_prefix});
+  trailing_request.extra = stat_prefix.size();
+  return std::allocate_shared<chain_tcp_stats>(trailing_allocator<chain_tcp_stats>(), private_tag{}, registry,
+                                               placed_prefix{stat_prefix});
 }
 
 std::string listener_stat_name(const xds::socket_address& address) {
