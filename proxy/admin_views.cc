@@ -404,7 +404,7 @@ explain_result explain_sni(const explain_request& request, const explain_context
     const filter_chain_runtime* matched = nullptr;
     if (index != filter_chain_matcher::no_match) {
       matched = &l->chains[static_cast<std::size_t>(index)];
-      out += "filter chain " + (matched->name.empty() ? "filter_chains[" + std::to_string(index) + "]" : "'" + matched->name + "'") +
+      out += "filter chain " + (!matched->name ? "filter_chains[" + std::to_string(index) + "]" : "'" + *matched->name + "'") +
              " matches\n";
     } else {
       const std::string why = l->matcher->why_no_match(facts);

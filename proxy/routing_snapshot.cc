@@ -216,9 +216,9 @@ std::shared_ptr<cluster_runtime> find_cluster(const routing_snapshot& snapshot, 
 void resolve(filter_chain_runtime& chain, const routing_snapshot& snapshot) {
   std::shared_ptr<cluster_runtime> found = find_cluster(snapshot, chain.cluster_name());
   if (found) {
-    std::string().swap(chain.unresolved_cluster);  // `found` holds the name now (and frees it)
+    chain.unresolved_cluster.reset();  // `found` holds the name now
   } else if (chain.cluster) {
-    chain.unresolved_cluster = chain.cluster->name;  // removed: keep the name for later versions
+    chain.unresolved_cluster = std::make_shared<const std::string>(chain.cluster->name);  // removed: keep the name
   }
   chain.cluster = std::move(found);
   for (weighted_target& w : chain.weighted) w.cluster = find_cluster(snapshot, w.name);
@@ -246,7 +246,7 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
                                  stats::registry& registry, log_sets& logs, std::string& log_error) {
   const xds::tcp_proxy_config& tp = chain.tcp_proxy;
   filter_chain_runtime out;
-  out.name = chain.name;
+  if (!chain.name.empty()) out.name = std::make_shared<const std::string>(chain.name);
   out.max_connect_attempts = tp.max_connect_attempts;
   out.cluster_from_sni = tp.cluster_from_sni;
   out.idle_timeout = tp.idle_timeout;
@@ -261,7 +261,7 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
     out.weighted.push_back(std::move(t));
   }
   out.cluster = find_cluster(snapshot, tp.cluster);
-  if (!out.cluster) out.unresolved_cluster = tp.cluster;
+  if (!out.cluster && !tp.cluster.empty()) out.unresolved_cluster = std::make_shared<const std::string>(tp.cluster);
   for (weighted_target& w : out.weighted) w.cluster = find_cluster(snapshot, w.name);
   out.stats = chain_tcp_stats::make(registry, tp.stat_prefix);
   std::string error;

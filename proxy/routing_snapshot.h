@@ -169,13 +169,18 @@ struct filter_chain_runtime {
   bool cluster_from_sni = false;
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};    // zero: none
   std::chrono::milliseconds max_downstream_connection_duration{0};  // zero: no limit
-  std::string name;
-  // tcp_proxy.cluster while no cluster of that name exists. Once resolved, `cluster` holds the
-  // name, so the common case keeps no second copy of it.
-  std::string unresolved_cluster;
+  // FilterChain.name; null when the chain has none (istiod's SNI chains). Shared, not a
+  // std::string member: access log records hold it, and most chains would carry 32 empty bytes.
+  std::shared_ptr<const std::string> name;
+  // tcp_proxy.cluster while no cluster of that name exists (null otherwise). Once resolved,
+  // `cluster` holds the name, so the common case keeps no second copy of it.
+  std::shared_ptr<const std::string> unresolved_cluster;
 
   // tcp_proxy.cluster (empty when weighted or when only the SNI names the cluster).
-  std::string_view cluster_name() const { return cluster ? std::string_view(cluster->name) : std::string_view(unresolved_cluster); }
+  std::string_view cluster_name() const {
+    if (cluster) return cluster->name;
+    return unresolved_cluster ? std::string_view(*unresolved_cluster) : std::string_view();
+  }
 };
 
 struct listener_runtime {

@@ -272,8 +272,7 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
   if (hello_) tcp_stats_->downstream_cx_rx_bytes_total.inc(hello_->size);
   if (log_) {
     if (hello_) log_->bytes_received += hello_->size;
-    // Aliasing pointers: the name stays valid as long as the record holds the listener.
-    if (!chain_->name.empty()) log_->filter_chain_name = std::shared_ptr<const std::string>(listener_, &chain_->name);
+    log_->filter_chain_name = chain_->name;  // null when the chain has no name
   }
 
   // tcp_proxy: weighted_clusters win over everything (Envoy ignores the per-connection cluster
