@@ -397,10 +397,26 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
       name_bytes += loc.name.size();
     }
   }
-  if (previous != nullptr) {
+  // Small clusters (most of them: istiod's have a few endpoints) are searched linearly: hashing
+  // would cost more than it saves, and the maps' buckets are allocations.
+  constexpr std::size_t linear_search_limit = 16;
+  const bool small = listings <= linear_search_limit &&
+                     (previous == nullptr || previous->hosts_.size() <= linear_search_limit);
+  if (previous != nullptr && !small) {
     known.reserve(previous->hosts_.size());
     for (host* h : previous->hosts_) known.emplace(h->address(), h);
   }
+  const auto find_known = [&](const endpoint_address& a) -> host* {
+    if (previous == nullptr) return nullptr;
+    if (small) {
+      for (host* h : previous->hosts_) {
+        if (h->address() == a) return h;
+      }
+      return nullptr;
+    }
+    auto k = known.find(a);
+    return k == known.end() ? nullptr : k->second;
+  };
   // Unique hosts in config order: a previous generation's, or the index of a new one.
   struct unique_host {
     host* taken = nullptr;
@@ -410,7 +426,25 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   std::vector<endpoint_address> fresh;
   std::vector<std::uint32_t> member_host;  // index in `unique` per member
   std::unordered_map<endpoint_address, std::uint32_t, endpoint_address_hash> listed;
-  listed.reserve(listings);
+  std::vector<endpoint_address> unique_addresses;  // when small: `listed` searched linearly
+  if (small) {
+    unique_addresses.reserve(listings);
+  } else {
+    listed.reserve(listings);
+  }
+  // Index in `unique` of the host at `a`, adding it when new.
+  const auto list = [&](const endpoint_address& a) -> std::pair<std::uint32_t, bool> {
+    const auto next = static_cast<std::uint32_t>(small ? unique_addresses.size() : listed.size());
+    if (small) {
+      for (std::uint32_t i = 0; i < unique_addresses.size(); ++i) {
+        if (unique_addresses[i] == a) return {i, false};
+      }
+      unique_addresses.push_back(a);
+      return {next, true};
+    }
+    auto [it, added] = listed.try_emplace(a, next);
+    return {it->second, added};
+  };
   unique.reserve(listings);
   member_host.reserve(listings);
   std::vector<member> members;
@@ -430,18 +464,18 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
                          static_cast<std::uint32_t>(members.size()), 0};
       names += loc.name;
       for (const host_config& hc : loc.hosts) {
-        auto [it, added] = listed.try_emplace(hc.address, static_cast<std::uint32_t>(unique.size()));
+        const auto [index, added] = list(hc.address);
         if (added) {
           unique_host u;
-          if (auto k = known.find(hc.address); k != known.end()) {
-            u.taken = k->second;
+          if (host* k = find_known(hc.address)) {
+            u.taken = k;
           } else {
             u.fresh = static_cast<std::uint32_t>(fresh.size());
             fresh.push_back(hc.address);
           }
           unique.push_back(u);
         }
-        member_host.push_back(it->second);
+        member_host.push_back(index);
         members.push_back({nullptr, std::max<std::uint32_t>(1, hc.weight), hc.health});
       }
       ll.end = static_cast<std::uint32_t>(members.size());

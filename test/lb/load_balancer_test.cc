@@ -505,6 +505,25 @@ TEST(LoadBalancer, HostListedTwiceIsOneHost) {
   EXPECT_EQ(lb->stats().membership_total, 3u);  // membership counts listings, per priority
 }
 
+// Clusters above a few hosts find duplicates and previous hosts through hash maps, small ones
+// by a linear search: both keep one host per address and take hosts over by address.
+TEST(LoadBalancer, HostsAreTakenOverByAddressInLargeAndSmallClusters) {
+  for (std::uint16_t n : {3, 40}) {
+    cluster_config c;
+    c.priorities = {priority_of(1, n, n), priority({h(1), h(2)})};  // 1 and 2 listed twice
+    auto first = make(c);
+    EXPECT_EQ(first->hosts().size(), n);
+    EXPECT_EQ(first->stats().membership_total, n + 2u);
+    host* one = find(*first, 1);
+    c.priorities = {priority_of(2, n, n), priority({h(1)})};  // 1 moves, n + 1 joins
+    auto second = make(c, 1, first.get());
+    EXPECT_EQ(second->hosts().size(), n + 1u);
+    EXPECT_EQ(find(*second, 1), one);
+    EXPECT_EQ(find(*second, 2), find(*first, 2));
+    EXPECT_NE(find(*second, static_cast<std::uint16_t>(n + 1)), nullptr);
+  }
+}
+
 TEST(LoadBalancer, MembershipStats) {
   cluster_config c;
   c.priorities = {priority({h(1), h(2, host_health::degraded), h(3, host_health::unhealthy)}),
