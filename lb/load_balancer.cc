@@ -28,8 +28,9 @@ struct source {
 // A priority's part of a health view: its counts and loads, and its sources.
 struct priority_picker {
   priority_counts counts;
-  std::uint32_t availability = 0, degraded_availability = 0;  // percent (explain)
-  std::uint32_t healthy_load = 0, degraded_load = 0;
+  // Percentages (0..100), a byte each: every cluster's view holds one of these per priority.
+  std::uint8_t availability = 0, degraded_availability = 0;  // explain
+  std::uint8_t healthy_load = 0, degraded_load = 0;
   bool panic = false;
   std::uint32_t all_source = 0, healthy_source = 0, degraded_source = 0;
   // Locality i's healthy hosts are source locality_sources + 2 * i, its degraded ones + 1.
@@ -380,7 +381,10 @@ struct load_balancer::topology {
 };
 
 load_balancer::topology load_balancer::shape() const {
-  return {members_, localities_, priorities_, overprovisioning_factor_, panic_threshold_, locality_weighted_, policy_,
+  const std::uint32_t member_count = priorities_.empty() ? 0 : priorities_.back().end;
+  const std::uint32_t locality_count = priorities_.empty() ? 0 : priorities_.back().locality_end;
+  return {std::span<const member>(members_, member_count), std::span<const locality_layout>(localities_, locality_count),
+          priorities_, overprovisioning_factor_, panic_threshold_, locality_weighted_, policy_,
           active_request_bias_};
 }
 
@@ -554,7 +558,8 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
       parts.refs.size() == members.size() &&
       std::equal(parts.refs.begin(), parts.refs.end(), members.begin(),
                  [](const host_ref& a, const member& b) { return a.target == b.target && a.weight == b.weight; });
-  const std::size_t workers = std::max<std::size_t>(1, options.workers);
+  // Worker indexes fit 16 bits (a gateway runs a few workers).
+  const std::size_t workers = std::clamp<std::size_t>(options.workers, 1, UINT16_MAX);
 
   block_layout layout;
   const std::size_t at_view = layout.add<health_view>(0);
@@ -569,7 +574,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   trailing_request.extra = layout.size();
   auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer>(), private_tag{});
   char* const base = trailing_request.at;
-  lb->workers_ = static_cast<std::uint32_t>(workers);
+  lb->workers_ = static_cast<std::uint16_t>(workers);
   lb->seed_ = options.seed;
   lb->overprovisioning_factor_ = config.overprovisioning_factor;
   lb->panic_threshold_ = config.healthy_panic_threshold;
@@ -582,8 +587,8 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->slots_ = reinterpret_cast<std::atomic<worker_slot*>*>(base + at_slots);
   for (std::size_t w = 0; w < workers; ++w) new (lb->slots_ + w) std::atomic<worker_slot*>(nullptr);
   lb->hosts_ = place_copy(base, at_hosts, hosts);
-  lb->members_ = place_copy(base, at_members, members);
-  lb->localities_ = place_copy(base, at_localities, localities);
+  lb->members_ = place_copy(base, at_members, members).data();
+  lb->localities_ = place_copy(base, at_localities, localities).data();
   lb->priorities_ = place_copy(base, at_priorities, priorities);
   lb->blocks_ = place_copy(base, at_blocks, blocks);
   for (host_block* b : lb->blocks_) b->acquire();
@@ -598,7 +603,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
     }
   }
   health_view* view =
-      health_view::pack(base + at_view, parts, workers, refs_are_members ? lb->members_.data() : nullptr);
+      health_view::pack(base + at_view, parts, workers, refs_are_members ? lb->members_ : nullptr);
   for (std::size_t w = 0; w < workers; ++w) {
     if (lb->slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w, lb->seed_);
   }
@@ -717,10 +722,11 @@ view_parts load_balancer::topology::view() const {
     const priority_layout& pl = priorities[p];
     priority_picker pp;
     pp.counts = counts[p];
-    pp.availability = loads.health[p];
-    pp.degraded_availability = loads.degraded[p];
-    pp.healthy_load = loads.healthy_load[p];
-    pp.degraded_load = loads.degraded_load[p];
+    const auto percent = [](std::uint32_t x) { return static_cast<std::uint8_t>(std::min<std::uint32_t>(x, 100)); };
+    pp.availability = percent(loads.health[p]);
+    pp.degraded_availability = percent(loads.degraded[p]);
+    pp.healthy_load = percent(loads.healthy_load[p]);
+    pp.degraded_load = percent(loads.degraded_load[p]);
     pp.panic = loads.panic[p];
     const bool healthy_picks = !pp.panic && pp.healthy_load > 0;
     const bool degraded_picks = !pp.panic && pp.degraded_load > 0;

@@ -227,9 +227,10 @@ class load_balancer {
   // Immutable after build. The arrays live in the balancer's own allocation, after the object
   // (build() sizes it): a cluster costs one block here instead of one per array, and a balancer
   // often lives as long as its cluster.
-  std::span<host*> hosts_;                  // unique, in config order
-  std::span<member> members_;               // priority → locality → host order
-  std::span<locality_layout> localities_;
+  std::span<host*> hosts_;  // unique, in config order
+  // Priority → locality → host order; priorities_.back().end of them (no count of their own).
+  member* members_ = nullptr;
+  locality_layout* localities_ = nullptr;  // priorities_.back().locality_end of them
   std::span<priority_layout> priorities_;
   // Every locality's name, one after the other; only explain() reads them.
   std::string_view locality_names_;
@@ -241,14 +242,14 @@ class load_balancer {
   std::atomic<worker_slot*>* slots_ = nullptr;
   std::uint32_t overprovisioning_factor_ = 140;
   std::uint32_t panic_threshold_ = 50;
+  std::uint32_t choice_count_ = 2;
+  std::uint16_t workers_ = 1;
   bool locality_weighted_ = false;
   lb_policy policy_ = lb_policy::round_robin;
-  std::uint32_t choice_count_ = 2;
   double active_request_bias_ = 1.0;
   // Only with outlier detection enabled (most clusters have none).
   struct outlier_part;
   std::unique_ptr<outlier_part> outlier_;
-  std::uint32_t workers_ = 1;
   std::uint64_t seed_ = 0;
 
   shared_state* shared_ = nullptr;  // in one of blocks_
