@@ -866,6 +866,7 @@ host* load_balancer::pick(std::size_t worker, random_source& random, std::span<c
 host* load_balancer::pick_once(const health_view& v, std::size_t w, random_source& random, std::uint32_t& source_out) {
   const std::size_t n = v.priority_count;
   if (n == 0) return nullptr;
+  const priority_picker* const priorities = v.priorities();
 
   // Envoy's choosePriority: h in 1..100 over the cumulative healthy loads, then degraded loads.
   const std::uint64_t r = random.next();
@@ -875,15 +876,15 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   std::uint32_t cumulative = 0;
   bool found = false;
   for (std::size_t i = 0; i < n && !found; ++i) {
-    cumulative += v.priorities()[i].healthy_load;
+    cumulative += priorities[i].healthy_load;
     if (h <= cumulative) p = i, found = true;
   }
   for (std::size_t i = 0; i < n && !found; ++i) {
-    cumulative += v.priorities()[i].degraded_load;
+    cumulative += priorities[i].degraded_load;
     if (h <= cumulative) p = i, use_degraded = true, found = true;
   }
 
-  const priority_picker& pp = v.priorities()[p];
+  const priority_picker& pp = priorities[p];
   worker_state& ws = v.worker(w, seed_);
   std::uint32_t sid = use_degraded ? pp.degraded_source : pp.healthy_source;
   if (pp.panic) {
