@@ -15,10 +15,7 @@ namespace ewgw::lb {
 
 namespace {
 
-struct host_ref {
-  host* target;
-  std::uint32_t weight;
-};
+using detail::host_ref;
 
 // One list of candidate hosts (Envoy's HostsSource): a priority's all / healthy / degraded
 // hosts, or one locality's healthy / degraded hosts.
@@ -31,8 +28,9 @@ struct source {
 // A priority's part of a health view: its counts and loads, and its sources.
 struct priority_picker {
   priority_counts counts;
-  std::uint32_t availability = 0, degraded_availability = 0;  // percent (explain)
-  std::uint32_t healthy_load = 0, degraded_load = 0;
+  // Percentages (0..100), a byte each: every cluster's view holds one of these per priority.
+  std::uint8_t availability = 0, degraded_availability = 0;  // explain
+  std::uint8_t healthy_load = 0, degraded_load = 0;
   bool panic = false;
   std::uint32_t all_source = 0, healthy_source = 0, degraded_source = 0;
   // Locality i's healthy hosts are source locality_sources + 2 * i, its degraded ones + 1.
@@ -95,14 +93,60 @@ struct load_balancer::shared_state {
     return *s;
   }
 
-  std::mutex cold;
-  std::atomic<std::uint64_t> membership_healthy{0}, membership_degraded{0}, membership_excluded{0},
+  // The cluster's cold mutex: one of a fixed set, chosen by address. A std::mutex per cluster is
+  // 40 bytes times 10,000 clusters, for a lock taken only by rebuilds, outlier passes and admin
+  // reads; no code holds two clusters' cold mutexes at once, so sharing one cannot deadlock.
+  std::mutex& cold() const {
+    static std::mutex stripes[64];
+    return stripes[(reinterpret_cast<std::uintptr_t>(this) / alignof(shared_state)) % 64];
+  }
+  // Host counts: 32 bits hold any cluster's.
+  std::atomic<std::uint32_t> membership_healthy{0}, membership_degraded{0}, membership_excluded{0},
       membership_total{0};
   std::atomic<atomic_outlier_stats*> outlier{nullptr};
   // lb_healthy_panic. One counter for all workers: it moves only while a priority is in panic,
   // which is rare, and per-worker padded counters cost a cache line per worker per cluster.
   std::atomic<std::uint64_t> panic{0};
   fast_random cold_random;
+};
+
+// Hosts that are new in one generation of a cluster (every host of its first generation), and
+// in the first generation's block the cluster's shared state as well: one allocation instead of
+// one per host plus one for the state. Every generation listing one of the block's hosts holds a
+// reference, so a host lives as long as some generation lists it (connections counted on it
+// keep working across updates) and the shared state as long as the cluster. A block whose hosts
+// were all replaced but one stays whole until that one goes: at most one block per generation
+// that added hosts, each no larger than that generation's new hosts.
+struct load_balancer::host_block {
+  std::atomic<std::uint32_t> refs{0};
+  std::uint32_t count = 0;
+  shared_state* shared = nullptr;  // after the hosts, when this block holds it
+
+  host* hosts() { return std::launder(reinterpret_cast<host*>(this + 1)); }
+  bool holds(const host* h) { return count > 0 && h >= hosts() && h < hosts() + count; }
+
+  static std::size_t shared_at(std::size_t hosts) {
+    return align_up(sizeof(host_block) + sizeof(host) * hosts, alignof(shared_state));
+  }
+  static host_block* make(std::span<const endpoint_address> addresses, bool with_shared, std::uint64_t seed) {
+    static_assert(sizeof(host_block) % alignof(host) == 0 && alignof(host) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ &&
+                  alignof(shared_state) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    const std::size_t size =
+        with_shared ? shared_at(addresses.size()) + sizeof(shared_state) : sizeof(host_block) + sizeof(host) * addresses.size();
+    char* base = static_cast<char*>(::operator new(size));
+    auto* b = new (base) host_block();
+    for (const endpoint_address& a : addresses) new (base + sizeof(host_block) + sizeof(host) * b->count++) host(a);
+    if (with_shared) b->shared = new (base + shared_at(addresses.size())) shared_state(seed);
+    return b;
+  }
+  void acquire() { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (shared != nullptr) shared->~shared_state();
+    for (std::uint32_t i = 0; i < count; ++i) hosts()[i].~host();
+    this->~host_block();
+    ::operator delete(static_cast<void*>(this));
+  }
 };
 
 struct alignas(64) load_balancer::worker_slot {
@@ -113,6 +157,10 @@ struct alignas(64) load_balancer::worker_slot {
 struct load_balancer::outlier_part {
   outlier_detection_config config;
   std::vector<host*> hosts;  // hosts_, for the outlier detector
+  // Views replaced while a worker may still read them (under shared_->cold). Only outlier
+  // detection replaces a balancer's view, so clusters without it keep no list.
+  std::vector<health_view*> retired;
+  std::uint64_t next_generation = 2;  // build() publishes generation 1
 };
 
 namespace {
@@ -126,44 +174,38 @@ const outlier_detection_config no_outlier_detection{};
 // vectors here.
 struct load_balancer::health_view {
   std::uint64_t generation = 0;
-  std::uint64_t seed = 0;
   std::uint32_t normalized_total_availability = 0;
   bool total_panic = false;
+  bool own_allocation = false;  // false: inside the balancer's block (the view build() made)
   std::uint32_t priority_count = 0, locality_count = 0, source_count = 0, schedule_count = 0, worker_count = 0;
-  const priority_picker* priorities = nullptr;
-  const priority_counts* locality_counts = nullptr;
-  const source* sources = nullptr;
+  // The arrays follow the header, at these byte offsets from it (offsets, not pointers: 4 bytes
+  // each instead of 8, for a structure every cluster holds).
+  std::uint32_t at_priorities = 0, at_localities = 0, at_sources = 0, at_schedules = 0, at_weights = 0, at_workers = 0;
+  // The view's host references: its own array, or the balancer's members when they are the same.
   const host_ref* refs = nullptr;
+
+  const priority_picker* priorities() const { return array<priority_picker>(at_priorities); }
+  const priority_counts* locality_counts() const { return array<priority_counts>(at_localities); }
+  const source* sources() const { return array<source>(at_sources); }
   // Initial weights of each EDF schedule (source::edf, priority_picker::*_locality_edf); each
   // worker's state starts from them.
-  const schedule_ref* schedules = nullptr;
-  const double* weights = nullptr;
-  // Each worker's picking state, made on its first pick of this view (see lazy_per_worker);
-  // each worker mutates its own entry only.
-  std::atomic<worker_state*>* workers = nullptr;
+  const schedule_ref* schedules() const { return array<schedule_ref>(at_schedules); }
+  const double* weights() const { return array<double>(at_weights); }
+  // Each worker's picking state, made on its first pick of this view; each worker mutates its
+  // own entry only.
+  std::atomic<worker_state*>* workers() const {
+    return std::launder(reinterpret_cast<std::atomic<worker_state*>*>(const_cast<char*>(base() + at_workers)));
+  }
 
-  static std::unique_ptr<health_view> pack(const view_parts& parts, std::size_t worker_count, std::uint64_t seed) {
-    std::size_t size = sizeof(health_view);
-    const auto place = [&size](std::size_t align, std::size_t bytes) {
-      size = align_up(size, align);
-      const std::size_t at = size;
-      size += bytes;
-      return at;
-    };
-    const std::size_t at_priorities = place(alignof(priority_picker), sizeof(priority_picker) * parts.priorities.size());
-    const std::size_t at_localities =
-        place(alignof(priority_counts), sizeof(priority_counts) * parts.locality_counts.size());
-    const std::size_t at_sources = place(alignof(source), sizeof(source) * parts.sources.size());
-    const std::size_t at_refs = place(alignof(host_ref), sizeof(host_ref) * parts.refs.size());
-    const std::size_t at_schedules = place(alignof(schedule_ref), sizeof(schedule_ref) * parts.schedules.size());
-    const std::size_t at_weights = place(alignof(double), sizeof(double) * parts.weights.size());
-    const std::size_t at_workers =
-        place(alignof(std::atomic<worker_state*>), sizeof(std::atomic<worker_state*>) * worker_count);
-    static_assert(alignof(health_view) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-
-    char* base = static_cast<char*>(::operator new(size));
+  // The bytes pack() needs. `refs` null: the view's refs are copied into the block; otherwise
+  // they are that array (the balancer's members, when they are exactly the view's refs).
+  static std::size_t packed_size(const view_parts& parts, std::size_t worker_count, const host_ref* refs) {
+    return layout(parts, worker_count, refs).size;
+  }
+  // Builds the view in `base` (packed_size() bytes, aligned for health_view).
+  static health_view* pack(char* base, const view_parts& parts, std::size_t worker_count, const host_ref* refs) {
+    const offsets at = layout(parts, worker_count, refs);
     auto* v = new (base) health_view();
-    v->seed = seed;
     v->normalized_total_availability = parts.normalized_total_availability;
     v->total_panic = parts.total_panic;
     v->priority_count = static_cast<std::uint32_t>(parts.priorities.size());
@@ -171,53 +213,368 @@ struct load_balancer::health_view {
     v->source_count = static_cast<std::uint32_t>(parts.sources.size());
     v->schedule_count = static_cast<std::uint32_t>(parts.schedules.size());
     v->worker_count = static_cast<std::uint32_t>(worker_count);
-    const auto copy = [base]<class T>(const std::vector<T>& from, std::size_t at) {
-      return std::uninitialized_copy(from.begin(), from.end(), reinterpret_cast<T*>(base + at)) - from.size();
+    const auto copy = [base]<class T>(const std::vector<T>& from, std::size_t offset) {
+      return std::uninitialized_copy(from.begin(), from.end(), reinterpret_cast<T*>(base + offset)) - from.size();
     };
-    v->priorities = copy(parts.priorities, at_priorities);
-    v->locality_counts = copy(parts.locality_counts, at_localities);
-    v->sources = copy(parts.sources, at_sources);
-    v->refs = copy(parts.refs, at_refs);
-    v->schedules = copy(parts.schedules, at_schedules);
-    v->weights = copy(parts.weights, at_weights);
-    auto* workers = reinterpret_cast<std::atomic<worker_state*>*>(base + at_workers);
+    copy(parts.priorities, at.priorities);
+    copy(parts.locality_counts, at.localities);
+    copy(parts.sources, at.sources);
+    v->refs = refs != nullptr ? refs : copy(parts.refs, at.refs);
+    copy(parts.schedules, at.schedules);
+    copy(parts.weights, at.weights);
+    auto* workers = reinterpret_cast<std::atomic<worker_state*>*>(base + at.workers);
     for (std::size_t w = 0; w < worker_count; ++w) new (workers + w) std::atomic<worker_state*>(nullptr);
-    v->workers = workers;
-    return std::unique_ptr<health_view>(v);
+    const auto offset = [](std::size_t n) { return static_cast<std::uint32_t>(n); };
+    v->at_priorities = offset(at.priorities);
+    v->at_localities = offset(at.localities);
+    v->at_sources = offset(at.sources);
+    v->at_schedules = offset(at.schedules);
+    v->at_weights = offset(at.weights);
+    v->at_workers = offset(at.workers);
+    return v;
+  }
+  // A view in its own allocation (one made after build: an ejection or a return).
+  static health_view* pack(const view_parts& parts, std::size_t worker_count) {
+    char* base = static_cast<char*>(::operator new(packed_size(parts, worker_count, nullptr)));
+    health_view* v = pack(base, parts, worker_count, nullptr);
+    v->own_allocation = true;
+    return v;
+  }
+  // Ends a view made by either pack().
+  static void destroy(health_view* v) {
+    if (v == nullptr) return;
+    const bool own = v->own_allocation;
+    v->~health_view();
+    if (own) ::operator delete(static_cast<void*>(v));
   }
 
   health_view() = default;
   health_view(const health_view&) = delete;
   health_view& operator=(const health_view&) = delete;
+  // The arrays after the header are trivially destructible; the storage is pack()'s caller's.
   ~health_view() {
-    for (std::size_t w = 0; w < worker_count; ++w) delete workers[w].load(std::memory_order_relaxed);
+    for (std::size_t w = 0; w < worker_count; ++w) delete workers()[w].load(std::memory_order_relaxed);
   }
-  // The arrays after the header are trivially destructible; the storage came from pack().
-  static void operator delete(void* p) { ::operator delete(p); }
+
+ private:
+  const char* base() const { return reinterpret_cast<const char*>(this); }
+  template <class T>
+  const T* array(std::uint32_t at) const {
+    return std::launder(reinterpret_cast<const T*>(base() + at));
+  }
+
+  struct offsets {
+    std::size_t priorities, localities, sources, refs, schedules, weights, workers, size;
+  };
+  static offsets layout(const view_parts& parts, std::size_t worker_count, const host_ref* refs) {
+    offsets at{};
+    std::size_t size = sizeof(health_view);
+    const auto place = [&size](std::size_t align, std::size_t bytes) {
+      size = align_up(size, align);
+      const std::size_t here = size;
+      size += bytes;
+      return here;
+    };
+    at.priorities = place(alignof(priority_picker), sizeof(priority_picker) * parts.priorities.size());
+    at.localities = place(alignof(priority_counts), sizeof(priority_counts) * parts.locality_counts.size());
+    at.sources = place(alignof(source), sizeof(source) * parts.sources.size());
+    at.refs = place(alignof(host_ref), refs != nullptr ? 0 : sizeof(host_ref) * parts.refs.size());
+    at.schedules = place(alignof(schedule_ref), sizeof(schedule_ref) * parts.schedules.size());
+    at.weights = place(alignof(double), sizeof(double) * parts.weights.size());
+    at.workers = place(alignof(std::atomic<worker_state*>), sizeof(std::atomic<worker_state*>) * worker_count);
+    at.size = align_up(size, alignof(health_view));
+    static_assert(alignof(health_view) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    return at;
+  }
+
+ public:
 
   // Worker w's picking state for this view, made on its first use. seq_cst: the hazard-pointer
   // argument in reclaim_locked() needs the entry's publication in the same total order as the
   // hazard. With a seed, each worker starts its rotations and (up to 255 picks into) its
   // schedules at its own point, so workers do not all send their first picks to one host.
-  worker_state& worker(std::size_t w) const {
-    worker_state* e = workers[w].load(std::memory_order_seq_cst);
+  // `seed` is the balancer's (build_options::seed).
+  worker_state& worker(std::size_t w, std::uint64_t seed) const {
+    worker_state* e = workers()[w].load(std::memory_order_seq_cst);
     if (e != nullptr) return *e;
     const std::uint64_t start = seed == 0 ? 0 : fast_random::mix(seed ^ (0xa0761d6478bd642full * (w + 1)));
     auto ws = std::make_unique<worker_state>();
     ws->rr.assign(source_count, start);
     ws->edf.resize(schedule_count);
     for (std::size_t k = 0; k < schedule_count; ++k) {
-      ws->edf[k].reset(std::span<const double>(weights + schedules[k].begin, schedules[k].size), start & 0xff);
+      ws->edf[k].reset(std::span<const double>(weights() + schedules()[k].begin, schedules()[k].size), start & 0xff);
     }
     e = ws.release();
-    workers[w].store(e, std::memory_order_seq_cst);
+    workers()[w].store(e, std::memory_order_seq_cst);
     return *e;
   }
 };
 
+namespace {
+
+// Gives allocate_shared one block for an object, its reference count and trailing_request.extra
+// bytes after them, and sets trailing_request.at to where those bytes start. The request goes
+// through a thread-local rather than the allocator's state: a stateless allocator takes no room
+// in the control block (allocate_shared keeps a copy of a stateful one there, in every block).
+struct trailing_request_t {
+  std::size_t extra = 0;
+  char* at = nullptr;
+};
+thread_local trailing_request_t trailing_request;
+
+template <class T>
+struct trailing_allocator {
+  using value_type = T;
+
+  trailing_allocator() = default;
+  template <class U>
+  trailing_allocator(const trailing_allocator<U>&) {}  // NOLINT: rebinding
+  T* allocate(std::size_t n) {
+    const std::size_t head = align_up(sizeof(T) * n, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    char* p = static_cast<char*>(::operator new(head + trailing_request.extra));
+    trailing_request.at = p + head;
+    return reinterpret_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete(static_cast<void*>(p)); }
+  template <class U>
+  bool operator==(const trailing_allocator<U>&) const {
+    return true;
+  }
+};
+
+// Places arrays one after the other in a block being sized.
+class block_layout {
+ public:
+  template <class T>
+  std::size_t add(std::size_t n) {
+    size_ = align_up(size_, alignof(T));
+    const std::size_t at = size_;
+    size_ += sizeof(T) * n;
+    return at;
+  }
+  std::size_t size() const { return align_up(size_, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
+
+ private:
+  std::size_t size_ = 0;
+};
+
+template <class T>
+std::span<T> place_copy(char* base, std::size_t at, const std::vector<T>& from) {
+  T* to = reinterpret_cast<T*>(base + at);
+  std::uninitialized_copy(from.begin(), from.end(), to);
+  return {to, from.size()};
+}
+
+}  // namespace
+
+struct load_balancer::topology {
+  std::span<const member> members;
+  std::span<const locality_layout> localities;
+  std::span<const priority_layout> priorities;
+  std::uint32_t overprovisioning_factor = 140;
+  std::uint32_t panic_threshold = 50;
+  bool locality_weighted = false;
+  lb_policy policy = lb_policy::round_robin;
+  double active_request_bias = 1.0;
+
+  view_parts view() const;
+};
+
+load_balancer::topology load_balancer::shape() const {
+  const std::uint32_t member_count = priorities_.empty() ? 0 : priorities_.back().end;
+  const std::uint32_t locality_count = priorities_.empty() ? 0 : priorities_.back().locality_end;
+  return {std::span<const member>(members_, member_count), std::span<const locality_layout>(localities_, locality_count),
+          priorities_, overprovisioning_factor_, panic_threshold_, locality_weighted_, policy_,
+          active_request_bias_};
+}
+
 std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config, const build_options& options,
                                                     const load_balancer* previous) {
-  auto lb = std::make_shared<load_balancer>(private_tag{}, options.workers);
+  // First the structure in temporary arrays (hosts resolved: taken over from `previous` by
+  // address, or new), then one block sized for all of it and the initial view.
+  std::unordered_map<endpoint_address, host*, endpoint_address_hash> known;  // previous->hosts_ by address
+  std::size_t listings = 0, locality_count = 0, name_bytes = 0;
+  for (const priority_config& p : config.priorities) {
+    locality_count += p.localities.size();
+    for (const locality_config& loc : p.localities) {
+      listings += loc.hosts.size();
+      name_bytes += loc.name.size();
+    }
+  }
+  // Small clusters (most of them: istiod's have a few endpoints) are searched linearly: hashing
+  // would cost more than it saves, and the maps' buckets are allocations.
+  constexpr std::size_t linear_search_limit = 16;
+  const bool small = listings <= linear_search_limit &&
+                     (previous == nullptr || previous->hosts_.size() <= linear_search_limit);
+  if (previous != nullptr && !small) {
+    known.reserve(previous->hosts_.size());
+    for (host* h : previous->hosts_) known.emplace(h->address(), h);
+  }
+  const auto find_known = [&](const endpoint_address& a) -> host* {
+    if (previous == nullptr) return nullptr;
+    if (small) {
+      for (host* h : previous->hosts_) {
+        if (h->address() == a) return h;
+      }
+      return nullptr;
+    }
+    auto k = known.find(a);
+    return k == known.end() ? nullptr : k->second;
+  };
+  // Unique hosts in config order: a previous generation's, or the index of a new one.
+  struct unique_host {
+    host* taken = nullptr;
+    std::uint32_t fresh = 0;
+  };
+  std::vector<unique_host> unique;
+  std::vector<endpoint_address> fresh;
+  std::vector<std::uint32_t> member_host;  // index in `unique` per member
+  std::unordered_map<endpoint_address, std::uint32_t, endpoint_address_hash> listed;
+  std::vector<endpoint_address> unique_addresses;  // when small: `listed` searched linearly
+  if (small) {
+    unique_addresses.reserve(listings);
+  } else {
+    listed.reserve(listings);
+  }
+  // Index in `unique` of the host at `a`, adding it when new.
+  const auto list = [&](const endpoint_address& a) -> std::pair<std::uint32_t, bool> {
+    const auto next = static_cast<std::uint32_t>(small ? unique_addresses.size() : listed.size());
+    if (small) {
+      for (std::uint32_t i = 0; i < unique_addresses.size(); ++i) {
+        if (unique_addresses[i] == a) return {i, false};
+      }
+      unique_addresses.push_back(a);
+      return {next, true};
+    }
+    auto [it, added] = listed.try_emplace(a, next);
+    return {it->second, added};
+  };
+  unique.reserve(listings);
+  member_host.reserve(listings);
+  std::vector<member> members;
+  std::vector<locality_layout> localities;
+  std::vector<priority_layout> priorities;
+  std::string names;
+  members.reserve(listings);
+  localities.reserve(locality_count);
+  priorities.reserve(config.priorities.size());
+  names.reserve(name_bytes);
+  for (const priority_config& p : config.priorities) {
+    priority_layout pl{};
+    pl.begin = static_cast<std::uint32_t>(members.size());
+    pl.locality_begin = static_cast<std::uint32_t>(localities.size());
+    for (const locality_config& loc : p.localities) {
+      locality_layout ll{static_cast<std::uint32_t>(names.size()), static_cast<std::uint32_t>(loc.name.size()), loc.weight,
+                         static_cast<std::uint32_t>(members.size()), 0};
+      names += loc.name;
+      for (const host_config& hc : loc.hosts) {
+        const auto [index, added] = list(hc.address);
+        if (added) {
+          unique_host u;
+          if (host* k = find_known(hc.address)) {
+            u.taken = k;
+          } else {
+            u.fresh = static_cast<std::uint32_t>(fresh.size());
+            fresh.push_back(hc.address);
+          }
+          unique.push_back(u);
+        }
+        member_host.push_back(index);
+        members.push_back({nullptr, std::max<std::uint32_t>(1, hc.weight), hc.health});
+      }
+      ll.end = static_cast<std::uint32_t>(members.size());
+      localities.push_back(ll);
+    }
+    pl.end = static_cast<std::uint32_t>(members.size());
+    pl.locality_end = static_cast<std::uint32_t>(localities.size());
+    priorities.push_back(pl);
+  }
+
+  // The blocks this generation holds: the one with the shared state, those of hosts taken over,
+  // and one for its new hosts (with the shared state when the cluster is new).
+  std::vector<host_block*> blocks;
+  const auto hold = [&blocks](host_block* b) {
+    if (std::find(blocks.begin(), blocks.end(), b) == blocks.end()) blocks.push_back(b);
+  };
+  shared_state* shared = nullptr;
+  host_block* fresh_block = nullptr;
+  if (previous == nullptr || !fresh.empty()) {
+    fresh_block = host_block::make(fresh, previous == nullptr, options.seed);
+    hold(fresh_block);
+  }
+  if (previous != nullptr) {
+    shared = previous->shared_;
+    for (host_block* b : previous->blocks_) {
+      if (b->shared == shared) hold(b);
+    }
+  } else {
+    shared = fresh_block->shared;
+  }
+  std::vector<host*> hosts;
+  hosts.reserve(unique.size());
+  for (const unique_host& u : unique) {
+    if (u.taken == nullptr) {
+      hosts.push_back(fresh_block->hosts() + u.fresh);
+      continue;
+    }
+    hosts.push_back(u.taken);
+    for (host_block* b : previous->blocks_) {
+      if (b->holds(u.taken)) hold(b);
+    }
+  }
+  for (std::size_t i = 0; i < members.size(); ++i) members[i].target = hosts[member_host[i]];
+
+  std::lock_guard<std::mutex> lock(shared->cold());
+  std::unique_ptr<outlier_part> outlier;
+  if (config.outlier_detection.enabled) {
+    outlier = std::make_unique<outlier_part>();
+    outlier->config = config.outlier_detection;
+    outlier->hosts = hosts;
+  }
+  std::uint64_t ejected = 0;
+  for (host* h : hosts) {
+    outlier_detector::configure(*h, outlier ? outlier->config : no_outlier_detection);
+    ejected += h->ejected() ? 1 : 0;
+  }
+  // Without outlier detection nothing is ejected (configure() un-ejects), and a cluster that
+  // never had it has no counters to set.
+  if (outlier) {
+    shared->outlier_stats_locked().ejections_active.store(ejected, std::memory_order_relaxed);
+  } else if (atomic_outlier_stats* s = shared->outlier.load(std::memory_order_relaxed)) {
+    s->ejections_active.store(ejected, std::memory_order_relaxed);
+  }
+
+  const topology shape{members,
+                       localities,
+                       priorities,
+                       config.overprovisioning_factor,
+                       config.healthy_panic_threshold,
+                       config.locality_weighted,
+                       config.policy,
+                       config.active_request_bias};
+  const view_parts parts = shape.view();
+  // The common view lists every member once, in order: it then reads the members themselves.
+  const bool refs_are_members =
+      parts.refs.size() == members.size() &&
+      std::equal(parts.refs.begin(), parts.refs.end(), members.begin(),
+                 [](const host_ref& a, const member& b) { return a.target == b.target && a.weight == b.weight; });
+  // Worker indexes fit 16 bits (a gateway runs a few workers).
+  const std::size_t workers = std::clamp<std::size_t>(options.workers, 1, UINT16_MAX);
+
+  block_layout layout;
+  const std::size_t at_view = layout.add<health_view>(0);
+  layout.add<char>(health_view::packed_size(parts, workers, refs_are_members ? members.data() : nullptr));
+  const std::size_t at_slots = layout.add<std::atomic<worker_slot*>>(workers);
+  const std::size_t at_hosts = layout.add<host*>(hosts.size());
+  const std::size_t at_members = layout.add<member>(members.size());
+  const std::size_t at_localities = layout.add<locality_layout>(localities.size());
+  const std::size_t at_priorities = layout.add<priority_layout>(priorities.size());
+  const std::size_t at_blocks = layout.add<host_block*>(blocks.size());
+  const std::size_t at_names = layout.add<char>(names.size());
+  trailing_request.extra = layout.size();
+  auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer>(), private_tag{});
+  char* const base = trailing_request.at;
+  lb->workers_ = static_cast<std::uint16_t>(workers);
   lb->seed_ = options.seed;
   lb->overprovisioning_factor_ = config.overprovisioning_factor;
   lb->panic_threshold_ = config.healthy_panic_threshold;
@@ -225,106 +582,54 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->policy_ = config.policy;
   lb->choice_count_ = std::max<std::uint32_t>(1, config.choice_count);
   lb->active_request_bias_ = config.active_request_bias;
-  if (config.outlier_detection.enabled) {
-    lb->outlier_ = std::make_unique<outlier_part>();
-    lb->outlier_->config = config.outlier_detection;
-  }
-  lb->shared_ = previous != nullptr ? previous->shared_ : std::make_shared<shared_state>(options.seed);
+  lb->outlier_ = std::move(outlier);
+  lb->shared_ = shared;
+  lb->slots_ = reinterpret_cast<std::atomic<worker_slot*>*>(base + at_slots);
+  for (std::size_t w = 0; w < workers; ++w) new (lb->slots_ + w) std::atomic<worker_slot*>(nullptr);
+  lb->hosts_ = place_copy(base, at_hosts, hosts);
+  lb->members_ = place_copy(base, at_members, members).data();
+  lb->localities_ = place_copy(base, at_localities, localities).data();
+  lb->priorities_ = place_copy(base, at_priorities, priorities);
+  lb->blocks_ = place_copy(base, at_blocks, blocks);
+  for (host_block* b : lb->blocks_) b->acquire();
+  std::copy(names.begin(), names.end(), base + at_names);
+  lb->locality_names_ = std::string_view(base + at_names, names.size());
   // Workers that picked from the previous version pick from this one too: make their state now,
   // on the cold path, so that only a worker's very first pick of a cluster allocates (an EDS
   // update of a busy cluster must not make every worker allocate on the data path).
   if (previous != nullptr) {
     for (std::size_t w = 0; w < std::min(lb->workers_, previous->workers_); ++w) {
-      if (previous->slots_.peek(w) != nullptr) lb->slot(w);
+      if (previous->slots_[w].load(std::memory_order_seq_cst) != nullptr) lb->slot(w);
     }
   }
-
-  std::lock_guard<std::mutex> lock(lb->shared_->cold);
-  std::unordered_map<endpoint_address, std::size_t, endpoint_address_hash> known;  // index in previous->hosts_
-  std::size_t listings = 0, localities = 0, names = 0;
-  for (const priority_config& p : config.priorities) {
-    localities += p.localities.size();
-    for (const locality_config& loc : p.localities) {
-      listings += loc.hosts.size();
-      names += loc.name.size();
-    }
+  health_view* view =
+      health_view::pack(base + at_view, parts, workers, refs_are_members ? lb->members_ : nullptr);
+  for (std::size_t w = 0; w < workers; ++w) {
+    if (lb->slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w, lb->seed_);
   }
-  if (previous != nullptr) {
-    known.reserve(previous->hosts_.size());
-    for (std::size_t i = 0; i < previous->hosts_.size(); ++i) known.emplace(previous->hosts_[i]->address(), i);
-  }
-  std::unordered_map<endpoint_address, host*, endpoint_address_hash> listed;
-  listed.reserve(listings);
-  // Exact sizes: a balancer often lives as long as its cluster, so no growth slack.
-  lb->members_.reserve(listings);
-  lb->hosts_.reserve(listings);
-  lb->localities_.reserve(localities);
-  lb->locality_names_.reserve(names);
-  lb->priorities_.reserve(config.priorities.size());
-  for (const priority_config& p : config.priorities) {
-    priority_layout pl{};
-    pl.begin = static_cast<std::uint32_t>(lb->members_.size());
-    pl.locality_begin = static_cast<std::uint32_t>(lb->localities_.size());
-    for (const locality_config& loc : p.localities) {
-      locality_layout ll{static_cast<std::uint32_t>(lb->locality_names_.size()), static_cast<std::uint32_t>(loc.name.size()),
-                         loc.weight, static_cast<std::uint32_t>(lb->members_.size()), 0};
-      lb->locality_names_ += loc.name;
-      for (const host_config& hc : loc.hosts) {
-        host* target = nullptr;
-        if (auto it = listed.find(hc.address); it != listed.end()) {
-          target = it->second;
-        } else {
-          auto k = known.find(hc.address);
-          std::shared_ptr<host> h = k != known.end() ? previous->hosts_[k->second] : std::make_shared<host>(hc.address);
-          target = h.get();
-          listed.emplace(hc.address, target);
-          lb->hosts_.push_back(std::move(h));
-        }
-        lb->members_.push_back({target, std::max<std::uint32_t>(1, hc.weight), hc.health});
-      }
-      ll.end = static_cast<std::uint32_t>(lb->members_.size());
-      lb->localities_.push_back(ll);
-    }
-    pl.end = static_cast<std::uint32_t>(lb->members_.size());
-    pl.locality_end = static_cast<std::uint32_t>(lb->localities_.size());
-    lb->priorities_.push_back(pl);
-  }
-  if (lb->hosts_.size() < listings) lb->hosts_.shrink_to_fit();  // a host listed twice
-  std::uint64_t ejected = 0;
-  if (lb->outlier_) lb->outlier_->hosts.reserve(lb->hosts_.size());
-  const outlier_detection_config& outlier = lb->outlier_ ? lb->outlier_->config : no_outlier_detection;
-  for (const std::shared_ptr<host>& h : lb->hosts_) {
-    outlier_detector::configure(*h, outlier);
-    ejected += h->ejected() ? 1 : 0;
-    if (lb->outlier_) lb->outlier_->hosts.push_back(h.get());
-  }
-  // Without outlier detection nothing is ejected (configure() un-ejects), and a cluster that
-  // never had it has no counters to set.
-  if (lb->outlier_) {
-    lb->shared_->outlier_stats_locked().ejections_active.store(ejected, std::memory_order_relaxed);
-  } else if (atomic_outlier_stats* s = lb->shared_->outlier.load(std::memory_order_relaxed)) {
-    s->ejections_active.store(ejected, std::memory_order_relaxed);
-  }
-  lb->publish_locked(lb->make_view());
+  lb->publish_locked(view);
   return lb;
 }
 
-load_balancer::load_balancer(private_tag, std::size_t workers)
-    : workers_(std::max<std::size_t>(1, workers)), slots_(workers_) {}
+load_balancer::load_balancer(private_tag) {}
 
 load_balancer::~load_balancer() {
-  delete view_.load(std::memory_order_relaxed);
-  for (health_view* v : retired_) delete v;
+  health_view::destroy(view_.load(std::memory_order_relaxed));
+  if (outlier_) {
+    for (health_view* v : outlier_->retired) health_view::destroy(v);
+  }
+  for (std::size_t w = 0; w < workers_ && slots_ != nullptr; ++w) delete slots_[w].load(std::memory_order_relaxed);
+  for (host_block* b : blocks_) b->release();
 }
 
 // Cold: everything a pick needs that depends on which hosts are ejected.
-std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
+view_parts load_balancer::topology::view() const {
   view_parts v;
   // The state each member counts as: ejected hosts are unhealthy (Envoy's FAILED_OUTLIER_CHECK),
   // excluded hosts stay excluded. Read once, so the whole view sees one ejected set.
-  std::vector<host_health> state(members_.size());
-  for (std::size_t i = 0; i < members_.size(); ++i) {
-    const member& m = members_[i];
+  std::vector<host_health> state(members.size());
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const member& m = members[i];
     state[i] = m.health != host_health::excluded && m.target->ejected() ? host_health::unhealthy : m.health;
   }
   const auto count = [&](std::uint32_t begin, std::uint32_t end) {
@@ -341,21 +646,21 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     return c;
   };
   std::vector<priority_counts> counts;
-  counts.reserve(priorities_.size());
-  v.locality_counts.resize(localities_.size());
-  for (const priority_layout& pl : priorities_) {
+  counts.reserve(priorities.size());
+  v.locality_counts.resize(localities.size());
+  for (const priority_layout& pl : priorities) {
     counts.push_back(count(pl.begin, pl.end));
     for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
-      v.locality_counts[l] = count(localities_[l].begin, localities_[l].end);
+      v.locality_counts[l] = count(localities[l].begin, localities[l].end);
     }
   }
-  const priority_loads loads = compute_priority_loads(counts, overprovisioning_factor_, panic_threshold_);
+  const priority_loads loads = compute_priority_loads(counts, overprovisioning_factor, panic_threshold);
   // Refs before sharing: each priority's all, healthy and degraded hosts, and with locality
   // weighting its localities' healthy and degraded hosts again (no regrowth on 10,000 hosts).
   std::size_t ref_bound = 0;
-  for (const priority_counts& c : counts) ref_bound += c.hosts + (c.healthy + c.degraded) * (locality_weighted_ ? 2 : 1);
+  for (const priority_counts& c : counts) ref_bound += c.hosts + (c.healthy + c.degraded) * (locality_weighted ? 2 : 1);
   v.refs.reserve(ref_bound);
-  v.sources.reserve(priorities_.size() * 3 + (locality_weighted_ ? localities_.size() * 2 : 0));
+  v.sources.reserve(priorities.size() * 3 + (locality_weighted ? localities.size() * 2 : 0));
   v.normalized_total_availability = loads.normalized_total_availability;
   v.total_panic = loads.total_panic;
 
@@ -376,7 +681,7 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     source src;
     src.begin = static_cast<std::uint32_t>(v.refs.size());
     for (std::uint32_t i = begin; i < end; ++i) {
-      if (wanted(state[i])) v.refs.push_back({members_[i].target, members_[i].weight});
+      if (wanted(state[i])) v.refs.push_back(members[i]);
     }
     src.size = static_cast<std::uint32_t>(v.refs.size()) - src.begin;
     const auto same_refs = [&v](const source& a, std::uint32_t b, std::uint32_t n) {
@@ -396,11 +701,11 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
       }
     }
     const host_ref* refs = v.refs.data() + src.begin;
-    if (reachable && policy_ != lb_policy::random && src.size > 1 && !weights_equal(refs, src.size)) {
+    if (reachable && policy != lb_policy::random && src.size > 1 && !weights_equal(refs, src.size)) {
       std::vector<double> w(src.size);
       for (std::uint32_t i = 0; i < src.size; ++i) {
-        w[i] = policy_ == lb_policy::least_request
-                   ? refs[i].weight / std::pow(refs[i].target->active_connections() + 1.0, active_request_bias_)
+        w[i] = policy == lb_policy::least_request
+                   ? refs[i].weight / std::pow(refs[i].target->active_connections() + 1.0, active_request_bias)
                    : refs[i].weight;
       }
       src.edf = add_schedule(w);
@@ -413,30 +718,31 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
   const auto degraded = [](host_health x) { return x == host_health::degraded; };
 
   std::vector<double> healthy_locality_weights, degraded_locality_weights;  // effective weights
-  for (std::size_t p = 0; p < priorities_.size(); ++p) {
-    const priority_layout& pl = priorities_[p];
+  for (std::size_t p = 0; p < priorities.size(); ++p) {
+    const priority_layout& pl = priorities[p];
     priority_picker pp;
     pp.counts = counts[p];
-    pp.availability = loads.health[p];
-    pp.degraded_availability = loads.degraded[p];
-    pp.healthy_load = loads.healthy_load[p];
-    pp.degraded_load = loads.degraded_load[p];
+    const auto percent = [](std::uint32_t x) { return static_cast<std::uint8_t>(std::min<std::uint32_t>(x, 100)); };
+    pp.availability = percent(loads.health[p]);
+    pp.degraded_availability = percent(loads.degraded[p]);
+    pp.healthy_load = percent(loads.healthy_load[p]);
+    pp.degraded_load = percent(loads.degraded_load[p]);
     pp.panic = loads.panic[p];
     const bool healthy_picks = !pp.panic && pp.healthy_load > 0;
     const bool degraded_picks = !pp.panic && pp.degraded_load > 0;
     bool healthy_schedule = false, degraded_schedule = false;
     healthy_locality_weights.clear();
     degraded_locality_weights.clear();
-    if (locality_weighted_) {
+    if (locality_weighted) {
       // Effective weights (locality_wrr.cc). No schedule when no locality has one: picks then
       // use the whole priority, as Envoy's LocalityWrr does without a scheduler.
       for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
-        const locality_layout& ll = localities_[l];
+        const locality_layout& ll = localities[l];
         const priority_counts& c = v.locality_counts[l];
         healthy_locality_weights.push_back(
-            effective_locality_weight(ll.weight, c.healthy, c.hosts, c.excluded, overprovisioning_factor_));
+            effective_locality_weight(ll.weight, c.healthy, c.hosts, c.excluded, overprovisioning_factor));
         degraded_locality_weights.push_back(
-            effective_locality_weight(ll.weight, c.degraded, c.hosts, c.excluded, overprovisioning_factor_));
+            effective_locality_weight(ll.weight, c.degraded, c.hosts, c.excluded, overprovisioning_factor));
         healthy_schedule = healthy_schedule || healthy_locality_weights.back() > 0;
         degraded_schedule = degraded_schedule || degraded_locality_weights.back() > 0;
       }
@@ -451,9 +757,9 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     pp.healthy_source = add_source(first_source, pl.begin, pl.end, healthy_picks && !healthy_schedule, healthy);
     pp.degraded_source = add_source(first_source, pl.begin, pl.end, degraded_picks && !degraded_schedule, degraded);
     pp.locality_sources = static_cast<std::uint32_t>(v.sources.size());
-    if (locality_weighted_) {
+    if (locality_weighted) {
       for (std::uint32_t l = pl.locality_begin, i = 0; l < pl.locality_end; ++l, ++i) {
-        const locality_layout& ll = localities_[l];
+        const locality_layout& ll = localities[l];
         add_source(first_source, ll.begin, ll.end, healthy_picks && healthy_schedule && healthy_locality_weights[i] > 0,
                    healthy);
         add_source(first_source, ll.begin, ll.end,
@@ -465,19 +771,25 @@ std::unique_ptr<load_balancer::health_view> load_balancer::make_view() const {
     v.priorities.push_back(pp);
   }
 
-  auto view = health_view::pack(v, workers_, seed_);
-  // The same for a new view (an ejection or a return): workers that have picked get their state
-  // made here, before the view is published, so their picks never allocate.
+  return v;
+}
+
+// A view after build (an ejection or a return), in its own allocation.
+std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*)> load_balancer::make_view() const {
+  std::unique_ptr<health_view, void (*)(health_view*)> view(health_view::pack(shape().view(), workers_),
+                                                            &health_view::destroy);
+  // Workers that have picked get their state made here, before the view is published, so
+  // their picks never allocate.
   for (std::size_t w = 0; w < workers_; ++w) {
-    if (slots_.peek(w) != nullptr) view->worker(w);
+    if (slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w, seed_);
   }
   return view;
 }
 
-void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
-  v->generation = next_generation_++;
-  std::uint64_t healthy = 0, degraded = 0, excluded = 0, total = 0;
-  for (const priority_picker& pp : std::span(v->priorities, v->priority_count)) {
+void load_balancer::publish_locked(health_view* v) {
+  v->generation = view_.load(std::memory_order_relaxed) == nullptr ? 1 : outlier_->next_generation++;
+  std::uint32_t healthy = 0, degraded = 0, excluded = 0, total = 0;
+  for (const priority_picker& pp : std::span(v->priorities(), v->priority_count)) {
     const priority_counts& c = pp.counts;
     healthy += c.healthy;
     degraded += c.degraded;
@@ -489,8 +801,8 @@ void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
   s.membership_degraded.store(degraded, std::memory_order_relaxed);
   s.membership_excluded.store(excluded, std::memory_order_relaxed);
   s.membership_total.store(total, std::memory_order_relaxed);
-  health_view* old = view_.exchange(v.release(), std::memory_order_seq_cst);
-  if (old != nullptr) retired_.push_back(old);
+  health_view* old = view_.exchange(v, std::memory_order_seq_cst);
+  if (old != nullptr) outlier_->retired.push_back(old);  // only outlier passes replace a view
   reclaim_locked();
 }
 
@@ -499,22 +811,27 @@ void load_balancer::publish_locked(std::unique_ptr<health_view> v) {
 // (seq_cst) before this scan. So either the scan sees the announcement, or the worker's re-read
 // sees the new view and drops the old one without using it.
 void load_balancer::reclaim_locked() {
-  std::erase_if(retired_, [this](health_view* r) {
+  if (!outlier_) return;
+  std::erase_if(outlier_->retired, [this](health_view* r) {
     for (std::size_t w = 0; w < workers_; ++w) {
-      const worker_slot* slot = slots_.peek(w);
+      const worker_slot* slot = slots_[w].load(std::memory_order_seq_cst);
       if (slot != nullptr && slot->hazard.load(std::memory_order_seq_cst) == r) return false;
     }
-    delete r;
+    health_view::destroy(r);
     return true;
   });
 }
 
 load_balancer::worker_slot& load_balancer::slot(std::size_t w) {
-  return slots_.get(w, [&] {
-    auto s = std::make_unique<worker_slot>();
+  // seq_cst: the hazard-pointer argument in reclaim_locked() needs the slot's publication in
+  // the same total order as the hazard.
+  worker_slot* s = slots_[w].load(std::memory_order_seq_cst);
+  if (s == nullptr) {
+    s = new worker_slot();
     s->random = fast_random(fast_random::mix(seed_ + 0x9e3779b97f4a7c15ull * (w + 1)));
-    return s.release();
-  });
+    slots_[w].store(s, std::memory_order_seq_cst);
+  }
+  return *s;
 }
 
 const load_balancer::health_view* load_balancer::enter(worker_slot& slot) {
@@ -549,6 +866,7 @@ host* load_balancer::pick(std::size_t worker, random_source& random, std::span<c
 host* load_balancer::pick_once(const health_view& v, std::size_t w, random_source& random, std::uint32_t& source_out) {
   const std::size_t n = v.priority_count;
   if (n == 0) return nullptr;
+  const priority_picker* const priorities = v.priorities();
 
   // Envoy's choosePriority: h in 1..100 over the cumulative healthy loads, then degraded loads.
   const std::uint64_t r = random.next();
@@ -558,16 +876,16 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   std::uint32_t cumulative = 0;
   bool found = false;
   for (std::size_t i = 0; i < n && !found; ++i) {
-    cumulative += v.priorities[i].healthy_load;
+    cumulative += priorities[i].healthy_load;
     if (h <= cumulative) p = i, found = true;
   }
   for (std::size_t i = 0; i < n && !found; ++i) {
-    cumulative += v.priorities[i].degraded_load;
+    cumulative += priorities[i].degraded_load;
     if (h <= cumulative) p = i, use_degraded = true, found = true;
   }
 
-  const priority_picker& pp = v.priorities[p];
-  worker_state& ws = v.worker(w);
+  const priority_picker& pp = priorities[p];
+  worker_state& ws = v.worker(w, seed_);
   std::uint32_t sid = use_degraded ? pp.degraded_source : pp.healthy_source;
   if (pp.panic) {
     shared_->panic.fetch_add(1, std::memory_order_relaxed);
@@ -575,14 +893,14 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   } else if (locality_weighted_) {
     const std::int32_t e = use_degraded ? pp.degraded_locality_edf : pp.healthy_locality_edf;
     if (e >= 0) {
-      const double* weights = v.weights + v.schedules[e].begin;
+      const double* weights = v.weights() + v.schedules()[e].begin;
       const std::uint32_t locality = ws.edf[e].pick([&weights](std::uint32_t i) { return weights[i]; });
       sid = pp.locality_sources + 2 * locality + (use_degraded ? 1 : 0);
     }
   }
   source_out = sid;
 
-  const source& s = v.sources[sid];
+  const source& s = v.sources()[sid];
   if (s.size == 0) return nullptr;
   const host_ref* refs = v.refs + s.begin;
   switch (policy_) {
@@ -635,7 +953,7 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
     if (!avoided(h)) return h;
   }
   const auto scan = [&](std::uint32_t id) -> host* {
-    const source& s = v.sources[id];
+    const source& s = v.sources()[id];
     if (s.size == 0) return nullptr;
     const std::uint64_t start = random.next();
     for (std::uint32_t i = 0; i < s.size; ++i) {
@@ -645,7 +963,7 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
     return nullptr;
   };
   if (host* o = scan(sid)) return o;
-  const std::span<const priority_picker> priorities(v.priorities, v.priority_count);
+  const std::span<const priority_picker> priorities(v.priorities(), v.priority_count);
   for (const priority_picker& pp : priorities) {
     if (host* o = scan(pp.healthy_source)) return o;
   }
@@ -663,27 +981,27 @@ bool load_balancer::outlier_pass_locked(time_point now, random_source& random, b
   if (!outlier_) return false;
   outlier_detector detector(outlier_->config, outlier_->hosts, shared_->outlier_stats_locked(), random);
   const bool changed = interval ? detector.tick(now) : detector.process_detections(now);
-  if (changed) publish_locked(make_view());
+  if (changed) publish_locked(make_view().release());
   return changed;
 }
 
 bool load_balancer::process_detections(time_point now, random_source& random) {
-  std::lock_guard<std::mutex> lock(shared_->cold);
+  std::lock_guard<std::mutex> lock(shared_->cold());
   return outlier_pass_locked(now, random, false);
 }
 
 bool load_balancer::process_detections(time_point now) {
-  std::lock_guard<std::mutex> lock(shared_->cold);
+  std::lock_guard<std::mutex> lock(shared_->cold());
   return outlier_pass_locked(now, shared_->cold_random, false);
 }
 
 bool load_balancer::tick(time_point now, random_source& random) {
-  std::lock_guard<std::mutex> lock(shared_->cold);
+  std::lock_guard<std::mutex> lock(shared_->cold());
   return outlier_pass_locked(now, random, true);
 }
 
 bool load_balancer::tick(time_point now) {
-  std::lock_guard<std::mutex> lock(shared_->cold);
+  std::lock_guard<std::mutex> lock(shared_->cold());
   return outlier_pass_locked(now, shared_->cold_random, true);
 }
 
@@ -703,7 +1021,7 @@ lb_stats load_balancer::stats() const {
 }
 
 balancer_state load_balancer::explain() const {
-  std::lock_guard<std::mutex> lock(shared_->cold);
+  std::lock_guard<std::mutex> lock(shared_->cold());
   const health_view& v = *view_.load(std::memory_order_acquire);
   balancer_state out;
   out.view_generation = v.generation;
@@ -719,7 +1037,7 @@ balancer_state load_balancer::explain() const {
   for (std::size_t p = 0; p < priorities_.size(); ++p) {
     const priority_layout& pl = priorities_[p];
     priority_state ps;
-    const priority_picker& pp = v.priorities[p];
+    const priority_picker& pp = v.priorities()[p];
     ps.counts = pp.counts;
     ps.health = pp.availability;
     ps.degraded = pp.degraded_availability;
@@ -729,9 +1047,9 @@ balancer_state load_balancer::explain() const {
     for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
       const locality_layout& ll = localities_[l];
       locality_state ls;
-      ls.name = locality_names_.substr(ll.name_begin, ll.name_size);
+      ls.name = std::string(locality_names_.substr(ll.name_begin, ll.name_size));
       ls.weight = ll.weight;
-      ls.counts = v.locality_counts[l];
+      ls.counts = v.locality_counts()[l];
       ls.effective_weight =
           effective_locality_weight(ll.weight, ls.counts.healthy, ls.counts.hosts, ls.counts.excluded, overprovisioning_factor_);
       ls.effective_degraded_weight = effective_locality_weight(ll.weight, ls.counts.degraded, ls.counts.hosts,

@@ -56,16 +56,25 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lb/config.h"
 #include "lb/host.h"
-#include "lb/lazy_per_worker.h"
 #include "lb/lb_stats.h"
 #include "lb/priority_load.h"
 #include "lb/random.h"
 
 namespace ewgw::lb {
+
+namespace detail {
+// A host as one list of a balancer names it (load_balancer.cc).
+struct host_ref {
+  host* target;
+  std::uint32_t weight;
+  host_health health;  // from EDS
+};
+}  // namespace detail
 
 // What explain() reports: the computed loads and weights, for humans and tests.
 struct locality_state {
@@ -140,15 +149,16 @@ class load_balancer {
   static std::shared_ptr<load_balancer> build(const cluster_config& config, const build_options& options,
                                               const load_balancer* previous = nullptr);
 
-  // For build() only: private_tag cannot be named outside the class. Public because make_shared
-  // (one allocation for the balancer and its reference count) needs to call it.
+  // For build() only: private_tag cannot be named outside the class. Public because
+  // allocate_shared (one allocation for the balancer, its reference count and its arrays) needs
+  // to call it.
  private:
   struct private_tag {
     explicit private_tag() = default;
   };
 
  public:
-  load_balancer(private_tag, std::size_t workers);
+  explicit load_balancer(private_tag);
   ~load_balancer();
   load_balancer(const load_balancer&) = delete;
   load_balancer& operator=(const load_balancer&) = delete;
@@ -180,18 +190,20 @@ class load_balancer {
   // Observability (cold: allocates).
   lb_stats stats() const;
   balancer_state explain() const;
-  const std::vector<std::shared_ptr<host>>& hosts() const { return hosts_; }
+  // Unique, in config order. Each host lives as long as some generation of the cluster lists it.
+  std::span<host* const> hosts() const { return hosts_; }
   lb_policy policy() const { return policy_; }
 
  private:
   struct shared_state;
+  struct host_block;
   struct health_view;
   struct worker_slot;
-  struct member {
-    host* target;
-    std::uint32_t weight;
-    host_health health;
-  };
+  struct topology;
+  // One listing of a host (priority → locality → host order). The same type as a health
+  // view's host references, so a view whose only list is every member in order (all healthy,
+  // one locality: the common case) points at members_ instead of copying them.
+  using member = detail::host_ref;
   struct locality_layout {
     std::uint32_t name_begin, name_size;  // into locality_names_
     std::uint32_t weight;
@@ -206,37 +218,42 @@ class load_balancer {
   host* pick_other(const health_view& v, std::size_t worker, random_source& random, std::span<const host* const> avoid);
   worker_slot& slot(std::size_t worker);  // this worker's, made on its first pick
   const health_view* enter(worker_slot& slot);
-  std::unique_ptr<health_view> make_view() const;
-  void publish_locked(std::unique_ptr<health_view> v);
+  topology shape() const;
+  std::unique_ptr<health_view, void (*)(health_view*)> make_view() const;
+  void publish_locked(health_view* v);
   void reclaim_locked();
   bool outlier_pass_locked(time_point now, random_source& random, bool interval);
 
-  // Immutable after build.
-  std::vector<std::shared_ptr<host>> hosts_;  // unique, in config order
-  std::vector<member> members_;               // priority → locality → host order
-  std::vector<locality_layout> localities_;
-  // Every locality's name, one after the other: one string (often within its inline buffer)
-  // instead of one per locality; only explain() reads them.
-  std::string locality_names_;
-  std::vector<priority_layout> priorities_;
+  // Immutable after build. The arrays live in the balancer's own allocation, after the object
+  // (build() sizes it): a cluster costs one block here instead of one per array, and a balancer
+  // often lives as long as its cluster.
+  std::span<host*> hosts_;  // unique, in config order
+  // Priority → locality → host order; priorities_.back().end of them (no count of their own).
+  member* members_ = nullptr;
+  locality_layout* localities_ = nullptr;  // priorities_.back().locality_end of them
+  std::span<priority_layout> priorities_;
+  // Every locality's name, one after the other; only explain() reads them.
+  std::string_view locality_names_;
+  // The blocks holding hosts_ and the shared state (one reference each): usually one.
+  std::span<host_block*> blocks_;
+  // Per-worker slots, made on a worker's first pick: most workers never pick from most of a
+  // gateway's 10,000 clusters, so a slot (a cache line) exists only where it is used. Entry w is
+  // written only by worker w; the cold path only reads it (hazard scan) or frees it.
+  std::atomic<worker_slot*>* slots_ = nullptr;
   std::uint32_t overprovisioning_factor_ = 140;
   std::uint32_t panic_threshold_ = 50;
+  std::uint32_t choice_count_ = 2;
+  std::uint16_t workers_ = 1;
   bool locality_weighted_ = false;
   lb_policy policy_ = lb_policy::round_robin;
-  std::uint32_t choice_count_ = 2;
   double active_request_bias_ = 1.0;
   // Only with outlier detection enabled (most clusters have none).
   struct outlier_part;
   std::unique_ptr<outlier_part> outlier_;
-  std::size_t workers_ = 1;
   std::uint64_t seed_ = 0;
 
-  std::shared_ptr<shared_state> shared_;
-  lazy_per_worker<worker_slot> slots_;
+  shared_state* shared_ = nullptr;  // in one of blocks_
   std::atomic<health_view*> view_{nullptr};
-  // Under shared_->cold.
-  std::vector<health_view*> retired_;
-  std::uint64_t next_generation_ = 1;
 };
 
 }  // namespace ewgw::lb

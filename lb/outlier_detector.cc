@@ -58,7 +58,7 @@ void outlier_detector::configure(host& h, const outlier_detection_config& config
   // loads it with acquire).
   if (fresh) h.outlier_.store(s, std::memory_order_release);
   if (!config.enabled) {
-    h.ejected_.store(false, std::memory_order_release);
+    s->ejected.store(false, std::memory_order_release);
     s->pending.store(0, std::memory_order_relaxed);
     s->consecutive_5xx.store(0, std::memory_order_relaxed);
     s->consecutive_gateway_failure.store(0, std::memory_order_relaxed);
@@ -111,7 +111,7 @@ bool outlier_detector::eject(host& h, ejection_kind kind, time_point now) {
   const auto base = config_.base_ejection_time;
   const auto max = config_.effective_max_ejection_time();
   if (base * s.backoff < max + base) ++s.backoff;
-  h.ejected_.store(true, std::memory_order_release);
+  h.outlier_block()->ejected.store(true, std::memory_order_release);
   return true;
 }
 
@@ -120,7 +120,7 @@ bool outlier_detector::eject(host& h, ejection_kind kind, time_point now) {
 void outlier_detector::uneject(host& h, time_point now) {
   --ejected_;
   host::outlier_state_block& s = *h.outlier_block();
-  h.ejected_.store(false, std::memory_order_release);
+  s.ejected.store(false, std::memory_order_release);
   s.consecutive_5xx.store(0, std::memory_order_relaxed);
   s.consecutive_gateway_failure.store(0, std::memory_order_relaxed);
   s.consecutive_local_origin_failure.store(0, std::memory_order_relaxed);

@@ -227,10 +227,10 @@ void explain_cluster(const cluster_runtime& c, const explain_context& ctx, std::
          "\n";
   out += "  connections: " + std::to_string(active) + " active of max_connections " + std::to_string(c.max_connections) +
          "\n";
-  if (!c.unsupported.empty()) {
-    out += "  unusable: " + c.unsupported + "\n";
+  if (!c.unsupported().empty()) {
+    out += "  unusable: " + std::string(c.unsupported()) + "\n";
     conclusion = "cluster '" + c.name + "' is unusable because it uses settings ewgw does not implement (" +
-                 c.unsupported + "); the connection is closed (upstream_cx_unsupported_config)";
+                 std::string(c.unsupported()) + "); the connection is closed (upstream_cx_unsupported_config)";
     return;
   }
   for (std::uint32_t p = 0; p < st.priorities.size(); ++p) {
@@ -404,7 +404,7 @@ explain_result explain_sni(const explain_request& request, const explain_context
     const filter_chain_runtime* matched = nullptr;
     if (index != filter_chain_matcher::no_match) {
       matched = &l->chains[static_cast<std::size_t>(index)];
-      out += "filter chain " + (matched->name.empty() ? "filter_chains[" + std::to_string(index) + "]" : "'" + matched->name + "'") +
+      out += "filter chain " + (!matched->name ? "filter_chains[" + std::to_string(index) + "]" : "'" + *matched->name + "'") +
              " matches\n";
     } else {
       const std::string why = l->matcher->why_no_match(facts);

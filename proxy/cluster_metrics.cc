@@ -188,7 +188,7 @@ void emit_cluster_metrics(const routing_snapshot& snapshot, const stats::registr
     // Connections refused before connecting are opened and closed at once, with Envoy's
     // response flag: UO (circuit breaker), UH (no healthy host), UF (connect failed).
     const istio_tcp_totals t = sum_cluster(*traffic);
-    const istio_service_labels& svc = c->istio_service;
+    const cluster_texts& svc = c->texts;
     const auto add = [&](std::string_view flags, std::uint64_t opened, std::uint64_t closed, std::uint64_t sent,
                          std::uint64_t received) {
       istio_values& v = istio[istio_key{svc.host(), or_unknown(svc.name()), or_unknown(svc.namespace_()), flags}];

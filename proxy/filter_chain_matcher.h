@@ -67,6 +67,31 @@ class filter_chain_matcher {
   template <class V>
   using view_map = std::unordered_map<std::string_view, V, string_hash, std::equal_to<>>;
 
+  // A list that is empty in almost every node (protocol-specific branches: Istio's chains name
+  // no transport protocol and claim their ALPNs through a shared list): a pointer, allocated on
+  // first use, instead of a vector's 24 bytes in every node of a listener with a node per
+  // service.
+  template <class T>
+  class rare_list {
+   public:
+    rare_list() = default;
+    rare_list(rare_list&&) noexcept = default;
+    rare_list& operator=(rare_list&&) noexcept = default;
+    const T* begin() const { return items_ ? items_->data() : nullptr; }
+    const T* end() const { return items_ ? items_->data() + items_->size() : nullptr; }
+    T* begin() { return items_ ? items_->data() : nullptr; }
+    T* end() { return items_ ? items_->data() + items_->size() : nullptr; }
+    bool empty() const { return !items_ || items_->empty(); }
+    template <class... A>
+    T& emplace_back(A&&... a) {
+      if (!items_) items_ = std::make_unique<std::vector<T>>();
+      return items_->emplace_back(std::forward<A>(a)...);
+    }
+
+   private:
+    std::unique_ptr<std::vector<T>> items_;
+  };
+
   // The chains for each offered ALPN. Istio names the same five protocols on every chain, each
   // node claimed by one chain: such a node points at one interned copy of the list
   // (protocol_lists_) and names its chain once. A node that several chains claim, with different
@@ -74,8 +99,8 @@ class filter_chain_matcher {
   struct alpn_node {
     const std::vector<std::string_view>* shared = nullptr;  // every protocol -> shared_chain
     int shared_chain = no_match;
-    std::vector<std::pair<std::string_view, int>> by_protocol;
     int any = no_match;
+    rare_list<std::pair<std::string_view, int>> by_protocol;
 
     int find(std::string_view protocol) const;
     template <class F>
@@ -83,7 +108,7 @@ class filter_chain_matcher {
   };
   // A chain names at most one transport protocol ("tls" or "raw_buffer"): a short list, not a map.
   struct transport_node {
-    std::vector<std::pair<std::string_view, alpn_node>> by_protocol;
+    rare_list<std::pair<std::string_view, alpn_node>> by_protocol;
     std::optional<alpn_node> any;
 
     const alpn_node* find(std::string_view protocol) const;

@@ -13,6 +13,68 @@ const listener_runtime* routing_snapshot::find_listener(std::string_view name) c
   return nullptr;
 }
 
+cluster_texts::cluster_texts(const xds::istio_service* service, std::string_view unsupported,
+                             std::string_view other_eds_service_name) {
+  const std::array<std::string_view, parts> texts{service ? std::string_view(service->host) : std::string_view(),
+                                                  service ? std::string_view(service->name) : std::string_view(),
+                                                  service ? std::string_view(service->namespace_) : std::string_view(),
+                                                  unsupported, other_eds_service_name};
+  std::uint32_t end = 0;
+  for (std::size_t i = 0; i < parts; ++i) ends_[i] = end += static_cast<std::uint32_t>(texts[i].size());
+  if (end == 0) return;
+  text_ = std::make_unique_for_overwrite<char[]>(end);
+  for (std::size_t i = 0; i < parts; ++i) std::copy(texts[i].begin(), texts[i].end(), text_.get() + ends_[i] - texts[i].size());
+}
+
+namespace {
+
+// Gives allocate_shared one block for an object, its reference count and trailing_request.extra
+// bytes after them, and sets trailing_request.at to where those bytes start. The request goes
+// through a thread-local rather than the allocator's state: a stateless allocator takes no room
+// in the control block (allocate_shared keeps a copy of a stateful one there, in every block).
+struct trailing_request_t {
+  std::size_t extra = 0;
+  char* at = nullptr;
+};
+thread_local trailing_request_t trailing_request;
+
+template <class T>
+struct trailing_allocator {
+  using value_type = T;
+
+  trailing_allocator() = default;
+  template <class U>
+  trailing_allocator(const trailing_allocator<U>&) {}  // NOLINT: rebinding
+  T* allocate(std::size_t n) {
+    const std::size_t head = sizeof(T) * n;
+    char* p = static_cast<char*>(::operator new(head + trailing_request.extra));
+    trailing_request.at = p + head;
+    return reinterpret_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete(static_cast<void*>(p)); }
+  template <class U>
+  bool operator==(const trailing_allocator<U>&) const {
+    return true;
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<chain_tcp_stats> chain_tcp_stats::make(stats::registry& registry, std::string_view stat_prefix) {
+  // The prefix is copied in once allocate_shared has said where the trailing bytes are: the
+  // allocation happens before the object is constructed.
+  struct placed_prefix {
+    std::string_view text;
+    operator std::string_view() const {  // NOLINT: converts at construction, after allocation
+      std::copy(text.begin(), text.end(), trailing_request.at);
+      return {trailing_request.at, text.size()};
+    }
+  };
+  trailing_request.extra = stat_prefix.size();
+  return std::allocate_shared<chain_tcp_stats>(trailing_allocator<chain_tcp_stats>(), private_tag{}, registry,
+                                               placed_prefix{stat_prefix});
+}
+
 std::string listener_stat_name(const xds::socket_address& address) {
   return address.address + "_" + std::to_string(address.port);
 }
@@ -122,16 +184,15 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   out->revision = c.revision.value;
   out->connect_timeout = c.connect_timeout;
   out->max_connections = c.max_connections;
-  out->unsupported = c.unsupported;
   out->added_via_api = c.added_via_api;
+  std::string_view other_eds_service_name;
   if (c.type == xds::discovery_type::eds) {
     out->eds_service_is_name = c.eds_service_name == c.name;
-    if (!out->eds_service_is_name) out->other_eds_service_name = c.eds_service_name;
+    if (!out->eds_service_is_name) other_eds_service_name = c.eds_service_name;
   }
-  if (!c.istio_services.empty()) {
-    out->has_istio_service = true;
-    out->istio_service = istio_service_labels(c.istio_services.front());
-  }
+  out->has_istio_service = !c.istio_services.empty();
+  out->texts = cluster_texts(out->has_istio_service ? &c.istio_services.front() : nullptr, c.unsupported,
+                             other_eds_service_name);
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
     if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();
@@ -155,9 +216,9 @@ std::shared_ptr<cluster_runtime> find_cluster(const routing_snapshot& snapshot, 
 void resolve(filter_chain_runtime& chain, const routing_snapshot& snapshot) {
   std::shared_ptr<cluster_runtime> found = find_cluster(snapshot, chain.cluster_name());
   if (found) {
-    std::string().swap(chain.unresolved_cluster);  // `found` holds the name now (and frees it)
+    chain.unresolved_cluster.reset();  // `found` holds the name now
   } else if (chain.cluster) {
-    chain.unresolved_cluster = chain.cluster->name;  // removed: keep the name for later versions
+    chain.unresolved_cluster = std::make_shared<const std::string>(chain.cluster->name);  // removed: keep the name
   }
   chain.cluster = std::move(found);
   for (weighted_target& w : chain.weighted) w.cluster = find_cluster(snapshot, w.name);
@@ -185,7 +246,7 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
                                  stats::registry& registry, log_sets& logs, std::string& log_error) {
   const xds::tcp_proxy_config& tp = chain.tcp_proxy;
   filter_chain_runtime out;
-  out.name = chain.name;
+  if (!chain.name.empty()) out.name = std::make_shared<const std::string>(chain.name);
   out.max_connect_attempts = tp.max_connect_attempts;
   out.cluster_from_sni = tp.cluster_from_sni;
   out.idle_timeout = tp.idle_timeout;
@@ -200,9 +261,9 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
     out.weighted.push_back(std::move(t));
   }
   out.cluster = find_cluster(snapshot, tp.cluster);
-  if (!out.cluster) out.unresolved_cluster = tp.cluster;
+  if (!out.cluster && !tp.cluster.empty()) out.unresolved_cluster = std::make_shared<const std::string>(tp.cluster);
   for (weighted_target& w : out.weighted) w.cluster = find_cluster(snapshot, w.name);
-  out.stats = std::make_shared<stats::lazy_scope<tcp_stats>>(registry, "tcp", tp.stat_prefix);
+  out.stats = chain_tcp_stats::make(registry, tp.stat_prefix);
   std::string error;
   out.access_logs = logs.get(tp.access_logs, error);
   if (!error.empty() && log_error.empty()) log_error = "filter chain '" + chain.name + "': " + error;

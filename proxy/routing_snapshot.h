@@ -4,6 +4,7 @@
 // shared_ptr) when it starts and never observes a later update.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -32,24 +33,70 @@ struct cluster_shared_state {
   std::atomic<stats::block_scope<cluster_stats>*> stats_scope{nullptr};
 };
 
-// The first of a cluster's Istio services (filter_metadata istio.services) in one string: host,
-// name and namespace back to back (three std::string would be 96 bytes inline per cluster).
-class istio_service_labels {
+// A cluster's texts that connections rarely or never read, back to back in one block: the
+// first of its Istio services (filter_metadata istio.services: host, name, namespace; labels of
+// its Istio TCP metrics), why it cannot be used (empty when it can) and its EDS service name when
+// that differs from its name. As separate std::string members they cost 32 bytes each inline
+// (five of them: 160 bytes per cluster at 10,000 clusters) and a heap block per long one.
+class cluster_texts {
  public:
-  istio_service_labels() = default;
-  explicit istio_service_labels(const xds::istio_service& s)
-      : host_size_(static_cast<std::uint32_t>(s.host.size())), name_size_(static_cast<std::uint32_t>(s.name.size())) {
-    text_.reserve(s.host.size() + s.name.size() + s.namespace_.size());  // exactly: no growth slack
-    text_.append(s.host).append(s.name).append(s.namespace_);
-  }
-  std::string_view host() const { return std::string_view(text_).substr(0, host_size_); }
-  std::string_view name() const { return std::string_view(text_).substr(host_size_, name_size_); }
-  std::string_view namespace_() const { return std::string_view(text_).substr(host_size_ + name_size_); }
+  cluster_texts() = default;
+  cluster_texts(const xds::istio_service* service, std::string_view unsupported, std::string_view other_eds_service_name);
+
+  std::string_view host() const { return part(0); }
+  std::string_view name() const { return part(1); }
+  std::string_view namespace_() const { return part(2); }
+  std::string_view unsupported() const { return part(3); }
+  std::string_view other_eds_service_name() const { return part(4); }
 
  private:
-  std::string text_;
-  std::uint32_t host_size_ = 0;
-  std::uint32_t name_size_ = 0;
+  static constexpr std::size_t parts = 5;
+  std::string_view part(std::size_t i) const {
+    return text_ == nullptr ? std::string_view() : std::string_view(text_.get() + ends_[i] - size_of(i), size_of(i));
+  }
+  std::uint32_t size_of(std::size_t i) const { return ends_[i] - (i == 0 ? 0 : ends_[i - 1]); }
+
+  std::unique_ptr<char[]> text_;  // null when every part is empty
+  std::array<std::uint32_t, parts> ends_{};
+};
+
+// A chain's "tcp.<stat_prefix>." counters, created when the chain first carries a connection:
+// an east-west gateway has a chain per service, most of which may never see traffic at one
+// gateway. Shared by the versions of the listener that keep the chain. The prefix (Istio: the
+// ~60-character cluster name) is kept in the same block as the object and its reference count:
+// one heap block per chain, not three (holder, prefix, family name).
+class chain_tcp_stats {
+  struct private_tag {
+    explicit private_tag() = default;
+  };
+
+ public:
+  static std::shared_ptr<chain_tcp_stats> make(stats::registry& registry, std::string_view stat_prefix);
+  // For make() only (allocate_shared needs it public).
+  chain_tcp_stats(private_tag, stats::registry& registry, std::string_view stored_prefix)
+      : registry_(&registry), prefix_(stored_prefix.data()), prefix_size_(static_cast<std::uint32_t>(stored_prefix.size())) {}
+  chain_tcp_stats(const chain_tcp_stats&) = delete;
+  chain_tcp_stats& operator=(const chain_tcp_stats&) = delete;
+
+  tcp_stats& worker(std::size_t w) {
+    stats::block_scope<tcp_stats>* s = scope_.load(std::memory_order_acquire);
+    if (s == nullptr) {
+      // The registry returns the same scope for the same name, so racing workers agree; it
+      // also keeps the scope alive, so a raw pointer is enough here.
+      s = registry_->get<tcp_stats>("tcp", std::string(stat_prefix())).get();
+      scope_.store(s, std::memory_order_release);
+    }
+    return s->worker(w);
+  }
+  // The scope once created, else null (readers: scrape).
+  const stats::block_scope<tcp_stats>* get() const { return scope_.load(std::memory_order_acquire); }
+  std::string_view stat_prefix() const { return {prefix_, prefix_size_}; }
+
+ private:
+  stats::registry* registry_;
+  const char* prefix_;  // after this object, in its block
+  std::uint32_t prefix_size_;
+  std::atomic<stats::block_scope<tcp_stats>*> scope_{nullptr};
 };
 
 // Fields read per connection first (tcp_session route/connect), admin-only ones last.
@@ -69,15 +116,15 @@ struct cluster_runtime {
   // Set when the cluster has Istio services (labels its Istio TCP metrics, destination_service*).
   bool has_istio_service = false;
   std::uint64_t revision = 0;  // xds::cluster_config::revision it was built from (0: unknown)
+  // Istio service labels (meaningful when has_istio_service), unsupported(), EDS service name.
+  cluster_texts texts;
+
   // Non-empty for a cluster received over xDS with settings ewgw does not implement: connections
   // routed to it are closed (upstream_cx_unsupported_config). The text says which settings.
-  std::string unsupported;
-  std::string other_eds_service_name;  // see eds_service_name()
-  istio_service_labels istio_service;  // meaningful when has_istio_service
-
+  std::string_view unsupported() const { return texts.unsupported(); }
   // The EDS service name; empty for a STATIC cluster.
   std::string_view eds_service_name() const {
-    return eds_service_is_name ? std::string_view(name) : std::string_view(other_eds_service_name);
+    return eds_service_is_name ? std::string_view(name) : texts.other_eds_service_name();
   }
   // This cluster's "cluster.<name>." counters for worker `w`; the scope is created on first use
   // (one registry lookup per cluster, then one atomic load).
@@ -111,10 +158,8 @@ struct weighted_target {
 // every byte here counts that many times. Fields read per connection come first.
 struct filter_chain_runtime {
   std::shared_ptr<cluster_runtime> cluster;  // tcp_proxy.cluster resolved; null if absent/unknown
-  // "tcp.<stat_prefix>.", created when the chain first carries a connection: an east-west
-  // gateway has a chain per service, most of which may never see traffic at one gateway.
-  // Shared by the versions of the listener that keep this chain. The only copy of the prefix.
-  std::shared_ptr<stats::lazy_scope<tcp_stats>> stats;
+  // "tcp.<stat_prefix>." (see chain_tcp_stats). The only copy of the prefix.
+  std::shared_ptr<chain_tcp_stats> stats;
   // tcp_proxy access_log, compiled; null when the chain has none.
   std::shared_ptr<const accesslog::log_set> access_logs;
   std::vector<weighted_target> weighted;  // empty unless tcp_proxy has weighted_clusters
@@ -124,13 +169,18 @@ struct filter_chain_runtime {
   bool cluster_from_sni = false;
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};    // zero: none
   std::chrono::milliseconds max_downstream_connection_duration{0};  // zero: no limit
-  std::string name;
-  // tcp_proxy.cluster while no cluster of that name exists. Once resolved, `cluster` holds the
-  // name, so the common case keeps no second copy of it.
-  std::string unresolved_cluster;
+  // FilterChain.name; null when the chain has none (istiod's SNI chains). Shared, not a
+  // std::string member: access log records hold it, and most chains would carry 32 empty bytes.
+  std::shared_ptr<const std::string> name;
+  // tcp_proxy.cluster while no cluster of that name exists (null otherwise). Once resolved,
+  // `cluster` holds the name, so the common case keeps no second copy of it.
+  std::shared_ptr<const std::string> unresolved_cluster;
 
   // tcp_proxy.cluster (empty when weighted or when only the SNI names the cluster).
-  std::string_view cluster_name() const { return cluster ? std::string_view(cluster->name) : std::string_view(unresolved_cluster); }
+  std::string_view cluster_name() const {
+    if (cluster) return cluster->name;
+    return unresolved_cluster ? std::string_view(*unresolved_cluster) : std::string_view();
+  }
 };
 
 struct listener_runtime {

@@ -272,8 +272,7 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
   if (hello_) tcp_stats_->downstream_cx_rx_bytes_total.inc(hello_->size);
   if (log_) {
     if (hello_) log_->bytes_received += hello_->size;
-    // Aliasing pointers: the name stays valid as long as the record holds the listener.
-    if (!chain_->name.empty()) log_->filter_chain_name = std::shared_ptr<const std::string>(listener_, &chain_->name);
+    log_->filter_chain_name = chain_->name;  // null when the chain has no name
   }
 
   // tcp_proxy: weighted_clusters win over everything (Envoy ignores the per-connection cluster
@@ -302,14 +301,14 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
   }
   cluster_stats_ = &cluster_->worker_stats(owner_.id());
   if (log_) log_->upstream_cluster = std::shared_ptr<const std::string>(cluster_, &cluster_->name);
-  if (!cluster_->unsupported.empty()) {
+  if (!cluster_->unsupported().empty()) {
     cluster_stats_->upstream_cx_unsupported_config.inc();
     // No host ewgw can use: Envoy would have no such cluster; "no healthy upstream" is the
     // nearest outcome, and the details say why.
     flag(accesslog::response_flag::no_healthy_upstream);
     if (log_) log_->connection_termination_details = "cluster_uses_unsupported_settings";
     EWGW_LOG(debug, "tcp", "cluster uses settings ewgw does not implement; connection closed",
-             {{"cluster", cluster_->name}, {"reason", cluster_->unsupported}});
+             {{"cluster", cluster_->name}, {"reason", std::string(cluster_->unsupported())}});
     close();
     return;
   }

@@ -8,5 +8,7 @@
 namespace ewgw::lb::testing {
 
 std::uint64_t allocations_on_this_thread();
+// Blocks allocated with operator new and not yet deleted, by any thread.
+std::int64_t live_allocations();
 
 }  // namespace ewgw::lb::testing

@@ -74,8 +74,8 @@ class counting_random final : public random_source {
 };
 
 inline host* find(load_balancer& lb, std::uint16_t port) {
-  for (const auto& x : lb.hosts()) {
-    if (x->address().port == port) return x.get();
+  for (host* x : lb.hosts()) {
+    if (x->address().port == port) return x;
   }
   return nullptr;
 }

@@ -505,6 +505,25 @@ TEST(LoadBalancer, HostListedTwiceIsOneHost) {
   EXPECT_EQ(lb->stats().membership_total, 3u);  // membership counts listings, per priority
 }
 
+// Clusters above a few hosts find duplicates and previous hosts through hash maps, small ones
+// by a linear search: both keep one host per address and take hosts over by address.
+TEST(LoadBalancer, HostsAreTakenOverByAddressInLargeAndSmallClusters) {
+  for (std::uint16_t n : {3, 40}) {
+    cluster_config c;
+    c.priorities = {priority_of(1, n, n), priority({h(1), h(2)})};  // 1 and 2 listed twice
+    auto first = make(c);
+    EXPECT_EQ(first->hosts().size(), n);
+    EXPECT_EQ(first->stats().membership_total, n + 2u);
+    host* one = find(*first, 1);
+    c.priorities = {priority_of(2, n, n), priority({h(1)})};  // 1 moves, n + 1 joins
+    auto second = make(c, 1, first.get());
+    EXPECT_EQ(second->hosts().size(), n + 1u);
+    EXPECT_EQ(find(*second, 1), one);
+    EXPECT_EQ(find(*second, 2), find(*first, 2));
+    EXPECT_NE(find(*second, static_cast<std::uint16_t>(n + 1)), nullptr);
+  }
+}
+
 TEST(LoadBalancer, MembershipStats) {
   cluster_config c;
   c.priorities = {priority({h(1), h(2, host_health::degraded), h(3, host_health::unhealthy)}),
@@ -594,6 +613,67 @@ TEST(LoadBalancer, PickDoesNotAllocateAfterAnEjection) {
   const std::uint64_t before = testing::allocations_on_this_thread();
   for (int i = 0; i < 100; ++i) EXPECT_NE(lb->pick(i % 2, r), failing);
   EXPECT_EQ(testing::allocations_on_this_thread() - before, 0u);
+}
+
+// A cluster as istiod sends most of them (3 endpoints, one locality, LEAST_REQUEST, no outlier
+// detection) is two heap blocks: the balancer with its arrays and its view, and its hosts with
+// the cluster's shared state. A gateway holds 10,000 of these, and each block costs a malloc
+// header on top of its bytes. Picking adds one slot (and one picking state) per worker that
+// picks, and only then.
+TEST(LoadBalancer, CommonClusterIsTwoBlocksUntilAWorkerPicks) {
+  cluster_config c;
+  c.policy = lb_policy::least_request;
+  c.priorities = {{{locality("region/zone/sub_zone", 0, {h(1), h(2), h(3)})}}};
+  const std::int64_t before = testing::live_allocations();
+  auto lb = make(c, 2);
+  ASSERT_EQ(testing::live_allocations() - before, 2);
+  fast_random r(1);
+  ASSERT_NE(lb->pick(1, r), nullptr);
+  // Worker 1's slot and its picking state (a rotation index per host list).
+  ASSERT_EQ(testing::live_allocations() - before, 5);
+  // An EDS update with the same hosts: one more balancer block, sharing the hosts' block; the
+  // worker that picked gets its slot and state up front (its picks never allocate).
+  c.priorities[0].localities[0].hosts[2].health = host_health::degraded;
+  auto next = make(c, 2, lb.get());
+  ASSERT_EQ(testing::live_allocations() - before, 9);
+  lb.reset();
+  ASSERT_EQ(testing::live_allocations() - before, 5);
+  next.reset();
+  EXPECT_EQ(testing::live_allocations() - before, 0);
+}
+
+// Hosts live in the block of the generation that added them; later generations hold that block.
+// A host must outlive every generation but the last one listing it, its counters and outlier
+// state intact (run under ASan: a block freed early is a use after free).
+TEST(LoadBalancer, HostsOutliveTheGenerationThatAddedThem) {
+  cluster_config c = with_outlier({});
+  c.priorities = {priority({h(1), h(2), h(3)})};
+  auto first = make(c, 2);
+  host* one = find(*first, 1);
+  one->connection_opened();
+  eject(*first, *find(*first, 2), t0);
+  c.priorities = {priority({h(1), h(2), h(4)})};  // 3 leaves, 4 joins: a second host block
+  auto second = make(c, 2, first.get());
+  first.reset();
+  c.priorities = {priority({h(1), h(4), h(5)})};
+  auto third = make(c, 2, second.get());
+  second.reset();
+  ASSERT_EQ(find(*third, 1), one);
+  EXPECT_EQ(one->active_connections(), 1u);
+  one->connection_closed();
+  EXPECT_EQ(third->stats().ejections_enforced_total, 1u);  // the shared state came along
+  EXPECT_EQ(third->stats().membership_total, 3u);
+  fast_random r(7);
+  std::set<std::uint16_t> picked;
+  for (int i = 0; i < 200; ++i) picked.insert(third->pick(static_cast<std::size_t>(i % 2), r)->address().port);
+  EXPECT_EQ(picked, (std::set<std::uint16_t>{1, 4, 5}));
+  eject(*third, *find(*third, 4), t0 + 1s);
+  EXPECT_TRUE(find(*third, 4)->ejected());
+  const balancer_state st = third->explain();
+  ASSERT_EQ(st.hosts.size(), 3u);
+  EXPECT_TRUE(st.hosts[1].ejected);
+  EXPECT_EQ(st.hosts[1].num_ejections, 1u);
+  for (int i = 0; i < 100; ++i) EXPECT_NE(third->pick(0, r)->address().port, 4);
 }
 
 // Workers pick while the cold half ejects and returns hosts and publishes new views: no pick

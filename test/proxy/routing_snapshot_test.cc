@@ -122,3 +122,70 @@ TEST(RoutingSnapshot, TransportSocketMatchesKeepOnlyPlaintextEndpoints) {
 
 }  // namespace
 }  // namespace ewgw::proxy
+
+namespace ewgw::proxy {
+namespace {
+
+// A cluster's cold texts (Istio service labels, why it is unusable, a differing EDS service
+// name) share one block: each part reads back exactly, whichever of them are empty.
+TEST(RoutingSnapshot, ClusterTextsReadBackEachPart) {
+  xds::istio_service svc;
+  svc.host = "helloworld.sample.svc.cluster.local";
+  svc.name = "helloworld";
+  svc.namespace_ = "sample";
+  const cluster_texts all(&svc, "lb_policy MAGLEV", "other-eds");
+  EXPECT_EQ(all.host(), svc.host);
+  EXPECT_EQ(all.name(), svc.name);
+  EXPECT_EQ(all.namespace_(), svc.namespace_);
+  EXPECT_EQ(all.unsupported(), "lb_policy MAGLEV");
+  EXPECT_EQ(all.other_eds_service_name(), "other-eds");
+  const cluster_texts some(nullptr, "", "eds-only");
+  EXPECT_EQ(some.host(), "");
+  EXPECT_EQ(some.namespace_(), "");
+  EXPECT_EQ(some.unsupported(), "");
+  EXPECT_EQ(some.other_eds_service_name(), "eds-only");
+  const cluster_texts none(nullptr, "", "");
+  EXPECT_EQ(none.name(), "");
+  EXPECT_EQ(none.other_eds_service_name(), "");
+
+  fixture f;
+  xds::bootstrap_config c;
+  c.clusters = {cluster("a", 1, 1)};
+  c.clusters[0].type = xds::discovery_type::eds;
+  c.clusters[0].eds_service_name = "a-eds";
+  c.clusters[0].istio_services = {svc};
+  c.clusters[0].unsupported = "upstream TLS";
+  auto s = f.build(c, nullptr);
+  const cluster_runtime& a = *s->clusters.at("a");
+  EXPECT_TRUE(a.has_istio_service);
+  EXPECT_EQ(a.texts.name(), "helloworld");
+  EXPECT_EQ(a.unsupported(), "upstream TLS");
+  EXPECT_EQ(a.eds_service_name(), "a-eds");
+}
+
+// A chain's tcp stats keep their prefix in their own block and create the scope on first use,
+// the same scope the registry hands out for that name; listener versions keeping the chain
+// share it.
+TEST(RoutingSnapshot, ChainTcpStatsCreateTheirScopeOnFirstUse) {
+  fixture f;
+  const std::string prefix = "outbound_.8080_._.svc-1.ns-1.svc.cluster.local";
+  auto st = chain_tcp_stats::make(f.registry, prefix);
+  EXPECT_EQ(st->stat_prefix(), prefix);
+  EXPECT_EQ(st->get(), nullptr);
+  st->worker(1);
+  ASSERT_NE(st->get(), nullptr);
+  EXPECT_EQ(st->get(), f.registry.get<tcp_stats>("tcp", prefix).get());
+
+  xds::bootstrap_config c;
+  c.clusters = {cluster("a", 1, 1), cluster("b", 2, 2)};
+  c.listeners = {listener(3, {"a", "b"})};
+  auto first = f.build(c, nullptr);
+  c.clusters[1].revision.value = 4;  // b changes: a new listener version, same chains
+  auto second = f.build(c, first.get());
+  ASSERT_NE(second->listeners[0], first->listeners[0]);
+  EXPECT_EQ(second->listeners[0]->chains[0].stats, first->listeners[0]->chains[0].stats);
+  EXPECT_EQ(second->listeners[0]->chains[1].stats->stat_prefix(), "b");
+}
+
+}  // namespace
+}  // namespace ewgw::proxy
