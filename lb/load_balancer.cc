@@ -116,7 +116,11 @@ struct load_balancer::shared_state {
 // reference, so a host lives as long as some generation lists it (connections counted on it
 // keep working across updates) and the shared state as long as the cluster. A block whose hosts
 // were all replaced but one stays whole until that one goes: at most one block per generation
-// that added hosts, each no larger than that generation's new hosts.
+// that added hosts, each no larger than that generation's new hosts. The first generation's block
+// also lives as long as the cluster, for its shared state, so after every first host is replaced
+// (a rolling restart) those dead hosts still take their 48 bytes each: a bounded cost, accepted
+// to save the shared state's own allocation on every cluster (a separate block would cost more
+// on the common cluster that never churns).
 struct load_balancer::host_block {
   std::atomic<std::uint32_t> refs{0};
   std::uint32_t count = 0;

@@ -437,8 +437,15 @@ struct config_store::impl {
         }
         if (k + 1 + version_size != prefix) return false;
       }
-      if (at < prefix) i = std::min(piece.size(), prefix - at);
-      const bool equal = piece.substr(i) == std::string_view(bytes).substr(at + i - prefix, piece.size() - i);
+      // A piece wholly inside the version (one longer than a piece) has nothing to compare.
+      if (at + piece.size() <= prefix) {
+        at += piece.size();
+        return true;
+      }
+      if (at < prefix) i = prefix - at;
+      const std::size_t from = at + i - prefix;  // where the piece's bytes start in `bytes`
+      if (from > bytes.size()) return false;  // the record inflates longer than it claims
+      const bool equal = piece.substr(i) == std::string_view(bytes).substr(from, piece.size() - i);
       at += piece.size();
       return equal;
     });

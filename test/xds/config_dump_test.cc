@@ -263,6 +263,25 @@ TEST(ConfigStore, LargeUnchangedResourceIsComparedExactlyInPieces) {
   EXPECT_EQ(c.dynamic_active_clusters(0).version_info(), "");
 }
 
+// A version longer than the 64 KiB pieces the stored record is inflated in: the first pieces
+// hold only the version. Resending the resource unchanged must not read before `bytes`.
+TEST(ConfigStore, VersionLongerThanAnInflatePieceIsComparedCorrectly) {
+  config_store store;
+  const auto t0 = std::chrono::system_clock::now();
+  const std::string long_version(200 * 1024, 'v');
+  const std::string a1 = cluster_bytes("a", 1), a2 = cluster_bytes("a", 2);
+  ASSERT_EQ(a1.size(), a2.size());
+  store.put(kind::cluster, "a", long_version, a1, t0);
+  store.put(kind::cluster, "a", "short", a1, t0 + std::chrono::seconds(1));  // unchanged
+  auto c = clusters_of(parse(store.render({})));
+  ASSERT_EQ(c.dynamic_active_clusters_size(), 1);
+  EXPECT_EQ(c.dynamic_active_clusters(0).version_info(), long_version);
+  store.put(kind::cluster, "a", "changed", a2, t0);  // same length, other bytes
+  c = clusters_of(parse(store.render({})));
+  ASSERT_EQ(c.dynamic_active_clusters_size(), 1);
+  EXPECT_EQ(c.dynamic_active_clusters(0).version_info(), "changed");
+}
+
 TEST(ConfigStore, RemovalRetainAndReplaceAllKeepTheRestIntact) {
   config_store store;
   const auto t0 = std::chrono::system_clock::now();
