@@ -10,6 +10,7 @@
 
 #include "lb/edf_scheduler.h"
 #include "lb/outlier_detector.h"
+#include "lb/trailing_allocator.h"
 
 namespace ewgw::lb {
 
@@ -315,36 +316,6 @@ struct load_balancer::health_view {
 };
 
 namespace {
-
-// Gives allocate_shared one block for an object, its reference count and trailing_request.extra
-// bytes after them, and sets trailing_request.at to where those bytes start. The request goes
-// through a thread-local rather than the allocator's state: a stateless allocator takes no room
-// in the control block (allocate_shared keeps a copy of a stateful one there, in every block).
-struct trailing_request_t {
-  std::size_t extra = 0;
-  char* at = nullptr;
-};
-thread_local trailing_request_t trailing_request;
-
-template <class T>
-struct trailing_allocator {
-  using value_type = T;
-
-  trailing_allocator() = default;
-  template <class U>
-  trailing_allocator(const trailing_allocator<U>&) {}  // NOLINT: rebinding
-  T* allocate(std::size_t n) {
-    const std::size_t head = align_up(sizeof(T) * n, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-    char* p = static_cast<char*>(::operator new(head + trailing_request.extra));
-    trailing_request.at = p + head;
-    return reinterpret_cast<T*>(p);
-  }
-  void deallocate(T* p, std::size_t) { ::operator delete(static_cast<void*>(p)); }
-  template <class U>
-  bool operator==(const trailing_allocator<U>&) const {
-    return true;
-  }
-};
 
 // Places arrays one after the other in a block being sized.
 class block_layout {

@@ -4,6 +4,8 @@
 #include <map>
 #include <random>
 
+#include "lb/trailing_allocator.h"
+
 namespace ewgw::proxy {
 
 const listener_runtime* routing_snapshot::find_listener(std::string_view name) const {
@@ -26,52 +28,18 @@ cluster_texts::cluster_texts(const xds::istio_service* service, std::string_view
   for (std::size_t i = 0; i < parts; ++i) std::copy(texts[i].begin(), texts[i].end(), text_.get() + ends_[i] - texts[i].size());
 }
 
-namespace {
-
-// Gives allocate_shared one block for an object, its reference count and trailing_request.extra
-// bytes after them, and sets trailing_request.at to where those bytes start. The request goes
-// through a thread-local rather than the allocator's state: a stateless allocator takes no room
-// in the control block (allocate_shared keeps a copy of a stateful one there, in every block).
-struct trailing_request_t {
-  std::size_t extra = 0;
-  char* at = nullptr;
-};
-thread_local trailing_request_t trailing_request;
-
-template <class T>
-struct trailing_allocator {
-  using value_type = T;
-
-  trailing_allocator() = default;
-  template <class U>
-  trailing_allocator(const trailing_allocator<U>&) {}  // NOLINT: rebinding
-  T* allocate(std::size_t n) {
-    const std::size_t head = sizeof(T) * n;
-    char* p = static_cast<char*>(::operator new(head + trailing_request.extra));
-    trailing_request.at = p + head;
-    return reinterpret_cast<T*>(p);
-  }
-  void deallocate(T* p, std::size_t) { ::operator delete(static_cast<void*>(p)); }
-  template <class U>
-  bool operator==(const trailing_allocator<U>&) const {
-    return true;
-  }
-};
-
-}  // namespace
-
 std::shared_ptr<chain_tcp_stats> chain_tcp_stats::make(stats::registry& registry, std::string_view stat_prefix) {
   // The prefix is copied in once allocate_shared has said where the trailing bytes are: the
   // allocation happens before the object is constructed.
   struct placed_prefix {
     std::string_view text;
     operator std::string_view() const {  // NOLINT: converts at construction, after allocation
-      std::copy(text.begin(), text.end(), trailing_request.at);
-      return {trailing_request.at, text.size()};
+      std::copy(text.begin(), text.end(), lb::trailing_request.at);
+      return {lb::trailing_request.at, text.size()};
     }
   };
-  trailing_request.extra = stat_prefix.size();
-  return std::allocate_shared<chain_tcp_stats>(trailing_allocator<chain_tcp_stats>(), private_tag{}, registry,
+  lb::trailing_request.extra = stat_prefix.size();
+  return std::allocate_shared<chain_tcp_stats>(lb::trailing_allocator<chain_tcp_stats>(), private_tag{}, registry,
                                                placed_prefix{stat_prefix});
 }
 
