@@ -145,9 +145,8 @@ void ads_state::rollback() {
 
 // Inserts, replaces or (nullopt) erases `name` in `index`. The entry's position in assembled_
 // is kept: it belongs to set_active(). `tally(entry, +1 or -1)` keeps the counters in step.
-template <class Entry, class Tally>
-void ads_state::set_meta(name_index<Entry>& index, const shared_string& name, std::optional<Entry> entry,
-                         Tally tally) {
+template <class Index, class Entry, class Tally>
+void ads_state::set_meta(Index& index, const shared_string& name, std::optional<Entry> entry, Tally tally) {
   auto it = index.find(name);
   std::optional<Entry> old;
   if (it != index.end()) old = it->second;
@@ -164,10 +163,10 @@ void ads_state::set_meta(name_index<Entry>& index, const shared_string& name, st
 
 // Puts `config` in force for `name` in `in_force` (part of assembled_), or (nullopt) takes it
 // out: the last element takes its place, so the static resources at the front never move.
-template <class Entry, class Config>
-void ads_state::set_active(name_index<Entry>& index, std::vector<Config>& in_force,
-                           const shared_string& name, std::optional<Config> config) {
-  Entry& e = index.find(name)->second;
+template <class Index, class Config>
+void ads_state::set_active(Index& index, std::vector<Config>& in_force, const shared_string& name,
+                           std::optional<Config> config) {
+  auto& e = index.find(name)->second;
   auto old = std::make_shared<std::optional<Config>>();
   if (e.pos != npos) *old = std::move(in_force[e.pos]);
   if (!*old && !config) return;
@@ -177,7 +176,7 @@ void ads_state::set_active(name_index<Entry>& index, std::vector<Config>& in_for
   changed_ = true;
   if (config) {
     if (e.pos == npos) {
-      e.pos = in_force.size();
+      e.pos = static_cast<std::uint32_t>(in_force.size());
       // Grown by an eighth rather than doubled: with 10,000 clusters of ~300 bytes each, a
       // doubled vector can keep megabytes unused for as long as the configuration stands.
       // Still geometric, so adding resources one by one stays amortized constant time.
@@ -656,6 +655,9 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
       for (const auto& [name, e] : clusters_) {
         if (!e.is_static && !seen.contains(name)) gone.push_back(name);
       }
+      // In name order, as removals move the last cluster in force into the gap: the order of
+      // assembled_.clusters does not depend on the index's hash order.
+      std::sort(gone.begin(), gone.end());
       for (const auto& name : gone) remove_cluster(name);
       drop_unused_services();
       break;

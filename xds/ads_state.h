@@ -41,6 +41,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "envoy/service/discovery/v3/discovery.pb.h"
@@ -88,6 +89,98 @@ class resource_version {
   std::unique_ptr<const std::string> long_;
   std::uint8_t size_ = 0;
   char inline_[23] = {};
+};
+
+// Resources by name, for the per-cluster indexes (10,000 clusters, 10,000 EDS services). A
+// node-based map costs a heap block per entry (a 16-byte chunk header plus 32 bytes of tree or
+// bucket links); here the (name, entry) pairs sit in one vector, found through an
+// open-addressing table (linear probing) of 32-bit positions in it: about 7 bytes per entry
+// besides the pair itself. Iteration order is not the names' order (callers that need an order
+// sort). Pointers to entries stay valid until the next insert_or_assign() of a new name or
+// erase().
+template <class Entry>
+class dense_index {
+ public:
+  using value_type = std::pair<shared_string, Entry>;
+  using iterator = value_type*;
+  using const_iterator = const value_type*;
+
+  iterator begin() { return entries_.data(); }
+  iterator end() { return entries_.data() + entries_.size(); }
+  const_iterator begin() const { return entries_.data(); }
+  const_iterator end() const { return entries_.data() + entries_.size(); }
+  std::size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  bool contains(std::string_view name) const { return find(name) != end(); }
+
+  iterator find(std::string_view name) {
+    const std::size_t slot = slot_of(name);
+    return slot == npos || slots_[slot] == empty_slot ? end() : begin() + slots_[slot];
+  }
+  const_iterator find(std::string_view name) const { return const_cast<dense_index*>(this)->find(name); }
+
+  void insert_or_assign(const shared_string& name, Entry entry) {
+    if (auto it = find(name.view()); it != end()) {
+      it->second = std::move(entry);
+      return;
+    }
+    // At most 3/4 full, so that a probe ends soon at an empty slot.
+    if ((entries_.size() + 1) * 4 > slots_.size() * 3) rehash(std::max<std::size_t>(16, slots_.size() * 2));
+    // Grown by an eighth, not doubled (as ads_state's in-force vectors): a doubled vector can keep
+    // hundreds of KB unused for as long as the configuration stands.
+    if (entries_.size() == entries_.capacity()) entries_.reserve(entries_.size() + entries_.size() / 8 + 16);
+    slots_[slot_of(name.view())] = static_cast<std::uint32_t>(entries_.size());
+    entries_.emplace_back(name, std::move(entry));
+  }
+
+  // The last entry takes the erased one's place in the vector.
+  void erase(iterator it) {
+    const auto pos = static_cast<std::uint32_t>(it - begin());
+    std::size_t hole = slot_of(it->first.view());
+    slots_[hole] = empty_slot;
+    // Backward-shift deletion: a later entry of the probe run whose home slot is not in
+    // (hole, j] moves into the hole, so every remaining probe still reaches its entry.
+    for (std::size_t j = (hole + 1) & mask(); slots_[j] != empty_slot; j = (j + 1) & mask()) {
+      const std::size_t home = home_of(entries_[slots_[j]].first.view());
+      const bool stays = hole < j ? (hole < home && home <= j) : (hole < home || home <= j);
+      if (stays) continue;
+      slots_[hole] = slots_[j];
+      slots_[j] = empty_slot;
+      hole = j;
+    }
+    const auto last = static_cast<std::uint32_t>(entries_.size() - 1);
+    if (pos != last) {
+      std::size_t s = home_of(entries_[last].first.view());
+      while (slots_[s] != last) s = (s + 1) & mask();
+      slots_[s] = pos;
+      entries_[pos] = std::move(entries_[last]);
+    }
+    entries_.pop_back();
+  }
+
+ private:
+  static constexpr std::uint32_t empty_slot = static_cast<std::uint32_t>(-1);
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  std::size_t mask() const { return slots_.size() - 1; }
+  std::size_t home_of(std::string_view name) const { return shared_string_hash{}(name) & mask(); }
+  // The slot holding `name`, or the empty slot where it would go; npos while there are no slots.
+  std::size_t slot_of(std::string_view name) const {
+    if (slots_.empty()) return npos;
+    std::size_t s = home_of(name);
+    while (slots_[s] != empty_slot && entries_[slots_[s]].first.view() != name) s = (s + 1) & mask();
+    return s;
+  }
+  void rehash(std::size_t slot_count) {
+    slots_.assign(slot_count, empty_slot);
+    for (std::uint32_t i = 0; i < entries_.size(); ++i) {
+      std::size_t s = home_of(entries_[i].first.view());
+      while (slots_[s] != empty_slot) s = (s + 1) & mask();
+      slots_[s] = i;
+    }
+  }
+
+  std::vector<value_type> entries_;
+  std::vector<std::uint32_t> slots_;  // a power of two in size, or empty
 };
 
 class ads_state {
@@ -145,7 +238,7 @@ class ads_state {
   std::size_t unusable_listeners() const { return unusable_; }
 
  private:
-  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  static constexpr std::uint32_t npos = static_cast<std::uint32_t>(-1);
 
   // The content in force lives in assembled_ (at `pos`); entries keep the protocol metadata
   // and the version waiting for its clusters or its endpoints.
@@ -157,8 +250,8 @@ class ads_state {
   struct cluster_entry {
     resource_version version;
     std::size_t digest = 0;  // of the serialized resource: unchanged resources are not decoded again
-    std::size_t pos = npos;  // in assembled_.clusters while in force
     std::shared_ptr<const cluster_config> warming;  // newest version, waiting for its first assignment
+    std::uint32_t pos = npos;  // in assembled_.clusters while in force
     bool is_static = false;
   };
   // An EDS service name: who uses it, and the assignment's version. The assignment's content
@@ -219,14 +312,14 @@ class ads_state {
   };
   struct service_entry {
     user_list users;  // clusters whose version in force or warming uses it
-    bool has_assignment = false;
     resource_version version;
     std::size_t digest = 0;
+    bool has_assignment = false;
   };
   struct listener_entry {
     resource_version version;
     std::size_t digest = 0;
-    std::size_t pos = npos;  // in assembled_.listeners while in force
+    std::uint32_t pos = npos;  // in assembled_.listeners while in force
     std::shared_ptr<const listener_config> waiting;
     clock::time_point waiting_since{};
     bool unusable = false;  // accepted, never in assembled_ (listener_config::unsupported)
@@ -252,11 +345,10 @@ class ads_state {
 
   void begin();
   // Mutations of the indexes and of assembled_; each records how to undo itself.
-  template <class Entry, class Tally>
-  void set_meta(name_index<Entry>& index, const shared_string& name, std::optional<Entry> entry, Tally tally);
-  template <class Entry, class Config>
-  void set_active(name_index<Entry>& index, std::vector<Config>& in_force, const shared_string& name,
-                  std::optional<Config> config);
+  template <class Index, class Entry, class Tally>
+  void set_meta(Index& index, const shared_string& name, std::optional<Entry> entry, Tally tally);
+  template <class Index, class Config>
+  void set_active(Index& index, std::vector<Config>& in_force, const shared_string& name, std::optional<Config> config);
   void set_cluster_meta(const shared_string& name, std::optional<cluster_entry> entry);
   void set_cluster_active(const shared_string& name, std::optional<cluster_config> config);
   void set_service(const shared_string& name, std::optional<service_entry> entry);
@@ -301,8 +393,8 @@ class ads_state {
   std::uint64_t next_revision_ = 0;
 
   bootstrap_config assembled_;
-  name_index<cluster_entry> clusters_;
-  std::unordered_map<shared_string, service_entry, shared_string_hash, std::equal_to<>> services_;
+  dense_index<cluster_entry> clusters_;
+  dense_index<service_entry> services_;
   name_index<listener_entry> listeners_;
   // Recently seen istio_metadata values: a new cluster's equal one takes the shared copy.
   std::vector<shared_map<std::string, std::string>> recent_istio_metadata_;

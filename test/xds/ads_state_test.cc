@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <string>
 
 #include "test/xds/istio_fixtures.h"
 
@@ -280,6 +282,62 @@ TEST(AdsState, AServiceWithSeveralUsersKeepsThemInOrder) {
   ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(), t0).errors.empty());
   s.commit();
   EXPECT_TRUE(s.eds_names().empty());
+}
+
+// The per-cluster indexes: every insert, replace and erase (backward-shift deletion across
+// probe runs that wrap around the table) keeps each name findable, like a std::map would.
+TEST(DenseIndex, FindsWhatAStdMapFindsThroughInsertsAndErases) {
+  dense_index<int> index;
+  std::map<std::string, int> expected;
+  std::uint64_t rng = 0x9e3779b97f4a7c15ull;
+  auto next = [&] {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+  };
+  auto check = [&] {
+    ASSERT_EQ(index.size(), expected.size());
+    for (int k = 0; k < 300; ++k) {
+      const std::string name = "outbound_.80_._.svc-" + std::to_string(k);
+      auto it = index.find(name);
+      auto want = expected.find(name);
+      ASSERT_EQ(it != index.end(), want != expected.end()) << name;
+      if (it != index.end()) {
+        EXPECT_EQ(it->first, name);
+        EXPECT_EQ(it->second, want->second) << name;
+      }
+    }
+    std::map<std::string, int> walked;
+    for (const auto& [name, value] : index) walked.emplace(name.str(), value);
+    EXPECT_EQ(walked, expected);
+  };
+  for (int op = 0; op < 20000; ++op) {
+    const std::string name = "outbound_.80_._.svc-" + std::to_string(next() % 300);
+    if (next() % 3 == 0) {
+      if (auto it = index.find(name); it != index.end()) index.erase(it);
+      expected.erase(name);
+    } else {
+      index.insert_or_assign(shared_string(name), op);
+      expected[name] = op;
+    }
+    if (op % 997 == 0) check();
+  }
+  check();
+  while (index.begin() != index.end()) index.erase(index.begin());
+  expected.clear();
+  check();
+}
+
+TEST(DenseIndex, KeepsTheNameItWasGiven) {
+  dense_index<int> index;
+  const shared_string name("outbound_.443_._.a.ns.svc.cluster.local");
+  index.insert_or_assign(name, 1);
+  index.insert_or_assign(shared_string(name.str()), 2);  // an equal name replaces the value only
+  ASSERT_EQ(index.size(), 1u);
+  EXPECT_TRUE(index.begin()->first.shares_with(name));
+  EXPECT_EQ(index.begin()->second, 2);
+  EXPECT_FALSE(index.contains("outbound_.443_._.b.ns.svc.cluster.local"));
 }
 
 TEST(SharedString, ReadsAndComparesLikeAString) {
