@@ -499,46 +499,6 @@ std::vector<shared_string> services_of(const cluster_config* active, const clust
 
 }  // namespace
 
-namespace {
-
-// Room for `more` elements beyond the size of an in-force vector, grown like set_active() grows
-// it when that is more.
-template <class Config>
-void reserve_more(std::vector<Config>& in_force, std::size_t more) {
-  const std::size_t need = in_force.size() + more;
-  if (need > in_force.capacity()) in_force.reserve(std::max(need, in_force.size() + in_force.size() / 8 + 16));
-}
-
-}  // namespace
-
-// Every new cluster may bring a new service and (when it is not an EDS cluster, or its
-// assignment is known) go into force at once.
-void ads_state::reserve_for(const std::vector<decoded_cluster>& decoded) {
-  std::size_t added = 0;
-  for (const auto& d : decoded) {
-    auto it = clusters_.find(d.name);
-    added += it == clusters_.end() || it->second.pos == npos ? 1 : 0;
-  }
-  if (added == 0) return;
-  clusters_.reserve(clusters_.size() + added);
-  services_.reserve(services_.size() + added);
-  reserve_more(assembled_.clusters, added);
-}
-
-// Warming clusters go into force with their first assignment.
-void ads_state::reserve_for(const std::vector<decoded_cla>& decoded) {
-  std::size_t added = 0;
-  for (const auto& d : decoded) {
-    auto service = services_.find(d.name);
-    if (service == services_.end()) continue;
-    for (const shared_string& user : service->second.users) {
-      auto it = clusters_.find(user);
-      added += it != clusters_.end() && it->second.pos == npos ? 1 : 0;
-    }
-  }
-  reserve_more(assembled_.clusters, added);
-}
-
 void ads_state::stage_cluster(decoded_cluster d, result& r) {
   const shared_string name = d.name;
   cluster_entry e;
@@ -690,7 +650,6 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
         decode_cluster_any(resources[i], "resources[" + std::to_string(i) + "]", "", decoded, seen, r);
       }
       if (!r.errors.empty()) return r;
-      reserve_for(decoded);
       for (auto& d : decoded) stage_cluster(std::move(d), r);
       std::vector<shared_string> gone;
       for (const auto& [name, e] : clusters_) {
@@ -709,7 +668,6 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
         decode_cla_any(resources[i], "resources[" + std::to_string(i) + "]", "", decoded, seen, r);
       }
       if (!r.errors.empty()) return r;
-      reserve_for(decoded);
       for (auto& d : decoded) stage_cla(std::move(d));
       break;
     }
@@ -764,7 +722,6 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
         if (decoded.size() > before) check_name(res, decoded.back().name, i);
       }
       if (!r.errors.empty()) return r;
-      reserve_for(decoded);
       for (auto& d : decoded) stage_cluster(std::move(d), r);
       for (const std::string& name : removed_set) {
         auto it = clusters_.find(name);
@@ -788,7 +745,6 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
         if (decoded.size() > before) check_name(res, decoded.back().name, i);
       }
       if (!r.errors.empty()) return r;
-      reserve_for(decoded);
       for (auto& d : decoded) stage_cla(std::move(d));
       // A removed assignment leaves its clusters without endpoints (they stay ready).
       for (const std::string& name : removed_set) {

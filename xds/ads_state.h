@@ -128,19 +128,9 @@ class dense_index {
     if ((entries_.size() + 1) * 4 > slots_.size() * 3) rehash(std::max<std::size_t>(16, slots_.size() * 2));
     // Grown by an eighth, not doubled (as ads_state's in-force vectors): a doubled vector can keep
     // hundreds of KB unused for as long as the configuration stands.
-    if (entries_.size() == entries_.capacity()) entries_.reserve(grown(entries_.size() + 1));
+    if (entries_.size() == entries_.capacity()) entries_.reserve(entries_.size() + entries_.size() / 8 + 16);
     slots_[slot_of(name.view())] = static_cast<std::uint32_t>(entries_.size());
     entries_.emplace_back(name, std::move(entry));
-  }
-
-  // Room for `n` entries in all. A full-state response reserves once for all its new resources,
-  // so the vector is not grown step by step to its final size (every step leaves a freed block
-  // behind on the xDS thread's heap) and holds no growth slack.
-  void reserve(std::size_t n) {
-    if (n > entries_.capacity()) entries_.reserve(grown(n));
-    std::size_t slot_count = std::max<std::size_t>(16, slots_.size());
-    while (n * 4 > slot_count * 3) slot_count *= 2;
-    if (slot_count != slots_.size()) rehash(slot_count);
   }
 
   // The last entry takes the erased one's place in the vector.
@@ -171,7 +161,6 @@ class dense_index {
  private:
   static constexpr std::uint32_t empty_slot = static_cast<std::uint32_t>(-1);
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
-  std::size_t grown(std::size_t n) const { return std::max(n, entries_.size() + entries_.size() / 8 + 16); }
   std::size_t mask() const { return slots_.size() - 1; }
   std::size_t home_of(std::string_view name) const { return shared_string_hash{}(name) & mask(); }
   // The slot holding `name`, or the empty slot where it would go; npos while there are no slots.
@@ -373,9 +362,6 @@ class ads_state {
   // A listener's chains take their cluster names from the cluster index (one copy per name).
   void share_cluster_names(listener_config& config) const;
 
-  // Room for the clusters and services a response adds (see dense_index::reserve()).
-  void reserve_for(const std::vector<decoded_cluster>& decoded);
-  void reserve_for(const std::vector<decoded_cla>& decoded);
   void stage_cluster(decoded_cluster d, result& r);
   void stage_cla(decoded_cla d);
   void stage_listener(decoded_listener d, clock::time_point now, result& r);
