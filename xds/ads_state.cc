@@ -559,7 +559,9 @@ void ads_state::stage_cla(decoded_cla d) {
   set_service(service, std::move(s));
   for (const shared_string& user : users) {
     cluster_entry e = clusters_.find(user)->second;
-    load_assignment_config la = d.config;
+    // The last user (istiod's clusters have one) takes the decoded assignment itself: no copy
+    // made and the original freed right after, on the xDS thread's heap.
+    load_assignment_config la = &user == users.end() - 1 ? std::move(d.config) : d.config;
     if (e.warming && e.warming->eds_service_name == service) {
       // Warming until now: this version takes effect.
       const auto before = services_of(active_cluster(user), e.warming.get());
