@@ -686,6 +686,9 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
     }
   }
   const std::string ep = join(path, "endpoints");
+  // Exact room: the decoded vectors are what ads_state keeps for as long as the assignment
+  // stands (10,000 of them), not copied to size once more.
+  out.localities.reserve(out.localities.size() + static_cast<std::size_t>(cla.endpoints_size()));
   for (int i = 0; i < cla.endpoints_size(); ++i) {
     const endpoint_v3::LocalityLbEndpoints& le = cla.endpoints(i);
     const std::string lp = index(ep, i);
@@ -700,6 +703,7 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
       loc.weight = le.load_balancing_weight().value();
     }
     const std::string hp = join(lp, "lb_endpoints");
+    loc.endpoints.reserve(static_cast<std::size_t>(le.lb_endpoints_size()));
     shared_vector<std::pair<std::string, std::string>> last_match;
     for (int j = 0; j < le.lb_endpoints_size(); ++j) {
       const endpoint_v3::LbEndpoint& lbe = le.lb_endpoints(j);
