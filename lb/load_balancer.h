@@ -191,8 +191,13 @@ class load_balancer {
   lb_stats stats() const;
   balancer_state explain() const;
   // Unique, in config order. Each host lives as long as some generation of the cluster lists it.
-  std::span<host* const> hosts() const { return hosts_; }
+  std::span<host* const> hosts() const { return {hosts_, host_count_}; }
   lb_policy policy() const { return policy_; }
+
+  // Diagnostics and tests: how many distinct shared structure blocks (a balancer's layout and
+  // settings, a health view's loads and host lists) are alive across all balancers. Clusters of
+  // the same shape share one of each instead of holding a copy.
+  static std::size_t shared_structure_count();
 
  private:
   struct shared_state;
@@ -224,29 +229,28 @@ class load_balancer {
   void reclaim_locked();
   bool outlier_pass_locked(time_point now, random_source& random, bool interval);
 
-  // Immutable after build. The arrays live in the balancer's own allocation, after the object
-  // (build() sizes it): a cluster costs one block here instead of one per array, and a balancer
-  // often lives as long as its cluster.
-  std::span<host*> hosts_;  // unique, in config order
-  // Priority → locality → host order; priorities_.back().end of them (no count of their own).
+  // Immutable after build. The per-cluster arrays live in the balancer's own allocation, after
+  // the object (build() sizes it): a cluster costs one block here instead of one per array, and
+  // a balancer often lives as long as its cluster. What is the same for every cluster of one
+  // shape (priority and locality layout, locality names, settings) is one interned block shared
+  // by all of them (layout_).
+  host** hosts_ = nullptr;  // unique, in config order; host_count_ of them
+  std::uint32_t host_count_ = 0;
+  std::uint32_t block_count_ = 0;
+  // Priority → locality → host order; layout_->member_count of them.
   member* members_ = nullptr;
-  locality_layout* localities_ = nullptr;  // priorities_.back().locality_end of them
-  std::span<priority_layout> priorities_;
-  // Every locality's name, one after the other; only explain() reads them.
-  std::string_view locality_names_;
+  struct layout;
+  const layout* layout_ = nullptr;  // interned
   // The blocks holding hosts_ and the shared state (one reference each): usually one.
-  std::span<host_block*> blocks_;
+  host_block** blocks_ = nullptr;
   // Per-worker slots, made on a worker's first pick: most workers never pick from most of a
   // gateway's 10,000 clusters, so a slot (a cache line) exists only where it is used. Entry w is
   // written only by worker w; the cold path only reads it (hazard scan) or frees it.
   std::atomic<worker_slot*>* slots_ = nullptr;
-  std::uint32_t overprovisioning_factor_ = 140;
-  std::uint32_t panic_threshold_ = 50;
   std::uint32_t choice_count_ = 2;
   std::uint16_t workers_ = 1;
   bool locality_weighted_ = false;
   lb_policy policy_ = lb_policy::round_robin;
-  double active_request_bias_ = 1.0;
   // Only with outlier detection enabled (most clusters have none).
   struct outlier_part;
   std::unique_ptr<outlier_part> outlier_;
