@@ -170,19 +170,25 @@ class byte_writer {
 }  // namespace
 
 struct load_balancer::shared_state {
-  explicit shared_state(std::uint64_t seed) : cold_random(fast_random::mix(seed ^ 0x636f6c64)) {}
+  shared_state() = default;
   ~shared_state() { delete outlier.load(std::memory_order_relaxed); }
   shared_state(const shared_state&) = delete;
   shared_state& operator=(const shared_state&) = delete;
 
-  // The outlier_detection.* counters, made (under `cold`) by the first generation that enables
-  // outlier detection and kept from then on, so they keep counting across generations. Kept
-  // out of line: only clusters with outlier_detection pay for them. Read by stats() without the
-  // mutex, hence published with release.
-  atomic_outlier_stats& outlier_stats_locked() {
-    atomic_outlier_stats* s = outlier.load(std::memory_order_relaxed);
+  // What only clusters with outlier detection need: the outlier_detection.* counters and the
+  // generator of outlier passes that are given none.
+  struct outlier_shared : atomic_outlier_stats {
+    explicit outlier_shared(std::uint64_t seed) : cold_random(fast_random::mix(seed ^ 0x636f6c64)) {}
+    fast_random cold_random;
+  };
+  // Made (under `cold`) by the first generation that enables outlier detection, seeded from that
+  // generation's seed, and kept from then on, so the counters keep counting across generations.
+  // Kept out of line: only clusters with outlier_detection pay for it. Read by stats() without
+  // the mutex, hence published with release.
+  outlier_shared& outlier_locked(std::uint64_t seed) {
+    outlier_shared* s = outlier.load(std::memory_order_relaxed);
     if (s == nullptr) {
-      s = new atomic_outlier_stats();
+      s = new outlier_shared(seed);
       outlier.store(s, std::memory_order_release);
     }
     return *s;
@@ -198,11 +204,10 @@ struct load_balancer::shared_state {
   // Host counts: 32 bits hold any cluster's.
   std::atomic<std::uint32_t> membership_healthy{0}, membership_degraded{0}, membership_excluded{0},
       membership_total{0};
-  std::atomic<atomic_outlier_stats*> outlier{nullptr};
+  std::atomic<outlier_shared*> outlier{nullptr};
   // lb_healthy_panic. One counter for all workers: it moves only while a priority is in panic,
   // which is rare, and per-worker padded counters cost a cache line per worker per cluster.
   std::atomic<std::uint64_t> panic{0};
-  fast_random cold_random;
 };
 
 // Hosts that are new in one generation of a cluster (every host of its first generation), and
@@ -218,16 +223,20 @@ struct load_balancer::shared_state {
 // on the common cluster that never churns).
 struct load_balancer::host_block {
   std::atomic<std::uint32_t> refs{0};
-  std::uint32_t count = 0;
-  shared_state* shared = nullptr;  // after the hosts, when this block holds it
+  std::uint32_t count : 31 = 0;
+  std::uint32_t with_shared : 1 = 0;  // the shared state follows the hosts
 
   host* hosts() { return std::launder(reinterpret_cast<host*>(this + 1)); }
   bool holds(const host* h) { return count > 0 && h >= hosts() && h < hosts() + count; }
+  shared_state* shared() {
+    return with_shared ? std::launder(reinterpret_cast<shared_state*>(reinterpret_cast<char*>(this) + shared_at(count)))
+                       : nullptr;
+  }
 
   static std::size_t shared_at(std::size_t hosts) {
     return align_up(sizeof(host_block) + sizeof(host) * hosts, alignof(shared_state));
   }
-  static host_block* make(std::span<const endpoint_address> addresses, bool with_shared, std::uint64_t seed) {
+  static host_block* make(std::span<const endpoint_address> addresses, bool with_shared) {
     static_assert(sizeof(host_block) % alignof(host) == 0 && alignof(host) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ &&
                   alignof(shared_state) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
     const std::size_t size =
@@ -235,13 +244,16 @@ struct load_balancer::host_block {
     char* base = static_cast<char*>(::operator new(size));
     auto* b = new (base) host_block();
     for (const endpoint_address& a : addresses) new (base + sizeof(host_block) + sizeof(host) * b->count++) host(a);
-    if (with_shared) b->shared = new (base + shared_at(addresses.size())) shared_state(seed);
+    if (with_shared) {
+      new (base + shared_at(addresses.size())) shared_state();
+      b->with_shared = 1;
+    }
     return b;
   }
   void acquire() { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    if (shared != nullptr) shared->~shared_state();
+    if (shared_state* s = shared()) s->~shared_state();
     for (std::uint32_t i = 0; i < count; ++i) hosts()[i].~host();
     this->~host_block();
     ::operator delete(static_cast<void*>(this));
@@ -611,16 +623,16 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   shared_state* shared = nullptr;
   host_block* fresh_block = nullptr;
   if (previous == nullptr || !fresh.empty()) {
-    fresh_block = host_block::make(fresh, previous == nullptr, options.seed);
+    fresh_block = host_block::make(fresh, previous == nullptr);
     hold(fresh_block);
   }
   if (previous != nullptr) {
     shared = previous->shared_;
     for (host_block* b : std::span(previous->blocks_, previous->block_count_)) {
-      if (b->shared == shared) hold(b);
+      if (b->shared() == shared) hold(b);
     }
   } else {
-    shared = fresh_block->shared;
+    shared = fresh_block->shared();
   }
   std::vector<host*> hosts;
   hosts.reserve(unique.size());
@@ -651,7 +663,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   // Without outlier detection nothing is ejected (configure() un-ejects), and a cluster that
   // never had it has no counters to set.
   if (outlier) {
-    shared->outlier_stats_locked().ejections_active.store(ejected, std::memory_order_relaxed);
+    shared->outlier_locked(options.seed).ejections_active.store(ejected, std::memory_order_relaxed);
   } else if (atomic_outlier_stats* s = shared->outlier.load(std::memory_order_relaxed)) {
     s->ejections_active.store(ejected, std::memory_order_relaxed);
   }
@@ -1086,7 +1098,7 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
 
 bool load_balancer::outlier_pass_locked(time_point now, random_source& random, bool interval) {
   if (!outlier_) return false;
-  outlier_detector detector(outlier_->config, outlier_->hosts, shared_->outlier_stats_locked(), random);
+  outlier_detector detector(outlier_->config, outlier_->hosts, shared_->outlier_locked(seed_), random);
   const bool changed = interval ? detector.tick(now) : detector.process_detections(now);
   if (changed) publish_locked(make_view().release());
   return changed;
@@ -1099,7 +1111,8 @@ bool load_balancer::process_detections(time_point now, random_source& random) {
 
 bool load_balancer::process_detections(time_point now) {
   std::lock_guard<std::mutex> lock(shared_->cold());
-  return outlier_pass_locked(now, shared_->cold_random, false);
+  if (!outlier_) return false;
+  return outlier_pass_locked(now, shared_->outlier_locked(seed_).cold_random, false);
 }
 
 bool load_balancer::tick(time_point now, random_source& random) {
@@ -1109,7 +1122,8 @@ bool load_balancer::tick(time_point now, random_source& random) {
 
 bool load_balancer::tick(time_point now) {
   std::lock_guard<std::mutex> lock(shared_->cold());
-  return outlier_pass_locked(now, shared_->cold_random, true);
+  if (!outlier_) return false;
+  return outlier_pass_locked(now, shared_->outlier_locked(seed_).cold_random, true);
 }
 
 std::chrono::milliseconds load_balancer::outlier_interval() const {
