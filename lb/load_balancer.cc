@@ -21,6 +21,7 @@ namespace ewgw::lb {
 namespace {
 
 using detail::host_ref;
+using detail::worker_state;
 
 // One list of candidate hosts (Envoy's HostsSource): a priority's all / healthy / degraded
 // hosts, or one locality's healthy / degraded hosts.
@@ -52,11 +53,15 @@ struct schedule_ref {
   std::uint32_t begin = 0, size = 0;
 };
 
+}  // namespace
+
 // One worker's picking state for one view. Only that worker touches it.
-struct alignas(64) worker_state {
+struct alignas(64) detail::worker_state {
   std::vector<std::uint64_t> rr;  // rotation index per source
   std::vector<edf_scheduler> edf;
 };
+
+namespace {
 
 // A health view while make_view() computes it; packed into one allocation when done.
 struct view_parts {
@@ -261,8 +266,17 @@ struct load_balancer::host_block {
 };
 
 struct alignas(64) load_balancer::worker_slot {
+  worker_slot() = default;
+  worker_slot(const worker_slot&) = delete;
+  worker_slot& operator=(const worker_slot&) = delete;
+  ~worker_slot() { delete first_view_state.load(std::memory_order_relaxed); }
+
   std::atomic<const health_view*> hazard{nullptr};
   fast_random random;
+  // This worker's picking state for the view build() made (views made later hold their workers'
+  // states themselves). Here because the slot has room for it in its cache line, and a view in
+  // the balancer's block then needs no per-worker entries: most clusters never get another view.
+  std::atomic<worker_state*> first_view_state{nullptr};
 };
 
 struct load_balancer::outlier_part {
@@ -400,8 +414,10 @@ struct load_balancer::health_view {
   // hazard. With a seed, each worker starts its rotations and (up to 255 picks into) its
   // schedules at its own point, so workers do not all send their first picks to one host.
   // `seed` is the balancer's (build_options::seed).
-  worker_state& worker(std::size_t w, std::uint64_t seed) const {
-    worker_state* e = workers()[w].load(std::memory_order_seq_cst);
+  // `entry` is worker w's entry: workers()[w], or for the view in the balancer's block the
+  // worker's slot's first_view_state (load_balancer::state_entry).
+  worker_state& worker(std::atomic<worker_state*>& entry, std::size_t w, std::uint64_t seed) const {
+    worker_state* e = entry.load(std::memory_order_seq_cst);
     if (e != nullptr) return *e;
     const std::uint64_t start = seed == 0 ? 0 : fast_random::mix(seed ^ (0xa0761d6478bd642full * (w + 1)));
     auto ws = std::make_unique<worker_state>();
@@ -413,7 +429,7 @@ struct load_balancer::health_view {
                        start & 0xff);
     }
     e = ws.release();
-    workers()[w].store(e, std::memory_order_seq_cst);
+    entry.store(e, std::memory_order_seq_cst);
     return *e;
   }
 };
@@ -687,7 +703,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
 
   block_layout block;
   const std::size_t at_view = block.add<health_view>(0);
-  block.add<char>(health_view::packed_size(parts, workers, refs_are_members ? members.data() : nullptr));
+  block.add<char>(health_view::packed_size(parts, 0, refs_are_members ? members.data() : nullptr));
   const std::size_t at_slots = block.add<std::atomic<worker_slot*>>(workers);
   const std::size_t at_hosts = block.add<host*>(hosts.size());
   const std::size_t at_members = block.add<member>(members.size());
@@ -720,9 +736,9 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
     }
   }
   health_view* view =
-      health_view::pack(base + at_view, parts, workers, refs_are_members ? lb->members_ : nullptr);
+      health_view::pack(base + at_view, parts, 0, refs_are_members ? lb->members_ : nullptr);
   for (std::size_t w = 0; w < workers; ++w) {
-    if (lb->slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w, lb->seed_);
+    if (lb->slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(lb->state_entry(*view, w), w, lb->seed_);
   }
   lb->publish_locked(view);
   return lb;
@@ -731,6 +747,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
 load_balancer::load_balancer(private_tag) {}
 
 load_balancer::~load_balancer() {
+  // The first view's worker states go with the slots.
   health_view::destroy(view_.load(std::memory_order_relaxed));
   if (outlier_) {
     for (health_view* v : outlier_->retired) health_view::destroy(v);
@@ -899,7 +916,7 @@ std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*
   // Workers that have picked get their state made here, before the view is published, so
   // their picks never allocate.
   for (std::size_t w = 0; w < workers_; ++w) {
-    if (slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w, seed_);
+    if (slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(state_entry(*view, w), w, seed_);
   }
   return view;
 }
@@ -935,9 +952,22 @@ void load_balancer::reclaim_locked() {
       const worker_slot* slot = slots_[w].load(std::memory_order_seq_cst);
       if (slot != nullptr && slot->hazard.load(std::memory_order_seq_cst) == r) return false;
     }
+    if (!r->own_allocation) {
+      // The first view: its worker states are in the slots.
+      for (std::size_t w = 0; w < workers_; ++w) {
+        if (worker_slot* slot = slots_[w].load(std::memory_order_relaxed)) {
+          delete slot->first_view_state.exchange(nullptr, std::memory_order_relaxed);
+        }
+      }
+    }
     health_view::destroy(r);
     return true;
   });
+}
+
+std::atomic<worker_state*>& load_balancer::state_entry(const health_view& v, std::size_t w) const {
+  // Only workers with a slot have a state (build() and make_view() make states for those).
+  return v.own_allocation ? v.workers()[w] : slots_[w].load(std::memory_order_relaxed)->first_view_state;
 }
 
 load_balancer::worker_slot& load_balancer::slot(std::size_t w) {
@@ -1004,7 +1034,7 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   }
 
   const priority_picker& pp = priorities[p];
-  worker_state& ws = v.worker(w, seed_);
+  worker_state& ws = v.worker(state_entry(v, w), w, seed_);
   std::uint32_t sid = use_degraded ? pp.degraded_source : pp.healthy_source;
   if (pp.panic) {
     shared_->panic.fetch_add(1, std::memory_order_relaxed);

@@ -69,6 +69,7 @@ namespace ewgw::lb {
 
 namespace detail {
 // A host as one list of a balancer names it (load_balancer.cc).
+struct worker_state;  // one worker's picking state for one view (load_balancer.cc)
 struct host_ref {
   host* target;
   std::uint32_t weight;
@@ -222,6 +223,8 @@ class load_balancer {
   host* pick_once(const health_view& v, std::size_t worker, random_source& random, std::uint32_t& source_out);
   host* pick_other(const health_view& v, std::size_t worker, random_source& random, std::span<const host* const> avoid);
   worker_slot& slot(std::size_t worker);  // this worker's, made on its first pick
+  // Where worker w's picking state for `v` is kept; w must have a slot.
+  std::atomic<detail::worker_state*>& state_entry(const health_view& v, std::size_t w) const;
   const health_view* enter(worker_slot& slot);
   topology shape() const;
   std::unique_ptr<health_view, void (*)(health_view*)> make_view() const;
