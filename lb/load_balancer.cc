@@ -48,6 +48,13 @@ struct priority_picker {
   std::int32_t healthy_locality_edf = -1, degraded_locality_edf = -1;
 };
 
+// A listing's config attributes (the host is per cluster: load_balancer::members_).
+struct member_info {
+  std::uint32_t weight = 1;
+  host_health health = host_health::healthy;
+  std::uint8_t unused[3] = {};
+};
+
 // One EDF schedule's initial weights: [begin, begin + size) of health_view::weights.
 struct schedule_ref {
   std::uint32_t begin = 0, size = 0;
@@ -302,8 +309,11 @@ struct view_body {
   std::uint32_t total_panic = 0;
   std::uint32_t priority_count = 0, locality_count = 0, source_count = 0, schedule_count = 0;
   std::uint32_t at_priorities = 0, at_localities = 0, at_sources = 0, at_schedules = 0, at_weights = 0;
+  std::uint32_t ref_count = 0, at_ref_weights = 0;
   std::uint32_t unused = 0;
 
+  // The weight of each of the view's host references (health_view::refs).
+  const std::uint32_t* ref_weights() const { return array<std::uint32_t>(at_ref_weights); }
   const priority_picker* priorities() const { return array<priority_picker>(at_priorities); }
   const priority_counts* locality_counts() const { return array<priority_counts>(at_localities); }
   const source* sources() const { return array<source>(at_sources); }
@@ -326,6 +336,10 @@ struct view_body {
     h.at_sources = out.add(std::span(parts.sources));
     h.at_schedules = out.add(std::span(parts.schedules));
     h.at_weights = out.add(std::span(parts.weights));
+    std::vector<std::uint32_t> ref_weights(parts.refs.size());
+    for (std::size_t i = 0; i < parts.refs.size(); ++i) ref_weights[i] = parts.refs[i].weight;
+    h.ref_count = static_cast<std::uint32_t>(ref_weights.size());
+    h.at_ref_weights = out.add(std::span<const std::uint32_t>(ref_weights));
     out.header(h);
     return reinterpret_cast<const view_body*>(interned_pool::instance().acquire(out.bytes()));
   }
@@ -344,8 +358,9 @@ struct view_body {
 struct load_balancer::health_view {
   std::uint64_t generation = 0;
   const view_body* body = nullptr;  // interned; one reference
-  // The view's host references: its own array, or the balancer's members when they are the same.
-  const host_ref* refs = nullptr;
+  // The view's host references (their weights: body->ref_weights()): its own array, or the
+  // balancer's members when they are the same.
+  host* const* refs = nullptr;
   std::uint32_t worker_count = 0;
   bool own_allocation = false;  // false: inside the balancer's block (the view build() made)
 
@@ -358,22 +373,22 @@ struct load_balancer::health_view {
 
   // The bytes pack() needs. `refs` null: the view's refs are copied into the block; otherwise
   // they are that array (the balancer's members, when they are exactly the view's refs).
-  static std::size_t packed_size(const view_parts& parts, std::size_t worker_count, const host_ref* refs) {
+  static std::size_t packed_size(const view_parts& parts, std::size_t worker_count, host* const* refs) {
     static_assert(sizeof(health_view) % alignof(std::atomic<worker_state*>) == 0 &&
-                  alignof(host_ref) <= alignof(std::atomic<worker_state*>));
-    return align_up(refs_at(worker_count) + (refs != nullptr ? 0 : sizeof(host_ref) * parts.refs.size()),
+                  alignof(host*) <= alignof(std::atomic<worker_state*>));
+    return align_up(refs_at(worker_count) + (refs != nullptr ? 0 : sizeof(host*) * parts.refs.size()),
                     alignof(health_view));
   }
   // Builds the view in `base` (packed_size() bytes, aligned for health_view).
-  static health_view* pack(char* base, const view_parts& parts, std::size_t worker_count, const host_ref* refs) {
+  static health_view* pack(char* base, const view_parts& parts, std::size_t worker_count, host* const* refs) {
     auto* v = new (base) health_view();
     v->body = view_body::intern(parts);
     v->worker_count = static_cast<std::uint32_t>(worker_count);
     auto* workers = v->workers();
     for (std::size_t w = 0; w < worker_count; ++w) new (workers + w) std::atomic<worker_state*>(nullptr);
     if (refs == nullptr) {
-      auto* to = reinterpret_cast<host_ref*>(base + refs_at(worker_count));
-      std::uninitialized_copy(parts.refs.begin(), parts.refs.end(), to);
+      auto* to = reinterpret_cast<host**>(base + refs_at(worker_count));
+      for (std::size_t i = 0; i < parts.refs.size(); ++i) to[i] = parts.refs[i].target;
       refs = to;
     }
     v->refs = refs;
@@ -467,18 +482,20 @@ std::span<T> place_copy(char* base, std::size_t at, const std::vector<T>& from) 
 struct load_balancer::layout {
   double active_request_bias = 1.0;
   std::uint32_t overprovisioning_factor = 140, panic_threshold = 50;
-  std::uint32_t priority_count = 0, locality_count = 0, name_bytes = 0;
-  std::uint32_t at_priorities = 0, at_localities = 0, at_names = 0;
+  std::uint32_t priority_count = 0, locality_count = 0, name_bytes = 0, member_count = 0;
+  std::uint32_t at_priorities = 0, at_localities = 0, at_names = 0, at_members = 0;
 
+  // Each listing's weight and EDS health (load_balancer::members_ order).
+  std::span<const member_info> members() const { return {array<member_info>(at_members), member_count}; }
   std::span<const priority_layout> priorities() const { return {array<priority_layout>(at_priorities), priority_count}; }
   std::span<const locality_layout> localities() const { return {array<locality_layout>(at_localities), locality_count}; }
   // Every locality's name, one after the other; only explain() reads them.
   std::string_view names() const { return {array<char>(at_names), name_bytes}; }
-  std::uint32_t member_count() const { return priority_count == 0 ? 0 : priorities().back().end; }
 
-  static const layout* intern(const cluster_config& config, const std::vector<priority_layout>& priorities,
+  static const layout* intern(const cluster_config& config, const std::vector<member>& members,
+                              const std::vector<priority_layout>& priorities,
                               const std::vector<locality_layout>& localities, const std::string& names) {
-    static_assert(sizeof(layout) == 8 + 4 * 8, "no padding: the bytes are the key");
+    static_assert(sizeof(layout) == 8 + 4 * 10, "no padding: the bytes are the key");
     byte_writer out(sizeof(layout));
     layout h;
     h.active_request_bias = config.active_request_bias;
@@ -490,6 +507,10 @@ struct load_balancer::layout {
     h.at_priorities = out.add(std::span(priorities));
     h.at_localities = out.add(std::span(localities));
     h.at_names = out.add(std::span<const char>(names.data(), names.size()));
+    std::vector<member_info> infos(members.size());
+    for (std::size_t i = 0; i < members.size(); ++i) infos[i] = {members[i].weight, members[i].health};
+    h.member_count = static_cast<std::uint32_t>(infos.size());
+    h.at_members = out.add(std::span<const member_info>(infos));
     out.header(h);
     return reinterpret_cast<const layout*>(interned_pool::instance().acquire(out.bytes()));
   }
@@ -517,8 +538,12 @@ struct load_balancer::topology {
   view_parts view() const;
 };
 
-load_balancer::topology load_balancer::shape() const {
-  return {std::span<const member>(members_, layout_->member_count()),
+// `members`: scratch the topology's members are put in.
+load_balancer::topology load_balancer::shape(std::vector<member>& members) const {
+  const std::span<const member_info> infos = layout_->members();
+  members.resize(infos.size());
+  for (std::size_t i = 0; i < infos.size(); ++i) members[i] = {members_[i], infos[i].weight, infos[i].health};
+  return {members,
           layout_->localities(),
           layout_->priorities(),
           layout_->overprovisioning_factor,
@@ -703,10 +728,16 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
 
   block_layout block;
   const std::size_t at_view = block.add<health_view>(0);
-  block.add<char>(health_view::packed_size(parts, 0, refs_are_members ? members.data() : nullptr));
+  // The common cluster lists each host once, in config order: hosts_ is then members_.
+  const bool hosts_are_members =
+      hosts.size() == members.size() &&
+      std::equal(hosts.begin(), hosts.end(), members.begin(), [](const host* h, const member& m) { return h == m.target; });
+  std::vector<host*> targets(members.size());
+  for (std::size_t i = 0; i < members.size(); ++i) targets[i] = members[i].target;
+  block.add<char>(health_view::packed_size(parts, 0, refs_are_members ? targets.data() : nullptr));
   const std::size_t at_slots = block.add<std::atomic<worker_slot*>>(workers);
-  const std::size_t at_hosts = block.add<host*>(hosts.size());
-  const std::size_t at_members = block.add<member>(members.size());
+  const std::size_t at_hosts = block.add<host*>(hosts_are_members ? 0 : hosts.size());
+  const std::size_t at_members = block.add<host*>(members.size());
   const std::size_t at_blocks = block.add<host_block*>(blocks.size());
   trailing_request.extra = block.size();
   auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer>(), private_tag{});
@@ -716,14 +747,14 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->locality_weighted_ = config.locality_weighted;
   lb->policy_ = config.policy;
   lb->choice_count_ = std::max<std::uint32_t>(1, config.choice_count);
-  lb->layout_ = layout::intern(config, priorities, localities, names);
+  lb->layout_ = layout::intern(config, members, priorities, localities, names);
   lb->outlier_ = std::move(outlier);
   lb->shared_ = shared;
   lb->slots_ = reinterpret_cast<std::atomic<worker_slot*>*>(base + at_slots);
   for (std::size_t w = 0; w < workers; ++w) new (lb->slots_ + w) std::atomic<worker_slot*>(nullptr);
-  lb->hosts_ = place_copy(base, at_hosts, hosts).data();
+  lb->members_ = place_copy(base, at_members, targets).data();
+  lb->hosts_ = hosts_are_members ? lb->members_ : place_copy(base, at_hosts, hosts).data();
   lb->host_count_ = static_cast<std::uint32_t>(hosts.size());
-  lb->members_ = place_copy(base, at_members, members).data();
   lb->blocks_ = place_copy(base, at_blocks, blocks).data();
   lb->block_count_ = static_cast<std::uint32_t>(blocks.size());
   for (host_block* b : blocks) b->acquire();
@@ -911,7 +942,8 @@ view_parts load_balancer::topology::view() const {
 
 // A view after build (an ejection or a return), in its own allocation.
 std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*)> load_balancer::make_view() const {
-  std::unique_ptr<health_view, void (*)(health_view*)> view(health_view::pack(shape().view(), workers_),
+  std::vector<member> members;
+  std::unique_ptr<health_view, void (*)(health_view*)> view(health_view::pack(shape(members).view(), workers_),
                                                             &health_view::destroy);
   // Workers that have picked get their state made here, before the view is published, so
   // their picks never allocate.
@@ -1051,29 +1083,30 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
 
   const source& s = b.sources()[sid];
   if (s.size == 0) return nullptr;
-  const host_ref* refs = v.refs + s.begin;
+  host* const* const refs = v.refs + s.begin;
+  const std::uint32_t* const weights = b.ref_weights() + s.begin;
   switch (policy_) {
     case lb_policy::round_robin:
       if (s.edf >= 0) {
-        return refs[ws.edf[s.edf].pick([refs](std::uint32_t i) { return static_cast<double>(refs[i].weight); })].target;
+        return refs[ws.edf[s.edf].pick([weights](std::uint32_t i) { return static_cast<double>(weights[i]); })];
       }
-      return refs[ws.rr[sid]++ % s.size].target;
+      return refs[ws.rr[sid]++ % s.size];
     case lb_policy::least_request: {
       if (s.edf >= 0) {
         const double bias = layout_->active_request_bias;
-        return refs[ws.edf[s.edf].pick([refs, bias](std::uint32_t i) {
-                 const double active = refs[i].target->active_connections() + 1.0;
-                 if (bias == 1.0) return refs[i].weight / active;
-                 if (bias == 0.0) return static_cast<double>(refs[i].weight);
-                 return refs[i].weight / std::pow(active, bias);
-               })].target;
+        return refs[ws.edf[s.edf].pick([refs, weights, bias](std::uint32_t i) {
+          const double active = refs[i]->active_connections() + 1.0;
+          if (bias == 1.0) return weights[i] / active;
+          if (bias == 0.0) return static_cast<double>(weights[i]);
+          return weights[i] / std::pow(active, bias);
+        })];
       }
       // Envoy's unweightedHostPickNChoices: sample choice_count hosts (with replacement), keep
       // the first with the fewest active connections.
       host* best = nullptr;
       std::uint32_t best_active = 0;
       for (std::uint32_t c = 0; c < choice_count_; ++c) {
-        host* candidate = refs[random.next() % s.size].target;
+        host* candidate = refs[random.next() % s.size];
         const std::uint32_t active = candidate->active_connections();
         if (best == nullptr || active < best_active) best = candidate, best_active = active;
       }
@@ -1081,7 +1114,7 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
     }
     case lb_policy::random:
       // Envoy's RandomLoadBalancer reuses the priority draw to index the hosts.
-      return refs[r % s.size].target;
+      return refs[r % s.size];
   }
   return nullptr;
 }
@@ -1106,7 +1139,7 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
     if (s.size == 0) return nullptr;
     const std::uint64_t start = random.next();
     for (std::uint32_t i = 0; i < s.size; ++i) {
-      host* candidate = v.refs[s.begin + (start + i) % s.size].target;
+      host* candidate = v.refs[s.begin + (start + i) % s.size];
       if (!avoided(candidate)) return candidate;
     }
     return nullptr;
@@ -1211,7 +1244,7 @@ balancer_state load_balancer::explain() const {
                                                                ls.counts.excluded, overprovisioning_factor);
       ps.localities.push_back(std::move(ls));
       for (std::uint32_t i = ll.begin; i < ll.end; ++i) {
-        const member& m = members_[i];
+        const member m{members_[i], layout_->members()[i].weight, layout_->members()[i].health};
         host_state hs;
         hs.address = m.target->address();
         hs.priority = static_cast<std::uint32_t>(p);

@@ -226,7 +226,7 @@ class load_balancer {
   // Where worker w's picking state for `v` is kept; w must have a slot.
   std::atomic<detail::worker_state*>& state_entry(const health_view& v, std::size_t w) const;
   const health_view* enter(worker_slot& slot);
-  topology shape() const;
+  topology shape(std::vector<member>& members) const;
   std::unique_ptr<health_view, void (*)(health_view*)> make_view() const;
   void publish_locked(health_view* v);
   void reclaim_locked();
@@ -240,8 +240,10 @@ class load_balancer {
   host** hosts_ = nullptr;  // unique, in config order; host_count_ of them
   std::uint32_t host_count_ = 0;
   std::uint32_t block_count_ = 0;
-  // Priority → locality → host order; layout_->member_count of them.
-  member* members_ = nullptr;
+  // Each listing's host, priority → locality → host order; layout_->member_count of them (their
+  // weights and EDS health are the same for every cluster of one shape: in layout_). Usually
+  // the same array as hosts_.
+  host** members_ = nullptr;
   struct layout;
   const layout* layout_ = nullptr;  // interned
   // The blocks holding hosts_ and the shared state (one reference each): usually one.
