@@ -158,7 +158,10 @@ class interned_pool {
 // interned block is found by; zeroed so alignment gaps compare equal).
 class byte_writer {
  public:
-  explicit byte_writer(std::size_t header) : bytes_(header, '\0') {}
+  explicit byte_writer(std::size_t header) {
+    bytes_.reserve(256);  // a common cluster's blocks fit: one allocation
+    bytes_.resize(header, '\0');
+  }
   template <class T>
   std::uint32_t add(std::span<const T> items) {
     static_assert((std::is_trivially_copyable_v<T> && std::has_unique_object_representations_v<T>) ||
@@ -166,6 +169,18 @@ class byte_writer {
     bytes_.resize(align_up(bytes_.size(), alignof(T)), '\0');
     const auto at = static_cast<std::uint32_t>(bytes_.size());
     bytes_.append(reinterpret_cast<const char*>(items.data()), items.size_bytes());
+    return at;
+  }
+  // n items of T, item i being make(i).
+  template <class T, class F>
+  std::uint32_t add_each(std::size_t n, F make) {
+    static_assert(std::has_unique_object_representations_v<T>);
+    bytes_.resize(align_up(bytes_.size(), alignof(T)), '\0');
+    const auto at = static_cast<std::uint32_t>(bytes_.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      const T item = make(i);
+      bytes_.append(reinterpret_cast<const char*>(&item), sizeof(T));
+    }
     return at;
   }
   // `h` must have no padding (its bytes are the key).
@@ -314,7 +329,8 @@ struct view_body {
 
   // The weight of each of the view's host references (health_view::refs).
   const std::uint32_t* ref_weights() const { return array<std::uint32_t>(at_ref_weights); }
-  const priority_picker* priorities() const { return array<priority_picker>(at_priorities); }
+  // First after the header, at a fixed offset: a pick reads them without reading at_priorities.
+  const priority_picker* priorities() const { return array<priority_picker>(sizeof(view_body)); }
   const priority_counts* locality_counts() const { return array<priority_counts>(at_localities); }
   const source* sources() const { return array<source>(at_sources); }
   // Initial weights of each EDF schedule (source::edf, priority_picker::*_locality_edf); each
@@ -332,14 +348,13 @@ struct view_body {
     h.source_count = static_cast<std::uint32_t>(parts.sources.size());
     h.schedule_count = static_cast<std::uint32_t>(parts.schedules.size());
     h.at_priorities = out.add(std::span(parts.priorities));
+    static_assert(sizeof(view_body) % alignof(priority_picker) == 0);  // so at_priorities is sizeof(view_body)
     h.at_localities = out.add(std::span(parts.locality_counts));
     h.at_sources = out.add(std::span(parts.sources));
     h.at_schedules = out.add(std::span(parts.schedules));
     h.at_weights = out.add(std::span(parts.weights));
-    std::vector<std::uint32_t> ref_weights(parts.refs.size());
-    for (std::size_t i = 0; i < parts.refs.size(); ++i) ref_weights[i] = parts.refs[i].weight;
-    h.ref_count = static_cast<std::uint32_t>(ref_weights.size());
-    h.at_ref_weights = out.add(std::span<const std::uint32_t>(ref_weights));
+    h.ref_count = static_cast<std::uint32_t>(parts.refs.size());
+    h.at_ref_weights = out.add_each<std::uint32_t>(parts.refs.size(), [&parts](std::size_t i) { return parts.refs[i].weight; });
     out.header(h);
     return reinterpret_cast<const view_body*>(interned_pool::instance().acquire(out.bytes()));
   }
@@ -373,10 +388,10 @@ struct load_balancer::health_view {
 
   // The bytes pack() needs. `refs` null: the view's refs are copied into the block; otherwise
   // they are that array (the balancer's members, when they are exactly the view's refs).
-  static std::size_t packed_size(const view_parts& parts, std::size_t worker_count, host* const* refs) {
+  static std::size_t packed_size(const view_parts& parts, std::size_t worker_count, bool shared_refs) {
     static_assert(sizeof(health_view) % alignof(std::atomic<worker_state*>) == 0 &&
                   alignof(host*) <= alignof(std::atomic<worker_state*>));
-    return align_up(refs_at(worker_count) + (refs != nullptr ? 0 : sizeof(host*) * parts.refs.size()),
+    return align_up(refs_at(worker_count) + (shared_refs ? 0 : sizeof(host*) * parts.refs.size()),
                     alignof(health_view));
   }
   // Builds the view in `base` (packed_size() bytes, aligned for health_view).
@@ -396,7 +411,7 @@ struct load_balancer::health_view {
   }
   // A view in its own allocation (one made after build: an ejection or a return).
   static health_view* pack(const view_parts& parts, std::size_t worker_count) {
-    char* base = static_cast<char*>(::operator new(packed_size(parts, worker_count, nullptr)));
+    char* base = static_cast<char*>(::operator new(packed_size(parts, worker_count, false)));
     health_view* v = pack(base, parts, worker_count, nullptr);
     v->own_allocation = true;
     return v;
@@ -507,10 +522,10 @@ struct load_balancer::layout {
     h.at_priorities = out.add(std::span(priorities));
     h.at_localities = out.add(std::span(localities));
     h.at_names = out.add(std::span<const char>(names.data(), names.size()));
-    std::vector<member_info> infos(members.size());
-    for (std::size_t i = 0; i < members.size(); ++i) infos[i] = {members[i].weight, members[i].health};
-    h.member_count = static_cast<std::uint32_t>(infos.size());
-    h.at_members = out.add(std::span<const member_info>(infos));
+    h.member_count = static_cast<std::uint32_t>(members.size());
+    h.at_members = out.add_each<member_info>(members.size(), [&members](std::size_t i) {
+      return member_info{members[i].weight, members[i].health};
+    });
     out.header(h);
     return reinterpret_cast<const layout*>(interned_pool::instance().acquire(out.bytes()));
   }
@@ -732,9 +747,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   const bool hosts_are_members =
       hosts.size() == members.size() &&
       std::equal(hosts.begin(), hosts.end(), members.begin(), [](const host* h, const member& m) { return h == m.target; });
-  std::vector<host*> targets(members.size());
-  for (std::size_t i = 0; i < members.size(); ++i) targets[i] = members[i].target;
-  block.add<char>(health_view::packed_size(parts, 0, refs_are_members ? targets.data() : nullptr));
+  block.add<char>(health_view::packed_size(parts, 0, refs_are_members));
   const std::size_t at_slots = block.add<std::atomic<worker_slot*>>(workers);
   const std::size_t at_hosts = block.add<host*>(hosts_are_members ? 0 : hosts.size());
   const std::size_t at_members = block.add<host*>(members.size());
@@ -752,7 +765,8 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->shared_ = shared;
   lb->slots_ = reinterpret_cast<std::atomic<worker_slot*>*>(base + at_slots);
   for (std::size_t w = 0; w < workers; ++w) new (lb->slots_ + w) std::atomic<worker_slot*>(nullptr);
-  lb->members_ = place_copy(base, at_members, targets).data();
+  lb->members_ = reinterpret_cast<host**>(base + at_members);
+  for (std::size_t i = 0; i < members.size(); ++i) lb->members_[i] = members[i].target;
   lb->hosts_ = hosts_are_members ? lb->members_ : place_copy(base, at_hosts, hosts).data();
   lb->host_count_ = static_cast<std::uint32_t>(hosts.size());
   lb->blocks_ = place_copy(base, at_blocks, blocks).data();
@@ -1035,15 +1049,16 @@ host* load_balancer::pick(std::size_t worker, random_source& random, std::span<c
   host* h = nullptr;
   if (avoid.empty()) {
     std::uint32_t source_id = 0;
-    h = pick_once(*v, w, random, source_id);
+    h = pick_once(*v, own, w, random, source_id);
   } else {
-    h = pick_other(*v, w, random, avoid);
+    h = pick_other(*v, own, w, random, avoid);
   }
   own.hazard.store(nullptr, std::memory_order_release);
   return h;
 }
 
-host* load_balancer::pick_once(const health_view& v, std::size_t w, random_source& random, std::uint32_t& source_out) {
+host* load_balancer::pick_once(const health_view& v, worker_slot& own, std::size_t w, random_source& random,
+                               std::uint32_t& source_out) {
   const view_body& b = *v.body;
   const std::size_t n = b.priority_count;
   if (n == 0) return nullptr;
@@ -1066,7 +1081,7 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   }
 
   const priority_picker& pp = priorities[p];
-  worker_state& ws = v.worker(state_entry(v, w), w, seed_);
+  worker_state& ws = v.worker(v.own_allocation ? v.workers()[w] : own.first_view_state, w, seed_);
   std::uint32_t sid = use_degraded ? pp.degraded_source : pp.healthy_source;
   if (pp.panic) {
     shared_->panic.fetch_add(1, std::memory_order_relaxed);
@@ -1084,16 +1099,17 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   const source& s = b.sources()[sid];
   if (s.size == 0) return nullptr;
   host* const* const refs = v.refs + s.begin;
-  const std::uint32_t* const weights = b.ref_weights() + s.begin;
   switch (policy_) {
     case lb_policy::round_robin:
       if (s.edf >= 0) {
+        const std::uint32_t* const weights = b.ref_weights() + s.begin;
         return refs[ws.edf[s.edf].pick([weights](std::uint32_t i) { return static_cast<double>(weights[i]); })];
       }
       return refs[ws.rr[sid]++ % s.size];
     case lb_policy::least_request: {
       if (s.edf >= 0) {
         const double bias = layout_->active_request_bias;
+        const std::uint32_t* const weights = b.ref_weights() + s.begin;
         return refs[ws.edf[s.edf].pick([refs, weights, bias](std::uint32_t i) {
           const double active = refs[i]->active_connections() + 1.0;
           if (bias == 1.0) return weights[i] / active;
@@ -1123,14 +1139,14 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
 // picks (as Envoy re-picks when a host is rejected), then the rest of the chosen source, then any
 // healthy, degraded or (in panic priorities) other host, highest priority first. When every
 // candidate was tried, an ordinary pick (a retry on a tried host beats no retry).
-host* load_balancer::pick_other(const health_view& v, std::size_t w, random_source& random,
+host* load_balancer::pick_other(const health_view& v, worker_slot& own, std::size_t w, random_source& random,
                                 std::span<const host* const> avoid) {
   const auto avoided = [avoid](const host* h) { return std::find(avoid.begin(), avoid.end(), h) != avoid.end(); };
   std::uint32_t sid = 0;
   host* h = nullptr;
   host* first = nullptr;
   for (int attempt = 0; attempt < 3; ++attempt) {
-    h = pick_once(v, w, random, sid);
+    h = pick_once(v, own, w, random, sid);
     if (attempt == 0) first = h;
     if (!avoided(h)) return h;
   }

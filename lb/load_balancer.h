@@ -220,8 +220,10 @@ class load_balancer {
     std::uint32_t locality_begin, locality_end;  // into localities_
   };
 
-  host* pick_once(const health_view& v, std::size_t worker, random_source& random, std::uint32_t& source_out);
-  host* pick_other(const health_view& v, std::size_t worker, random_source& random, std::span<const host* const> avoid);
+  host* pick_once(const health_view& v, worker_slot& own, std::size_t worker, random_source& random,
+                  std::uint32_t& source_out);
+  host* pick_other(const health_view& v, worker_slot& own, std::size_t worker, random_source& random,
+                   std::span<const host* const> avoid);
   worker_slot& slot(std::size_t worker);  // this worker's, made on its first pick
   // Where worker w's picking state for `v` is kept; w must have a slot.
   std::atomic<detail::worker_state*>& state_entry(const health_view& v, std::size_t w) const;
