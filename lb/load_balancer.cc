@@ -158,8 +158,10 @@ class interned_pool {
 // interned block is found by; zeroed so alignment gaps compare equal).
 class byte_writer {
  public:
-  explicit byte_writer(std::size_t header) {
-    bytes_.reserve(256);  // a common cluster's blocks fit: one allocation
+  // One writer at a time per thread: they share the thread's buffer, so building a balancer
+  // does not allocate for its keys.
+  explicit byte_writer(std::size_t header) : bytes_(buffer()) {
+    bytes_.clear();
     bytes_.resize(header, '\0');
   }
   template <class T>
@@ -191,7 +193,11 @@ class byte_writer {
   std::string_view bytes() const { return bytes_; }
 
  private:
-  std::string bytes_;
+  static std::string& buffer() {
+    thread_local std::string b;
+    return b;
+  }
+  std::string& bytes_;
 };
 
 }  // namespace
