@@ -690,7 +690,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   }
   if (previous != nullptr) {
     shared = previous->shared_;
-    for (host_block* b : std::span(previous->blocks_, previous->block_count_)) {
+    for (host_block* b : previous->blocks()) {
       if (b->shared() == shared) hold(b);
     }
   } else {
@@ -704,7 +704,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
       continue;
     }
     hosts.push_back(u.taken);
-    for (host_block* b : std::span(previous->blocks_, previous->block_count_)) {
+    for (host_block* b : previous->blocks()) {
       if (b->holds(u.taken)) hold(b);
     }
   }
@@ -757,7 +757,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   const std::size_t at_slots = block.add<std::atomic<worker_slot*>>(workers);
   const std::size_t at_hosts = block.add<host*>(hosts_are_members ? 0 : hosts.size());
   const std::size_t at_members = block.add<host*>(members.size());
-  const std::size_t at_blocks = block.add<host_block*>(blocks.size());
+  const std::size_t at_blocks = block.add<host_block*>(blocks.size() == 1 ? 0 : blocks.size());
   trailing_request.extra = block.size();
   auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer>(), private_tag{});
   char* const base = trailing_request.at;
@@ -775,7 +775,11 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   for (std::size_t i = 0; i < members.size(); ++i) lb->members_[i] = members[i].target;
   lb->hosts_ = hosts_are_members ? lb->members_ : place_copy(base, at_hosts, hosts).data();
   lb->host_count_ = static_cast<std::uint32_t>(hosts.size());
-  lb->blocks_ = place_copy(base, at_blocks, blocks).data();
+  if (blocks.size() == 1) {
+    lb->block_ = blocks[0];
+  } else {
+    lb->blocks_ = place_copy(base, at_blocks, blocks).data();
+  }
   lb->block_count_ = static_cast<std::uint32_t>(blocks.size());
   for (host_block* b : blocks) b->acquire();
   // Workers that picked from the previous version pick from this one too: make their state now,
@@ -804,7 +808,7 @@ load_balancer::~load_balancer() {
     for (health_view* v : outlier_->retired) health_view::destroy(v);
   }
   for (std::size_t w = 0; w < workers_ && slots_ != nullptr; ++w) delete slots_[w].load(std::memory_order_relaxed);
-  for (host_block* b : std::span(blocks_, block_count_)) b->release();
+  for (host_block* b : blocks()) b->release();
   if (layout_ != nullptr) layout_->release();
 }
 

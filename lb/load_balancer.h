@@ -248,8 +248,16 @@ class load_balancer {
   host** members_ = nullptr;
   struct layout;
   const layout* layout_ = nullptr;  // interned
-  // The blocks holding hosts_ and the shared state (one reference each): usually one.
-  host_block** blocks_ = nullptr;
+  // The blocks holding hosts_ and the shared state (one reference each): usually one, which is
+  // then held here rather than in an array (block_count_ says which).
+  union {
+    host_block* block_ = nullptr;  // block_count_ == 1
+    host_block** blocks_;  // otherwise: block_count_ of them
+  };
+  std::span<host_block* const> blocks() const {
+    if (block_count_ <= 1) return {&block_, block_count_};
+    return {blocks_, block_count_};
+  }
   // Per-worker slots, made on a worker's first pick: most workers never pick from most of a
   // gateway's 10,000 clusters, so a slot (a cache line) exists only where it is used. Entry w is
   // written only by worker w; the cold path only reads it (hazard scan) or frees it.
