@@ -1,6 +1,7 @@
 #include "lb/load_balancer.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <memory>
 #include <mutex>
@@ -563,7 +564,7 @@ struct load_balancer::topology {
 load_balancer::topology load_balancer::shape(std::vector<member>& members) const {
   const std::span<const member_info> infos = layout_->members();
   members.resize(infos.size());
-  for (std::size_t i = 0; i < infos.size(); ++i) members[i] = {members_[i], infos[i].weight, infos[i].health};
+  for (std::size_t i = 0; i < infos.size(); ++i) members[i] = {this->members()[i], infos[i].weight, infos[i].health};
   return {members,
           layout_->localities(),
           layout_->priorities(),
@@ -747,16 +748,18 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   // Worker indexes fit 16 bits (a gateway runs a few workers).
   const std::size_t workers = std::clamp<std::size_t>(options.workers, 1, UINT16_MAX);
 
-  block_layout block;
-  const std::size_t at_view = block.add<health_view>(0);
-  // The common cluster lists each host once, in config order: hosts_ is then members_.
+  // The common cluster lists each host once, in config order: hosts_ is then members().
   const bool hosts_are_members =
       hosts.size() == members.size() &&
       std::equal(hosts.begin(), hosts.end(), members.begin(), [](const host* h, const member& m) { return h == m.target; });
-  block.add<char>(health_view::packed_size(parts, 0, refs_are_members));
+  block_layout block;
+  // The members right after the slots: members() finds them from slots_ (no pointer of their own).
   const std::size_t at_slots = block.add<std::atomic<worker_slot*>>(workers);
+  [[maybe_unused]] const std::size_t at_members = block.add<host*>(members.size());
+  static_assert(sizeof(std::atomic<worker_slot*>) == sizeof(host*) && alignof(std::atomic<worker_slot*>) == alignof(host*));
+  const std::size_t at_view = block.add<health_view>(0);
+  block.add<char>(health_view::packed_size(parts, 0, refs_are_members));
   const std::size_t at_hosts = block.add<host*>(hosts_are_members ? 0 : hosts.size());
-  const std::size_t at_members = block.add<host*>(members.size());
   const std::size_t at_blocks = block.add<host_block*>(blocks.size() == 1 ? 0 : blocks.size());
   trailing_request.extra = block.size();
   auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer>(), private_tag{});
@@ -771,9 +774,10 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->shared_ = shared;
   lb->slots_ = reinterpret_cast<std::atomic<worker_slot*>*>(base + at_slots);
   for (std::size_t w = 0; w < workers; ++w) new (lb->slots_ + w) std::atomic<worker_slot*>(nullptr);
-  lb->members_ = reinterpret_cast<host**>(base + at_members);
-  for (std::size_t i = 0; i < members.size(); ++i) lb->members_[i] = members[i].target;
-  lb->hosts_ = hosts_are_members ? lb->members_ : place_copy(base, at_hosts, hosts).data();
+  host** const targets = lb->members();
+  assert(reinterpret_cast<char*>(targets) == base + at_members);
+  for (std::size_t i = 0; i < members.size(); ++i) targets[i] = members[i].target;
+  lb->hosts_ = hosts_are_members ? targets : place_copy(base, at_hosts, hosts).data();
   lb->host_count_ = static_cast<std::uint32_t>(hosts.size());
   if (blocks.size() == 1) {
     lb->block_ = blocks[0];
@@ -791,7 +795,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
     }
   }
   health_view* view =
-      health_view::pack(base + at_view, parts, 0, refs_are_members ? lb->members_ : nullptr);
+      health_view::pack(base + at_view, parts, 0, refs_are_members ? lb->members() : nullptr);
   for (std::size_t w = 0; w < workers; ++w) {
     if (lb->slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(lb->state_entry(*view, w), w, lb->seed_);
   }
@@ -1270,7 +1274,7 @@ balancer_state load_balancer::explain() const {
                                                                ls.counts.excluded, overprovisioning_factor);
       ps.localities.push_back(std::move(ls));
       for (std::uint32_t i = ll.begin; i < ll.end; ++i) {
-        const member m{members_[i], layout_->members()[i].weight, layout_->members()[i].health};
+        const member m{members()[i], layout_->members()[i].weight, layout_->members()[i].health};
         host_state hs;
         hs.address = m.target->address();
         hs.priority = static_cast<std::uint32_t>(p);

@@ -243,9 +243,9 @@ class load_balancer {
   std::uint32_t host_count_ = 0;
   std::uint32_t block_count_ = 0;
   // Each listing's host, priority → locality → host order; layout_->member_count of them (their
-  // weights and EDS health are the same for every cluster of one shape: in layout_). Usually
-  // the same array as hosts_.
-  host** members_ = nullptr;
+  // weights and EDS health are the same for every cluster of one shape: in layout_). In the
+  // balancer's block right after the slots, so found without a pointer; usually also hosts_.
+  host** members() const { return reinterpret_cast<host**>(slots_ + workers_); }
   struct layout;
   const layout* layout_ = nullptr;  // interned
   // The blocks holding hosts_ and the shared state (one reference each): usually one, which is

@@ -637,7 +637,7 @@ TEST(LoadBalancer, CommonClusterIsTwoBlocksUntilAWorkerPicks) {
   ASSERT_EQ(testing::live_allocations() - before, 2);
   // The balancer block and the host block: 752 bytes requested before layouts and view bodies
   // were shared by clusters of one shape and the first view's worker states moved to the slots;
-  // 368 now (the bound leaves room for the allocator's rounding).
+  // 360 now (the bound leaves room for the allocator's rounding).
   EXPECT_LE(testing::live_bytes() - bytes_before, 420);
   fast_random r(1);
   ASSERT_NE(lb->pick(1, r), nullptr);
