@@ -1,12 +1,17 @@
 #include "lb/load_balancer.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <span>
+#include <cstring>
+#include <string_view>
+#include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "lb/edf_scheduler.h"
 #include "lb/outlier_detector.h"
@@ -17,6 +22,7 @@ namespace ewgw::lb {
 namespace {
 
 using detail::host_ref;
+using detail::worker_state;
 
 // One list of candidate hosts (Envoy's HostsSource): a priority's all / healthy / degraded
 // hosts, or one locality's healthy / degraded hosts.
@@ -33,6 +39,8 @@ struct priority_picker {
   std::uint8_t availability = 0, degraded_availability = 0;  // explain
   std::uint8_t healthy_load = 0, degraded_load = 0;
   bool panic = false;
+  // Explicit: views are shared by their bytes (interned_pool), so no byte may be indeterminate.
+  std::uint8_t unused[3] = {};
   std::uint32_t all_source = 0, healthy_source = 0, degraded_source = 0;
   // Locality i's healthy hosts are source locality_sources + 2 * i, its degraded ones + 1.
   std::uint32_t locality_sources = 0;
@@ -41,16 +49,27 @@ struct priority_picker {
   std::int32_t healthy_locality_edf = -1, degraded_locality_edf = -1;
 };
 
+// A listing's config attributes (the host is per cluster: load_balancer::members_).
+struct member_info {
+  std::uint32_t weight = 1;
+  host_health health = host_health::healthy;
+  std::uint8_t unused[3] = {};
+};
+
 // One EDF schedule's initial weights: [begin, begin + size) of health_view::weights.
 struct schedule_ref {
   std::uint32_t begin = 0, size = 0;
 };
 
+}  // namespace
+
 // One worker's picking state for one view. Only that worker touches it.
-struct alignas(64) worker_state {
+struct alignas(64) detail::worker_state {
   std::vector<std::uint64_t> rr;  // rotation index per source
   std::vector<edf_scheduler> edf;
 };
+
+namespace {
 
 // A health view while make_view() computes it; packed into one allocation when done.
 struct view_parts {
@@ -73,22 +92,137 @@ bool weights_equal(const host_ref* refs, std::uint32_t n) {
   return true;
 }
 
+// Immutable blocks shared by content: every balancer whose layout (or health view loads and
+// sources) has the same bytes holds one reference to one copy. At 10,000 istiod clusters nearly
+// all have the same shape (one locality, a few equal hosts), so this turns ~200 bytes per
+// cluster into a pointer or two. Used only off the data path (build, outlier passes, the last
+// release of a balancer or view), under one mutex.
+class interned_pool {
+ public:
+  static interned_pool& instance() {
+    static interned_pool* pool = new interned_pool();  // never destroyed: balancers may outlive statics
+    return *pool;
+  }
+  // The shared copy of `bytes` (aligned for any fundamental type), one more reference to it.
+  const char* acquire(std::string_view bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = entries_.find(bytes);
+    if (it != entries_.end()) {
+      ++(*it)->refs;
+      return (*it)->bytes();
+    }
+    char* raw = static_cast<char*>(::operator new(sizeof(entry) + bytes.size()));
+    auto* e = new (raw) entry{1, static_cast<std::uint32_t>(bytes.size())};
+    std::memcpy(raw + sizeof(entry), bytes.data(), bytes.size());
+    entries_.insert(e);
+    return e->bytes();
+  }
+  void release(const char* bytes) {
+    auto* e = const_cast<entry*>(reinterpret_cast<const entry*>(bytes) - 1);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (--e->refs != 0) return;
+    entries_.erase(e);
+    e->~entry();
+    ::operator delete(static_cast<void*>(e));
+  }
+  std::size_t size() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return entries_.size();
+  }
+
+ private:
+  struct alignas(__STDCPP_DEFAULT_NEW_ALIGNMENT__) entry {
+    std::uint32_t refs;  // under mutex_
+    std::uint32_t size;
+    const char* bytes() const { return reinterpret_cast<const char*>(this + 1); }
+    std::string_view view() const { return {bytes(), size}; }
+  };
+  struct hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view b) const { return std::hash<std::string_view>()(b); }
+    std::size_t operator()(const entry* e) const { return (*this)(e->view()); }
+  };
+  struct equal {
+    using is_transparent = void;
+    static std::string_view of(std::string_view b) { return b; }
+    static std::string_view of(const entry* e) { return e->view(); }
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const {
+      return of(a) == of(b);
+    }
+  };
+  std::mutex mutex_;
+  std::unordered_set<entry*, hash, equal> entries_;
+};
+
+// Writes trivially copyable arrays one after the other into a zeroed byte string (the key an
+// interned block is found by; zeroed so alignment gaps compare equal).
+class byte_writer {
+ public:
+  // One writer at a time per thread: they share the thread's buffer, so building a balancer
+  // does not allocate for its keys.
+  explicit byte_writer(std::size_t header) : bytes_(buffer()) {
+    bytes_.clear();
+    bytes_.resize(header, '\0');
+  }
+  template <class T>
+  std::uint32_t add(std::span<const T> items) {
+    static_assert((std::is_trivially_copyable_v<T> && std::has_unique_object_representations_v<T>) ||
+                  std::is_floating_point_v<T>);
+    bytes_.resize(align_up(bytes_.size(), alignof(T)), '\0');
+    const auto at = static_cast<std::uint32_t>(bytes_.size());
+    bytes_.append(reinterpret_cast<const char*>(items.data()), items.size_bytes());
+    return at;
+  }
+  // n items of T, item i being make(i).
+  template <class T, class F>
+  std::uint32_t add_each(std::size_t n, F make) {
+    static_assert(std::has_unique_object_representations_v<T>);
+    bytes_.resize(align_up(bytes_.size(), alignof(T)), '\0');
+    const auto at = static_cast<std::uint32_t>(bytes_.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      const T item = make(i);
+      bytes_.append(reinterpret_cast<const char*>(&item), sizeof(T));
+    }
+    return at;
+  }
+  // `h` must have no padding (its bytes are the key).
+  template <class T>
+  void header(const T& h) {
+    std::memcpy(bytes_.data(), &h, sizeof(T));
+  }
+  std::string_view bytes() const { return bytes_; }
+
+ private:
+  static std::string& buffer() {
+    thread_local std::string b;
+    return b;
+  }
+  std::string& bytes_;
+};
+
 }  // namespace
 
 struct load_balancer::shared_state {
-  explicit shared_state(std::uint64_t seed) : cold_random(fast_random::mix(seed ^ 0x636f6c64)) {}
+  shared_state() = default;
   ~shared_state() { delete outlier.load(std::memory_order_relaxed); }
   shared_state(const shared_state&) = delete;
   shared_state& operator=(const shared_state&) = delete;
 
-  // The outlier_detection.* counters, made (under `cold`) by the first generation that enables
-  // outlier detection and kept from then on, so they keep counting across generations. Kept
-  // out of line: only clusters with outlier_detection pay for them. Read by stats() without the
-  // mutex, hence published with release.
-  atomic_outlier_stats& outlier_stats_locked() {
-    atomic_outlier_stats* s = outlier.load(std::memory_order_relaxed);
+  // What only clusters with outlier detection need: the outlier_detection.* counters and the
+  // generator of outlier passes that are given none.
+  struct outlier_shared : atomic_outlier_stats {
+    explicit outlier_shared(std::uint64_t seed) : cold_random(fast_random::mix(seed ^ 0x636f6c64)) {}
+    fast_random cold_random;
+  };
+  // Made (under `cold`) by the first generation that enables outlier detection, seeded from that
+  // generation's seed, and kept from then on, so the counters keep counting across generations.
+  // Kept out of line: only clusters with outlier_detection pay for it. Read by stats() without
+  // the mutex, hence published with release.
+  outlier_shared& outlier_locked(std::uint64_t seed) {
+    outlier_shared* s = outlier.load(std::memory_order_relaxed);
     if (s == nullptr) {
-      s = new atomic_outlier_stats();
+      s = new outlier_shared(seed);
       outlier.store(s, std::memory_order_release);
     }
     return *s;
@@ -104,11 +238,10 @@ struct load_balancer::shared_state {
   // Host counts: 32 bits hold any cluster's.
   std::atomic<std::uint32_t> membership_healthy{0}, membership_degraded{0}, membership_excluded{0},
       membership_total{0};
-  std::atomic<atomic_outlier_stats*> outlier{nullptr};
+  std::atomic<outlier_shared*> outlier{nullptr};
   // lb_healthy_panic. One counter for all workers: it moves only while a priority is in panic,
   // which is rare, and per-worker padded counters cost a cache line per worker per cluster.
   std::atomic<std::uint64_t> panic{0};
-  fast_random cold_random;
 };
 
 // Hosts that are new in one generation of a cluster (every host of its first generation), and
@@ -124,16 +257,20 @@ struct load_balancer::shared_state {
 // on the common cluster that never churns).
 struct load_balancer::host_block {
   std::atomic<std::uint32_t> refs{0};
-  std::uint32_t count = 0;
-  shared_state* shared = nullptr;  // after the hosts, when this block holds it
+  std::uint32_t count : 31 = 0;
+  std::uint32_t with_shared : 1 = 0;  // the shared state follows the hosts
 
   host* hosts() { return std::launder(reinterpret_cast<host*>(this + 1)); }
   bool holds(const host* h) { return count > 0 && h >= hosts() && h < hosts() + count; }
+  shared_state* shared() {
+    return with_shared ? std::launder(reinterpret_cast<shared_state*>(reinterpret_cast<char*>(this) + shared_at(count)))
+                       : nullptr;
+  }
 
   static std::size_t shared_at(std::size_t hosts) {
     return align_up(sizeof(host_block) + sizeof(host) * hosts, alignof(shared_state));
   }
-  static host_block* make(std::span<const endpoint_address> addresses, bool with_shared, std::uint64_t seed) {
+  static host_block* make(std::span<const endpoint_address> addresses, bool with_shared) {
     static_assert(sizeof(host_block) % alignof(host) == 0 && alignof(host) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ &&
                   alignof(shared_state) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
     const std::size_t size =
@@ -141,13 +278,16 @@ struct load_balancer::host_block {
     char* base = static_cast<char*>(::operator new(size));
     auto* b = new (base) host_block();
     for (const endpoint_address& a : addresses) new (base + sizeof(host_block) + sizeof(host) * b->count++) host(a);
-    if (with_shared) b->shared = new (base + shared_at(addresses.size())) shared_state(seed);
+    if (with_shared) {
+      new (base + shared_at(addresses.size())) shared_state();
+      b->with_shared = 1;
+    }
     return b;
   }
   void acquire() { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    if (shared != nullptr) shared->~shared_state();
+    if (shared_state* s = shared()) s->~shared_state();
     for (std::uint32_t i = 0; i < count; ++i) hosts()[i].~host();
     this->~host_block();
     ::operator delete(static_cast<void*>(this));
@@ -155,8 +295,17 @@ struct load_balancer::host_block {
 };
 
 struct alignas(64) load_balancer::worker_slot {
+  worker_slot() = default;
+  worker_slot(const worker_slot&) = delete;
+  worker_slot& operator=(const worker_slot&) = delete;
+  ~worker_slot() { delete first_view_state.load(std::memory_order_relaxed); }
+
   std::atomic<const health_view*> hazard{nullptr};
   fast_random random;
+  // This worker's picking state for the view build() made (views made later hold their workers'
+  // states themselves). Here because the slot has room for it in its cache line, and a view in
+  // the balancer's block then needs no per-worker entries: most clusters never get another view.
+  std::atomic<worker_state*> first_view_state{nullptr};
 };
 
 struct load_balancer::outlier_part {
@@ -174,73 +323,102 @@ namespace {
 const outlier_detection_config no_outlier_detection{};
 }  // namespace
 
-// Everything a pick reads, in one allocation: the header below, then its arrays. A view often
-// lives as long as its cluster, and a cluster with 3 hosts would otherwise hold ~15 small
-// vectors here.
-struct load_balancer::health_view {
-  std::uint64_t generation = 0;
+// The part of a health view without per-cluster pointers: counts, loads, sources and the
+// initial weights of its EDF schedules, as one interned block (interned_pool) that every view
+// with the same bytes shares: the header below, then its arrays at these byte offsets.
+struct view_body {
   std::uint32_t normalized_total_availability = 0;
-  bool total_panic = false;
-  bool own_allocation = false;  // false: inside the balancer's block (the view build() made)
-  std::uint32_t priority_count = 0, locality_count = 0, source_count = 0, schedule_count = 0, worker_count = 0;
-  // The arrays follow the header, at these byte offsets from it (offsets, not pointers: 4 bytes
-  // each instead of 8, for a structure every cluster holds).
-  std::uint32_t at_priorities = 0, at_localities = 0, at_sources = 0, at_schedules = 0, at_weights = 0, at_workers = 0;
-  // The view's host references: its own array, or the balancer's members when they are the same.
-  const host_ref* refs = nullptr;
+  std::uint32_t total_panic = 0;
+  std::uint32_t priority_count = 0, locality_count = 0, source_count = 0, schedule_count = 0;
+  std::uint32_t at_priorities = 0, at_localities = 0, at_sources = 0, at_schedules = 0, at_weights = 0;
+  std::uint32_t ref_count = 0, at_ref_weights = 0;
+  std::uint32_t unused = 0;
 
-  const priority_picker* priorities() const { return array<priority_picker>(at_priorities); }
+  // The weight of each of the view's host references (health_view::refs).
+  const std::uint32_t* ref_weights() const { return array<std::uint32_t>(at_ref_weights); }
+  // First after the header, at a fixed offset: a pick reads them without reading at_priorities.
+  const priority_picker* priorities() const { return array<priority_picker>(sizeof(view_body)); }
   const priority_counts* locality_counts() const { return array<priority_counts>(at_localities); }
   const source* sources() const { return array<source>(at_sources); }
   // Initial weights of each EDF schedule (source::edf, priority_picker::*_locality_edf); each
   // worker's state starts from them.
   const schedule_ref* schedules() const { return array<schedule_ref>(at_schedules); }
   const double* weights() const { return array<double>(at_weights); }
+
+  static const view_body* intern(const view_parts& parts) {
+    byte_writer out(sizeof(view_body));
+    view_body h;
+    h.normalized_total_availability = parts.normalized_total_availability;
+    h.total_panic = parts.total_panic ? 1 : 0;
+    h.priority_count = static_cast<std::uint32_t>(parts.priorities.size());
+    h.locality_count = static_cast<std::uint32_t>(parts.locality_counts.size());
+    h.source_count = static_cast<std::uint32_t>(parts.sources.size());
+    h.schedule_count = static_cast<std::uint32_t>(parts.schedules.size());
+    h.at_priorities = out.add(std::span(parts.priorities));
+    static_assert(sizeof(view_body) % alignof(priority_picker) == 0);  // so at_priorities is sizeof(view_body)
+    h.at_localities = out.add(std::span(parts.locality_counts));
+    h.at_sources = out.add(std::span(parts.sources));
+    h.at_schedules = out.add(std::span(parts.schedules));
+    h.at_weights = out.add(std::span(parts.weights));
+    h.ref_count = static_cast<std::uint32_t>(parts.refs.size());
+    h.at_ref_weights = out.add_each<std::uint32_t>(parts.refs.size(), [&parts](std::size_t i) { return parts.refs[i].weight; });
+    out.header(h);
+    return reinterpret_cast<const view_body*>(interned_pool::instance().acquire(out.bytes()));
+  }
+  void release() const { interned_pool::instance().release(reinterpret_cast<const char*>(this)); }
+
+ private:
+  template <class T>
+  const T* array(std::uint32_t at) const {
+    return std::launder(reinterpret_cast<const T*>(reinterpret_cast<const char*>(this) + at));
+  }
+};
+
+// Everything a pick reads: the interned body, this cluster's host references, and each worker's
+// picking state, in one allocation (the header below, then the worker entries and, when the
+// view has its own, the host references).
+struct load_balancer::health_view {
+  std::uint64_t generation = 0;
+  const view_body* body = nullptr;  // interned; one reference
+  // The view's host references (their weights: body->ref_weights()): its own array, or the
+  // balancer's members when they are the same.
+  host* const* refs = nullptr;
+  std::uint32_t worker_count = 0;
+  bool own_allocation = false;  // false: inside the balancer's block (the view build() made)
+
   // Each worker's picking state, made on its first pick of this view; each worker mutates its
   // own entry only.
   std::atomic<worker_state*>* workers() const {
-    return std::launder(reinterpret_cast<std::atomic<worker_state*>*>(const_cast<char*>(base() + at_workers)));
+    return std::launder(reinterpret_cast<std::atomic<worker_state*>*>(
+        const_cast<char*>(reinterpret_cast<const char*>(this) + sizeof(health_view))));
   }
 
   // The bytes pack() needs. `refs` null: the view's refs are copied into the block; otherwise
   // they are that array (the balancer's members, when they are exactly the view's refs).
-  static std::size_t packed_size(const view_parts& parts, std::size_t worker_count, const host_ref* refs) {
-    return layout(parts, worker_count, refs).size;
+  static std::size_t packed_size(const view_parts& parts, std::size_t worker_count, bool shared_refs) {
+    static_assert(sizeof(health_view) % alignof(std::atomic<worker_state*>) == 0 &&
+                  alignof(host*) <= alignof(std::atomic<worker_state*>));
+    return align_up(refs_at(worker_count) + (shared_refs ? 0 : sizeof(host*) * parts.refs.size()),
+                    alignof(health_view));
   }
   // Builds the view in `base` (packed_size() bytes, aligned for health_view).
-  static health_view* pack(char* base, const view_parts& parts, std::size_t worker_count, const host_ref* refs) {
-    const offsets at = layout(parts, worker_count, refs);
+  static health_view* pack(char* base, const view_parts& parts, std::size_t worker_count, host* const* refs) {
     auto* v = new (base) health_view();
-    v->normalized_total_availability = parts.normalized_total_availability;
-    v->total_panic = parts.total_panic;
-    v->priority_count = static_cast<std::uint32_t>(parts.priorities.size());
-    v->locality_count = static_cast<std::uint32_t>(parts.locality_counts.size());
-    v->source_count = static_cast<std::uint32_t>(parts.sources.size());
-    v->schedule_count = static_cast<std::uint32_t>(parts.schedules.size());
+    v->body = view_body::intern(parts);
     v->worker_count = static_cast<std::uint32_t>(worker_count);
-    const auto copy = [base]<class T>(const std::vector<T>& from, std::size_t offset) {
-      return std::uninitialized_copy(from.begin(), from.end(), reinterpret_cast<T*>(base + offset)) - from.size();
-    };
-    copy(parts.priorities, at.priorities);
-    copy(parts.locality_counts, at.localities);
-    copy(parts.sources, at.sources);
-    v->refs = refs != nullptr ? refs : copy(parts.refs, at.refs);
-    copy(parts.schedules, at.schedules);
-    copy(parts.weights, at.weights);
-    auto* workers = reinterpret_cast<std::atomic<worker_state*>*>(base + at.workers);
+    auto* workers = v->workers();
     for (std::size_t w = 0; w < worker_count; ++w) new (workers + w) std::atomic<worker_state*>(nullptr);
-    const auto offset = [](std::size_t n) { return static_cast<std::uint32_t>(n); };
-    v->at_priorities = offset(at.priorities);
-    v->at_localities = offset(at.localities);
-    v->at_sources = offset(at.sources);
-    v->at_schedules = offset(at.schedules);
-    v->at_weights = offset(at.weights);
-    v->at_workers = offset(at.workers);
+    if (refs == nullptr) {
+      auto* to = reinterpret_cast<host**>(base + refs_at(worker_count));
+      for (std::size_t i = 0; i < parts.refs.size(); ++i) to[i] = parts.refs[i].target;
+      refs = to;
+    }
+    v->refs = refs;
     return v;
   }
   // A view in its own allocation (one made after build: an ejection or a return).
   static health_view* pack(const view_parts& parts, std::size_t worker_count) {
-    char* base = static_cast<char*>(::operator new(packed_size(parts, worker_count, nullptr)));
+    char* base = static_cast<char*>(::operator new(packed_size(parts, worker_count, false)));
     health_view* v = pack(base, parts, worker_count, nullptr);
     v->own_allocation = true;
     return v;
@@ -259,58 +437,36 @@ struct load_balancer::health_view {
   // The arrays after the header are trivially destructible; the storage is pack()'s caller's.
   ~health_view() {
     for (std::size_t w = 0; w < worker_count; ++w) delete workers()[w].load(std::memory_order_relaxed);
+    if (body != nullptr) body->release();
   }
 
  private:
-  const char* base() const { return reinterpret_cast<const char*>(this); }
-  template <class T>
-  const T* array(std::uint32_t at) const {
-    return std::launder(reinterpret_cast<const T*>(base() + at));
-  }
-
-  struct offsets {
-    std::size_t priorities, localities, sources, refs, schedules, weights, workers, size;
-  };
-  static offsets layout(const view_parts& parts, std::size_t worker_count, const host_ref* refs) {
-    offsets at{};
-    std::size_t size = sizeof(health_view);
-    const auto place = [&size](std::size_t align, std::size_t bytes) {
-      size = align_up(size, align);
-      const std::size_t here = size;
-      size += bytes;
-      return here;
-    };
-    at.priorities = place(alignof(priority_picker), sizeof(priority_picker) * parts.priorities.size());
-    at.localities = place(alignof(priority_counts), sizeof(priority_counts) * parts.locality_counts.size());
-    at.sources = place(alignof(source), sizeof(source) * parts.sources.size());
-    at.refs = place(alignof(host_ref), refs != nullptr ? 0 : sizeof(host_ref) * parts.refs.size());
-    at.schedules = place(alignof(schedule_ref), sizeof(schedule_ref) * parts.schedules.size());
-    at.weights = place(alignof(double), sizeof(double) * parts.weights.size());
-    at.workers = place(alignof(std::atomic<worker_state*>), sizeof(std::atomic<worker_state*>) * worker_count);
-    at.size = align_up(size, alignof(health_view));
-    static_assert(alignof(health_view) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-    return at;
+  static std::size_t refs_at(std::size_t worker_count) {
+    return sizeof(health_view) + sizeof(std::atomic<worker_state*>) * worker_count;
   }
 
  public:
-
   // Worker w's picking state for this view, made on its first use. seq_cst: the hazard-pointer
   // argument in reclaim_locked() needs the entry's publication in the same total order as the
   // hazard. With a seed, each worker starts its rotations and (up to 255 picks into) its
   // schedules at its own point, so workers do not all send their first picks to one host.
   // `seed` is the balancer's (build_options::seed).
-  worker_state& worker(std::size_t w, std::uint64_t seed) const {
-    worker_state* e = workers()[w].load(std::memory_order_seq_cst);
+  // `entry` is worker w's entry: workers()[w], or for the view in the balancer's block the
+  // worker's slot's first_view_state (load_balancer::state_entry).
+  worker_state& worker(std::atomic<worker_state*>& entry, std::size_t w, std::uint64_t seed) const {
+    worker_state* e = entry.load(std::memory_order_seq_cst);
     if (e != nullptr) return *e;
     const std::uint64_t start = seed == 0 ? 0 : fast_random::mix(seed ^ (0xa0761d6478bd642full * (w + 1)));
     auto ws = std::make_unique<worker_state>();
-    ws->rr.assign(source_count, start);
-    ws->edf.resize(schedule_count);
-    for (std::size_t k = 0; k < schedule_count; ++k) {
-      ws->edf[k].reset(std::span<const double>(weights() + schedules()[k].begin, schedules()[k].size), start & 0xff);
+    const view_body& b = *body;
+    ws->rr.assign(b.source_count, start);
+    ws->edf.resize(b.schedule_count);
+    for (std::size_t k = 0; k < b.schedule_count; ++k) {
+      ws->edf[k].reset(std::span<const double>(b.weights() + b.schedules()[k].begin, b.schedules()[k].size),
+                       start & 0xff);
     }
     e = ws.release();
-    workers()[w].store(e, std::memory_order_seq_cst);
+    entry.store(e, std::memory_order_seq_cst);
     return *e;
   }
 };
@@ -342,6 +498,55 @@ std::span<T> place_copy(char* base, std::size_t at, const std::vector<T>& from) 
 
 }  // namespace
 
+// What every cluster of one shape has in common, interned (interned_pool): the settings only the
+// cold half reads, the priority and locality layout and the locality names. The header below,
+// then its arrays at these byte offsets.
+struct load_balancer::layout {
+  double active_request_bias = 1.0;
+  std::uint32_t overprovisioning_factor = 140, panic_threshold = 50;
+  std::uint32_t priority_count = 0, locality_count = 0, name_bytes = 0, member_count = 0;
+  std::uint32_t at_priorities = 0, at_localities = 0, at_names = 0, at_members = 0;
+
+  // Each listing's weight and EDS health (load_balancer::members_ order).
+  std::span<const member_info> members() const { return {array<member_info>(at_members), member_count}; }
+  std::span<const priority_layout> priorities() const { return {array<priority_layout>(at_priorities), priority_count}; }
+  std::span<const locality_layout> localities() const { return {array<locality_layout>(at_localities), locality_count}; }
+  // Every locality's name, one after the other; only explain() reads them.
+  std::string_view names() const { return {array<char>(at_names), name_bytes}; }
+
+  static const layout* intern(const cluster_config& config, const std::vector<member>& members,
+                              const std::vector<priority_layout>& priorities,
+                              const std::vector<locality_layout>& localities, const std::string& names) {
+    static_assert(sizeof(layout) == 8 + 4 * 10, "no padding: the bytes are the key");
+    byte_writer out(sizeof(layout));
+    layout h;
+    h.active_request_bias = config.active_request_bias;
+    h.overprovisioning_factor = config.overprovisioning_factor;
+    h.panic_threshold = config.healthy_panic_threshold;
+    h.priority_count = static_cast<std::uint32_t>(priorities.size());
+    h.locality_count = static_cast<std::uint32_t>(localities.size());
+    h.name_bytes = static_cast<std::uint32_t>(names.size());
+    h.at_priorities = out.add(std::span(priorities));
+    h.at_localities = out.add(std::span(localities));
+    h.at_names = out.add(std::span<const char>(names.data(), names.size()));
+    h.member_count = static_cast<std::uint32_t>(members.size());
+    h.at_members = out.add_each<member_info>(members.size(), [&members](std::size_t i) {
+      return member_info{members[i].weight, members[i].health};
+    });
+    out.header(h);
+    return reinterpret_cast<const layout*>(interned_pool::instance().acquire(out.bytes()));
+  }
+  void release() const { interned_pool::instance().release(reinterpret_cast<const char*>(this)); }
+
+ private:
+  template <class T>
+  const T* array(std::uint32_t at) const {
+    return std::launder(reinterpret_cast<const T*>(reinterpret_cast<const char*>(this) + at));
+  }
+};
+
+std::size_t load_balancer::shared_structure_count() { return interned_pool::instance().size(); }
+
 struct load_balancer::topology {
   std::span<const member> members;
   std::span<const locality_layout> localities;
@@ -355,12 +560,19 @@ struct load_balancer::topology {
   view_parts view() const;
 };
 
-load_balancer::topology load_balancer::shape() const {
-  const std::uint32_t member_count = priorities_.empty() ? 0 : priorities_.back().end;
-  const std::uint32_t locality_count = priorities_.empty() ? 0 : priorities_.back().locality_end;
-  return {std::span<const member>(members_, member_count), std::span<const locality_layout>(localities_, locality_count),
-          priorities_, overprovisioning_factor_, panic_threshold_, locality_weighted_, policy_,
-          active_request_bias_};
+// `members`: scratch the topology's members are put in.
+load_balancer::topology load_balancer::shape(std::vector<member>& members) const {
+  const std::span<const member_info> infos = layout_->members();
+  members.resize(infos.size());
+  for (std::size_t i = 0; i < infos.size(); ++i) members[i] = {this->members()[i], infos[i].weight, infos[i].health};
+  return {members,
+          layout_->localities(),
+          layout_->priorities(),
+          layout_->overprovisioning_factor,
+          layout_->panic_threshold,
+          locality_weighted_,
+          policy_,
+          layout_->active_request_bias};
 }
 
 std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config, const build_options& options,
@@ -380,15 +592,15 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   // would cost more than it saves, and the maps' buckets are allocations.
   constexpr std::size_t linear_search_limit = 16;
   const bool small = listings <= linear_search_limit &&
-                     (previous == nullptr || previous->hosts_.size() <= linear_search_limit);
+                     (previous == nullptr || previous->host_count_ <= linear_search_limit);
   if (previous != nullptr && !small) {
-    known.reserve(previous->hosts_.size());
-    for (host* h : previous->hosts_) known.emplace(h->address(), h);
+    known.reserve(previous->host_count_);
+    for (host* h : previous->hosts()) known.emplace(h->address(), h);
   }
   const auto find_known = [&](const endpoint_address& a) -> host* {
     if (previous == nullptr) return nullptr;
     if (small) {
-      for (host* h : previous->hosts_) {
+      for (host* h : previous->hosts()) {
         if (h->address() == a) return h;
       }
       return nullptr;
@@ -474,16 +686,16 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   shared_state* shared = nullptr;
   host_block* fresh_block = nullptr;
   if (previous == nullptr || !fresh.empty()) {
-    fresh_block = host_block::make(fresh, previous == nullptr, options.seed);
+    fresh_block = host_block::make(fresh, previous == nullptr);
     hold(fresh_block);
   }
   if (previous != nullptr) {
     shared = previous->shared_;
-    for (host_block* b : previous->blocks_) {
-      if (b->shared == shared) hold(b);
+    for (host_block* b : previous->blocks()) {
+      if (b->shared() == shared) hold(b);
     }
   } else {
-    shared = fresh_block->shared;
+    shared = fresh_block->shared();
   }
   std::vector<host*> hosts;
   hosts.reserve(unique.size());
@@ -493,7 +705,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
       continue;
     }
     hosts.push_back(u.taken);
-    for (host_block* b : previous->blocks_) {
+    for (host_block* b : previous->blocks()) {
       if (b->holds(u.taken)) hold(b);
     }
   }
@@ -514,7 +726,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   // Without outlier detection nothing is ejected (configure() un-ejects), and a cluster that
   // never had it has no counters to set.
   if (outlier) {
-    shared->outlier_stats_locked().ejections_active.store(ejected, std::memory_order_relaxed);
+    shared->outlier_locked(options.seed).ejections_active.store(ejected, std::memory_order_relaxed);
   } else if (atomic_outlier_stats* s = shared->outlier.load(std::memory_order_relaxed)) {
     s->ejections_active.store(ejected, std::memory_order_relaxed);
   }
@@ -536,39 +748,44 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   // Worker indexes fit 16 bits (a gateway runs a few workers).
   const std::size_t workers = std::clamp<std::size_t>(options.workers, 1, UINT16_MAX);
 
-  block_layout layout;
-  const std::size_t at_view = layout.add<health_view>(0);
-  layout.add<char>(health_view::packed_size(parts, workers, refs_are_members ? members.data() : nullptr));
-  const std::size_t at_slots = layout.add<std::atomic<worker_slot*>>(workers);
-  const std::size_t at_hosts = layout.add<host*>(hosts.size());
-  const std::size_t at_members = layout.add<member>(members.size());
-  const std::size_t at_localities = layout.add<locality_layout>(localities.size());
-  const std::size_t at_priorities = layout.add<priority_layout>(priorities.size());
-  const std::size_t at_blocks = layout.add<host_block*>(blocks.size());
-  const std::size_t at_names = layout.add<char>(names.size());
-  trailing_request.extra = layout.size();
+  // The common cluster lists each host once, in config order: hosts_ is then members().
+  const bool hosts_are_members =
+      hosts.size() == members.size() &&
+      std::equal(hosts.begin(), hosts.end(), members.begin(), [](const host* h, const member& m) { return h == m.target; });
+  block_layout block;
+  // The members right after the slots: members() finds them from slots_ (no pointer of their own).
+  const std::size_t at_slots = block.add<std::atomic<worker_slot*>>(workers);
+  [[maybe_unused]] const std::size_t at_members = block.add<host*>(members.size());
+  static_assert(sizeof(std::atomic<worker_slot*>) == sizeof(host*) && alignof(std::atomic<worker_slot*>) == alignof(host*));
+  const std::size_t at_view = block.add<health_view>(0);
+  block.add<char>(health_view::packed_size(parts, 0, refs_are_members));
+  const std::size_t at_hosts = block.add<host*>(hosts_are_members ? 0 : hosts.size());
+  const std::size_t at_blocks = block.add<host_block*>(blocks.size() == 1 ? 0 : blocks.size());
+  trailing_request.extra = block.size();
   auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer>(), private_tag{});
   char* const base = trailing_request.at;
   lb->workers_ = static_cast<std::uint16_t>(workers);
   lb->seed_ = options.seed;
-  lb->overprovisioning_factor_ = config.overprovisioning_factor;
-  lb->panic_threshold_ = config.healthy_panic_threshold;
   lb->locality_weighted_ = config.locality_weighted;
   lb->policy_ = config.policy;
   lb->choice_count_ = std::max<std::uint32_t>(1, config.choice_count);
-  lb->active_request_bias_ = config.active_request_bias;
+  lb->layout_ = layout::intern(config, members, priorities, localities, names);
   lb->outlier_ = std::move(outlier);
   lb->shared_ = shared;
   lb->slots_ = reinterpret_cast<std::atomic<worker_slot*>*>(base + at_slots);
   for (std::size_t w = 0; w < workers; ++w) new (lb->slots_ + w) std::atomic<worker_slot*>(nullptr);
-  lb->hosts_ = place_copy(base, at_hosts, hosts);
-  lb->members_ = place_copy(base, at_members, members).data();
-  lb->localities_ = place_copy(base, at_localities, localities).data();
-  lb->priorities_ = place_copy(base, at_priorities, priorities);
-  lb->blocks_ = place_copy(base, at_blocks, blocks);
-  for (host_block* b : lb->blocks_) b->acquire();
-  std::copy(names.begin(), names.end(), base + at_names);
-  lb->locality_names_ = std::string_view(base + at_names, names.size());
+  host** const targets = lb->members();
+  assert(reinterpret_cast<char*>(targets) == base + at_members);
+  for (std::size_t i = 0; i < members.size(); ++i) targets[i] = members[i].target;
+  lb->hosts_ = hosts_are_members ? targets : place_copy(base, at_hosts, hosts).data();
+  lb->host_count_ = static_cast<std::uint32_t>(hosts.size());
+  if (blocks.size() == 1) {
+    lb->block_ = blocks[0];
+  } else {
+    lb->blocks_ = place_copy(base, at_blocks, blocks).data();
+  }
+  lb->block_count_ = static_cast<std::uint32_t>(blocks.size());
+  for (host_block* b : blocks) b->acquire();
   // Workers that picked from the previous version pick from this one too: make their state now,
   // on the cold path, so that only a worker's very first pick of a cluster allocates (an EDS
   // update of a busy cluster must not make every worker allocate on the data path).
@@ -578,9 +795,9 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
     }
   }
   health_view* view =
-      health_view::pack(base + at_view, parts, workers, refs_are_members ? lb->members_ : nullptr);
+      health_view::pack(base + at_view, parts, 0, refs_are_members ? lb->members() : nullptr);
   for (std::size_t w = 0; w < workers; ++w) {
-    if (lb->slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w, lb->seed_);
+    if (lb->slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(lb->state_entry(*view, w), w, lb->seed_);
   }
   lb->publish_locked(view);
   return lb;
@@ -589,12 +806,14 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
 load_balancer::load_balancer(private_tag) {}
 
 load_balancer::~load_balancer() {
+  // The first view's worker states go with the slots.
   health_view::destroy(view_.load(std::memory_order_relaxed));
   if (outlier_) {
     for (health_view* v : outlier_->retired) health_view::destroy(v);
   }
   for (std::size_t w = 0; w < workers_ && slots_ != nullptr; ++w) delete slots_[w].load(std::memory_order_relaxed);
-  for (host_block* b : blocks_) b->release();
+  for (host_block* b : blocks()) b->release();
+  if (layout_ != nullptr) layout_->release();
 }
 
 // Cold: everything a pick needs that depends on which hosts are ejected.
@@ -751,12 +970,13 @@ view_parts load_balancer::topology::view() const {
 
 // A view after build (an ejection or a return), in its own allocation.
 std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*)> load_balancer::make_view() const {
-  std::unique_ptr<health_view, void (*)(health_view*)> view(health_view::pack(shape().view(), workers_),
+  std::vector<member> members;
+  std::unique_ptr<health_view, void (*)(health_view*)> view(health_view::pack(shape(members).view(), workers_),
                                                             &health_view::destroy);
   // Workers that have picked get their state made here, before the view is published, so
   // their picks never allocate.
   for (std::size_t w = 0; w < workers_; ++w) {
-    if (slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(w, seed_);
+    if (slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(state_entry(*view, w), w, seed_);
   }
   return view;
 }
@@ -764,7 +984,7 @@ std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*
 void load_balancer::publish_locked(health_view* v) {
   v->generation = view_.load(std::memory_order_relaxed) == nullptr ? 1 : outlier_->next_generation++;
   std::uint32_t healthy = 0, degraded = 0, excluded = 0, total = 0;
-  for (const priority_picker& pp : std::span(v->priorities(), v->priority_count)) {
+  for (const priority_picker& pp : std::span(v->body->priorities(), v->body->priority_count)) {
     const priority_counts& c = pp.counts;
     healthy += c.healthy;
     degraded += c.degraded;
@@ -792,9 +1012,22 @@ void load_balancer::reclaim_locked() {
       const worker_slot* slot = slots_[w].load(std::memory_order_seq_cst);
       if (slot != nullptr && slot->hazard.load(std::memory_order_seq_cst) == r) return false;
     }
+    if (!r->own_allocation) {
+      // The first view: its worker states are in the slots.
+      for (std::size_t w = 0; w < workers_; ++w) {
+        if (worker_slot* slot = slots_[w].load(std::memory_order_relaxed)) {
+          delete slot->first_view_state.exchange(nullptr, std::memory_order_relaxed);
+        }
+      }
+    }
     health_view::destroy(r);
     return true;
   });
+}
+
+std::atomic<worker_state*>& load_balancer::state_entry(const health_view& v, std::size_t w) const {
+  // Only workers with a slot have a state (build() and make_view() make states for those).
+  return v.own_allocation ? v.workers()[w] : slots_[w].load(std::memory_order_relaxed)->first_view_state;
 }
 
 load_balancer::worker_slot& load_balancer::slot(std::size_t w) {
@@ -830,18 +1063,20 @@ host* load_balancer::pick(std::size_t worker, random_source& random, std::span<c
   host* h = nullptr;
   if (avoid.empty()) {
     std::uint32_t source_id = 0;
-    h = pick_once(*v, w, random, source_id);
+    h = pick_once(*v, own, w, random, source_id);
   } else {
-    h = pick_other(*v, w, random, avoid);
+    h = pick_other(*v, own, w, random, avoid);
   }
   own.hazard.store(nullptr, std::memory_order_release);
   return h;
 }
 
-host* load_balancer::pick_once(const health_view& v, std::size_t w, random_source& random, std::uint32_t& source_out) {
-  const std::size_t n = v.priority_count;
+host* load_balancer::pick_once(const health_view& v, worker_slot& own, std::size_t w, random_source& random,
+                               std::uint32_t& source_out) {
+  const view_body& b = *v.body;
+  const std::size_t n = b.priority_count;
   if (n == 0) return nullptr;
-  const priority_picker* const priorities = v.priorities();
+  const priority_picker* const priorities = b.priorities();
 
   // Envoy's choosePriority: h in 1..100 over the cumulative healthy loads, then degraded loads.
   const std::uint64_t r = random.next();
@@ -860,7 +1095,7 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   }
 
   const priority_picker& pp = priorities[p];
-  worker_state& ws = v.worker(w, seed_);
+  worker_state& ws = v.worker(v.own_allocation ? v.workers()[w] : own.first_view_state, w, seed_);
   std::uint32_t sid = use_degraded ? pp.degraded_source : pp.healthy_source;
   if (pp.panic) {
     shared_->panic.fetch_add(1, std::memory_order_relaxed);
@@ -868,38 +1103,40 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
   } else if (locality_weighted_) {
     const std::int32_t e = use_degraded ? pp.degraded_locality_edf : pp.healthy_locality_edf;
     if (e >= 0) {
-      const double* weights = v.weights() + v.schedules()[e].begin;
+      const double* weights = b.weights() + b.schedules()[e].begin;
       const std::uint32_t locality = ws.edf[e].pick([&weights](std::uint32_t i) { return weights[i]; });
       sid = pp.locality_sources + 2 * locality + (use_degraded ? 1 : 0);
     }
   }
   source_out = sid;
 
-  const source& s = v.sources()[sid];
+  const source& s = b.sources()[sid];
   if (s.size == 0) return nullptr;
-  const host_ref* refs = v.refs + s.begin;
+  host* const* const refs = v.refs + s.begin;
   switch (policy_) {
     case lb_policy::round_robin:
       if (s.edf >= 0) {
-        return refs[ws.edf[s.edf].pick([refs](std::uint32_t i) { return static_cast<double>(refs[i].weight); })].target;
+        const std::uint32_t* const weights = b.ref_weights() + s.begin;
+        return refs[ws.edf[s.edf].pick([weights](std::uint32_t i) { return static_cast<double>(weights[i]); })];
       }
-      return refs[ws.rr[sid]++ % s.size].target;
+      return refs[ws.rr[sid]++ % s.size];
     case lb_policy::least_request: {
       if (s.edf >= 0) {
-        const double bias = active_request_bias_;
-        return refs[ws.edf[s.edf].pick([refs, bias](std::uint32_t i) {
-                 const double active = refs[i].target->active_connections() + 1.0;
-                 if (bias == 1.0) return refs[i].weight / active;
-                 if (bias == 0.0) return static_cast<double>(refs[i].weight);
-                 return refs[i].weight / std::pow(active, bias);
-               })].target;
+        const double bias = layout_->active_request_bias;
+        const std::uint32_t* const weights = b.ref_weights() + s.begin;
+        return refs[ws.edf[s.edf].pick([refs, weights, bias](std::uint32_t i) {
+          const double active = refs[i]->active_connections() + 1.0;
+          if (bias == 1.0) return weights[i] / active;
+          if (bias == 0.0) return static_cast<double>(weights[i]);
+          return weights[i] / std::pow(active, bias);
+        })];
       }
       // Envoy's unweightedHostPickNChoices: sample choice_count hosts (with replacement), keep
       // the first with the fewest active connections.
       host* best = nullptr;
       std::uint32_t best_active = 0;
       for (std::uint32_t c = 0; c < choice_count_; ++c) {
-        host* candidate = refs[random.next() % s.size].target;
+        host* candidate = refs[random.next() % s.size];
         const std::uint32_t active = candidate->active_connections();
         if (best == nullptr || active < best_active) best = candidate, best_active = active;
       }
@@ -907,7 +1144,7 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
     }
     case lb_policy::random:
       // Envoy's RandomLoadBalancer reuses the priority draw to index the hosts.
-      return refs[r % s.size].target;
+      return refs[r % s.size];
   }
   return nullptr;
 }
@@ -916,29 +1153,29 @@ host* load_balancer::pick_once(const health_view& v, std::size_t w, random_sourc
 // picks (as Envoy re-picks when a host is rejected), then the rest of the chosen source, then any
 // healthy, degraded or (in panic priorities) other host, highest priority first. When every
 // candidate was tried, an ordinary pick (a retry on a tried host beats no retry).
-host* load_balancer::pick_other(const health_view& v, std::size_t w, random_source& random,
+host* load_balancer::pick_other(const health_view& v, worker_slot& own, std::size_t w, random_source& random,
                                 std::span<const host* const> avoid) {
   const auto avoided = [avoid](const host* h) { return std::find(avoid.begin(), avoid.end(), h) != avoid.end(); };
   std::uint32_t sid = 0;
   host* h = nullptr;
   host* first = nullptr;
   for (int attempt = 0; attempt < 3; ++attempt) {
-    h = pick_once(v, w, random, sid);
+    h = pick_once(v, own, w, random, sid);
     if (attempt == 0) first = h;
     if (!avoided(h)) return h;
   }
   const auto scan = [&](std::uint32_t id) -> host* {
-    const source& s = v.sources()[id];
+    const source& s = v.body->sources()[id];
     if (s.size == 0) return nullptr;
     const std::uint64_t start = random.next();
     for (std::uint32_t i = 0; i < s.size; ++i) {
-      host* candidate = v.refs[s.begin + (start + i) % s.size].target;
+      host* candidate = v.refs[s.begin + (start + i) % s.size];
       if (!avoided(candidate)) return candidate;
     }
     return nullptr;
   };
   if (host* o = scan(sid)) return o;
-  const std::span<const priority_picker> priorities(v.priorities(), v.priority_count);
+  const std::span<const priority_picker> priorities(v.body->priorities(), v.body->priority_count);
   for (const priority_picker& pp : priorities) {
     if (host* o = scan(pp.healthy_source)) return o;
   }
@@ -954,7 +1191,7 @@ host* load_balancer::pick_other(const health_view& v, std::size_t w, random_sour
 
 bool load_balancer::outlier_pass_locked(time_point now, random_source& random, bool interval) {
   if (!outlier_) return false;
-  outlier_detector detector(outlier_->config, outlier_->hosts, shared_->outlier_stats_locked(), random);
+  outlier_detector detector(outlier_->config, outlier_->hosts, shared_->outlier_locked(seed_), random);
   const bool changed = interval ? detector.tick(now) : detector.process_detections(now);
   if (changed) publish_locked(make_view().release());
   return changed;
@@ -967,7 +1204,8 @@ bool load_balancer::process_detections(time_point now, random_source& random) {
 
 bool load_balancer::process_detections(time_point now) {
   std::lock_guard<std::mutex> lock(shared_->cold());
-  return outlier_pass_locked(now, shared_->cold_random, false);
+  if (!outlier_) return false;
+  return outlier_pass_locked(now, shared_->outlier_locked(seed_).cold_random, false);
 }
 
 bool load_balancer::tick(time_point now, random_source& random) {
@@ -977,7 +1215,8 @@ bool load_balancer::tick(time_point now, random_source& random) {
 
 bool load_balancer::tick(time_point now) {
   std::lock_guard<std::mutex> lock(shared_->cold());
-  return outlier_pass_locked(now, shared_->cold_random, true);
+  if (!outlier_) return false;
+  return outlier_pass_locked(now, shared_->outlier_locked(seed_).cold_random, true);
 }
 
 std::chrono::milliseconds load_balancer::outlier_interval() const {
@@ -1000,19 +1239,23 @@ balancer_state load_balancer::explain() const {
   const health_view& v = *view_.load(std::memory_order_acquire);
   balancer_state out;
   out.view_generation = v.generation;
-  out.overprovisioning_factor = overprovisioning_factor_;
-  out.panic_threshold = panic_threshold_;
+  const std::uint32_t overprovisioning_factor = layout_->overprovisioning_factor;
+  out.overprovisioning_factor = overprovisioning_factor;
+  out.panic_threshold = layout_->panic_threshold;
   out.locality_weighted = locality_weighted_;
   out.policy = policy_;
   out.outlier_detection = outlier_ != nullptr;
   const outlier_detection_config& outlier = outlier_ ? outlier_->config : no_outlier_detection;
   out.outlier_interval = outlier_interval();
-  out.normalized_total_availability = v.normalized_total_availability;
-  out.total_panic = v.total_panic;
-  for (std::size_t p = 0; p < priorities_.size(); ++p) {
-    const priority_layout& pl = priorities_[p];
+  const view_body& b = *v.body;
+  out.normalized_total_availability = b.normalized_total_availability;
+  out.total_panic = b.total_panic != 0;
+  const std::span<const priority_layout> priorities = layout_->priorities();
+  const std::span<const locality_layout> localities = layout_->localities();
+  for (std::size_t p = 0; p < priorities.size(); ++p) {
+    const priority_layout& pl = priorities[p];
     priority_state ps;
-    const priority_picker& pp = v.priorities()[p];
+    const priority_picker& pp = b.priorities()[p];
     ps.counts = pp.counts;
     ps.health = pp.availability;
     ps.degraded = pp.degraded_availability;
@@ -1020,18 +1263,18 @@ balancer_state load_balancer::explain() const {
     ps.degraded_load = pp.degraded_load;
     ps.panic = pp.panic;
     for (std::uint32_t l = pl.locality_begin; l < pl.locality_end; ++l) {
-      const locality_layout& ll = localities_[l];
+      const locality_layout& ll = localities[l];
       locality_state ls;
-      ls.name = std::string(locality_names_.substr(ll.name_begin, ll.name_size));
+      ls.name = std::string(layout_->names().substr(ll.name_begin, ll.name_size));
       ls.weight = ll.weight;
-      ls.counts = v.locality_counts()[l];
+      ls.counts = b.locality_counts()[l];
       ls.effective_weight =
-          effective_locality_weight(ll.weight, ls.counts.healthy, ls.counts.hosts, ls.counts.excluded, overprovisioning_factor_);
+          effective_locality_weight(ll.weight, ls.counts.healthy, ls.counts.hosts, ls.counts.excluded, overprovisioning_factor);
       ls.effective_degraded_weight = effective_locality_weight(ll.weight, ls.counts.degraded, ls.counts.hosts,
-                                                               ls.counts.excluded, overprovisioning_factor_);
+                                                               ls.counts.excluded, overprovisioning_factor);
       ps.localities.push_back(std::move(ls));
       for (std::uint32_t i = ll.begin; i < ll.end; ++i) {
-        const member& m = members_[i];
+        const member m{members()[i], layout_->members()[i].weight, layout_->members()[i].health};
         host_state hs;
         hs.address = m.target->address();
         hs.priority = static_cast<std::uint32_t>(p);

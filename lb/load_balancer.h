@@ -69,6 +69,7 @@ namespace ewgw::lb {
 
 namespace detail {
 // A host as one list of a balancer names it (load_balancer.cc).
+struct worker_state;  // one worker's picking state for one view (load_balancer.cc)
 struct host_ref {
   host* target;
   std::uint32_t weight;
@@ -191,8 +192,13 @@ class load_balancer {
   lb_stats stats() const;
   balancer_state explain() const;
   // Unique, in config order. Each host lives as long as some generation of the cluster lists it.
-  std::span<host* const> hosts() const { return hosts_; }
+  std::span<host* const> hosts() const { return {hosts_, host_count_}; }
   lb_policy policy() const { return policy_; }
+
+  // Diagnostics and tests: how many distinct shared structure blocks (a balancer's layout and
+  // settings, a health view's loads and host lists) are alive across all balancers. Clusters of
+  // the same shape share one of each instead of holding a copy.
+  static std::size_t shared_structure_count();
 
  private:
   struct shared_state;
@@ -214,39 +220,52 @@ class load_balancer {
     std::uint32_t locality_begin, locality_end;  // into localities_
   };
 
-  host* pick_once(const health_view& v, std::size_t worker, random_source& random, std::uint32_t& source_out);
-  host* pick_other(const health_view& v, std::size_t worker, random_source& random, std::span<const host* const> avoid);
+  host* pick_once(const health_view& v, worker_slot& own, std::size_t worker, random_source& random,
+                  std::uint32_t& source_out);
+  host* pick_other(const health_view& v, worker_slot& own, std::size_t worker, random_source& random,
+                   std::span<const host* const> avoid);
   worker_slot& slot(std::size_t worker);  // this worker's, made on its first pick
+  // Where worker w's picking state for `v` is kept; w must have a slot.
+  std::atomic<detail::worker_state*>& state_entry(const health_view& v, std::size_t w) const;
   const health_view* enter(worker_slot& slot);
-  topology shape() const;
+  topology shape(std::vector<member>& members) const;
   std::unique_ptr<health_view, void (*)(health_view*)> make_view() const;
   void publish_locked(health_view* v);
   void reclaim_locked();
   bool outlier_pass_locked(time_point now, random_source& random, bool interval);
 
-  // Immutable after build. The arrays live in the balancer's own allocation, after the object
-  // (build() sizes it): a cluster costs one block here instead of one per array, and a balancer
-  // often lives as long as its cluster.
-  std::span<host*> hosts_;  // unique, in config order
-  // Priority → locality → host order; priorities_.back().end of them (no count of their own).
-  member* members_ = nullptr;
-  locality_layout* localities_ = nullptr;  // priorities_.back().locality_end of them
-  std::span<priority_layout> priorities_;
-  // Every locality's name, one after the other; only explain() reads them.
-  std::string_view locality_names_;
-  // The blocks holding hosts_ and the shared state (one reference each): usually one.
-  std::span<host_block*> blocks_;
+  // Immutable after build. The per-cluster arrays live in the balancer's own allocation, after
+  // the object (build() sizes it): a cluster costs one block here instead of one per array, and
+  // a balancer often lives as long as its cluster. What is the same for every cluster of one
+  // shape (priority and locality layout, locality names, settings) is one interned block shared
+  // by all of them (layout_).
+  host** hosts_ = nullptr;  // unique, in config order; host_count_ of them
+  std::uint32_t host_count_ = 0;
+  std::uint32_t block_count_ = 0;
+  // Each listing's host, priority → locality → host order; layout_->member_count of them (their
+  // weights and EDS health are the same for every cluster of one shape: in layout_). In the
+  // balancer's block right after the slots, so found without a pointer; usually also hosts_.
+  host** members() const { return reinterpret_cast<host**>(slots_ + workers_); }
+  struct layout;
+  const layout* layout_ = nullptr;  // interned
+  // The blocks holding hosts_ and the shared state (one reference each): usually one, which is
+  // then held here rather than in an array (block_count_ says which).
+  union {
+    host_block* block_ = nullptr;  // block_count_ == 1
+    host_block** blocks_;  // otherwise: block_count_ of them
+  };
+  std::span<host_block* const> blocks() const {
+    if (block_count_ <= 1) return {&block_, block_count_};
+    return {blocks_, block_count_};
+  }
   // Per-worker slots, made on a worker's first pick: most workers never pick from most of a
   // gateway's 10,000 clusters, so a slot (a cache line) exists only where it is used. Entry w is
   // written only by worker w; the cold path only reads it (hazard scan) or frees it.
   std::atomic<worker_slot*>* slots_ = nullptr;
-  std::uint32_t overprovisioning_factor_ = 140;
-  std::uint32_t panic_threshold_ = 50;
   std::uint32_t choice_count_ = 2;
   std::uint16_t workers_ = 1;
   bool locality_weighted_ = false;
   lb_policy policy_ = lb_policy::round_robin;
-  double active_request_bias_ = 1.0;
   // Only with outlier detection enabled (most clusters have none).
   struct outlier_part;
   std::unique_ptr<outlier_part> outlier_;

@@ -5,17 +5,24 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <malloc.h>
 #include <new>
 
 namespace {
 
 thread_local std::uint64_t g_allocations = 0;
 std::atomic<std::int64_t> g_live{0};  // operator new minus operator delete, all threads
+std::atomic<std::int64_t> g_live_bytes{0};  // their usable sizes (glibc, and ASan's allocator)
+
+void* counted(void* p) {
+  g_live_bytes.fetch_add(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
+  return p;
+}
 
 void* allocate(std::size_t size) {
   ++g_allocations;
   g_live.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return counted(p);
   throw std::bad_alloc();
 }
 
@@ -24,13 +31,14 @@ void* allocate_aligned(std::size_t size, std::align_val_t align) {
   g_live.fetch_add(1, std::memory_order_relaxed);
   const std::size_t a = static_cast<std::size_t>(align);
   const std::size_t rounded = ((size == 0 ? 1 : size) + a - 1) / a * a;  // aligned_alloc wants a multiple
-  if (void* p = std::aligned_alloc(a, rounded)) return p;
+  if (void* p = std::aligned_alloc(a, rounded)) return counted(p);
   throw std::bad_alloc();
 }
 
 void release(void* p) {
   if (p == nullptr) return;
   g_live.fetch_sub(1, std::memory_order_relaxed);
+  g_live_bytes.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
   std::free(p);
 }
 
@@ -39,6 +47,7 @@ void release(void* p) {
 namespace ewgw::lb::testing {
 std::uint64_t allocations_on_this_thread() { return g_allocations; }
 std::int64_t live_allocations() { return g_live.load(std::memory_order_relaxed); }
+std::int64_t live_bytes() { return g_live_bytes.load(std::memory_order_relaxed); }
 }  // namespace ewgw::lb::testing
 
 void* operator new(std::size_t size) { return allocate(size); }

@@ -624,9 +624,21 @@ TEST(LoadBalancer, CommonClusterIsTwoBlocksUntilAWorkerPicks) {
   cluster_config c;
   c.policy = lb_policy::least_request;
   c.priorities = {{{locality("region/zone/sub_zone", 0, {h(1), h(2), h(3)})}}};
+  // Clusters of the same shape (other hosts) already exist, as at any gateway with more than a
+  // few clusters: their shared layout and views are not this cluster's cost.
+  cluster_config twin = c;
+  twin.priorities = {{{locality("region/zone/sub_zone", 0, {h(11), h(12), h(13)})}}};
+  auto healthy_twin = make(twin, 2);
+  twin.priorities[0].localities[0].hosts[2].health = host_health::degraded;
+  auto degraded_twin = make(twin, 2);
   const std::int64_t before = testing::live_allocations();
+  const std::int64_t bytes_before = testing::live_bytes();
   auto lb = make(c, 2);
   ASSERT_EQ(testing::live_allocations() - before, 2);
+  // The balancer block and the host block: 752 bytes requested before layouts and view bodies
+  // were shared by clusters of one shape and the first view's worker states moved to the slots;
+  // 360 now (the bound leaves room for the allocator's rounding).
+  EXPECT_LE(testing::live_bytes() - bytes_before, 420);
   fast_random r(1);
   ASSERT_NE(lb->pick(1, r), nullptr);
   // Worker 1's slot and its picking state (a rotation index per host list).
@@ -640,6 +652,48 @@ TEST(LoadBalancer, CommonClusterIsTwoBlocksUntilAWorkerPicks) {
   ASSERT_EQ(testing::live_allocations() - before, 5);
   next.reset();
   EXPECT_EQ(testing::live_allocations() - before, 0);
+}
+
+// What clusters of one shape have in common (layout, settings, locality names, the health
+// view's loads and sources) is one shared copy, released with the last balancer using it.
+TEST(LoadBalancer, ClustersOfOneShapeShareTheirLayoutAndView) {
+  cluster_config c;
+  c.policy = lb_policy::least_request;
+  c.priorities = {{{locality("region/zone/sub_zone", 0, {h(1), h(2), h(3)})}}};
+  const std::size_t before = load_balancer::shared_structure_count();
+  auto first = make(c, 2);
+  ASSERT_EQ(load_balancer::shared_structure_count(), before + 2);  // layout, view body
+  // Same shape, other hosts: nothing new is shared, and the cluster costs its two own blocks.
+  cluster_config same = c;
+  same.priorities = {{{locality("region/zone/sub_zone", 0, {h(4), h(5), h(6)})}}};
+  const std::int64_t allocations = testing::live_allocations();
+  auto second = make(same, 2);
+  EXPECT_EQ(testing::live_allocations() - allocations, 2);
+  EXPECT_EQ(load_balancer::shared_structure_count(), before + 2);
+  // Another locality name: its own layout, the same view body.
+  cluster_config elsewhere = c;
+  elsewhere.priorities = {{{locality("region/zone/other", 0, {h(7), h(8), h(9)})}}};
+  auto third = make(elsewhere, 2);
+  EXPECT_EQ(load_balancer::shared_structure_count(), before + 3);
+  // Each still explains and picks as its own cluster.
+  const balancer_state s = third->explain();
+  ASSERT_EQ(s.priorities.size(), 1u);
+  ASSERT_EQ(s.priorities[0].localities.size(), 1u);
+  EXPECT_EQ(s.priorities[0].localities[0].name, "region/zone/other");
+  EXPECT_EQ(second->explain().priorities[0].localities[0].name, "region/zone/sub_zone");
+  fast_random r(1);
+  for (int i = 0; i < 10; ++i) {
+    const std::uint16_t port = second->pick(1, r)->address().port;
+    EXPECT_TRUE(port >= 4 && port <= 6) << port;
+    const std::uint16_t other = third->pick(0, r)->address().port;
+    EXPECT_TRUE(other >= 7 && other <= 9) << other;
+  }
+  first.reset();
+  EXPECT_EQ(load_balancer::shared_structure_count(), before + 3);
+  second.reset();  // the first layout goes; the view body is third's too
+  EXPECT_EQ(load_balancer::shared_structure_count(), before + 2);
+  third.reset();
+  EXPECT_EQ(load_balancer::shared_structure_count(), before);
 }
 
 // Hosts live in the block of the generation that added them; later generations hold that block.
