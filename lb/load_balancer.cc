@@ -323,10 +323,22 @@ namespace {
 const outlier_detection_config no_outlier_detection{};
 }  // namespace
 
+// An interned block (interned_pool): a header struct deriving from this, then its arrays at byte
+// offsets from the header's start. The base is empty, so it sits at the header's address.
+struct interned_block {
+  void release() const { interned_pool::instance().release(reinterpret_cast<const char*>(this)); }
+
+ protected:
+  template <class T>
+  const T* array(std::uint32_t at) const {
+    return std::launder(reinterpret_cast<const T*>(reinterpret_cast<const char*>(this) + at));
+  }
+};
+
 // The part of a health view without per-cluster pointers: counts, loads, sources and the
 // initial weights of its EDF schedules, as one interned block (interned_pool) that every view
 // with the same bytes shares: the header below, then its arrays at these byte offsets.
-struct view_body {
+struct view_body : interned_block {
   std::uint32_t normalized_total_availability = 0;
   std::uint32_t total_panic = 0;
   std::uint32_t priority_count = 0, locality_count = 0, source_count = 0, schedule_count = 0;
@@ -363,14 +375,8 @@ struct view_body {
     h.ref_count = static_cast<std::uint32_t>(parts.refs.size());
     h.at_ref_weights = out.add_each<std::uint32_t>(parts.refs.size(), [&parts](std::size_t i) { return parts.refs[i].weight; });
     out.header(h);
+    static_assert(std::is_standard_layout_v<view_body>);
     return reinterpret_cast<const view_body*>(interned_pool::instance().acquire(out.bytes()));
-  }
-  void release() const { interned_pool::instance().release(reinterpret_cast<const char*>(this)); }
-
- private:
-  template <class T>
-  const T* array(std::uint32_t at) const {
-    return std::launder(reinterpret_cast<const T*>(reinterpret_cast<const char*>(this) + at));
   }
 };
 
@@ -501,7 +507,7 @@ std::span<T> place_copy(char* base, std::size_t at, const std::vector<T>& from) 
 // What every cluster of one shape has in common, interned (interned_pool): the settings only the
 // cold half reads, the priority and locality layout and the locality names. The header below,
 // then its arrays at these byte offsets.
-struct load_balancer::layout {
+struct load_balancer::layout : interned_block {
   double active_request_bias = 1.0;
   std::uint32_t overprovisioning_factor = 140, panic_threshold = 50;
   std::uint32_t priority_count = 0, locality_count = 0, name_bytes = 0, member_count = 0;
@@ -534,14 +540,8 @@ struct load_balancer::layout {
       return member_info{members[i].weight, members[i].health};
     });
     out.header(h);
+    static_assert(std::is_standard_layout_v<layout>);
     return reinterpret_cast<const layout*>(interned_pool::instance().acquire(out.bytes()));
-  }
-  void release() const { interned_pool::instance().release(reinterpret_cast<const char*>(this)); }
-
- private:
-  template <class T>
-  const T* array(std::uint32_t at) const {
-    return std::launder(reinterpret_cast<const T*>(reinterpret_cast<const char*>(this) + at));
   }
 };
 

@@ -63,6 +63,14 @@ bootstrap_config ads_bootstrap() {
 const std::string a = istio::sni_name("a.ns.svc.cluster.local", 5000);
 const std::string b = istio::sni_name("b.ns.svc.cluster.local", 5000);
 
+// Services a and b as istiod sends them (cluster, assignment, a 15443 chain each), committed.
+void apply_two_istio_services(ads_state& s, clock::time_point t0) {
+  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), t0);
+  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001}), istio::local_assignment(b, {1002})), t0);
+  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}, {b, b}})), t0);
+  s.commit();
+}
+
 TEST(AdsState, EdsClusterWarmsUntilItsFirstAssignment) {
   ads_state s(ads_bootstrap(), 15s);
   auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
@@ -169,10 +177,7 @@ TEST(AdsState, ListenerNamingAnUnknownClusterIsAppliedAfterTheWait) {
 TEST(AdsState, ChainsWithTheSameAlpnsShareOneList) {
   ads_state s(ads_bootstrap(), 15s);
   const auto t0 = clock::now();
-  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), t0);
-  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001}), istio::local_assignment(b, {1002})), t0);
-  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}, {b, b}})), t0);
-  s.commit();
+  apply_two_istio_services(s, t0);
   const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->filter_chains.size(), 2u);
@@ -192,10 +197,7 @@ TEST(AdsState, AClusterNameIsOneCopyAcrossClusterChainAndIndexes) {
   ads_state s(ads_bootstrap(), 15s);
   const auto t0 = clock::now();
   // Istio's server names are lower-case already; the decoded (lower-cased) one is shared too.
-  s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), t0);
-  s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001}), istio::local_assignment(b, {1002})), t0);
-  s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}, {b, b}})), t0);
-  s.commit();
+  apply_two_istio_services(s, t0);
   const cluster_config* ca = find_cluster(s.assemble(), a);
   const cluster_config* cb = find_cluster(s.assemble(), b);
   ASSERT_NE(ca, nullptr);
