@@ -696,6 +696,33 @@ TEST(LoadBalancer, ClustersOfOneShapeShareTheirLayoutAndView) {
   EXPECT_EQ(load_balancer::shared_structure_count(), before);
 }
 
+// Two clusters of one shape share a view body; an ejection in one builds that cluster a new
+// view and must leave the other picking over all its hosts, with the shared body intact.
+TEST(LoadBalancer, AnEjectionInOneClusterLeavesAnotherOfTheSameShapeAlone) {
+  cluster_config c = with_outlier({});
+  c.policy = lb_policy::round_robin;
+  c.priorities = {priority({h(1), h(2), h(3)})};
+  cluster_config same = c;
+  same.priorities = {priority({h(4), h(5), h(6)})};
+  auto first = make(c, 2);
+  const std::size_t shared = load_balancer::shared_structure_count();
+  auto second = make(same, 2);
+  ASSERT_EQ(load_balancer::shared_structure_count(), shared);  // one layout and body for both
+  fast_random r(7);
+  for (int i = 0; i < 6; ++i) second->pick(1, r);  // worker 1 has state in second's first view
+  for (int i = 0; i < 6; ++i) first->pick(1, r);   // and in first's, which the ejection retires
+  eject(*first, *find(*first, 2), t0);
+  ASSERT_TRUE(find(*first, 2)->ejected());
+  EXPECT_EQ(first->stats().ejections_active, 1u);
+  EXPECT_EQ(second->stats().ejections_active, 0u);
+  counting_random r1;
+  EXPECT_EQ(spread(*first, r1, 10), (spread_t{{1, 5}, {3, 5}}));
+  counting_random r2;
+  const spread_t others = spread(*second, r2, 30);
+  EXPECT_EQ(others, (spread_t{{4, 10}, {5, 10}, {6, 10}}));
+  EXPECT_FALSE(second->explain().total_panic);
+}
+
 // Hosts live in the block of the generation that added them; later generations hold that block.
 // A host must outlive every generation but the last one listing it, its counters and outlier
 // state intact (run under ASan: a block freed early is a use after free).
