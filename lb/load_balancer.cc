@@ -104,15 +104,18 @@ class interned_pool {
     return *pool;
   }
   // The shared copy of `bytes` (aligned for any fundamental type), one more reference to it.
+  // The bytes are hashed before the lock is taken, and an entry keeps its hash, so a worker that
+  // drops the last reference to an old balancer never waits behind hashing a large view.
   const char* acquire(std::string_view bytes) {
+    const probe key{bytes, std::hash<std::string_view>()(bytes)};
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = entries_.find(bytes);
+    auto it = entries_.find(key);
     if (it != entries_.end()) {
       ++(*it)->refs;
       return (*it)->bytes();
     }
     char* raw = static_cast<char*>(::operator new(sizeof(entry) + bytes.size()));
-    auto* e = new (raw) entry{1, static_cast<std::uint32_t>(bytes.size())};
+    auto* e = new (raw) entry{1, static_cast<std::uint32_t>(bytes.size()), key.hash};
     std::memcpy(raw + sizeof(entry), bytes.data(), bytes.size());
     entries_.insert(e);
     return e->bytes();
@@ -134,22 +137,24 @@ class interned_pool {
   struct alignas(__STDCPP_DEFAULT_NEW_ALIGNMENT__) entry {
     std::uint32_t refs;  // under mutex_
     std::uint32_t size;
+    std::size_t hash;  // of the bytes (fits in the alignment padding: no extra memory)
     const char* bytes() const { return reinterpret_cast<const char*>(this + 1); }
     std::string_view view() const { return {bytes(), size}; }
   };
+  struct probe {
+    std::string_view bytes;
+    std::size_t hash;
+  };
   struct hash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view b) const { return std::hash<std::string_view>()(b); }
-    std::size_t operator()(const entry* e) const { return (*this)(e->view()); }
+    std::size_t operator()(const probe& p) const { return p.hash; }
+    std::size_t operator()(const entry* e) const { return e->hash; }
   };
   struct equal {
     using is_transparent = void;
-    static std::string_view of(std::string_view b) { return b; }
-    static std::string_view of(const entry* e) { return e->view(); }
-    template <class A, class B>
-    bool operator()(const A& a, const B& b) const {
-      return of(a) == of(b);
-    }
+    bool operator()(const entry* a, const entry* b) const { return a == b || a->view() == b->view(); }
+    bool operator()(const probe& p, const entry* e) const { return p.hash == e->hash && p.bytes == e->view(); }
+    bool operator()(const entry* e, const probe& p) const { return (*this)(p, e); }
   };
   std::mutex mutex_;
   std::unordered_set<entry*, hash, equal> entries_;
