@@ -29,8 +29,8 @@ struct cluster_shared_state {
   // holds across updates.
   std::atomic<std::uint32_t> active_connections{0};
   // "cluster.<name>.", created when a version first carries a connection: a gateway knows
-  // thousands of clusters and most never do (see stats::lazy_scope). The registry keeps it alive.
-  std::atomic<stats::block_scope<cluster_stats>*> stats_scope{nullptr};
+  // thousands of clusters and most never do (stats::lazy_scope_slot). The registry keeps it alive.
+  stats::lazy_scope_slot<cluster_stats> stats_scope;
 };
 
 // A cluster's texts that connections rarely or never read, back to back in one block: the
@@ -78,25 +78,16 @@ class chain_tcp_stats {
   chain_tcp_stats(const chain_tcp_stats&) = delete;
   chain_tcp_stats& operator=(const chain_tcp_stats&) = delete;
 
-  tcp_stats& worker(std::size_t w) {
-    stats::block_scope<tcp_stats>* s = scope_.load(std::memory_order_acquire);
-    if (s == nullptr) {
-      // The registry returns the same scope for the same name, so racing workers agree; it
-      // also keeps the scope alive, so a raw pointer is enough here.
-      s = registry_->get<tcp_stats>("tcp", std::string(stat_prefix())).get();
-      scope_.store(s, std::memory_order_release);
-    }
-    return s->worker(w);
-  }
+  tcp_stats& worker(std::size_t w) { return scope_.worker(*registry_, "tcp", stat_prefix(), w); }
   // The scope once created, else null (readers: scrape).
-  const stats::block_scope<tcp_stats>* get() const { return scope_.load(std::memory_order_acquire); }
+  const stats::block_scope<tcp_stats>* get() const { return scope_.get(); }
   std::string_view stat_prefix() const { return {prefix_, prefix_size_}; }
 
  private:
   stats::registry* registry_;
   const char* prefix_;  // after this object, in its block
   std::uint32_t prefix_size_;
-  std::atomic<stats::block_scope<tcp_stats>*> scope_{nullptr};
+  stats::lazy_scope_slot<tcp_stats> scope_;
 };
 
 // Fields read per connection first (tcp_session route/connect), admin-only ones last.
@@ -128,19 +119,9 @@ struct cluster_runtime {
   }
   // This cluster's "cluster.<name>." counters for worker `w`; the scope is created on first use
   // (one registry lookup per cluster, then one atomic load).
-  cluster_stats& worker_stats(std::size_t w) {
-    stats::block_scope<cluster_stats>* s = shared->stats_scope.load(std::memory_order_acquire);
-    if (s == nullptr) {
-      // The registry returns the same scope for the same name, so racing workers agree.
-      s = registry_->get<cluster_stats>("cluster", name).get();
-      shared->stats_scope.store(s, std::memory_order_release);
-    }
-    return s->worker(w);
-  }
+  cluster_stats& worker_stats(std::size_t w) { return shared->stats_scope.worker(*registry_, "cluster", name, w); }
   // The scope once created, else null (readers: scrape).
-  const stats::block_scope<cluster_stats>* created_stats() const {
-    return shared ? shared->stats_scope.load(std::memory_order_acquire) : nullptr;
-  }
+  const stats::block_scope<cluster_stats>* created_stats() const { return shared ? shared->stats_scope.get() : nullptr; }
 
  private:
   stats::registry* registry_;

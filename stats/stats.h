@@ -315,37 +315,51 @@ class registry {
 // service port, twice over) and most never carry a connection; their metrics would cost memory
 // per worker and series per scrape for nothing. The first worker to touch the scope creates it
 // through the registry (a lock, once); afterwards it is one atomic load.
+//
+// lazy_scope_slot is the pointer alone, for owners that already keep the registry and the name
+// (a cluster's or chain's runtime, at tens of thousands per snapshot); lazy_scope keeps them.
+template <class Block>
+class lazy_scope_slot {
+ public:
+  Block& worker(registry& r, std::string_view family, std::string_view label, std::size_t w) {
+    block_scope<Block>* s = scope_.load(std::memory_order_acquire);
+    if (s == nullptr) {
+      // The registry returns the same scope for the same name, so racing workers agree; it
+      // also keeps the scope alive, so a raw pointer is enough here.
+      s = r.get<Block>(std::string(family), std::string(label)).get();
+      scope_.store(s, std::memory_order_release);
+    }
+    return s->worker(w);
+  }
+  // The scope once created, else null (readers: scrape).
+  const block_scope<Block>* get() const { return scope_.load(std::memory_order_acquire); }
+  // Takes over `previous`'s scope if it was created: a new version of the same cluster (an
+  // EDS or CDS update) keeps counting in the same scope and still counts as having carried
+  // traffic, without a registry lookup on its first connection. Same registry and name.
+  void carry_over(const lazy_scope_slot& previous) {
+    if (block_scope<Block>* s = previous.scope_.load(std::memory_order_acquire)) scope_.store(s, std::memory_order_release);
+  }
+
+ private:
+  std::atomic<block_scope<Block>*> scope_{nullptr};
+};
+
 template <class Block>
 class lazy_scope {
  public:
   lazy_scope(registry& r, std::string family, std::string label)
       : registry_(&r), family_(std::move(family)), label_(std::move(label)) {}
 
-  Block& worker(std::size_t w) {
-    block_scope<Block>* s = scope_.load(std::memory_order_acquire);
-    if (s == nullptr) {
-      // The registry returns the same scope for the same name, so racing workers agree; it
-      // also keeps the scope alive, so a raw pointer is enough here.
-      s = registry_->get<Block>(family_, label_).get();
-      scope_.store(s, std::memory_order_release);
-    }
-    return s->worker(w);
-  }
-  bool created() const { return scope_.load(std::memory_order_acquire) != nullptr; }
-  // The scope once created, else null (readers: scrape).
-  const block_scope<Block>* get() const { return scope_.load(std::memory_order_acquire); }
-  // Takes over `previous`'s scope if it was created: a new version of the same cluster (an
-  // EDS or CDS update) keeps counting in the same scope and still counts as having carried
-  // traffic, without a registry lookup on its first connection. Same registry and name.
-  void carry_over(const lazy_scope& previous) {
-    if (block_scope<Block>* s = previous.scope_.load(std::memory_order_acquire)) scope_.store(s, std::memory_order_release);
-  }
+  Block& worker(std::size_t w) { return slot_.worker(*registry_, family_, label_, w); }
+  bool created() const { return slot_.get() != nullptr; }
+  const block_scope<Block>* get() const { return slot_.get(); }
+  void carry_over(const lazy_scope& previous) { slot_.carry_over(previous.slot_); }
 
  private:
   registry* registry_;
   std::string family_;
   std::string label_;
-  std::atomic<block_scope<Block>*> scope_{nullptr};
+  lazy_scope_slot<Block> slot_;
 };
 
 }  // namespace ewgw::stats
