@@ -135,8 +135,8 @@ void install_admin_routes(admin_server& server, gateway& gw, std::function<void(
                  std::string body;
                  for (const auto& [name, value] : gw.stats().totals()) {
                    if (used_only && value == 0) continue;
-                   if (filter && !std::regex_search(name, *filter)) continue;
-                   body += name + ": " + std::to_string(value) + "\n";
+                   if (filter && !std::regex_search(name.begin(), name.end(), *filter)) continue;
+                   body.append(name).append(": ").append(std::to_string(value)).push_back('\n');
                  }
                  return {200, "text/plain; charset=UTF-8", body};
                });

@@ -251,6 +251,29 @@ class computed_scope final : public scope {
   bool has_labels_ = false;
 };
 
+// Every metric's full dotted name and total, in name order, as read once (/stats, tests).
+// The names sit in one buffer and the entries in one array: at 10,000 clusters a read sees
+// ~60,000 metrics, and a map of strings made 120,000 small allocations per read that the
+// admin thread's malloc arena kept afterwards (~5 MB, bench/xds/gateway_memory.sh).
+class totals_table {
+ public:
+  struct entry {
+    std::string_view name;
+    std::int64_t value;
+  };
+  std::size_t size() const { return entries_.size(); }
+  auto begin() const { return entries_.begin(); }
+  auto end() const { return entries_.end(); }
+  // The total of one metric by its full name, or nullptr when there is none.
+  const entry* find(std::string_view name) const;
+  std::size_t count(std::string_view name) const { return find(name) != nullptr ? 1 : 0; }
+
+ private:
+  friend class registry;
+  std::string names_;
+  std::vector<entry> entries_;
+};
+
 // Owns every scope so that counters outlive configuration updates: a listener or cluster that
 // is replaced by an identical one keeps counting where it left off. Lookups happen when a
 // configuration snapshot is built, never per connection.
@@ -287,7 +310,7 @@ class registry {
   void add_source(scope_source source);
 
   // Every metric as "prefix+name" -> total, in name order (Envoy's /stats text form).
-  std::map<std::string, std::int64_t> totals() const;
+  class totals_table totals() const;
 
   // Total of one metric by its full dotted name, or -1 when absent (tests, admin).
   std::int64_t value(std::string_view full_name) const;

@@ -41,6 +41,29 @@ TEST(Stats, ScopesAreSharedByName) {
   EXPECT_EQ(totals.count("cluster.c.active"), 1u);
 }
 
+TEST(Stats, TotalsAreInNameOrderWithOneLinePerName) {
+  registry r(2);
+  r.get<test_stats>("cluster", "b")->worker(1).requests_total.inc(2);
+  r.get<test_stats>("cluster", "a")->worker(0).requests_total.inc(5);
+  // A computed scope that emits a name a stored scope has too: one entry with the sum.
+  r.add_source([](const registry::scope_emitter& emit) {
+    computed_scope extra("cluster", "a");
+    extra.add("requests_total", "Requests", metric_kind::counter, 7);
+    extra.add("zz_only_here", "Computed", metric_kind::gauge, 1);
+    emit(extra);
+  });
+  const totals_table totals = r.totals();
+  std::vector<std::string> names;
+  for (const auto& e : totals) names.emplace_back(e.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"cluster.a.active", "cluster.a.requests_total", "cluster.a.zz_only_here",
+                                             "cluster.b.active", "cluster.b.requests_total"}));
+  ASSERT_NE(totals.find("cluster.a.requests_total"), nullptr);
+  EXPECT_EQ(totals.find("cluster.a.requests_total")->value, 5 + 7);
+  EXPECT_EQ(totals.find("cluster.b.requests_total")->value, 2);
+  EXPECT_EQ(totals.find("cluster.c.requests_total"), nullptr);
+  EXPECT_EQ(totals.find("cluster.a"), nullptr);  // a prefix of a name is not a name
+}
+
 TEST(Stats, VisitNamesEveryMetricWithHelp) {
   registry r(2);
   auto s = r.get<test_stats>("tcp", "p");
