@@ -4,7 +4,6 @@
 #include <map>
 #include <random>
 
-#include "lb/trailing_allocator.h"
 
 namespace ewgw::proxy {
 
@@ -28,19 +27,8 @@ cluster_texts::cluster_texts(const xds::istio_service* service, std::string_view
   for (std::size_t i = 0; i < parts; ++i) std::copy(texts[i].begin(), texts[i].end(), text_.get() + ends_[i] - texts[i].size());
 }
 
-std::shared_ptr<chain_tcp_stats> chain_tcp_stats::make(stats::registry& registry, std::string_view stat_prefix) {
-  // The prefix is copied in once allocate_shared has said where the trailing bytes are: the
-  // allocation happens before the object is constructed.
-  struct placed_prefix {
-    std::string_view text;
-    operator std::string_view() const {  // NOLINT: converts at construction, after allocation
-      std::copy(text.begin(), text.end(), lb::trailing_request.at);
-      return {lb::trailing_request.at, text.size()};
-    }
-  };
-  lb::trailing_request.extra = stat_prefix.size();
-  return std::allocate_shared<chain_tcp_stats>(lb::trailing_allocator<chain_tcp_stats>(), private_tag{}, registry,
-                                               placed_prefix{stat_prefix});
+std::shared_ptr<chain_tcp_stats> chain_tcp_stats::make(stats::registry& registry, xds::shared_string stat_prefix) {
+  return std::make_shared<chain_tcp_stats>(private_tag{}, registry, std::move(stat_prefix));
 }
 
 std::string listener_stat_name(const xds::socket_address& address) {

@@ -71,32 +71,35 @@ class chain_tcp_stats {
   };
 
  public:
-  static std::shared_ptr<chain_tcp_stats> make(stats::registry& registry, std::string_view stat_prefix);
-  // For make() only (allocate_shared needs it public).
-  chain_tcp_stats(private_tag, stats::registry& registry, std::string_view stored_prefix)
-      : registry_(&registry), prefix_(stored_prefix.data()), prefix_size_(static_cast<std::uint32_t>(stored_prefix.size())) {}
+  // `stat_prefix` is kept by reference: istiod's stat prefix is the cluster's name, one shared
+  // copy (xds::shared_string) for the cluster, the chain and these stats.
+  static std::shared_ptr<chain_tcp_stats> make(stats::registry& registry, xds::shared_string stat_prefix);
+  // For make() only (make_shared needs it public).
+  chain_tcp_stats(private_tag, stats::registry& registry, xds::shared_string stat_prefix)
+      : registry_(&registry), prefix_(std::move(stat_prefix)) {}
   chain_tcp_stats(const chain_tcp_stats&) = delete;
   chain_tcp_stats& operator=(const chain_tcp_stats&) = delete;
 
   tcp_stats& worker(std::size_t w) { return scope_.worker(*registry_, "tcp", stat_prefix(), w); }
   // The scope once created, else null (readers: scrape).
   const stats::block_scope<tcp_stats>* get() const { return scope_.get(); }
-  std::string_view stat_prefix() const { return {prefix_, prefix_size_}; }
+  std::string_view stat_prefix() const { return prefix_.view(); }
 
  private:
   stats::registry* registry_;
-  const char* prefix_;  // after this object, in its block
-  std::uint32_t prefix_size_;
+  xds::shared_string prefix_;
   stats::lazy_scope_slot<tcp_stats> scope_;
 };
 
 // Fields read per connection first (tcp_session route/connect), admin-only ones last.
 struct cluster_runtime {
-  cluster_runtime(stats::registry& registry, const std::string& cluster_name) : name(cluster_name), registry_(&registry) {}
+  cluster_runtime(stats::registry& registry, xds::shared_string cluster_name)
+      : name(std::move(cluster_name)), registry_(&registry) {}
   cluster_runtime(const cluster_runtime&) = delete;
   cluster_runtime& operator=(const cluster_runtime&) = delete;
 
-  std::string name;
+  // The decoded cluster's name, shared (not a copy: ~90 bytes per cluster at 10,000 clusters).
+  xds::shared_string name;
   std::shared_ptr<lb::load_balancer> balancer;
   std::shared_ptr<cluster_shared_state> shared;  // never null once built
   std::chrono::milliseconds connect_timeout{5000};
