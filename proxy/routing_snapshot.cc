@@ -14,12 +14,10 @@ const listener_runtime* routing_snapshot::find_listener(std::string_view name) c
   return nullptr;
 }
 
-cluster_texts::cluster_texts(const xds::istio_service* service, std::string_view unsupported,
-                             std::string_view other_eds_service_name) {
-  const std::array<std::string_view, parts> texts{service ? std::string_view(service->host) : std::string_view(),
-                                                  service ? std::string_view(service->name) : std::string_view(),
-                                                  service ? std::string_view(service->namespace_) : std::string_view(),
-                                                  unsupported, other_eds_service_name};
+cluster_texts::cluster_texts(xds::shared_vector<xds::istio_service> services, std::string_view unsupported,
+                             std::string_view other_eds_service_name)
+    : services_(std::move(services)) {
+  const std::array<std::string_view, parts> texts{unsupported, other_eds_service_name};
   std::uint32_t end = 0;
   for (std::size_t i = 0; i < parts; ++i) ends_[i] = end += static_cast<std::uint32_t>(texts[i].size());
   if (end == 0) return;
@@ -147,8 +145,7 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
     if (!out->eds_service_is_name) other_eds_service_name = c.eds_service_name;
   }
   out->has_istio_service = !c.istio_services.empty();
-  out->texts = cluster_texts(out->has_istio_service ? &c.istio_services.front() : nullptr, c.unsupported,
-                             other_eds_service_name);
+  out->texts = cluster_texts(c.istio_services, c.unsupported, other_eds_service_name);
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
     if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();

@@ -33,38 +33,41 @@ struct cluster_shared_state {
   stats::lazy_scope_slot<cluster_stats> stats_scope;
 };
 
-// A cluster's texts that connections rarely or never read, back to back in one block: the
-// first of its Istio services (filter_metadata istio.services: host, name, namespace; labels of
-// its Istio TCP metrics), why it cannot be used (empty when it can) and its EDS service name when
-// that differs from its name. As separate std::string members they cost 32 bytes each inline
-// (five of them: 160 bytes per cluster at 10,000 clusters) and a heap block per long one.
+// A cluster's texts that connections rarely or never read: its Istio services (filter_metadata
+// istio.services; the first one's host, name and namespace label its Istio TCP metrics), shared
+// with the decoded cluster, and, back to back in one block, why it cannot be used (empty when it
+// can) and its EDS service name when that differs from its name (both empty for istiod's
+// clusters: no block). As separate std::string members they would cost 32 bytes each inline
+// (160 bytes per cluster at 10,000 clusters) and a heap block per long one.
 class cluster_texts {
  public:
   cluster_texts() = default;
-  cluster_texts(const xds::istio_service* service, std::string_view unsupported, std::string_view other_eds_service_name);
+  cluster_texts(xds::shared_vector<xds::istio_service> services, std::string_view unsupported,
+                std::string_view other_eds_service_name);
 
-  std::string_view host() const { return part(0); }
-  std::string_view name() const { return part(1); }
-  std::string_view namespace_() const { return part(2); }
-  std::string_view unsupported() const { return part(3); }
-  std::string_view other_eds_service_name() const { return part(4); }
+  // The first Istio service's labels, from the decoded cluster's shared list (not copied).
+  std::string_view host() const { return services_.empty() ? std::string_view() : services_[0].host; }
+  std::string_view name() const { return services_.empty() ? std::string_view() : services_[0].name; }
+  std::string_view namespace_() const { return services_.empty() ? std::string_view() : services_[0].namespace_; }
+  std::string_view unsupported() const { return part(0); }
+  std::string_view other_eds_service_name() const { return part(1); }
 
  private:
-  static constexpr std::size_t parts = 5;
+  static constexpr std::size_t parts = 2;
   std::string_view part(std::size_t i) const {
     return text_ == nullptr ? std::string_view() : std::string_view(text_.get() + ends_[i] - size_of(i), size_of(i));
   }
   std::uint32_t size_of(std::size_t i) const { return ends_[i] - (i == 0 ? 0 : ends_[i - 1]); }
 
-  std::unique_ptr<char[]> text_;  // null when every part is empty
+  xds::shared_vector<xds::istio_service> services_;
+  std::unique_ptr<char[]> text_;  // the rare texts; null when both are empty (istiod's clusters)
   std::array<std::uint32_t, parts> ends_{};
 };
 
 // A chain's "tcp.<stat_prefix>." counters, created when the chain first carries a connection:
 // an east-west gateway has a chain per service, most of which may never see traffic at one
 // gateway. Shared by the versions of the listener that keep the chain. The prefix (Istio: the
-// ~60-character cluster name) is kept in the same block as the object and its reference count:
-// one heap block per chain, not three (holder, prefix, family name).
+// ~60-character cluster name) is the decoded chain's shared name: one heap block per chain.
 class chain_tcp_stats {
   struct private_tag {
     explicit private_tag() = default;

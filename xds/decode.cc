@@ -984,6 +984,7 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
       // shapes are ignored: this metadata only labels telemetry and never affects routing.
       if (auto services = it->second.fields().find("services");
           services != it->second.fields().end() && services->second.has_list_value()) {
+        std::vector<istio_service> decoded;
         for (const auto& entry : services->second.list_value().values()) {
           if (!entry.has_struct_value()) continue;
           const auto& f = entry.struct_value().fields();
@@ -994,8 +995,10 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
           istio_service svc{text("host"), text("name"), text("namespace")};
           // As Istio's stats filter: without a name, the host up to its first dot.
           if (svc.name.empty()) svc.name = svc.host.substr(0, svc.host.find('.'));
-          if (!svc.host.empty()) out.istio_services.push_back(std::move(svc));
+          if (!svc.host.empty()) decoded.push_back(std::move(svc));
         }
+        decoded.shrink_to_fit();
+        out.istio_services = std::move(decoded);
       }
     }
   }

@@ -126,25 +126,27 @@ TEST(RoutingSnapshot, TransportSocketMatchesKeepOnlyPlaintextEndpoints) {
 namespace ewgw::proxy {
 namespace {
 
-// A cluster's cold texts (Istio service labels, why it is unusable, a differing EDS service
-// name) share one block: each part reads back exactly, whichever of them are empty.
+// A cluster's cold texts (why it is unusable, a differing EDS service name) share one block and
+// its Istio service labels are the decoded cluster's list: each part reads back exactly,
+// whichever of them are empty.
 TEST(RoutingSnapshot, ClusterTextsReadBackEachPart) {
   xds::istio_service svc;
   svc.host = "helloworld.sample.svc.cluster.local";
   svc.name = "helloworld";
   svc.namespace_ = "sample";
-  const cluster_texts all(&svc, "lb_policy MAGLEV", "other-eds");
+  const xds::shared_vector<xds::istio_service> services{svc};
+  const cluster_texts all(services, "lb_policy MAGLEV", "other-eds");
   EXPECT_EQ(all.host(), svc.host);
   EXPECT_EQ(all.name(), svc.name);
   EXPECT_EQ(all.namespace_(), svc.namespace_);
   EXPECT_EQ(all.unsupported(), "lb_policy MAGLEV");
   EXPECT_EQ(all.other_eds_service_name(), "other-eds");
-  const cluster_texts some(nullptr, "", "eds-only");
+  const cluster_texts some({}, "", "eds-only");
   EXPECT_EQ(some.host(), "");
   EXPECT_EQ(some.namespace_(), "");
   EXPECT_EQ(some.unsupported(), "");
   EXPECT_EQ(some.other_eds_service_name(), "eds-only");
-  const cluster_texts none(nullptr, "", "");
+  const cluster_texts none({}, "", "");
   EXPECT_EQ(none.name(), "");
   EXPECT_EQ(none.other_eds_service_name(), "");
 
@@ -159,6 +161,7 @@ TEST(RoutingSnapshot, ClusterTextsReadBackEachPart) {
   const cluster_runtime& a = *s->clusters.at("a");
   EXPECT_TRUE(a.has_istio_service);
   EXPECT_EQ(a.texts.name(), "helloworld");
+  EXPECT_EQ(a.texts.host().data(), c.clusters[0].istio_services[0].host.data());  // shared, not copied
   EXPECT_EQ(a.unsupported(), "upstream TLS");
   EXPECT_EQ(a.eds_service_name(), "a-eds");
 }

@@ -172,6 +172,27 @@ TEST(AdsState, ListenerNamingAnUnknownClusterIsAppliedAfterTheWait) {
   EXPECT_EQ(find_listener(s.assemble(), "0.0.0.0_15443")->filter_chains.size(), 2u);
 }
 
+// A new assignment makes a new version of the cluster in force; its Istio services (the
+// telemetry labels) stay one shared list rather than a copy per version.
+TEST(AdsState, AnAssignmentUpdateKeepsTheClustersIstioServicesShared) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto t0 = clock::now();
+  apply_two_istio_services(s, t0);
+  const auto before = s.assemble();
+  const cluster_config* old_a = find_cluster(before, a);
+  ASSERT_NE(old_a, nullptr);
+  ASSERT_EQ(old_a->istio_services.size(), 1u);
+  auto r = s.apply_sotw(resource_kind::endpoint,
+                        list(istio::local_assignment(a, {1001, 1003}), istio::local_assignment(b, {1002})), t0);
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0];
+  s.commit();
+  const cluster_config* new_a = find_cluster(s.assemble(), a);
+  ASSERT_NE(new_a, nullptr);
+  ASSERT_EQ(new_a->load_assignment.localities[0].endpoints.size(), 2u);
+  EXPECT_NE(new_a->revision.value, old_a->revision.value);
+  EXPECT_TRUE(new_a->istio_services.shares_with(old_a->istio_services));
+}
+
 // Istio puts the same five ALPNs on every chain of the 15443 listener: the decoder keeps one
 // copy for all of them (tens of thousands of chains), which still compares by content.
 TEST(AdsState, ChainsWithTheSameAlpnsShareOneList) {
