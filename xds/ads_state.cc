@@ -314,6 +314,7 @@ bool ads_state::decode_cluster_any(const google::protobuf::Any& any, const std::
   const std::size_t digest = digest_of(any.value());
   if (auto it = clusters_.find(name); it != clusters_.end() && it->second.digest == digest) return true;  // unchanged
   diagnostics diag;
+  diag.keep_notices = false;  // errors are reported; notices would be discarded
   cluster_config config;
   if (!decode_dynamic_cluster(c, "", diag, config)) {
     add_error(r, label, diag);
@@ -351,6 +352,7 @@ bool ads_state::decode_listener_any(const google::protobuf::Any& any, const std:
   const std::size_t digest = digest_of(any.value());
   if (auto it = listeners_.find(name); it != listeners_.end() && it->second.digest == digest) return true;
   diagnostics diag;
+  diag.keep_notices = false;  // errors are reported; notices would be discarded
   listener_config config;
   if (!decode_dynamic_listener(l, "", diag, config) || !diag.ok()) {
     add_error(r, label, diag);
@@ -391,6 +393,7 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::stri
                  (it->second.warming && !it->second.warming->transport_socket_matches.empty());
   }
   diagnostics diag;
+  diag.keep_notices = false;  // errors are reported; notices would be discarded
   load_assignment_config config;
   decode_load_assignment(cla, "", diag, config, keep_match);
   if (!diag.ok()) {

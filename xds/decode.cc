@@ -49,6 +49,7 @@ void diagnostics::error(std::string path, std::string_view why) {
 }
 
 void diagnostics::notice(std::string path, std::string_view why) {
+  if (!keep_notices) return;
   path += ": ";
   path += why;
   notices.push_back(std::move(path));
@@ -74,13 +75,16 @@ std::string index(const std::string& path, std::size_t i) { return path + "[" + 
 
 void check_fields(const pb::Message& msg, std::initializer_list<std::string_view> applied,
                   std::initializer_list<std::string_view> ignored, const std::string& path, diagnostics& diag) {
-  std::vector<const pb::FieldDescriptor*> set;
+  // Called for nearly every message of every resource: one list per thread, reused, rather than
+  // a vector allocated and freed per message.
+  thread_local std::vector<const pb::FieldDescriptor*> set;
+  set.clear();
   msg.GetReflection()->ListFields(msg, &set);
   for (const pb::FieldDescriptor* f : set) {
     const std::string& name = f->name();
     if (std::find(applied.begin(), applied.end(), name) != applied.end()) continue;
     if (std::find(ignored.begin(), ignored.end(), name) != ignored.end()) {
-      diag.notice(join(path, name), "accepted and ignored (does not affect routing)");
+      if (diag.keep_notices) diag.notice(join(path, name), "accepted and ignored (does not affect routing)");
       continue;
     }
     diag.unsupported_setting(join(path, name),
@@ -554,7 +558,7 @@ void decode_filter_chain(const listener_v3::FilterChain& chain, const std::strin
     } else if (f.typed_config().Is<envoy::extensions::filters::network::sni_cluster::v3::SniCluster>()) {
       out.tcp_proxy.cluster_from_sni = true;
     } else if (is_telemetry_filter(f.name(), type_url)) {
-      diag.notice(p, "telemetry filter '" + f.name() + "' accepted; ewgw emits its TCP metrics natively");
+      if (diag.keep_notices) diag.notice(p, "telemetry filter '" + f.name() + "' accepted; ewgw emits its TCP metrics natively");
     } else {
       // E.g. http_connection_manager (an HTTP Gateway server bound to the same pods) or
       // envoy.filters.network.rbac (an AuthorizationPolicy on the gateway): a listener from xDS
@@ -961,7 +965,7 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
     const std::string fp = index(join(path, "filters"), i);
     const std::string type_url = f.has_typed_config() ? effective_type_url(f.typed_config()) : std::string();
     if (diag.collect_unsupported && is_telemetry_filter(f.name(), type_url)) {
-      diag.notice(fp, "telemetry filter '" + f.name() + "' accepted; ewgw emits its TCP metrics natively");
+      if (diag.keep_notices) diag.notice(fp, "telemetry filter '" + f.name() + "' accepted; ewgw emits its TCP metrics natively");
     } else {
       diag.unsupported_setting(fp, "upstream network filter '" + f.name() + "' is not supported");
     }
