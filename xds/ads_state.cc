@@ -292,23 +292,29 @@ std::vector<std::string> ads_state::missing_clusters(const listener_config& l) c
 
 // ---- decoding -------------------------------------------------------------------------------
 
-bool ads_state::decode_cluster_any(const google::protobuf::Any& any, const std::string& where,
+std::string ads_state::resource_where::str() const {
+  std::string out = "resources[" + std::to_string(index) + "]";
+  if (delta_name != nullptr) out += " ('" + *delta_name + "')";
+  return out;
+}
+
+bool ads_state::decode_cluster_any(const google::protobuf::Any& any, const resource_where& where,
                                    const std::string& version, std::vector<decoded_cluster>& out,
-                                   std::set<std::string>& seen, result& r) {
+                                   name_set& seen, result& r) {
   parse_arena arena;
   auto& c = *arena.make<envoy::config::cluster::v3::Cluster>();
   if (any.type_url() != cluster_url || !c.ParseFromString(any.value())) {
-    r.errors.push_back(where + ": not a decodable " + std::string(cluster_url) + " (type " + any.type_url() + ")");
+    r.errors.push_back(where.str() + ": not a decodable " + std::string(cluster_url) + " (type " + any.type_url() + ")");
     return false;
   }
   const std::string& name = c.name();
-  const std::string label = "cluster '" + name + "'";
-  if (!seen.insert(name).second) {
-    r.errors.push_back(label + ": sent twice in one response");
+  auto label = [&] { return "cluster '" + name + "'"; };  // for errors only
+  if (!seen.emplace(name).second) {
+    r.errors.push_back(label() + ": sent twice in one response");
     return false;
   }
   if (static_cluster_names_.contains(name)) {
-    r.errors.push_back(label + ": a static cluster of the bootstrap has this name");
+    r.errors.push_back(label() + ": a static cluster of the bootstrap has this name");
     return false;
   }
   const std::size_t digest = digest_of(any.value());
@@ -317,7 +323,7 @@ bool ads_state::decode_cluster_any(const google::protobuf::Any& any, const std::
   diag.keep_notices = false;  // errors are reported; notices would be discarded
   cluster_config config;
   if (!decode_dynamic_cluster(c, "", diag, config)) {
-    add_error(r, label, diag);
+    add_error(r, label(), diag);
     return false;
   }
   intern_shared(config);
@@ -326,27 +332,27 @@ bool ads_state::decode_cluster_any(const google::protobuf::Any& any, const std::
   return true;
 }
 
-bool ads_state::decode_listener_any(const google::protobuf::Any& any, const std::string& where,
+bool ads_state::decode_listener_any(const google::protobuf::Any& any, const resource_where& where,
                                     const std::string& version, std::vector<decoded_listener>& out,
-                                    std::set<std::string>& seen, result& r) {
+                                    name_set& seen, result& r) {
   parse_arena arena;
   auto& l = *arena.make<envoy::config::listener::v3::Listener>();
   if (any.type_url() != listener_url || !l.ParseFromString(any.value())) {
-    r.errors.push_back(where + ": not a decodable " + std::string(listener_url) + " (type " + any.type_url() + ")");
+    r.errors.push_back(where.str() + ": not a decodable " + std::string(listener_url) + " (type " + any.type_url() + ")");
     return false;
   }
   const std::string& name = l.name();
-  const std::string label = "listener '" + name + "'";
+  auto label = [&] { return "listener '" + name + "'"; };  // for errors only
   if (name.empty()) {
-    r.errors.push_back(where + ": listener name must not be empty");
+    r.errors.push_back(where.str() + ": listener name must not be empty");
     return false;
   }
-  if (!seen.insert(name).second) {
-    r.errors.push_back(label + ": sent twice in one response");
+  if (!seen.emplace(name).second) {
+    r.errors.push_back(label() + ": sent twice in one response");
     return false;
   }
   if (static_listener_names_.contains(name)) {
-    r.errors.push_back(label + ": a static listener of the bootstrap has this name");
+    r.errors.push_back(label() + ": a static listener of the bootstrap has this name");
     return false;
   }
   const std::size_t digest = digest_of(any.value());
@@ -355,7 +361,7 @@ bool ads_state::decode_listener_any(const google::protobuf::Any& any, const std:
   diag.keep_notices = false;  // errors are reported; notices would be discarded
   listener_config config;
   if (!decode_dynamic_listener(l, "", diag, config) || !diag.ok()) {
-    add_error(r, label, diag);
+    add_error(r, label(), diag);
     return false;
   }
   share_cluster_names(config);
@@ -363,18 +369,18 @@ bool ads_state::decode_listener_any(const google::protobuf::Any& any, const std:
   return true;
 }
 
-bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::string& where, const std::string& version,
-                               std::vector<decoded_cla>& out, std::set<std::string>& seen, result& r) {
+bool ads_state::decode_cla_any(const google::protobuf::Any& any, const resource_where& where, const std::string& version,
+                               std::vector<decoded_cla>& out, name_set& seen, result& r) {
   parse_arena arena;
   auto& cla = *arena.make<envoy::config::endpoint::v3::ClusterLoadAssignment>();
   if (any.type_url() != endpoint_url || !cla.ParseFromString(any.value())) {
-    r.errors.push_back(where + ": not a decodable " + std::string(endpoint_url) + " (type " + any.type_url() + ")");
+    r.errors.push_back(where.str() + ": not a decodable " + std::string(endpoint_url) + " (type " + any.type_url() + ")");
     return false;
   }
   const std::string& name = cla.cluster_name();
-  const std::string label = "endpoints '" + name + "'";
-  if (!seen.insert(name).second) {
-    r.errors.push_back(label + ": sent twice in one response");
+  auto label = [&] { return "endpoints '" + name + "'"; };  // for errors only
+  if (!seen.emplace(name).second) {
+    r.errors.push_back(label() + ": sent twice in one response");
     return false;
   }
   // Not subscribed (any more): a response crossing an unsubscribe. Ignored, as Envoy does.
@@ -397,7 +403,7 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const std::stri
   load_assignment_config config;
   decode_load_assignment(cla, "", diag, config, keep_match);
   if (!diag.ok()) {
-    add_error(r, label, diag);
+    add_error(r, label(), diag);
     return false;
   }
   config.cluster_name = {};  // the users' eds_service_name; not stored once more per cluster
@@ -647,12 +653,14 @@ void ads_state::remove_listener(const shared_string& name_ref) {
 ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& resources, clock::time_point now) {
   result r;
   begin();
-  std::set<std::string> seen;
+  std::pmr::monotonic_buffer_resource seen_memory;
+  name_set seen(&seen_memory);
   switch (kind) {
     case resource_kind::cluster: {
       std::vector<decoded_cluster> decoded;
+      decoded.reserve(static_cast<std::size_t>(resources.size()));
       for (int i = 0; i < resources.size(); ++i) {
-        decode_cluster_any(resources[i], "resources[" + std::to_string(i) + "]", "", decoded, seen, r);
+        decode_cluster_any(resources[i], resource_where{i}, "", decoded, seen, r);
       }
       if (!r.errors.empty()) return r;
       for (auto& d : decoded) stage_cluster(std::move(d), r);
@@ -669,8 +677,9 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
     }
     case resource_kind::endpoint: {
       std::vector<decoded_cla> decoded;
+      decoded.reserve(static_cast<std::size_t>(resources.size()));
       for (int i = 0; i < resources.size(); ++i) {
-        decode_cla_any(resources[i], "resources[" + std::to_string(i) + "]", "", decoded, seen, r);
+        decode_cla_any(resources[i], resource_where{i}, "", decoded, seen, r);
       }
       if (!r.errors.empty()) return r;
       for (auto& d : decoded) stage_cla(std::move(d));
@@ -678,8 +687,9 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
     }
     case resource_kind::listener: {
       std::vector<decoded_listener> decoded;
+      decoded.reserve(static_cast<std::size_t>(resources.size()));
       for (int i = 0; i < resources.size(); ++i) {
-        decode_listener_any(resources[i], "resources[" + std::to_string(i) + "]", "", decoded, seen, r);
+        decode_listener_any(resources[i], resource_where{i}, "", decoded, seen, r);
       }
       std::set<std::string> gone;
       for (const auto& [name, e] : listeners_) {
@@ -700,26 +710,26 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
                                          clock::time_point now) {
   result r;
   begin();
-  std::set<std::string> seen;
-  auto where = [](const envoy::service::discovery::v3::Resource& res, int i) {
-    return "resources[" + std::to_string(i) + "] ('" + res.name() + "')";
-  };
+  std::pmr::monotonic_buffer_resource seen_memory;
+  name_set seen(&seen_memory);
+  auto where = [](const envoy::service::discovery::v3::Resource& res, int i) { return resource_where{i, &res.name()}; };
   // A Delta resource names itself; the decoded resource must carry the same name.
   auto check_name = [&](const envoy::service::discovery::v3::Resource& res, const std::string& decoded_name, int i) {
     if (!res.name().empty() && res.name() != decoded_name) {
-      r.errors.push_back(where(res, i) + ": the resource is named '" + decoded_name + "'");
+      r.errors.push_back(where(res, i).str() + ": the resource is named '" + decoded_name + "'");
     }
   };
   std::set<std::string> removed_set(removed.begin(), removed.end());
   switch (kind) {
     case resource_kind::cluster: {
       std::vector<decoded_cluster> decoded;
+      decoded.reserve(static_cast<std::size_t>(resources.size()));
       for (int i = 0; i < resources.size(); ++i) {
         const auto& res = resources[i];
         if (!res.has_resource()) continue;  // a name-only entry (TTL heartbeat): nothing to update
         if (auto it = clusters_.find(res.name());
             !res.version().empty() && it != clusters_.end() && it->second.version == res.version()) {
-          seen.insert(res.name());
+          seen.emplace(res.name());
           continue;  // the version we hold
         }
         const std::size_t before = decoded.size();
@@ -737,6 +747,7 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
     }
     case resource_kind::endpoint: {
       std::vector<decoded_cla> decoded;
+      decoded.reserve(static_cast<std::size_t>(resources.size()));
       for (int i = 0; i < resources.size(); ++i) {
         const auto& res = resources[i];
         if (!res.has_resource()) continue;
@@ -761,12 +772,13 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
     }
     case resource_kind::listener: {
       std::vector<decoded_listener> decoded;
+      decoded.reserve(static_cast<std::size_t>(resources.size()));
       for (int i = 0; i < resources.size(); ++i) {
         const auto& res = resources[i];
         if (!res.has_resource()) continue;
         if (auto it = listeners_.find(res.name());
             !res.version().empty() && it != listeners_.end() && it->second.version == res.version()) {
-          seen.insert(res.name());
+          seen.emplace(res.name());
           continue;
         }
         const std::size_t before = decoded.size();
