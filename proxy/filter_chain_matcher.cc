@@ -12,6 +12,20 @@ std::string describe(const std::vector<xds::filter_chain_config>& chains, std::s
                                 : "filter chain '" + chains[i].name + "'";
 }
 
+// Server names compare without regard to case (RFC 6066 section 3; DNS names, RFC 4343) and
+// connection_facts carries the SNI lower-cased, so the table holds lower-case names. The decoder
+// lower-cases them already (xds/decode.cc), and then the chain's shared copy is kept; a name
+// given in another case gets its own lower-cased copy.
+xds::shared_string lower_case(const xds::shared_string& name) {
+  auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
+  if (std::none_of(name.begin(), name.end(), upper)) return name;
+  std::string lowered(name.view());
+  for (char& c : lowered) {
+    if (upper(c)) c = static_cast<char>(c - 'A' + 'a');
+  }
+  return lowered;
+}
+
 }  // namespace
 
 std::uint32_t filter_chain_matcher::name_table::tag_of(std::size_t hash) const {
@@ -38,7 +52,7 @@ const filter_chain_matcher::name_table::entry* filter_chain_matcher::name_table:
   return slot == 0 ? nullptr : &entries_[(slot & ((std::uint32_t{1} << position_bits_) - 1)) - 1];
 }
 
-std::size_t filter_chain_matcher::name_table::add(const xds::shared_string& name) {
+std::size_t filter_chain_matcher::name_table::add(xds::shared_string name) {
   const std::string_view k = name.view().substr(key_offset_);
   const std::size_t hash = std::hash<std::string_view>{}(k);
   if (!slots_.empty()) {
@@ -46,12 +60,25 @@ std::size_t filter_chain_matcher::name_table::add(const xds::shared_string& name
       return (slot & ((std::uint32_t{1} << position_bits_) - 1)) - 1;
     }
   }
-  // At most 3/4 full, so that a probe soon ends at an empty slot.
-  if ((entries_.size() + 1) * 4 > slots_.size() * 3) rehash(std::max<std::size_t>(16, slots_.size() * 2));
+  if (entries_.size() == entries_.capacity()) entries_.reserve(std::max<std::size_t>(8, entries_.size() * 2));
+  reserve(entries_.size() + 1);
   const std::size_t position = entries_.size();
-  entries_.push_back({name, transport_node{}});
+  entries_.push_back({std::move(name), transport_node{}});  // `k` views the shared block, which stays
   slots_[probe(k, hash)] = (tag_of(hash) << position_bits_) | static_cast<std::uint32_t>(position + 1);
   return position;
+}
+
+std::size_t filter_chain_matcher::name_table::slots_for(std::size_t count) {
+  // At most 3/4 full, so that a probe soon ends at an empty slot.
+  std::size_t slot_count = 16;
+  while (count * 4 > slot_count * 3) slot_count *= 2;
+  return slot_count;
+}
+
+void filter_chain_matcher::name_table::reserve(std::size_t count) {
+  if (count == 0) return;
+  entries_.reserve(count);
+  if (const std::size_t slot_count = slots_for(count); slot_count > slots_.size()) rehash(slot_count);
 }
 
 void filter_chain_matcher::name_table::rehash(std::size_t slot_count) {
@@ -67,7 +94,10 @@ void filter_chain_matcher::name_table::rehash(std::size_t slot_count) {
   }
 }
 
-void filter_chain_matcher::name_table::shrink() { entries_.shrink_to_fit(); }
+void filter_chain_matcher::name_table::shrink() {
+  entries_.shrink_to_fit();
+  if (const std::size_t slot_count = slots_for(entries_.size()); slot_count < slots_.size()) rehash(slot_count);
+}
 
 int filter_chain_matcher::alpn_node::find(std::string_view protocol) const {
   if (shared != nullptr) {
@@ -142,14 +172,30 @@ std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::fi
   root_ = {};
   protocol_lists_.clear();
   protocols_.clear();
+  auto server_names_for = [&](const xds::filter_chain_match& m) -> server_name_node& {
+    return m.destination_port ? root_.by_port[*m.destination_port] : (root_.any ? *root_.any : root_.any.emplace());
+  };
   auto each_server_name_node = [&](auto&& f) {
     for (auto& entry : root_.by_port) f(entry.second);
     if (root_.any) f(*root_.any);
   };
+  // Each table sized once for all its names: no vector grown by doubling (and its slack) nor
+  // rehashes on a 10,000-chain listener. Names repeated across chains are counted twice here and
+  // the room they leave is dropped at the end.
+  std::unordered_map<const name_table*, std::size_t> name_counts;
+  for (const xds::filter_chain_config& c : chains) {
+    server_name_node& names = server_names_for(c.match);
+    for (const xds::shared_string& n : c.match.server_names) {
+      ++name_counts[n.view().starts_with("*.") ? &names.wildcard : &names.exact];
+    }
+  }
+  each_server_name_node([&](server_name_node& n) {
+    n.exact.reserve(name_counts[&n.exact]);
+    n.wildcard.reserve(name_counts[&n.wildcard]);
+  });
   for (std::size_t i = 0; i < chains.size(); ++i) {
     const xds::filter_chain_match& m = chains[i].match;
-    server_name_node& names = m.destination_port ? root_.by_port[*m.destination_port]
-                                                 : (root_.any ? *root_.any : root_.any.emplace());
+    server_name_node& names = server_names_for(m);
     std::vector<transport_node*> transports;
     if (m.server_names.empty()) {
       transports.push_back(names.any ? &*names.any : &names.any.emplace());
@@ -158,7 +204,7 @@ std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::fi
       std::vector<std::pair<name_table*, std::size_t>> added;
       for (const xds::shared_string& n : m.server_names) {
         name_table& table = n.view().starts_with("*.") ? names.wildcard : names.exact;
-        added.emplace_back(&table, table.add(n));
+        added.emplace_back(&table, table.add(lower_case(n)));
       }
       for (auto [table, position] : added) transports.push_back(&table->node_at(position));
     }

@@ -117,7 +117,8 @@ class filter_chain_matcher {
   //
   // The names are the chains' xds::shared_string, held by reference: the matcher outlives the
   // configuration it was built from (a listener_runtime keeps it across snapshots), and the
-  // reference keeps the characters alive without a copy. The key is the name from
+  // reference keeps the characters alive without a copy (a name that is not lower-case is held as
+  // its own lower-cased copy). The key is the name from
   // `key_offset` on: 1 for wildcards, whose entry "*.example.com" is found as ".example.com".
   //
   // Not xds's dense_index (ads_state.h): that one is kept up to date by insert and erase, reads
@@ -130,15 +131,17 @@ class filter_chain_matcher {
       transport_node node;
     };
 
-    explicit name_table(std::size_t key_offset) : key_offset_(key_offset) {}
+    explicit name_table(std::uint8_t key_offset) : key_offset_(key_offset) {}
     name_table(name_table&&) noexcept = default;
     name_table& operator=(name_table&&) noexcept = default;
 
+    // Room for `count` names, so that adding them neither moves entries nor rehashes.
+    void reserve(std::size_t count);
     // The entry for `name` (whose key is name.view().substr(key_offset)), added if absent.
     // Returns its position: a reference would not survive the next add.
-    std::size_t add(const xds::shared_string& name);
+    std::size_t add(xds::shared_string name);
     transport_node& node_at(std::size_t position) { return entries_[position].node; }
-    // Drops the slack the vector grew with while building.
+    // Drops the room reserved for names that turned out to be repeated.
     void shrink();
 
     // Allocation-free.
@@ -150,6 +153,7 @@ class filter_chain_matcher {
    private:
     std::size_t probe(std::string_view key, std::size_t hash) const;  // the slot of `key` or an empty one
     void rehash(std::size_t slot_count);
+    static std::size_t slots_for(std::size_t count);
     std::uint32_t tag_of(std::size_t hash) const;
 
     std::vector<entry> entries_;
