@@ -1,6 +1,7 @@
 #include "proxy/filter_chain_matcher.h"
 
 #include <algorithm>
+#include <bit>
 
 namespace ewgw::proxy {
 
@@ -11,22 +12,91 @@ std::string describe(const std::vector<xds::filter_chain_config>& chains, std::s
                                 : "filter chain '" + chains[i].name + "'";
 }
 
-}  // namespace
-
-void filter_chain_matcher::name_arena::reserve(std::size_t bytes) {
-  if (bytes <= left_) return;
-  blocks_.push_back(std::make_unique<char[]>(bytes));
-  next_ = blocks_.back().get();
-  left_ = bytes;
+// Server names compare without regard to case (RFC 6066 section 3; DNS names, RFC 4343) and
+// connection_facts carries the SNI lower-cased, so the table holds lower-case names. The decoder
+// lower-cases them already (xds/decode.cc), and then the chain's shared copy is kept; a name
+// given in another case gets its own lower-cased copy.
+xds::shared_string lower_case(const xds::shared_string& name) {
+  auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
+  if (std::none_of(name.begin(), name.end(), upper)) return name;
+  std::string lowered(name.view());
+  for (char& c : lowered) {
+    if (upper(c)) c = static_cast<char>(c - 'A' + 'a');
+  }
+  return lowered;
 }
 
-std::string_view filter_chain_matcher::name_arena::store(std::string_view s) {
-  reserve(s.size());  // a no-op when build() reserved for every name
-  char* at = next_;
-  std::copy(s.begin(), s.end(), at);
-  next_ += s.size();
-  left_ -= s.size();
-  return {at, s.size()};
+}  // namespace
+
+std::uint32_t filter_chain_matcher::name_table::tag_of(std::size_t hash) const {
+  // The hash's upper half (the home slot comes from the lower bits), as many of its bits as fit
+  // above the position.
+  return static_cast<std::uint32_t>(static_cast<std::uint64_t>(hash) >> 32) >> position_bits_;
+}
+
+std::size_t filter_chain_matcher::name_table::probe(std::string_view key, std::size_t hash) const {
+  const std::size_t mask = slots_.size() - 1;
+  const std::uint32_t tag = tag_of(hash);
+  const std::uint32_t position_mask = (std::uint32_t{1} << position_bits_) - 1;
+  std::size_t s = hash & mask;
+  for (; slots_[s] != 0; s = (s + 1) & mask) {
+    const std::uint32_t slot = slots_[s];
+    if ((slot >> position_bits_) == tag && this->key(entries_[(slot & position_mask) - 1]) == key) break;
+  }
+  return s;
+}
+
+const filter_chain_matcher::name_table::entry* filter_chain_matcher::name_table::find(std::string_view key) const {
+  if (entries_.empty()) return nullptr;
+  const std::uint32_t slot = slots_[probe(key, std::hash<std::string_view>{}(key))];
+  return slot == 0 ? nullptr : &entries_[(slot & ((std::uint32_t{1} << position_bits_) - 1)) - 1];
+}
+
+std::size_t filter_chain_matcher::name_table::add(xds::shared_string name) {
+  const std::string_view k = name.view().substr(key_offset_);
+  const std::size_t hash = std::hash<std::string_view>{}(k);
+  if (!slots_.empty()) {
+    if (const std::uint32_t slot = slots_[probe(k, hash)]; slot != 0) {
+      return (slot & ((std::uint32_t{1} << position_bits_) - 1)) - 1;
+    }
+  }
+  if (entries_.size() == entries_.capacity()) entries_.reserve(std::max<std::size_t>(8, entries_.size() * 2));
+  reserve(entries_.size() + 1);
+  const std::size_t position = entries_.size();
+  entries_.push_back({std::move(name), transport_node{}});  // `k` views the shared block, which stays
+  slots_[probe(k, hash)] = (tag_of(hash) << position_bits_) | static_cast<std::uint32_t>(position + 1);
+  return position;
+}
+
+std::size_t filter_chain_matcher::name_table::slots_for(std::size_t count) {
+  // At most 3/4 full, so that a probe soon ends at an empty slot.
+  std::size_t slot_count = 16;
+  while (count * 4 > slot_count * 3) slot_count *= 2;
+  return slot_count;
+}
+
+void filter_chain_matcher::name_table::reserve(std::size_t count) {
+  if (count == 0) return;
+  entries_.reserve(count);
+  if (const std::size_t slot_count = slots_for(count); slot_count > slots_.size()) rehash(slot_count);
+}
+
+void filter_chain_matcher::name_table::rehash(std::size_t slot_count) {
+  slots_.assign(slot_count, 0);
+  // Positions + 1 stay below 3/4 of the slot count, so log2(slot count) bits hold them.
+  position_bits_ = static_cast<std::uint8_t>(std::countr_zero(slot_count));
+  const std::size_t mask = slot_count - 1;
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    const std::size_t hash = std::hash<std::string_view>{}(key(entries_[i]));
+    std::size_t s = hash & mask;
+    while (slots_[s] != 0) s = (s + 1) & mask;
+    slots_[s] = (tag_of(hash) << position_bits_) | static_cast<std::uint32_t>(i + 1);
+  }
+}
+
+void filter_chain_matcher::name_table::shrink() {
+  entries_.shrink_to_fit();
+  if (const std::size_t slot_count = slots_for(entries_.size()); slot_count < slots_.size()) rehash(slot_count);
 }
 
 int filter_chain_matcher::alpn_node::find(std::string_view protocol) const {
@@ -100,34 +170,43 @@ std::optional<std::string> filter_chain_matcher::claim_alpns(alpn_node& alpns,
 
 std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::filter_chain_config>& chains) {
   root_ = {};
-  names_ = {};
   protocol_lists_.clear();
   protocols_.clear();
-  std::size_t name_bytes = 0;
+  auto server_names_for = [&](const xds::filter_chain_match& m) -> server_name_node& {
+    return m.destination_port ? root_.by_port[*m.destination_port] : (root_.any ? *root_.any : root_.any.emplace());
+  };
+  auto each_server_name_node = [&](auto&& f) {
+    for (auto& entry : root_.by_port) f(entry.second);
+    if (root_.any) f(*root_.any);
+  };
+  // Each table sized once for all its names: no vector grown by doubling (and its slack) nor
+  // rehashes on a 10,000-chain listener. Names repeated across chains are counted twice here and
+  // the room they leave is dropped at the end.
+  std::unordered_map<const name_table*, std::size_t> name_counts;
   for (const xds::filter_chain_config& c : chains) {
-    for (const std::string& n : c.match.server_names) name_bytes += n.size();
+    server_name_node& names = server_names_for(c.match);
+    for (const xds::shared_string& n : c.match.server_names) {
+      ++name_counts[n.view().starts_with("*.") ? &names.wildcard : &names.exact];
+    }
   }
-  names_.reserve(name_bytes);
+  each_server_name_node([&](server_name_node& n) {
+    n.exact.reserve(name_counts[&n.exact]);
+    n.wildcard.reserve(name_counts[&n.wildcard]);
+  });
   for (std::size_t i = 0; i < chains.size(); ++i) {
     const xds::filter_chain_match& m = chains[i].match;
-    server_name_node& names = m.destination_port ? root_.by_port[*m.destination_port]
-                                                 : (root_.any ? *root_.any : root_.any.emplace());
+    server_name_node& names = server_names_for(m);
     std::vector<transport_node*> transports;
-    auto node_for = [&](view_map<transport_node>& map, std::string_view key) {
-      auto it = map.find(key);
-      if (it == map.end()) it = map.emplace(names_.store(key), transport_node{}).first;
-      return &it->second;
-    };
     if (m.server_names.empty()) {
       transports.push_back(names.any ? &*names.any : &names.any.emplace());
     } else {
-      for (const std::string& n : m.server_names) {
-        if (n.starts_with("*.")) {
-          transports.push_back(node_for(names.wildcard, std::string_view(n).substr(1)));
-        } else {
-          transports.push_back(node_for(names.exact, n));
-        }
+      // Positions first: adding a name may move the table's earlier entries.
+      std::vector<std::pair<name_table*, std::size_t>> added;
+      for (const xds::shared_string& n : m.server_names) {
+        name_table& table = n.view().starts_with("*.") ? names.wildcard : names.exact;
+        added.emplace_back(&table, table.add(lower_case(n)));
       }
+      for (auto [table, position] : added) transports.push_back(&table->node_at(position));
     }
     for (transport_node* t : transports) {
       alpn_node* alpns = nullptr;
@@ -142,6 +221,10 @@ std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::fi
       if (auto e = claim_alpns(*alpns, chains, i)) return e;
     }
   }
+  each_server_name_node([](server_name_node& n) {
+    n.exact.shrink();
+    n.wildcard.shrink();
+  });
   return std::nullopt;
 }
 
@@ -158,14 +241,14 @@ int filter_chain_matcher::match(const connection_facts& facts) const {
   const transport_node* transport = nullptr;
   const std::string_view sni = facts.server_name;
   if (!sni.empty()) {
-    if (auto it = names->exact.find(sni); it != names->exact.end()) {
-      transport = &it->second;
+    if (const auto* exact = names->exact.find(sni)) {
+      transport = &exact->node;
     } else if (!names->wildcard.empty()) {
-      // "*.example.com" is stored as ".example.com"; try the longest suffix first:
+      // "*.example.com" is found as ".example.com"; try the longest suffix first:
       // a.b.example.com -> .b.example.com, .example.com, .com
       for (std::size_t dot = sni.find('.', 1); dot != std::string_view::npos; dot = sni.find('.', dot + 1)) {
-        if (auto w = names->wildcard.find(sni.substr(dot)); w != names->wildcard.end()) {
-          transport = &w->second;
+        if (const auto* w = names->wildcard.find(sni.substr(dot))) {
+          transport = &w->node;
           break;
         }
       }
@@ -201,14 +284,14 @@ std::string filter_chain_matcher::why_no_match(const connection_facts& facts) co
   std::string name_level;
   const std::string_view sni = facts.server_name;
   if (!sni.empty()) {
-    if (auto it = names->exact.find(sni); it != names->exact.end()) {
-      transport = &it->second;
+    if (const auto* exact = names->exact.find(sni)) {
+      transport = &exact->node;
       name_level = "the chain(s) for server name '" + std::string(sni) + "'";
     } else {
       for (std::size_t dot = sni.find('.', 1); dot != std::string_view::npos; dot = sni.find('.', dot + 1)) {
-        if (auto w = names->wildcard.find(sni.substr(dot)); w != names->wildcard.end()) {
-          transport = &w->second;
-          name_level = "the chain(s) for server name '*" + std::string(w->first) + "'";
+        if (const auto* w = names->wildcard.find(sni.substr(dot))) {
+          transport = &w->node;
+          name_level = "the chain(s) for server name '*" + std::string(names->wildcard.key(*w)) + "'";
           break;
         }
       }

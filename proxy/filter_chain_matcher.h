@@ -40,8 +40,8 @@ class filter_chain_matcher {
   static constexpr int no_match = -1;
 
   filter_chain_matcher() = default;
-  // The tree views strings the matcher owns (names_, protocols_, protocol_lists_): moving keeps
-  // them, copying would not.
+  // The tree views strings the matcher owns (protocols_, protocol_lists_): moving keeps them,
+  // copying would not.
   filter_chain_matcher(filter_chain_matcher&&) = default;
   filter_chain_matcher& operator=(filter_chain_matcher&&) = default;
   filter_chain_matcher(const filter_chain_matcher&) = delete;
@@ -61,12 +61,6 @@ class filter_chain_matcher {
   std::string why_no_match(const connection_facts& facts) const;
 
  private:
-  // Keys view strings the matcher owns (names_, protocols_): an istiod gateway listener has a
-  // chain per service, each naming its own ~60-character server name, so a std::string key per
-  // node (a second heap block) is avoided.
-  template <class V>
-  using view_map = std::unordered_map<std::string_view, V, string_hash, std::equal_to<>>;
-
   // A list that is empty in almost every node (protocol-specific branches: Istio's chains name
   // no transport protocol and claim their ALPNs through a shared list): a pointer, allocated on
   // first use, instead of a vector's 24 bytes in every node of a listener with a node per
@@ -113,9 +107,63 @@ class filter_chain_matcher {
 
     const alpn_node* find(std::string_view protocol) const;
   };
+  // Server names -> transport_node for one port, flat: an istiod east-west listener has a chain
+  // per service, each naming its cluster's ~55-character name, so a node-based map (a ~80-byte
+  // heap block per name plus a bucket, and a copy of the name for its key to view) costs more
+  // than everything else the matcher keeps per chain. Here the (name, node) entries sit in one
+  // vector, found through an open-addressing table (linear probing, at most 3/4 full) of 32-bit
+  // slots. A slot holds the entry's position + 1 (0: empty) in its low bits and bits of the
+  // name's hash above them, so a probe past another name rarely reads that name.
+  //
+  // The names are the chains' xds::shared_string, held by reference: the matcher outlives the
+  // configuration it was built from (a listener_runtime keeps it across snapshots), and the
+  // reference keeps the characters alive without a copy (a name that is not lower-case is held as
+  // its own lower-cased copy). The key is the name from
+  // `key_offset` on: 1 for wildcards, whose entry "*.example.com" is found as ".example.com".
+  //
+  // Not xds's dense_index (ads_state.h): that one is kept up to date by insert and erase, reads
+  // the name on every probe, and lives in a header that brings protobuf into proxy; this one is
+  // built once and is on the per-connection path.
+  class name_table {
+   public:
+    struct entry {
+      xds::shared_string name;
+      transport_node node;
+    };
+
+    explicit name_table(std::uint8_t key_offset) : key_offset_(key_offset) {}
+    name_table(name_table&&) noexcept = default;
+    name_table& operator=(name_table&&) noexcept = default;
+
+    // Room for `count` names, so that adding them neither moves entries nor rehashes.
+    void reserve(std::size_t count);
+    // The entry for `name` (whose key is name.view().substr(key_offset)), added if absent.
+    // Returns its position: a reference would not survive the next add.
+    std::size_t add(xds::shared_string name);
+    transport_node& node_at(std::size_t position) { return entries_[position].node; }
+    // Drops the room reserved for names that turned out to be repeated.
+    void shrink();
+
+    // Allocation-free.
+    const entry* find(std::string_view key) const;
+    std::string_view key(const entry& e) const { return e.name.view().substr(key_offset_); }
+    std::size_t size() const { return entries_.size(); }
+    bool empty() const { return entries_.empty(); }
+
+   private:
+    std::size_t probe(std::string_view key, std::size_t hash) const;  // the slot of `key` or an empty one
+    void rehash(std::size_t slot_count);
+    static std::size_t slots_for(std::size_t count);
+    std::uint32_t tag_of(std::size_t hash) const;
+
+    std::vector<entry> entries_;
+    std::vector<std::uint32_t> slots_;  // a power of two in size, or empty
+    std::uint8_t position_bits_ = 0;    // log2(slots_.size()): positions + 1 are below it
+    std::uint8_t key_offset_ = 0;
+  };
   struct server_name_node {
-    view_map<transport_node> exact;
-    view_map<transport_node> wildcard;  // key ".example.com" for "*.example.com"
+    name_table exact{0};
+    name_table wildcard{1};  // "*.example.com", found as ".example.com"
     std::optional<transport_node> any;
   };
   struct port_node {
@@ -123,24 +171,10 @@ class filter_chain_matcher {
     std::optional<server_name_node> any;
   };
 
-  // Server names, packed into blocks that never move (the keys above view them). build() sizes
-  // the first block for every name of the listener, so there is usually one.
-  class name_arena {
-   public:
-    void reserve(std::size_t bytes);
-    std::string_view store(std::string_view s);
-
-   private:
-    std::vector<std::unique_ptr<char[]>> blocks_;
-    char* next_ = nullptr;  // free space in the current block
-    std::size_t left_ = 0;
-  };
-
   std::optional<std::string> claim_alpns(alpn_node& alpns, const std::vector<xds::filter_chain_config>& chains,
                                          std::size_t i);
 
   port_node root_;
-  name_arena names_;
   std::set<std::string, std::less<>> protocols_;  // every ALPN and transport protocol named by some chain, once
   std::set<std::vector<std::string_view>> protocol_lists_;  // distinct ALPN lists (views into protocols_)
 };

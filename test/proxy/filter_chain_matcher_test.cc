@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <functional>
+
+#include "test/lb/allocation_counter.h"
 
 namespace ewgw::proxy {
 namespace {
@@ -121,6 +124,142 @@ TEST(FilterChainMatcher, SharedAlpnListsSplitWhenASecondChainJoinsAName) {
   auto e = overlapping.build({chain({"a"}, istio_alpns), chain({"a"}, {"h2", "istio-h2"})});
   ASSERT_TRUE(e);
   EXPECT_NE(e->find("filter_chains[1] overlaps filter_chains[0]"), std::string::npos) << *e;
+}
+
+std::string service(int i) {
+  return "outbound_.8080_._.svc-" + std::to_string(i) + ".ns-" + std::to_string(i % 7) + ".svc.cluster.local";
+}
+
+// An istiod east-west listener: thousands of chains, one name each, on the same port (plus a
+// few on another port so that two tables coexist). Every name finds its own chain, names that
+// differ only in a digit or in length do not, and the count in why_no_match() is the number of
+// names configured for that port.
+TEST(FilterChainMatcher, ThousandsOfExactNames) {
+  constexpr int services = 5000;
+  std::vector<xds::filter_chain_config> chains;
+  for (int i = 0; i < services; ++i) chains.push_back(chain({service(i)}, {"istio"}));
+  for (int i = 0; i < 3; ++i) chains.push_back(chain({service(i)}, {"istio"}, 443));
+  filter_chain_matcher m;
+  ASSERT_FALSE(m.build(chains));
+  for (int i = 0; i < services; ++i) {
+    ASSERT_EQ(match(m, service(i), {"istio"}), i) << service(i);
+    ASSERT_EQ(match(m, service(i) + "x", {"istio"}), filter_chain_matcher::no_match);
+    ASSERT_EQ(match(m, service(i + services), {"istio"}), filter_chain_matcher::no_match);
+  }
+  EXPECT_EQ(match(m, service(1), {"istio"}, 443), services + 1);
+  EXPECT_EQ(match(m, service(3), {"istio"}, 443), filter_chain_matcher::no_match);
+  EXPECT_EQ(match(m, service(services).substr(1), {"istio"}), filter_chain_matcher::no_match);
+  EXPECT_EQ(m.why_no_match({15443, "absent.example", "tls", {}}),
+            "no filter chain names server name 'absent.example' (exactly or by a '*.' wildcard; 5000 server "
+            "name(s) are configured for port 15443) and no chain accepts any server name");
+  EXPECT_EQ(m.why_no_match({443, "absent.example", "tls", {}}),
+            "no filter chain names server name 'absent.example' (exactly or by a '*.' wildcard; 3 server name(s) are "
+            "configured for port 443) and no chain accepts any server name");
+}
+
+// Names chosen so that they all start their probe at the same slot of the smallest table (16
+// slots), the last one: each is found past the others, wrapping around to slot 0, and so are
+// the absent names that start there too.
+TEST(FilterChainMatcher, NamesThatShareAHomeSlot) {
+  std::vector<std::string> same_home;
+  std::vector<std::string> absent_same_home;
+  for (int i = 0; same_home.size() < 8 || absent_same_home.size() < 8; ++i) {
+    std::string n = "host-" + std::to_string(i) + ".example";
+    if ((std::hash<std::string_view>{}(n) & 15) != 15) continue;
+    (same_home.size() < 8 ? same_home : absent_same_home).push_back(std::move(n));
+  }
+  std::vector<xds::filter_chain_config> chains;
+  for (const std::string& n : same_home) chains.push_back(chain({n}));
+  chains.push_back(chain({"*.example"}));
+  filter_chain_matcher m;
+  ASSERT_FALSE(m.build(chains));
+  for (std::size_t i = 0; i < same_home.size(); ++i) {
+    EXPECT_EQ(match(m, same_home[i]), static_cast<int>(i)) << same_home[i];
+  }
+  for (const std::string& n : absent_same_home) EXPECT_EQ(match(m, n), static_cast<int>(same_home.size())) << n;
+  EXPECT_EQ(match(m, "host-0.other"), filter_chain_matcher::no_match);
+}
+
+// An exact name beats every wildcard, a longer wildcard beats a shorter one, and a wildcard
+// never matches its own suffix; one chain may name both kinds. why_no_match() names the
+// wildcard as configured.
+TEST(FilterChainMatcher, ExactAndWildcardNamesSideBySide) {
+  filter_chain_matcher m;
+  ASSERT_FALSE(m.build({chain({"a.example.com", "*.a.example.com"}, {"h2"}), chain({"*.example.com"}, {"h2"}),
+                        chain({"b.a.example.com"}, {"h2"}), chain({"*.com", "example.com"}, {"h2"})}));
+  EXPECT_EQ(match(m, "a.example.com", {"h2"}), 0);
+  EXPECT_EQ(match(m, "x.a.example.com", {"h2"}), 0);
+  EXPECT_EQ(match(m, "b.a.example.com", {"h2"}), 2);
+  EXPECT_EQ(match(m, "c.b.a.example.com", {"h2"}), 0);
+  EXPECT_EQ(match(m, "b.example.com", {"h2"}), 1);
+  EXPECT_EQ(match(m, "example.com", {"h2"}), 3);
+  EXPECT_EQ(match(m, "other.com", {"h2"}), 3);
+  EXPECT_EQ(match(m, ".a.example.com", {"h2"}), 1);  // the wildcard's key, as an SNI: not the wildcard itself
+  EXPECT_EQ(match(m, "com", {"h2"}), filter_chain_matcher::no_match);
+  EXPECT_EQ(m.why_no_match({15443, "x.a.example.com", "tls", {}}),
+            "the chain(s) for server name '*.a.example.com' accept(s) ALPN h2; the client offers no ALPN (Envoy "
+            "does not fall back to less specific server names)");
+  EXPECT_EQ(m.why_no_match({15443, "a.example.com", "tls", {}}),
+            "the chain(s) for server name 'a.example.com' accept(s) ALPN h2; the client offers no ALPN (Envoy does not "
+            "fall back to less specific server names)");
+}
+
+// Server names compare without regard to case and the SNI arrives lower-cased: a name
+// configured in upper case matches, and names equal but for case are the same name.
+TEST(FilterChainMatcher, UpperCaseNamesAreMatchedLowerCased) {
+  filter_chain_matcher m;
+  ASSERT_FALSE(m.build({chain({"Svc.Example.COM"}), chain({"*.Example.Com"}, {"h2"}), chain({"lower.example.com"})}));
+  EXPECT_EQ(match(m, "svc.example.com"), 0);
+  EXPECT_EQ(match(m, "other.example.com", {"h2"}), 1);
+  EXPECT_EQ(match(m, "lower.example.com"), 2);
+  EXPECT_EQ(m.why_no_match({15443, "x.example.com", "tls", {}}),
+            "the chain(s) for server name '*.example.com' accept(s) ALPN h2; the client offers no ALPN (Envoy does not "
+            "fall back to less specific server names)");
+  filter_chain_matcher same;
+  auto e = same.build({chain({"A.example"}), chain({"a.example"})});
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->find("filter_chains[1] overlaps filter_chains[0]"), std::string::npos) << *e;
+}
+
+// The matcher outlives the configuration it was built from (a listener_runtime keeps it across
+// snapshots): it holds the names itself. It holds them by reference, not as copies: what it
+// keeps after build() is well below the names' own size.
+TEST(FilterChainMatcher, KeepsTheChainsNamesWithoutCopyingThem) {
+  constexpr int services = 2000;
+  const std::string padding(200, 'p');
+  filter_chain_matcher m;
+  std::int64_t kept = 0;
+  {
+    std::vector<xds::filter_chain_config> chains;
+    for (int i = 0; i < services; ++i) chains.push_back(chain({padding + service(i)}, {"istio"}));
+    const std::int64_t before = lb::testing::live_bytes();
+    ASSERT_FALSE(m.build(chains));
+    kept = lb::testing::live_bytes() - before;
+  }
+  EXPECT_LT(kept, static_cast<std::int64_t>(services * padding.size() / 2));
+  for (int i = 0; i < services; ++i) ASSERT_EQ(match(m, padding + service(i), {"istio"}), i);
+}
+
+// Connections pick their chain without touching the heap, whichever branch decides.
+TEST(FilterChainMatcher, MatchDoesNotAllocate) {
+  std::vector<xds::filter_chain_config> chains;
+  for (int i = 0; i < 100; ++i) chains.push_back(chain({service(i)}, {"istio", "istio-h2"}));
+  chains.push_back(chain({"*.ns-1.svc.cluster.local"}));
+  chains.push_back(chain({}, {"h2"}));
+  filter_chain_matcher m;
+  ASSERT_FALSE(m.build(chains));
+  const std::string hit = service(42);
+  const std::string wildcard = "unknown.ns-1.svc.cluster.local";
+  const std::string absent = "unknown.ns-2.svc.cluster.local";
+  const std::array<std::string_view, 2> offer = {"istio-h2", "h2"};
+  const std::uint64_t before = lb::testing::allocations_on_this_thread();
+  int found = 0;
+  for (std::string_view sni : {std::string_view(hit), std::string_view(wildcard), std::string_view(absent),
+                               std::string_view()}) {
+    found += m.match({15443, sni, "tls", offer}) != filter_chain_matcher::no_match;
+  }
+  EXPECT_EQ(lb::testing::allocations_on_this_thread(), before);
+  EXPECT_EQ(found, 4);
 }
 
 TEST(FilterChainMatcher, EmptyMatcherMatchesNothing) {
