@@ -842,6 +842,14 @@ struct ads_client::impl {
     return config_store::kind::cluster;
   }
 
+  // The name the store keeps for an accepted resource: the state's own string when it holds the
+  // resource (shared, not copied: see config_dump.cc), else a copy (an EDS assignment for a
+  // service no cluster uses any more, which the state ignores).
+  shared_string dump_name(resource_kind kind, std::string name) const {
+    if (shared_string shared = state.shared_name(kind, name); !shared.empty()) return shared;
+    return shared_string(std::move(name));
+  }
+
   void record_sotw(resource_kind kind, const discovery::DiscoveryResponse& resp) {
     config_store* store = options.config_dump.get();
     if (store == nullptr) return;
@@ -849,14 +857,16 @@ struct ads_client::impl {
     if (kind == resource_kind::endpoint) {
       // A state-of-the-world EDS response may hold a subset: absent assignments are unchanged.
       for (const auto& any : resp.resources()) {
-        store->put(config_store::kind::endpoint, config_store::resource_name(any.value()), resp.version_info(), any.value(),
-                   now);
+        store->put(config_store::kind::endpoint, dump_name(kind, config_store::resource_name(any.value())),
+                   resp.version_info(), any.value(), now);
       }
       return;
     }
-    std::vector<std::pair<std::string, const std::string*>> all;
+    std::vector<std::pair<shared_string, const std::string*>> all;
     all.reserve(static_cast<std::size_t>(resp.resources_size()));
-    for (const auto& any : resp.resources()) all.emplace_back(config_store::resource_name(any.value()), &any.value());
+    for (const auto& any : resp.resources()) {
+      all.emplace_back(dump_name(kind, config_store::resource_name(any.value())), &any.value());
+    }
     store->replace_all(dump_kind(kind), all, resp.version_info(), now);
   }
 
@@ -866,8 +876,8 @@ struct ads_client::impl {
     const auto now = std::chrono::system_clock::now();
     for (const auto& res : resp.resources()) {
       if (!res.has_resource()) continue;
-      const std::string name = res.name().empty() ? config_store::resource_name(res.resource().value()) : res.name();
-      store->put(dump_kind(kind), name, res.version(), res.resource().value(), now);
+      std::string name = res.name().empty() ? config_store::resource_name(res.resource().value()) : res.name();
+      store->put(dump_kind(kind), dump_name(kind, std::move(name)), res.version(), res.resource().value(), now);
     }
     for (const auto& name : resp.removed_resources()) store->remove(dump_kind(kind), name);
   }

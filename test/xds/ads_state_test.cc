@@ -71,6 +71,20 @@ void apply_two_istio_services(ads_state& s, clock::time_point t0) {
   s.commit();
 }
 
+// The index's own name strings, for the config dump store to share: istiod's cluster and its
+// EDS service are one string.
+TEST(AdsState, SharedNameHandsOutTheIndexStrings) {
+  ads_state s(ads_bootstrap(), 15s);
+  apply_two_istio_services(s, clock::now());
+  const shared_string cluster = s.shared_name(resource_kind::cluster, a);
+  EXPECT_EQ(cluster, a);
+  EXPECT_TRUE(cluster.shares_with(s.shared_name(resource_kind::endpoint, a)));
+  EXPECT_EQ(s.shared_name(resource_kind::listener, "0.0.0.0_15443"), "0.0.0.0_15443");
+  EXPECT_TRUE(s.shared_name(resource_kind::cluster, "unknown").empty());
+  EXPECT_TRUE(s.shared_name(resource_kind::endpoint, "unknown").empty());
+  EXPECT_TRUE(s.shared_name(resource_kind::listener, a).empty());
+}
+
 TEST(AdsState, EdsClusterWarmsUntilItsFirstAssignment) {
   ads_state s(ads_bootstrap(), 15s);
   auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
