@@ -199,8 +199,9 @@ class ads_state {
     std::vector<std::string> errors;
     // The assembled configuration differs from the one before this call: apply it.
     bool changed = false;
-    // EDS: the clusters whose assignment this response carried (per-cluster update stats).
-    std::vector<std::string> eds_clusters;
+    // EDS: the clusters whose assignment this response carried (per-cluster update stats); the
+    // cluster index's name strings, shared.
+    std::vector<shared_string> eds_clusters;
     // Informational lines (waiting listeners, unusable clusters, promotions), for the log.
     std::vector<std::string> notes;
   };
