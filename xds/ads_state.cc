@@ -869,6 +869,21 @@ std::optional<ads_state::clock::time_point> ads_state::next_wait_deadline() cons
   return earliest;
 }
 
+shared_string ads_state::shared_name(resource_kind kind, std::string_view name) const {
+  switch (kind) {
+    case resource_kind::cluster:
+      if (auto it = clusters_.find(name); it != clusters_.end()) return it->first;
+      break;
+    case resource_kind::endpoint:
+      if (auto it = services_.find(name); it != services_.end()) return it->first;
+      break;
+    case resource_kind::listener:
+      if (auto it = listeners_.find(name); it != listeners_.end()) return it->first;
+      break;
+  }
+  return {};
+}
+
 std::set<std::string> ads_state::warming_cluster_names() const {
   std::set<std::string> out;
   if (warming_ == 0) return out;

@@ -200,8 +200,9 @@ class ads_state {
     std::vector<std::string> errors;
     // The assembled configuration differs from the one before this call: apply it.
     bool changed = false;
-    // EDS: the clusters whose assignment this response carried (per-cluster update stats).
-    std::vector<std::string> eds_clusters;
+    // EDS: the clusters whose assignment this response carried (per-cluster update stats); the
+    // cluster index's name strings, shared.
+    std::vector<shared_string> eds_clusters;
     // Informational lines (waiting listeners, unusable clusters, promotions), for the log.
     std::vector<std::string> notes;
   };
@@ -237,6 +238,10 @@ class ads_state {
   std::size_t listener_count() const { return listeners_.size(); }
   // Accepted listeners that are not served (listener_config::unsupported).
   std::size_t unusable_listeners() const { return unusable_; }
+  // The name string this state holds for the resource `name` of `kind` (the cluster's, the EDS
+  // service's or the listener's index key), for others to share instead of copying (the admin
+  // /config_dump store); empty when the state holds no such resource.
+  shared_string shared_name(resource_kind kind, std::string_view name) const;
 
  private:
   static constexpr std::uint32_t npos = static_cast<std::uint32_t>(-1);

@@ -112,6 +112,9 @@ class shared_string {
   auto end() const { return str().end(); }
   char operator[](std::size_t i) const { return str()[i]; }
   bool shares_with(const shared_string& other) const { return text_ == other.text_; }
+  // How many shared_strings reference this one's block (0 when empty): for tests that a holder
+  // shares a name instead of copying it, and keeps it alive.
+  long use_count() const { return text_.use_count(); }
   // Takes `other`'s block when the contents are equal, so this copy costs no heap of its own.
   void share_if_equal(const shared_string& other) {
     if (text_ != other.text_ && str() == other.str()) text_ = other.text_;

@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "xds/config.h"
+
 namespace ewgw::xds {
 
 class config_store {
@@ -40,12 +42,15 @@ class config_store {
   void set_bootstrap(std::shared_ptr<const std::string> serialized, time loaded = std::chrono::system_clock::now());
 
   // One accepted resource (serialized, of kind's type). Unchanged bytes keep their version and
-  // time, as Envoy reports the version a resource was last updated in.
-  void put(kind k, const std::string& name, const std::string& version, const std::string& bytes, time now);
+  // time, as Envoy reports the version a resource was last updated in. The store keeps a
+  // reference to `name`, not a copy of it: pass the shared_string the ADS state holds for the
+  // resource (ads_state::shared_name), so that the ~55-character istiod names exist once.
+  void put(kind k, const shared_string& name, const std::string& version, const std::string& bytes, time now);
   void remove(kind k, const std::string& name);
   // A state-of-the-world response for k (its whole set): resources not in it are removed.
-  // `version` is the response's version_info, also the dump's top-level version_info.
-  void replace_all(kind k, const std::vector<std::pair<std::string, const std::string*>>& resources,
+  // `version` is the response's version_info, also the dump's top-level version_info. Names are
+  // referenced as by put().
+  void replace_all(kind k, const std::vector<std::pair<shared_string, const std::string*>>& resources,
                    const std::string& version, time now);
   // Keeps only the named resources of kind k (EDS assignments no cluster uses any more).
   void retain(kind k, const std::set<std::string>& names);
@@ -64,8 +69,9 @@ class config_store {
   // (warming, or received but not usable); empty otherwise.
   std::string missing_cluster_note(std::string_view cluster) const;
 
-  // Heap bytes the stored resources of kind k take (slots, index, names, deflated records, the
-  // kind's dictionary): for tests and benchmarks of the store's footprint.
+  // Heap bytes the stored resources of kind k take (slots, index, name references, deflated
+  // records, the kind's dictionary; not the names' own blocks, which the ADS state shares): for
+  // tests and benchmarks of the store's footprint.
   std::size_t stored_bytes(kind k) const;
 
   // The name field (field 1 in Cluster, Listener and ClusterLoadAssignment) of a serialized

@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "proxy/gateway.h"
@@ -227,11 +228,18 @@ int main(int argc, char** argv) {
   ewgw::xds::config_store store;
   const std::size_t heap_before_store = heap_in_use();
   const auto received = std::chrono::system_clock::now();
-  for (auto [kind, list] : {std::pair{ewgw::xds::config_store::kind::cluster, &cds},
-                            std::pair{ewgw::xds::config_store::kind::endpoint, &eds},
-                            std::pair{ewgw::xds::config_store::kind::listener, &lds}}) {
-    std::vector<std::pair<std::string, const std::string*>> all;
-    for (const auto& a : *list) all.emplace_back(ewgw::xds::config_store::resource_name(a.value()), &a.value());
+  using ewgw::xds::resource_kind;
+  using store_kind = ewgw::xds::config_store::kind;
+  for (auto [kind, state_kind, list] : {std::tuple{store_kind::cluster, resource_kind::cluster, &cds},
+                                        std::tuple{store_kind::endpoint, resource_kind::endpoint, &eds},
+                                        std::tuple{store_kind::listener, resource_kind::listener, &lds}}) {
+    // As the ADS client: the store references the state's name strings.
+    std::vector<std::pair<ewgw::xds::shared_string, const std::string*>> all;
+    for (const auto& a : *list) {
+      std::string name = ewgw::xds::config_store::resource_name(a.value());
+      auto shared = state.shared_name(state_kind, name);
+      all.emplace_back(shared.empty() ? ewgw::xds::shared_string(std::move(name)) : shared, &a.value());
+    }
     store.replace_all(kind, all, "v1", received);
   }
   const std::size_t heap_store = heap_in_use();

@@ -71,6 +71,25 @@ void apply_two_istio_services(ads_state& s, clock::time_point t0) {
   s.commit();
 }
 
+// The index's own name strings, for the config dump store to share: istiod's cluster and its
+// EDS service are one string, and the per-cluster EDS results hand out the same.
+TEST(AdsState, SharedNameHandsOutTheIndexStrings) {
+  ads_state s(ads_bootstrap(), 15s);
+  apply_two_istio_services(s, clock::now());
+  const shared_string cluster = s.shared_name(resource_kind::cluster, a);
+  EXPECT_EQ(cluster, a);
+  EXPECT_TRUE(cluster.shares_with(s.shared_name(resource_kind::endpoint, a)));
+  EXPECT_EQ(s.shared_name(resource_kind::listener, "0.0.0.0_15443"), "0.0.0.0_15443");
+  EXPECT_TRUE(s.shared_name(resource_kind::cluster, "unknown").empty());
+  EXPECT_TRUE(s.shared_name(resource_kind::endpoint, "unknown").empty());
+  EXPECT_TRUE(s.shared_name(resource_kind::listener, a).empty());
+  const auto r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1003})), clock::now());
+  ASSERT_TRUE(r.errors.empty());
+  ASSERT_EQ(r.eds_clusters.size(), 1u);
+  EXPECT_TRUE(r.eds_clusters[0].shares_with(cluster));
+  s.commit();
+}
+
 TEST(AdsState, EdsClusterWarmsUntilItsFirstAssignment) {
   ads_state s(ads_bootstrap(), 15s);
   auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
@@ -84,7 +103,7 @@ TEST(AdsState, EdsClusterWarmsUntilItsFirstAssignment) {
   r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001, 1002})), clock::now());
   ASSERT_TRUE(r.errors.empty());
   EXPECT_TRUE(r.changed);
-  EXPECT_EQ(r.eds_clusters, std::vector<std::string>{a});
+  EXPECT_EQ(r.eds_clusters, std::vector<shared_string>{a});
   s.commit();
   const auto cfg = s.assemble();
   const cluster_config* c = find_cluster(cfg, a);
@@ -285,7 +304,7 @@ TEST(AdsState, AServiceWithSeveralUsersKeepsThemInOrder) {
   auto r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1001})), t0);
   ASSERT_TRUE(r.errors.empty());
   s.commit();
-  EXPECT_EQ(r.eds_clusters, (std::vector<std::string>{a, b}));
+  EXPECT_EQ(r.eds_clusters, (std::vector<shared_string>{a, b}));
   ASSERT_NE(find_cluster(s.assemble(), a), nullptr);
   ASSERT_NE(find_cluster(s.assemble(), b), nullptr);
   EXPECT_EQ(find_cluster(s.assemble(), b)->load_assignment.localities.at(0).endpoints.size(), 1u);
@@ -295,13 +314,13 @@ TEST(AdsState, AServiceWithSeveralUsersKeepsThemInOrder) {
   EXPECT_EQ(s.eds_names(), std::set<std::string>{"shared"});
   r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1002})), t0);
   s.commit();
-  EXPECT_EQ(r.eds_clusters, std::vector<std::string>{b});
+  EXPECT_EQ(r.eds_clusters, std::vector<shared_string>{b});
   // A user comes back (appended after b), then both go: nothing is subscribed.
   ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(cb, ca), t0).errors.empty());
   s.commit();
   r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1003})), t0);
   s.commit();
-  EXPECT_EQ(r.eds_clusters, (std::vector<std::string>{b, a}));
+  EXPECT_EQ(r.eds_clusters, (std::vector<shared_string>{b, a}));
   ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(), t0).errors.empty());
   s.commit();
   EXPECT_TRUE(s.eds_names().empty());

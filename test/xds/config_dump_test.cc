@@ -13,6 +13,7 @@
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "test/xds/istio_fixtures.h"
+#include "xds/ads_state.h"
 #include "xds/config_dump.h"
 #include "xds/type/v3/typed_struct.pb.h"
 
@@ -291,13 +292,13 @@ TEST(ConfigStore, RemovalRetainAndReplaceAllKeepTheRestIntact) {
     names.push_back("c" + std::to_string(i));
     bytes.push_back(cluster_bytes(names.back(), i));
   }
-  std::vector<std::pair<std::string, const std::string*>> all;
+  std::vector<std::pair<shared_string, const std::string*>> all;
   for (int i = 0; i < n; ++i) all.emplace_back(names[i], &bytes[i]);
   store.replace_all(kind::cluster, all, "v1", t0);
   // Delta removals of every third, then SotW keeps only the even ones of what is left.
   for (int i = 0; i < n; i += 3) store.remove(kind::cluster, names[i]);
   store.remove(kind::cluster, "never-there");
-  std::vector<std::pair<std::string, const std::string*>> even;
+  std::vector<std::pair<shared_string, const std::string*>> even;
   for (int i = 0; i < n; i += 2) even.emplace_back(names[i], &bytes[i]);
   store.replace_all(kind::cluster, even, "v2", t0);
   auto c = clusters_of(parse(store.render({})));
@@ -386,6 +387,109 @@ TEST(ConfigStore, BytesThatAreNotTheResourceTypeAreKeptWithoutHarm) {
   const auto c = clusters_of(parse(store.render({})));
   ASSERT_EQ(c.dynamic_active_clusters_size(), 1);
   EXPECT_EQ(c.dynamic_active_clusters(0).version_info(), "1");
+}
+
+// ---- names: referenced, not copied ------------------------------------------------------
+
+TEST(ConfigStore, ReferencesTheNameItIsGivenInsteadOfCopyingIt) {
+  config_store store;
+  const auto t0 = std::chrono::system_clock::now();
+  const shared_string name(test::istio::sni_name(service_host(1), 8080));
+  const std::string cluster = cluster_bytes(name);
+  const std::string cla = test::istio::local_assignment(name, {1001}).SerializeAsString();
+  ASSERT_EQ(name.use_count(), 1);
+  store.put(kind::cluster, name, "v1", cluster, t0);
+  EXPECT_EQ(name.use_count(), 2);  // one reference in the store, no copy of the text
+  store.put(kind::cluster, name, "v2", cluster, t0);  // unchanged
+  store.put(kind::cluster, name, "v3", cluster_bytes(name, 2), t0);  // changed: a new block, one reference
+  EXPECT_EQ(name.use_count(), 2);
+  store.replace_all(kind::endpoint, {{name, &cla}}, "e1", t0);
+  EXPECT_EQ(name.use_count(), 3);  // the cluster and its assignment: one name
+  store.remove(kind::cluster, name);
+  EXPECT_EQ(name.use_count(), 2);
+  store.retain(kind::endpoint, {});
+  EXPECT_EQ(name.use_count(), 1);
+
+  // A resource stored under a copy of its name (the state had none) takes the shared string
+  // when it is sent again unchanged, and keeps its version.
+  const shared_string copy{std::string(name)};
+  store.put(kind::cluster, copy, "c1", cluster, t0);
+  EXPECT_EQ(copy.use_count(), 2);
+  const shared_string shared{std::string(name)};
+  ASSERT_FALSE(shared.shares_with(copy));
+  store.put(kind::cluster, shared, "c2", cluster, t0);
+  EXPECT_EQ(copy.use_count(), 1);
+  EXPECT_EQ(shared.use_count(), 2);
+  const auto c = clusters_of(parse(store.render({})));
+  ASSERT_EQ(c.dynamic_active_clusters_size(), 1);
+  EXPECT_EQ(c.dynamic_active_clusters(0).version_info(), "c1");
+}
+
+// The store references the ADS state's name strings; when the state drops a resource (or is
+// gone), the stored resource keeps its name alive and the dump still shows it. Under asan, a
+// name the store did not own would be a use after free here.
+TEST(ConfigStore, AStoredResourceKeepsItsNameWhenTheAdsStateDropsIt) {
+  config_store store;
+  const auto t0 = std::chrono::system_clock::now();
+  const std::string svc = test::istio::sni_name(service_host(3), 8080);
+  const std::string cluster = test::istio::sni_dnat_cluster(svc).SerializeAsString();
+  const std::string cla = test::istio::local_assignment(svc, {1001}).SerializeAsString();
+  const auto listener_message = test::istio::gateway_listener(15443, {{svc, svc}}, "gw-" + svc);
+  const std::string listener = listener_message.SerializeAsString();
+  const auto any_list = [](const auto& message) {
+    ads_state::any_list out;
+    out.Add()->PackFrom(message);
+    return out;
+  };
+  {
+    bootstrap_config bootstrap;
+    bootstrap.ads = ads_config{};
+    ads_state state(bootstrap, std::chrono::seconds(15));
+    const auto now = ads_state::clock::now();
+    ASSERT_TRUE(state.apply_sotw(resource_kind::cluster, any_list(test::istio::sni_dnat_cluster(svc)), now).errors.empty());
+    ASSERT_TRUE(
+        state.apply_sotw(resource_kind::endpoint, any_list(test::istio::local_assignment(svc, {1001})), now).errors.empty());
+    ASSERT_TRUE(state.apply_sotw(resource_kind::listener, any_list(listener_message), now).errors.empty());
+    state.commit();
+    const shared_string cluster_name = state.shared_name(resource_kind::cluster, svc);
+    const shared_string service_name = state.shared_name(resource_kind::endpoint, svc);
+    const shared_string listener_name = state.shared_name(resource_kind::listener, "gw-" + svc);
+    ASSERT_EQ(cluster_name, svc);
+    ASSERT_TRUE(cluster_name.shares_with(service_name));  // istiod's cluster and its service: one string
+    ASSERT_EQ(listener_name, "gw-" + svc);
+    const long state_refs = cluster_name.use_count();
+    store.put(kind::cluster, cluster_name, "1", cluster, t0);
+    store.put(kind::endpoint, service_name, "1", cla, t0);
+    store.put(kind::listener, listener_name, "1", listener, t0);
+    EXPECT_EQ(cluster_name.use_count(), state_refs + 2);
+
+    // The state drops the cluster and the listener (SotW responses without them).
+    ASSERT_TRUE(state.apply_sotw(resource_kind::listener, {}, now).errors.empty());
+    ASSERT_TRUE(state.apply_sotw(resource_kind::cluster, {}, now).errors.empty());
+    state.commit();
+    EXPECT_TRUE(state.shared_name(resource_kind::cluster, svc).empty());
+    EXPECT_TRUE(state.shared_name(resource_kind::listener, "gw-" + svc).empty());
+  }  // the state and the references above are gone: only the store holds the names
+
+  const auto dump = parse(store.render({{"include_eds", ""}}));
+  const auto clusters = clusters_of(dump);
+  ASSERT_EQ(clusters.dynamic_active_clusters_size(), 1);
+  envoy::config::cluster::v3::Cluster cluster_back;
+  ASSERT_TRUE(clusters.dynamic_active_clusters(0).cluster().UnpackTo(&cluster_back));
+  // (compared as messages: the dump prints the istio metadata map through JSON, in key order)
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(cluster_back, test::istio::sni_dnat_cluster(svc)));
+  envoy::admin::v3::EndpointsConfigDump endpoints;
+  ASSERT_TRUE(dump.configs(2).UnpackTo(&endpoints));
+  ASSERT_EQ(endpoints.dynamic_endpoint_configs_size(), 1);
+  envoy::admin::v3::ListenersConfigDump listeners;
+  ASSERT_TRUE(dump.configs(3).UnpackTo(&listeners));
+  ASSERT_EQ(listeners.dynamic_listeners_size(), 1);
+  EXPECT_EQ(listeners.dynamic_listeners(0).name(), "gw-" + svc);  // printed from the stored name
+  // Lookups by name still find it.
+  EXPECT_NE(store.missing_cluster_note(svc).find("not in force"), std::string::npos);
+  store.remove(kind::listener, "gw-" + svc);
+  ASSERT_TRUE(parse(store.render({})).configs(2).UnpackTo(&listeners));
+  EXPECT_EQ(listeners.dynamic_listeners_size(), 0);
 }
 
 }  // namespace
