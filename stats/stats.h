@@ -268,9 +268,17 @@ class totals_table {
   const entry* find(std::string_view name) const;
   std::size_t count(std::string_view name) const { return find(name) != nullptr ? 1 : 0; }
 
+  totals_table() = default;
+  // The entries view names_: a copy would view the source's buffer. A move keeps the buffer where
+  // it is (a heap array, never a string's inline bytes).
+  totals_table(const totals_table&) = delete;
+  totals_table& operator=(const totals_table&) = delete;
+  totals_table(totals_table&&) noexcept = default;
+  totals_table& operator=(totals_table&&) noexcept = default;
+
  private:
   friend class registry;
-  std::string names_;
+  std::unique_ptr<char[]> names_;
   std::vector<entry> entries_;
 };
 

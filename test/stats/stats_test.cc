@@ -62,6 +62,14 @@ TEST(Stats, TotalsAreInNameOrderWithOneLinePerName) {
   EXPECT_EQ(totals.find("cluster.b.requests_total")->value, 2);
   EXPECT_EQ(totals.find("cluster.c.requests_total"), nullptr);
   EXPECT_EQ(totals.find("cluster.a"), nullptr);  // a prefix of a name is not a name
+
+  // Moving keeps the names where the entries view them, short ones included.
+  registry small(1);
+  small.get<test_stats>("c", "x")->worker(0).requests_total.inc();
+  totals_table moved = small.totals();
+  totals_table target = std::move(moved);
+  ASSERT_NE(target.find("c.x.requests_total"), nullptr);
+  EXPECT_EQ(target.find("c.x.requests_total")->value, 1);
 }
 
 TEST(Stats, VisitNamesEveryMetricWithHelp) {
