@@ -539,7 +539,11 @@ struct ads_client::impl {
   }
 
   void trim_if_due(clock::time_point now) {
-    if (!trim_due || now < *trim_due) return;
+    if (trim_due && now >= *trim_due) trim_pending();
+  }
+
+  void trim_pending() {
+    if (!trim_due) return;
     trim_due.reset();
     trim_first_due.reset();
     release_free_memory();
@@ -614,6 +618,9 @@ struct ads_client::impl {
       trim_if_due(clock::now());  // a steady stream of small updates must not postpone it past the deadline
     }
     reader.join();
+    // A trim still pending when the stream ends runs now: the reconnect backoff does not look
+    // at it, and the control plane may stay away for long.
+    trim_pending();
     const grpc::Status status = stream.Finish();
     set_connected(false);
     cp_stats->worker(0).stream_closed.inc();
