@@ -14,7 +14,7 @@ const listener_runtime* routing_snapshot::find_listener(std::string_view name) c
   return nullptr;
 }
 
-cluster_texts::cluster_texts(xds::shared_vector<xds::istio_service> services, std::string_view unsupported,
+cluster_texts::cluster_texts(xds::istio_service_list services, std::string_view unsupported,
                              std::string_view other_eds_service_name)
     : services_(std::move(services)) {
   const std::array<std::string_view, parts> texts{unsupported, other_eds_service_name};

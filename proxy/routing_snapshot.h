@@ -42,7 +42,7 @@ struct cluster_shared_state {
 class cluster_texts {
  public:
   cluster_texts() = default;
-  cluster_texts(xds::shared_vector<xds::istio_service> services, std::string_view unsupported,
+  cluster_texts(xds::istio_service_list services, std::string_view unsupported,
                 std::string_view other_eds_service_name);
 
   // The first Istio service's labels, from the decoded cluster's shared list (not copied).
@@ -59,7 +59,7 @@ class cluster_texts {
   }
   std::uint32_t size_of(std::size_t i) const { return ends_[i] - (i == 0 ? 0 : ends_[i - 1]); }
 
-  xds::shared_vector<xds::istio_service> services_;
+  xds::istio_service_list services_;
   std::unique_ptr<char[]> text_;  // the rare texts; null when both are empty (istiod's clusters)
   std::array<std::uint32_t, parts> ends_{};
 };

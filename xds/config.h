@@ -6,6 +6,7 @@
 #include <chrono>
 #include <compare>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <initializer_list>
 #include <iosfwd>
@@ -363,6 +364,83 @@ struct istio_service {
   bool operator==(const istio_service&) const = default;
 };
 
+// A cluster's Istio services, immutable, in one heap block shared by its copies: the count, the
+// end offsets of each text, then the texts. A vector of istio_service cost three 32-byte strings
+// per service, a heap block for the host and one for the vector (~180 bytes per istiod cluster
+// with its one service); this is one block of ~70. The cluster's versions (warming, and in
+// force with each new assignment) and the routing snapshot's telemetry labels share it.
+class istio_service_list {
+ public:
+  struct view {
+    std::string_view host;
+    std::string_view name;
+    std::string_view namespace_;
+    bool operator==(const view&) const = default;
+    friend bool operator==(const view& v, const istio_service& s) {
+      return v.host == s.host && v.name == s.name && v.namespace_ == s.namespace_;
+    }
+  };
+
+  istio_service_list() = default;
+  istio_service_list(const std::vector<istio_service>& services);  // NOLINT: built from a list like one
+  istio_service_list(std::initializer_list<istio_service> services)
+      : istio_service_list(std::vector<istio_service>(services)) {}
+
+  std::size_t size() const { return block_ ? header().count : 0; }
+  bool empty() const { return size() == 0; }
+  view operator[](std::size_t i) const {
+    return {text(3 * i), text(3 * i + 1), text(3 * i + 2)};
+  }
+  bool shares_with(const istio_service_list& other) const { return block_ == other.block_; }
+  bool operator==(const istio_service_list& other) const;
+
+ private:
+  struct header_t {
+    std::uint32_t count;  // services; 3 * count end offsets (into the texts) follow
+  };
+  const header_t& header() const { return *reinterpret_cast<const header_t*>(block_.get()); }
+  const std::uint32_t* ends() const { return reinterpret_cast<const std::uint32_t*>(block_.get() + sizeof(header_t)); }
+  const char* texts() const { return block_.get() + sizeof(header_t) + 3 * header().count * sizeof(std::uint32_t); }
+  std::string_view text(std::size_t k) const {
+    const std::uint32_t begin = k == 0 ? 0 : ends()[k - 1];
+    return {texts() + begin, ends()[k] - begin};
+  }
+
+  std::shared_ptr<const char[]> block_;  // null when empty
+};
+
+inline istio_service_list::istio_service_list(const std::vector<istio_service>& services) {
+  if (services.empty()) return;
+  const std::size_t offsets = sizeof(header_t) + 3 * services.size() * sizeof(std::uint32_t);
+  std::size_t chars = 0;
+  for (const istio_service& s : services) chars += s.host.size() + s.name.size() + s.namespace_.size();
+  // One allocation for the reference count and the bytes (C++20 make_shared of an array).
+  std::shared_ptr<char[]> block = std::make_shared_for_overwrite<char[]>(offsets + chars);
+  header_t h{static_cast<std::uint32_t>(services.size())};
+  std::memcpy(block.get(), &h, sizeof h);
+  auto* ends = reinterpret_cast<std::uint32_t*>(block.get() + sizeof(header_t));
+  char* out = block.get() + offsets;
+  std::uint32_t end = 0;
+  std::size_t k = 0;
+  for (const istio_service& s : services) {
+    for (const std::string* t : {&s.host, &s.name, &s.namespace_}) {
+      std::memcpy(out + end, t->data(), t->size());
+      end += static_cast<std::uint32_t>(t->size());
+      ends[k++] = end;
+    }
+  }
+  block_ = std::move(block);
+}
+
+inline bool istio_service_list::operator==(const istio_service_list& other) const {
+  if (block_ == other.block_) return true;
+  if (size() != other.size()) return false;
+  for (std::size_t i = 0; i < size(); ++i) {
+    if (!((*this)[i] == other[i])) return false;
+  }
+  return true;
+}
+
 struct cluster_config {
   // Shared with the chains and indexes that name the cluster (see shared_string).
   // The one-byte and four-byte fields are declared together so that the struct has no padding
@@ -389,7 +467,7 @@ struct cluster_config {
   // filter_metadata["istio"].services, in order (Istio's telemetry uses the first). Shared: the
   // cluster's versions (warming, in force with each new assignment) and the routing snapshot's
   // telemetry labels hold one copy, not one each (~150 bytes per istiod cluster).
-  shared_vector<istio_service> istio_services;
+  istio_service_list istio_services;
   // Rarely set (Istio sets it only from a DestinationRule): kept out of line.
   shared_optional<outlier_detection_config> outlier_detection;
   // Clusters received over xDS only (Istio's auto mTLS: tlsMode-istio -> TLS, else plaintext).

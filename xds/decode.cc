@@ -1001,8 +1001,7 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
           if (svc.name.empty()) svc.name = svc.host.substr(0, svc.host.find('.'));
           if (!svc.host.empty()) decoded.push_back(std::move(svc));
         }
-        decoded.shrink_to_fit();
-        out.istio_services = std::move(decoded);
+        out.istio_services = istio_service_list(decoded);
       }
     }
   }

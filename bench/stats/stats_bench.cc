@@ -101,7 +101,7 @@ struct scrape_fixture {
       xds::cluster_config c;
       c.name = cluster_name(i);
       c.policy = xds::lb_policy::least_request;
-      c.istio_services = std::vector<xds::istio_service>{{"svc-" + std::to_string(i) + ".ns-" + std::to_string(i % 50) + ".svc.cluster.local",
+      c.istio_services = xds::istio_service_list{{"svc-" + std::to_string(i) + ".ns-" + std::to_string(i % 50) + ".svc.cluster.local",
                                   "svc-" + std::to_string(i), "ns-" + std::to_string(i % 50)}};
       xds::locality_endpoints_config loc;
       for (int e = 0; e < 3; ++e) {

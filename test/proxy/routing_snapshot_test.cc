@@ -134,7 +134,7 @@ TEST(RoutingSnapshot, ClusterTextsReadBackEachPart) {
   svc.host = "helloworld.sample.svc.cluster.local";
   svc.name = "helloworld";
   svc.namespace_ = "sample";
-  const xds::shared_vector<xds::istio_service> services{svc};
+  const xds::istio_service_list services{svc};
   const cluster_texts all(services, "lb_policy MAGLEV", "other-eds");
   EXPECT_EQ(all.host(), svc.host);
   EXPECT_EQ(all.name(), svc.name);
