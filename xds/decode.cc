@@ -1026,6 +1026,7 @@ bool decode_dynamic_listener(const listener_v3::Listener& l, const std::string& 
                              listener_config& out) {
   diagnostics local;
   local.collect_unsupported = true;
+  local.keep_notices = diag.keep_notices;
   decode_listener(l, path, local, out);
   for (std::string& n : local.notices) diag.notices.push_back(std::move(n));
   if (l.name().empty()) {
@@ -1049,6 +1050,7 @@ bool decode_dynamic_cluster(const cluster_v3::Cluster& c, const std::string& pat
                             cluster_config& out) {
   diagnostics local;
   local.collect_unsupported = true;
+  local.keep_notices = diag.keep_notices;
   decode_cluster(c, path, local, out);
   out.added_via_api = true;
   for (std::string& n : local.notices) diag.notices.push_back(std::move(n));

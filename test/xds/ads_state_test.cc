@@ -9,6 +9,7 @@
 #include <string>
 
 #include "test/xds/istio_fixtures.h"
+#include "xds/decode_internal.h"
 
 namespace ewgw::xds {
 namespace {
@@ -210,6 +211,61 @@ TEST(AdsState, AnAssignmentUpdateKeepsTheClustersIstioServicesShared) {
   ASSERT_EQ(new_a->load_assignment.localities[0].endpoints.size(), 2u);
   EXPECT_NE(new_a->revision.value, old_a->revision.value);
   EXPECT_TRUE(new_a->istio_services.shares_with(old_a->istio_services));
+}
+
+// ads_state discards notices (it reports errors), so it asks the decoders not to build them:
+// istiod's clusters and chains carry fields ewgw accepts and ignores, and their notices were
+// ~100,000 strings per full state at 10,000 clusters. Errors and unsupported settings still come.
+TEST(AdsState, XdsDecodersBuildNoNoticesWhenAskedNotTo) {
+  const auto cluster = istio::sni_dnat_cluster(a);
+  const auto listener = istio::gateway_listener(15443, {{a, a}});
+  diagnostics with;
+  cluster_config c1;
+  listener_config l1;
+  ASSERT_TRUE(decode_dynamic_cluster(cluster, "", with, c1));
+  ASSERT_TRUE(decode_dynamic_listener(listener, "", with, l1));
+  EXPECT_FALSE(with.notices.empty());  // the fixture has ignored fields: the test can fail
+
+  diagnostics without;
+  without.keep_notices = false;
+  cluster_config c2;
+  listener_config l2;
+  ASSERT_TRUE(decode_dynamic_cluster(cluster, "", without, c2));
+  ASSERT_TRUE(decode_dynamic_listener(listener, "", without, l2));
+  EXPECT_TRUE(without.notices.empty()) << without.notices.front();
+  EXPECT_EQ(c1, c2);
+  EXPECT_EQ(l1, l2);
+
+  cluster_config bad;
+  auto unnamed = cluster;
+  unnamed.clear_name();
+  EXPECT_FALSE(decode_dynamic_cluster(unnamed, "", without, bad));
+  EXPECT_FALSE(without.errors.empty());
+}
+
+// A cluster's Istio services in one block: each text reads back, including empty ones and
+// several services; copies share the block; equality compares contents.
+TEST(AdsState, IstioServiceListReadsBackEveryService) {
+  const std::vector<istio_service> services{{"helloworld.sample.svc.cluster.local", "helloworld", "sample"},
+                                            {"db.other.svc.cluster.local", "", "other"},
+                                            {"", "", ""}};
+  const istio_service_list list(services);
+  ASSERT_EQ(list.size(), 3u);
+  for (std::size_t i = 0; i < services.size(); ++i) EXPECT_TRUE(list[i] == services[i]) << i;
+  EXPECT_EQ(list[0].name, "helloworld");
+  EXPECT_EQ(list[1].name, "");
+  EXPECT_EQ(list[1].namespace_, "other");
+  const istio_service_list copy = list;
+  EXPECT_TRUE(copy.shares_with(list));
+  const istio_service_list rebuilt(services);
+  EXPECT_FALSE(rebuilt.shares_with(list));
+  EXPECT_TRUE(rebuilt == list);
+  const istio_service_list other{{"helloworld.sample.svc.cluster.local", "helloworld", "samplf"}};
+  EXPECT_FALSE(other == list);
+  EXPECT_FALSE(istio_service_list{services[0]} == list);
+  const istio_service_list none;
+  EXPECT_TRUE(none.empty());
+  EXPECT_TRUE(none == istio_service_list(std::vector<istio_service>{}));
 }
 
 // Istio puts the same five ALPNs on every chain of the 15443 listener: the decoder keeps one
