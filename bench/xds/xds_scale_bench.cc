@@ -66,9 +66,12 @@ google::protobuf::Any pack(const M& m) {
   return a;
 }
 
-std::string name_of(std::size_t i) {
-  return istio::sni_name("svc-" + std::to_string(i) + ".ns-" + std::to_string(i % 50) + ".svc.cluster.local", 8080);
+// The Kubernetes service host of synthetic service i; its SNI cluster name is name_of(i).
+std::string host_of(std::size_t i) {
+  return "svc-" + std::to_string(i) + ".ns-" + std::to_string(i % 50) + ".svc.cluster.local";
 }
+
+std::string name_of(std::size_t i) { return istio::sni_name(host_of(i), 8080); }
 
 envoy::config::endpoint::v3::ClusterLoadAssignment assignment_of(const std::string& name, std::size_t i,
                                                                  std::size_t endpoints, int salt) {
@@ -123,7 +126,7 @@ int main(int argc, char** argv) {
   std::vector<istio::chain_spec> chains;
   for (std::size_t i = 0; i < clusters; ++i) {
     const std::string name = name_of(i);
-    *cds.Add() = pack(istio::sni_dnat_cluster(name));
+    *cds.Add() = pack(istio::sni_dnat_cluster(name, host_of(i)));
     *eds.Add() = pack(assignment_of(name, i, endpoints, 0));
     chains.push_back({name, name});
   }

@@ -72,9 +72,18 @@ cluster_v3::Cluster sni_dnat_cluster(const std::string& name, const std::string&
   c.mutable_common_lb_config()->mutable_locality_weighted_lb_config();
   pb::Struct istio;
   pb::Struct service;
-  set_string(service, "host", host.empty() ? name : host);
-  set_string(service, "name", "svc");
-  set_string(service, "namespace", "ns");
+  if (host.empty()) {
+    set_string(service, "host", name);
+    set_string(service, "name", "svc");
+    set_string(service, "namespace", "ns");
+  } else {
+    // As istiod fills it for a Kubernetes service: host NAME.NAMESPACE.svc.<domain>.
+    const auto dot = host.find('.');
+    const auto next = host.find('.', dot == std::string::npos ? dot : dot + 1);
+    set_string(service, "host", host);
+    set_string(service, "name", host.substr(0, dot));
+    set_string(service, "namespace", dot == std::string::npos ? "" : host.substr(dot + 1, next - dot - 1));
+  }
   *(*istio.mutable_fields())["services"].mutable_list_value()->add_values()->mutable_struct_value() = service;
   set_string(istio, "default_original_port", "5000");
   (*c.mutable_metadata()->mutable_filter_metadata())["istio"] = istio;

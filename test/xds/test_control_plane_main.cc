@@ -106,15 +106,15 @@ int main(int argc, char** argv) {
     chains.push_back({s.sni, s.sni});
   }
   for (std::size_t i = 0; i < synthetic; ++i) {
-    const std::string sni = ewgw::test::istio::sni_name(
-        "svc-" + std::to_string(i) + ".ns-" + std::to_string(i % 50) + ".svc.cluster.local", 8080);
+    const std::string host = "svc-" + std::to_string(i) + ".ns-" + std::to_string(i % 50) + ".svc.cluster.local";
+    const std::string sni = ewgw::test::istio::sni_name(host, 8080);
     ewgw::test::istio::locality_spec l;
     for (int e = 1; e <= 3; ++e) {
       l.endpoints.push_back({"10." + std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255) + "." +
                                  std::to_string(e),
                              8080, 1, true});
     }
-    clusters.push_back(ewgw::test::istio::sni_dnat_cluster(sni));
+    clusters.push_back(ewgw::test::istio::sni_dnat_cluster(sni, host));
     assignments.push_back(ewgw::test::istio::assignment(sni, {l}));
     chains.push_back({sni, sni});
   }
