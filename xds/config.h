@@ -386,7 +386,7 @@ class istio_service_list {
   istio_service_list(std::initializer_list<istio_service> services)
       : istio_service_list(std::vector<istio_service>(services)) {}
 
-  std::size_t size() const { return block_ ? header().count : 0; }
+  std::size_t size() const { return block_ ? load_u32(0) : 0; }
   bool empty() const { return size() == 0; }
   view operator[](std::size_t i) const {
     return {text(3 * i), text(3 * i + 1), text(3 * i + 2)};
@@ -395,15 +395,18 @@ class istio_service_list {
   bool operator==(const istio_service_list& other) const;
 
  private:
-  struct header_t {
-    std::uint32_t count;  // services; 3 * count end offsets (into the texts) follow
-  };
-  const header_t& header() const { return *reinterpret_cast<const header_t*>(block_.get()); }
-  const std::uint32_t* ends() const { return reinterpret_cast<const std::uint32_t*>(block_.get() + sizeof(header_t)); }
-  const char* texts() const { return block_.get() + sizeof(header_t) + 3 * header().count * sizeof(std::uint32_t); }
+  // The block is a char array (no alignment promise): its 32-bit fields are copied in and out.
+  // Layout: count, then 3 * count end offsets into the texts, then the texts.
+  std::uint32_t load_u32(std::size_t index) const {
+    std::uint32_t v;
+    std::memcpy(&v, block_.get() + index * sizeof v, sizeof v);
+    return v;
+  }
   std::string_view text(std::size_t k) const {
-    const std::uint32_t begin = k == 0 ? 0 : ends()[k - 1];
-    return {texts() + begin, ends()[k] - begin};
+    const std::size_t count = load_u32(0);
+    const char* texts = block_.get() + (1 + 3 * count) * sizeof(std::uint32_t);
+    const std::uint32_t begin = k == 0 ? 0 : load_u32(k);  // end of text k-1 is field 1 + (k - 1)
+    return {texts + begin, load_u32(1 + k) - begin};
   }
 
   std::shared_ptr<const char[]> block_;  // null when empty
@@ -411,22 +414,24 @@ class istio_service_list {
 
 inline istio_service_list::istio_service_list(const std::vector<istio_service>& services) {
   if (services.empty()) return;
-  const std::size_t offsets = sizeof(header_t) + 3 * services.size() * sizeof(std::uint32_t);
+  const std::size_t offsets = (1 + 3 * services.size()) * sizeof(std::uint32_t);
   std::size_t chars = 0;
   for (const istio_service& s : services) chars += s.host.size() + s.name.size() + s.namespace_.size();
   // One allocation for the reference count and the bytes (C++20 make_shared of an array).
   std::shared_ptr<char[]> block = std::make_shared_for_overwrite<char[]>(offsets + chars);
-  header_t h{static_cast<std::uint32_t>(services.size())};
-  std::memcpy(block.get(), &h, sizeof h);
-  auto* ends = reinterpret_cast<std::uint32_t*>(block.get() + sizeof(header_t));
+  auto store_u32 = [&](std::size_t index, std::size_t value) {
+    const auto v = static_cast<std::uint32_t>(value);
+    std::memcpy(block.get() + index * sizeof v, &v, sizeof v);
+  };
+  store_u32(0, services.size());
   char* out = block.get() + offsets;
-  std::uint32_t end = 0;
-  std::size_t k = 0;
+  std::size_t end = 0;
+  std::size_t field = 1;
   for (const istio_service& s : services) {
     for (const std::string* t : {&s.host, &s.name, &s.namespace_}) {
       std::memcpy(out + end, t->data(), t->size());
-      end += static_cast<std::uint32_t>(t->size());
-      ends[k++] = end;
+      end += t->size();
+      store_u32(field++, end);
     }
   }
   block_ = std::move(block);
