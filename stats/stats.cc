@@ -34,12 +34,13 @@ totals_table registry::totals() const {
     std::int64_t value;
   };
   totals_table out;
-  std::string all_names;
   std::vector<raw> raws;
   auto add = [&](const std::string& prefix, std::string_view name, std::string_view suffix, std::int64_t value) {
-    const std::size_t offset = all_names.size();
-    all_names.append(prefix).append(name).append(suffix);
-    raws.push_back({offset, all_names.size() - offset, value});
+    const std::size_t offset = out.names_.size();
+    for (std::string_view part : {std::string_view(prefix), name, suffix}) {
+      out.names_.insert(out.names_.end(), part.begin(), part.end());
+    }
+    raws.push_back({offset, out.names_.size() - offset, value});
   };
   for_each_scope([&](const scope& s) {
     s.for_each_total([&](const sample& m) { add(s.prefix(), m.name, {}, m.value); });
@@ -49,11 +50,7 @@ totals_table registry::totals() const {
       add(s.prefix(), h.name, ".sum", static_cast<std::int64_t>(h.sum));
     });
   });
-  const std::size_t total = all_names.size();
-  out.names_ = std::make_unique_for_overwrite<char[]>(total);
-  std::copy(all_names.begin(), all_names.end(), out.names_.get());
-  all_names = {};
-  const std::string_view names(out.names_.get(), total);
+  const std::string_view names(out.names_.data(), out.names_.size());
   auto name_of = [&](const raw& r) { return names.substr(r.offset, r.length); };
   std::sort(raws.begin(), raws.end(), [&](const raw& a, const raw& b) { return name_of(a) < name_of(b); });
   out.entries_.reserve(raws.size());

@@ -270,7 +270,7 @@ class totals_table {
 
   totals_table() = default;
   // The entries view names_: a copy would view the source's buffer. A move keeps the buffer where
-  // it is (a heap array, never a string's inline bytes).
+  // it is (a vector's heap array, never a string's inline bytes).
   totals_table(const totals_table&) = delete;
   totals_table& operator=(const totals_table&) = delete;
   totals_table(totals_table&&) noexcept = default;
@@ -278,7 +278,7 @@ class totals_table {
 
  private:
   friend class registry;
-  std::unique_ptr<char[]> names_;
+  std::vector<char> names_;
   std::vector<entry> entries_;
 };
 

@@ -385,6 +385,10 @@ struct ads_client::impl {
     while (!is_stopping()) {
       const bool had_response = run_stream();
       if (is_stopping()) break;
+      // A trim still pending when the stream has ended runs now, once the stream's channel and
+      // its read buffers are gone: the reconnect backoff does not look at it, and the control
+      // plane may stay away for long.
+      trim_pending();
       if (had_response) backoff = options.initial_backoff;
       const milliseconds delay = jitter(backoff);
       // A stream that worked and was closed (istiod does so every ~30 min) is routine; a stream
@@ -618,9 +622,6 @@ struct ads_client::impl {
       trim_if_due(clock::now());  // a steady stream of small updates must not postpone it past the deadline
     }
     reader.join();
-    // A trim still pending when the stream ends runs now: the reconnect backoff does not look
-    // at it, and the control plane may stay away for long.
-    trim_pending();
     const grpc::Status status = stream.Finish();
     set_connected(false);
     cp_stats->worker(0).stream_closed.inc();

@@ -379,10 +379,15 @@ class istio_service_list {
     friend bool operator==(const view& v, const istio_service& s) {
       return v.host == s.host && v.name == s.name && v.namespace_ == s.namespace_;
     }
+    template <class Char, class Traits>
+    friend std::basic_ostream<Char, Traits>& operator<<(std::basic_ostream<Char, Traits>& os, const view& v) {
+      return os << "{" << v.host << ", " << v.name << ", " << v.namespace_ << "}";
+    }
   };
 
   istio_service_list() = default;
-  istio_service_list(const std::vector<istio_service>& services);  // NOLINT: built from a list like one
+  // Offsets are 32-bit: a cluster's texts come from one protobuf message, which is under 2 GiB.
+  explicit istio_service_list(const std::vector<istio_service>& services);
   istio_service_list(std::initializer_list<istio_service> services)
       : istio_service_list(std::vector<istio_service>(services)) {}
 
