@@ -134,6 +134,15 @@ class dense_index {
     entries_.emplace_back(name, std::move(entry));
   }
 
+  // Room for `count` entries, so that adding up to that many neither moves entries nor rehashes
+  // (a batch of known size: no growth slack left behind).
+  void reserve(std::size_t count) {
+    if (count > entries_.capacity()) entries_.reserve(count);
+    std::size_t slot_count = std::max<std::size_t>(16, slots_.size());
+    while (count * 4 > slot_count * 3) slot_count *= 2;
+    if (slot_count > slots_.size()) rehash(slot_count);
+  }
+
   // The last entry takes the erased one's place in the vector.
   void erase(iterator it) {
     const auto pos = static_cast<std::uint32_t>(it - begin());

@@ -438,6 +438,25 @@ TEST(DenseIndex, KeepsTheNameItWasGiven) {
   EXPECT_FALSE(index.contains("outbound_.443_._.b.ns.svc.cluster.local"));
 }
 
+// reserve(n) makes room for n entries: adding them moves no entry (pointers stay valid), and
+// everything added before and after stays findable.
+TEST(DenseIndex, ReserveKeepsEntriesInPlaceWhileAddingThatMany) {
+  dense_index<int> index;
+  auto name = [](int i) { return shared_string("outbound_.80_._.svc-" + std::to_string(i) + ".ns.svc.cluster.local"); };
+  for (int i = 0; i < 10; ++i) index.insert_or_assign(name(i), i);
+  index.reserve(1000);
+  const auto* first = &*index.find(name(0).view());
+  for (int i = 10; i < 1000; ++i) index.insert_or_assign(name(i), i);
+  EXPECT_EQ(&*index.find(name(0).view()), first);
+  ASSERT_EQ(index.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) {
+    auto it = index.find(name(i).view());
+    ASSERT_NE(it, index.end()) << i;
+    EXPECT_EQ(it->second, i);
+  }
+  EXPECT_FALSE(index.contains(name(1000).view()));
+}
+
 TEST(SharedString, ReadsAndComparesLikeAString) {
   const shared_string x("outbound_.5000_._.a.ns.svc.cluster.local");
   shared_string y(std::string("outbound_.5000_._.a.ns.svc.cluster.local"));
