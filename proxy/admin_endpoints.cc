@@ -1,7 +1,6 @@
 #include "proxy/admin_endpoints.h"
 
 #include <algorithm>
-#include <cctype>
 #include <initializer_list>
 #include <regex>
 
@@ -70,10 +69,8 @@ admin_response explain(const gateway& gw, const admin_request& r, const admin_ex
       return {400, text_type, "parameter 'sni' holds a character a server name cannot have\n"};
     }
   }
-  request.sni = sni->second;
   // The ClientHello parser lower-cases the SNI (RFC 6066 host names compare case-insensitively).
-  std::transform(request.sni.begin(), request.sni.end(), request.sni.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  request.sni = xds::ascii_lower(sni->second);
   if (auto it = r.query.find("listener"); it != r.query.end()) request.listener = it->second;
   if (auto it = r.query.find("alpn"); it != r.query.end()) {
     request.alpns.clear();

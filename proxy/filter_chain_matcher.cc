@@ -17,13 +17,8 @@ std::string describe(const std::vector<xds::filter_chain_config>& chains, std::s
 // lower-cases them already (xds/decode.cc), and then the chain's shared copy is kept; a name
 // given in another case gets its own lower-cased copy.
 xds::shared_string lower_case(const xds::shared_string& name) {
-  auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
-  if (std::none_of(name.begin(), name.end(), upper)) return name;
-  std::string lowered(name.view());
-  for (char& c : lowered) {
-    if (upper(c)) c = static_cast<char>(c - 'A' + 'a');
-  }
-  return lowered;
+  if (std::none_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) return name;
+  return xds::ascii_lower(name.view());
 }
 
 }  // namespace

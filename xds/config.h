@@ -87,6 +87,16 @@ class shared_vector {
   std::shared_ptr<const std::vector<T>> items_;
 };
 
+// ASCII lower case: server names compare without regard to case (RFC 6066 section 3; DNS,
+// RFC 4343), so the decoder stores them lower-cased and lookups lower-case what they look up.
+inline std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
 // An immutable string whose copies share one heap block, for the names an Istio SNI-DNAT
 // configuration repeats: istiod gives a cluster, its EDS service, the chain's server name and the
 // chain's tcp_proxy cluster and stat_prefix the same ~50-character name, and the decoder and

@@ -185,14 +185,6 @@ bool valid_server_name_pattern(std::string_view name) {
   return star == 0 && name.size() > 2 && name[1] == '.' && name.find('*', 1) == std::string_view::npos;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 void decode_filter_chain_match(const listener_v3::FilterChainMatch& m, const std::string& path, diagnostics& diag,
                                filter_chain_match& out) {
   check_fields(m, {"destination_port", "server_names", "transport_protocol", "application_protocols", "source_type"}, {},
@@ -214,7 +206,7 @@ void decode_filter_chain_match(const listener_v3::FilterChainMatch& m, const std
                  "'" + name + "': partial wildcards are not supported (use an exact name or '*.suffix')");
       continue;
     }
-    out.server_names.push_back(lower(name));
+    out.server_names.push_back(ascii_lower(name));
   }
   if (!m.transport_protocol().empty()) {
     if (m.transport_protocol() != "tls" && m.transport_protocol() != "raw_buffer") {
