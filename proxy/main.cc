@@ -16,11 +16,13 @@
 #include <thread>
 
 #include "proxy/admin_client.h"
+#include "proxy/allocator_policy.h"
 #include "proxy/admin_endpoints.h"
 #include "proxy/admin_server.h"
 #include "proxy/gateway.h"
 #include "proxy/xds_controller.h"
 #include "stats/log.h"
+#include "xds/ads_client.h"
 #include "xds/decode.h"
 #include "xds/istio_bootstrap.h"
 
@@ -140,6 +142,9 @@ int explain_command(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any thread exists: both change process-wide settings (see their headers).
+  ewgw::proxy::apply_allocator_policy();
+  ewgw::xds::prepare_grpc_environment();
   if (argc >= 2 && std::string_view(argv[1]) == "explain") return explain_command(argc, argv);
   options opt;
   for (int i = 1; i < argc; ++i) {

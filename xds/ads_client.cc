@@ -2,17 +2,20 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/version_info.h>
 #include <malloc.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <mutex>
 #include <random>
 #include <sstream>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <variant>
@@ -24,6 +27,24 @@
 #include "xds/xds_stats.h"
 
 namespace ewgw::xds {
+
+std::optional<std::string> grpc_experiments_for_xds(const char* current) {
+  constexpr std::string_view experiment = "tcp_read_chunks";
+  std::string value = current != nullptr ? current : "";
+  if (value.find(experiment) != std::string::npos) return std::nullopt;  // the operator's choice
+  if (!value.empty()) value += ',';
+  value += '-';
+  value += experiment;
+  return value;
+}
+
+void prepare_grpc_environment() {
+#if GRPC_CPP_VERSION_MAJOR == 1 && GRPC_CPP_VERSION_MINOR == 51
+  if (auto value = grpc_experiments_for_xds(std::getenv("GRPC_EXPERIMENTS"))) {
+    ::setenv("GRPC_EXPERIMENTS", value->c_str(), 1);
+  }
+#endif
+}
 
 namespace {
 
@@ -424,6 +445,8 @@ struct ads_client::impl {
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options.initial_backoff.count()));
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options.max_backoff.count()));
     args.SetString(GRPC_ARG_PRIMARY_USER_AGENT_STRING, "ewgw/0.1.0");
+    // Bounds each read buffer once tcp_read_chunks is off (prepare_grpc_environment()).
+    args.SetInt(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 64 * 1024);
     if (ads.tls && !ads.server_name.empty()) args.SetSslTargetNameOverride(ads.server_name);
     return grpc::CreateCustomChannel(ads.target, creds, args);
   }

@@ -17,6 +17,7 @@
 
 #include "proxy/gateway.h"
 #include "proxy/xds_controller.h"
+#include "xds/ads_client.h"
 #include "test/support/certs.h"
 #include "test/support/client_hello_bytes.h"
 #include "test/support/tcp_util.h"
@@ -180,6 +181,16 @@ class AdsClientTest : public ::testing::TestWithParam<xds::xds_api> {
   std::unique_ptr<proxy::gateway> gw_;
   std::unique_ptr<proxy::xds_controller> xds_;
 };
+
+// gRPC 1.51's tcp_read_chunks experiment keeps a read buffer as large as istiod's largest push
+// for the stream's life; the client turns it off and keeps what the operator set.
+TEST(GrpcEnvironment, TurnsOffReadChunksAndKeepsTheOperatorsExperiments) {
+  EXPECT_EQ(xds::grpc_experiments_for_xds(nullptr), "-tcp_read_chunks");
+  EXPECT_EQ(xds::grpc_experiments_for_xds(""), "-tcp_read_chunks");
+  EXPECT_EQ(xds::grpc_experiments_for_xds("event_engine_client"), "event_engine_client,-tcp_read_chunks");
+  EXPECT_EQ(xds::grpc_experiments_for_xds("tcp_read_chunks"), std::nullopt);
+  EXPECT_EQ(xds::grpc_experiments_for_xds("x,-tcp_read_chunks"), std::nullopt);
+}
 
 TEST_P(AdsClientTest, FollowsServicesAddedAndRemoved) {
   test::tcp_sink_server a;
