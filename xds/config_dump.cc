@@ -308,7 +308,8 @@ enum class packing : std::uint8_t {
 //   varint epoch number
 //   varint version: 0 = the epoch's; else 1 + (length * 2 + packed hex), then the version
 //   varint packing (above)
-//   varint the bytes' size as received
+//   varint the bytes' size as received; deflated against a base, as its difference from the
+//     base's size (zigzag: most resources have a base of their own size, 1 byte instead of 2)
 //   varint the stored size, then the stored bytes
 struct record_view {
   std::size_t epoch = 0;
@@ -317,7 +318,7 @@ struct record_view {
   std::size_t version_length = 0;
   const char* version = nullptr;
   std::size_t packing = 0;
-  std::size_t size = 0;
+  std::size_t size_field = 0;  // see size_of()
   std::string_view stored;
   std::string_view whole;  // the record's bytes in the block
 
@@ -333,7 +334,7 @@ struct record_view {
       p += r.hex_version ? (r.version_length + 1) / 2 : r.version_length;
     }
     r.packing = get_varint(p);
-    r.size = get_varint(p);
+    r.size_field = get_varint(p);
     const std::size_t stored_size = get_varint(p);
     r.stored = {p, stored_size};
     r.whole = {start, static_cast<std::size_t>(p + stored_size - start)};
@@ -600,6 +601,14 @@ struct config_store::impl {
     return dictionary;
   }
 
+  // The size of record `r`'s bytes (of kind k) as received.
+  std::size_t size_of(int k, const record_view& r) const {
+    if (r.packing < 2) return r.size_field;
+    const auto base_size = static_cast<std::int64_t>(bases[k].bases[r.packing - 2].bytes.size());
+    const auto zigzag = static_cast<std::int64_t>(r.size_field);
+    return static_cast<std::size_t>(base_size + ((zigzag & 1) != 0 ? -(zigzag + 1) / 2 : zigzag / 2));
+  }
+
   // The bytes of record `r` (kind k, named `name`) into `unpacked`; false if it does not
   // inflate (a bug, not input).
   bool unpack(int k, std::string_view name, const record_view& r) const {
@@ -607,17 +616,18 @@ struct config_store::impl {
       unpacked.assign(r.stored);
       return true;
     }
-    return zlib.inflate(dictionary_for(k, r.packing, name), r.stored, r.size, unpacked);
+    return zlib.inflate(dictionary_for(k, r.packing, name), r.stored, size_of(k, r), unpacked);
   }
 
   // True if record `r` holds exactly `bytes`. Inflated in pieces: an unchanged listener of
   // several MB (resent with every state-of-the-world LDS push) is compared without being
   // inflated whole.
   bool same_bytes(int k, std::string_view name, const record_view& r, const std::string& bytes) const {
-    if (r.size != bytes.size()) return false;
+    const std::size_t size = size_of(k, r);
+    if (size != bytes.size()) return false;
     if (r.packing == static_cast<std::size_t>(packing::raw)) return r.stored == bytes;
     std::size_t at = 0;
-    return zlib.inflate_pieces(dictionary_for(k, r.packing, name), r.stored, r.size, chunk, [&](std::string_view piece) {
+    return zlib.inflate_pieces(dictionary_for(k, r.packing, name), r.stored, size, chunk, [&](std::string_view piece) {
       const bool equal = piece == std::string_view(bytes).substr(at, piece.size());
       at += piece.size();
       return equal;
@@ -647,7 +657,12 @@ struct config_store::impl {
     // Kept as is if zlib failed (out of memory) or the bytes do not compress.
     const bool deflated = zlib.deflate(dictionary_for(k, how, name), bytes, packed);
     put_varint(record, deflated ? how : static_cast<std::size_t>(packing::raw));
-    put_varint(record, bytes.size());
+    if (how >= 2) {
+      const auto difference = static_cast<std::int64_t>(bytes.size()) - static_cast<std::int64_t>(bases[k].bases[how - 2].bytes.size());
+      put_varint(record, static_cast<std::size_t>(difference < 0 ? -2 * difference - 1 : 2 * difference));
+    } else {
+      put_varint(record, bytes.size());
+    }
     const std::string_view stored = deflated ? std::string_view(packed) : std::string_view(bytes);
     put_varint(record, stored.size());
     record.append(stored);
