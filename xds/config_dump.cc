@@ -48,7 +48,8 @@ void pack_raw(pb::Any* any, const char* url, std::string_view bytes) {
 // clusters that is ~1.3 KB of wire bytes per cluster (Cluster, ClusterLoadAssignment and its
 // listener chain). Kept as received (a std::map node, a shared_ptr'd string and a version
 // string per resource) it was the largest single item of the gateway's memory (~1.8 KB per
-// cluster); as laid out below it is ~120 bytes.
+// cluster); as laid out below it is ~130 bytes (heaptrack of the gateway following the test
+// control plane over Delta, 10,000 clusters).
 //
 // Deflated records. istiod's resources of one kind differ mostly by names, addresses and a few
 // numbers, so each resource is kept deflated (raw deflate, RFC 1951: no zlib header or
