@@ -476,6 +476,35 @@ TEST(ConfigStore, ResourcesLargerThanTheDictionaryAndIncompressibleOnesRoundTrip
   EXPECT_EQ(big_back.filter_chains(19999).filter_chain_match().server_names(0), chains.back().sni);
 }
 
+// A small record that does not compress is kept as is (its size then is not relative to a
+// base): resent unchanged, it keeps its version.
+TEST(ConfigStore, SmallIncompressibleResourceResentUnchangedKeepsItsVersion) {
+  config_store store;
+  const auto t0 = std::chrono::system_clock::now();
+  std::mt19937 rng(11);
+  const auto noise = [&](std::size_t size) {
+    std::string out(size, '\0');
+    for (auto& ch : out) ch = static_cast<char>(rng());
+    return out;
+  };
+  // Records of 16 sizes become the kind's bases; one of a 17th size is deflated against the
+  // nearest, does not compress and is kept raw. (Random bytes: the store keeps what the decoder
+  // accepted without parsing it; the dump prints them as an empty Cluster.)
+  for (std::size_t i = 0; i < 16; ++i) store.put(kind::cluster, "fill", "f", noise(100 + 10 * i), t0);
+  const std::string noisy = noise(900);
+  store.put(kind::cluster, "noisy", "n1", noisy, t0);
+  store.put(kind::cluster, "noisy", "n2", noisy, t0);  // unchanged
+  store.remove(kind::cluster, "fill");
+  auto c = clusters_of(parse(store.render({})));
+  ASSERT_EQ(c.dynamic_active_clusters_size(), 1);
+  EXPECT_EQ(c.dynamic_active_clusters(0).version_info(), "n1");
+  std::string changed = noisy;
+  changed[450] = static_cast<char>(changed[450] ^ 1);
+  store.put(kind::cluster, "noisy", "n3", changed, t0);
+  c = clusters_of(parse(store.render({})));
+  EXPECT_EQ(c.dynamic_active_clusters(0).version_info(), "n3");
+}
+
 TEST(ConfigStore, BytesThatAreNotTheResourceTypeAreKeptWithoutHarm) {
   config_store store;
   const auto t0 = std::chrono::system_clock::now();
