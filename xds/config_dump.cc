@@ -436,65 +436,46 @@ void split_tokens(std::string_view text, std::vector<std::string_view>& out) {
   }
 }
 
-// The part in which `base_name` and `name` differ, widened to whole tokens, in each.
-std::pair<std::string_view, std::string_view> differing_part(std::string_view base_name, std::string_view name) {
-  std::size_t prefix = 0;
-  while (prefix < base_name.size() && prefix < name.size() && base_name[prefix] == name[prefix]) ++prefix;
-  std::size_t suffix = 0;
-  while (suffix < base_name.size() - prefix && suffix < name.size() - prefix &&
-         base_name[base_name.size() - 1 - suffix] == name[name.size() - 1 - suffix]) {
-    ++suffix;
-  }
-  while (prefix > 0 && !is_name_separator(base_name[prefix - 1])) --prefix;
-  std::size_t base_end = base_name.size() - suffix;
-  std::size_t end = name.size() - suffix;
-  while (base_end < base_name.size() && !is_name_separator(base_name[base_end])) {
-    ++base_end;
-    ++end;
-  }
-  return {base_name.substr(prefix, base_end - prefix), name.substr(prefix, end - prefix)};
-}
-
 // Rewriting a base as if it were named otherwise (see kind_bases::renamed): where in the base
-// its name's differing part (`from`) and that part's tokens occur. Found left to right, the
-// whole part before a token; tokens shorter than 3 bytes (a digit) would match unrelated
-// bytes and are not looked for.
+// the tokens of its name occur, found once per base. At each position the longest token that
+// matches is taken; tokens shorter than 3 bytes (a digit, the empty ones between "_.") would
+// match unrelated bytes and are not looked for.
 struct rename_plan {
   static constexpr std::size_t min_token = 3;
   struct hit {
     std::uint32_t at;
     std::uint32_t length;
-    std::uint32_t replacement;  // 0: the whole part; 1 + i: token i
+    std::uint32_t token;  // its number among the name's tokens
   };
-  std::string from;  // what the hits are for
+  std::size_t token_count = 0;
   std::vector<hit> hits;
 
-  void make(std::string_view base, std::string_view part) {
-    from.assign(part);
-    hits.clear();
+  void make(std::string_view base, std::string_view name) {
     std::vector<std::string_view> tokens;
-    split_tokens(part, tokens);
-    for (std::size_t i = 0; i < base.size();) {
-      std::size_t length = 0, replacement = 0;
-      if (base.substr(i, part.size()) == part) {
-        length = part.size();
-      } else {
-        for (std::size_t t = 0; t < tokens.size(); ++t) {
-          if (tokens[t].size() >= min_token && base.substr(i, tokens[t].size()) == tokens[t]) {
-            length = tokens[t].size();
-            replacement = 1 + t;
-            break;
-          }
-        }
+    split_tokens(name, tokens);
+    token_count = tokens.size();
+    std::vector<std::size_t> candidates;  // distinct tokens worth looking for, longest first
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+      if (tokens[t].size() < min_token) continue;
+      if (std::none_of(candidates.begin(), candidates.end(), [&](std::size_t c) { return tokens[c] == tokens[t]; })) {
+        candidates.push_back(t);
       }
-      if (length == 0) {
+    }
+    std::stable_sort(candidates.begin(), candidates.end(),
+                     [&](std::size_t x, std::size_t y) { return tokens[x].size() > tokens[y].size(); });
+    hits.clear();
+    for (std::size_t i = 0; i < base.size();) {
+      const auto match = std::find_if(candidates.begin(), candidates.end(),
+                                      [&](std::size_t c) { return base.substr(i, tokens[c].size()) == tokens[c]; });
+      if (match == candidates.end()) {
         ++i;
         continue;
       }
-      hits.push_back({static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(length),
-                      static_cast<std::uint32_t>(replacement)});
-      i += length;
+      hits.push_back({static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(tokens[*match].size()),
+                      static_cast<std::uint32_t>(*match)});
+      i += tokens[*match].size();
     }
+    hits.shrink_to_fit();
   }
 };
 
@@ -504,38 +485,30 @@ struct kind_bases {
   struct base {
     std::string bytes;
     std::string name;  // of the resource it was
-    rename_plan plan;  // for the last name it was renamed to (istiod's names differ alike)
+    rename_plan plan;
   };
   std::vector<base> bases;
 
-  // Base i rewritten as if it were named `name`, into `out`: the tokens in which the two names
-  // differ are replaced throughout. istiod's names carry the service's host
+  // Base i rewritten as if it were named `name`, into `out`: each token of the base's name
+  // (between separators) is replaced throughout by the corresponding token of `name`, when
+  // the two split into as many tokens. istiod's names carry the service's host
   // (outbound_.8080_._.svc-42.ns-7.svc.cluster.local), which the resource repeats in pieces
   // (EDS service name, istio metadata host, service name, namespace): rewritten, those pieces
   // match the resource whole instead of costing a back-reference to the name each, and a
   // deflated istiod Cluster takes ~21 bytes instead of ~35. Only a dictionary: a poor rewrite
   // costs compression, never correctness (inflating rebuilds the same dictionary from the same
-  // base and name). The positions of the base's name parts are found once per base and kept.
-  void renamed(std::size_t i, std::string_view name, std::string& out, std::vector<std::string_view>& tokens) {
-    base& b = bases[i];
-    const auto [from, to] = differing_part(b.name, name);
-    if (from == to) {
+  // base and name).
+  void renamed(std::size_t i, std::string_view name, std::string& out, std::vector<std::string_view>& tokens) const {
+    const base& b = bases[i];
+    split_tokens(name, tokens);
+    if (name == b.name || tokens.size() != b.plan.token_count) {
       out.append(b.bytes);
       return;
     }
-    if (b.plan.from != from) b.plan.make(b.bytes, from);
-    split_tokens(to, tokens);
-    const std::size_t from_tokens = static_cast<std::size_t>(std::count_if(from.begin(), from.end(), is_name_separator)) + 1;
     std::size_t done = 0;
     for (const auto& hit : b.plan.hits) {
       out.append(b.bytes, done, hit.at - done);
-      if (hit.replacement == 0) {
-        out.append(to);
-      } else if (tokens.size() == from_tokens) {
-        out.append(tokens[hit.replacement - 1]);
-      } else {  // the names split differently: no token corresponds
-        out.append(b.bytes, hit.at, hit.length);
-      }
+      out.append(tokens[hit.token]);
       done = hit.at + hit.length;
     }
     out.append(b.bytes, done);
@@ -557,6 +530,7 @@ struct kind_bases {
     if (bases.size() < max_bases) {
       bases.push_back({bytes, std::string(name), {}});
       bases.back().bytes.shrink_to_fit();
+      bases.back().plan.make(bases.back().bytes, bases.back().name);
       return bases.size() - 1;
     }
     return nearest;
@@ -565,7 +539,7 @@ struct kind_bases {
   std::size_t heap_bytes() const {
     std::size_t n = bases.capacity() * sizeof(base);
     for (const auto& b : bases) {
-      for (const std::string* s : {&b.bytes, &b.name, &b.plan.from}) {
+      for (const std::string* s : {&b.bytes, &b.name}) {
         if (s->capacity() > std::string().capacity()) n += s->capacity() + 1;
       }
       n += b.plan.hits.capacity() * sizeof(rename_plan::hit);
@@ -584,7 +558,7 @@ struct config_store::impl {
   time bootstrap_loaded{};
   dense_index<entry_block> entries;
   std::size_t count[kind_count] = {};  // entries holding a record of each kind
-  mutable kind_bases bases[kind_count];  // mutable: their rename plans are caches
+  kind_bases bases[kind_count];
   epoch_table epochs;
   std::string sotw_version[kind_count];  // the last state-of-the-world version_info per kind
   std::set<std::string> warming_clusters;
