@@ -237,6 +237,7 @@ int main(int argc, char** argv) {
   ewgw::xds::config_store store;
   const std::size_t heap_before_store = heap_in_use();
   const auto received = std::chrono::system_clock::now();
+  double store_ms = 0;  // the store's own work (replace_all), not the name lookups
   using ewgw::xds::resource_kind;
   using store_kind = ewgw::xds::config_store::kind;
   for (auto [kind, state_kind, list] : {std::tuple{store_kind::cluster, resource_kind::cluster, &cds},
@@ -249,7 +250,9 @@ int main(int argc, char** argv) {
       auto shared = state.shared_name(state_kind, name);
       all.emplace_back(shared.empty() ? ewgw::xds::shared_string(std::move(name)) : shared, &a.value());
     }
+    t = clock_type::now();
     store.replace_all(kind, all, "v1", received);
+    store_ms += ms_since(t);
   }
   const std::size_t heap_store = heap_in_use();
   t = clock_type::now();
@@ -283,9 +286,9 @@ int main(int argc, char** argv) {
   std::printf("heap in use per cluster: clusters %.0f, endpoints %.0f, listener chain %.0f, gateway runtime %.0f; total %.0f\n",
               per(heap_before, heap_cds), per(heap_cds, heap_eds), per(heap_eds, heap_lds), per(heap_lds, heap_gateway),
               per(heap_before, heap_gateway));
-  std::printf("config_dump store: %.0f bytes of heap per cluster (its CDS, EDS and LDS resources as received); one "
-              "/config_dump?include_eds: %.0f ms, %zu bytes of JSON (status %u)\n",
-              per(heap_before_store, heap_store), dump_ms, dumped.second.size(), dumped.first);
+  std::printf("config_dump store: %.0f bytes of heap per cluster (its CDS, EDS and LDS resources as received), "
+              "recorded in %.1f ms; one /config_dump?include_eds: %.0f ms, %zu bytes of JSON (status %u)\n",
+              per(heap_before_store, heap_store), store_ms, dump_ms, dumped.second.size(), dumped.first);
   gw.stop();
   return 0;
 }
