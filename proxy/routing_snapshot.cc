@@ -116,11 +116,13 @@ lb::cluster_config to_lb_config(const xds::cluster_config& c) {
   for (const xds::locality_endpoints_config& loc : c.load_assignment.localities) {
     const auto index = std::lower_bound(numbers.begin(), numbers.end(), loc.priority) - numbers.begin();
     lb::locality_config l;
-    l.name = loc.where.region + "/" + loc.where.zone + "/" + loc.where.sub_zone;
+    l.name = loc.where->region + "/" + loc.where->zone + "/" + loc.where->sub_zone;
     l.weight = loc.weight;
     for (const xds::endpoint_config& e : loc.endpoints) {
       lb::host_config h;
-      if (!lb::endpoint_address::parse(e.address.address, e.address.port, h.address)) continue;  // decode validated it
+      h.address.ip = e.ip.bytes;  // parsed by the decoder
+      h.address.ipv6 = e.ip.ipv6;
+      h.address.port = e.port;
       // Endpoints reached only over TLS (Istio auto-mTLS) are not used: ewgw originates no TLS.
       if (!c.transport_socket_matches.empty() && !plaintext_endpoint(c, e)) continue;
       h.weight = e.weight;

@@ -454,25 +454,22 @@ void ads_state::intern_shared(cluster_config& config) {
   recent_istio_metadata_.push_back(config.istio_metadata);
 }
 
-// Every assignment of a mesh names one of a few localities: equal region, zone and sub_zone
-// names take a recent assignment's copy (as intern_shared() does for cluster metadata).
+// Every assignment of a mesh names one of a few localities: an equal locality takes a recent
+// assignment's copy (as intern_shared() does for cluster settings).
 void ads_state::intern_localities(load_assignment_config& config) {
   constexpr std::size_t recent = 8;
-  auto intern = [&](shared_string& name) {
-    if (name.empty()) return;
-    for (const shared_string& r : recent_locality_names_) {
-      if (r == name) {
-        name = r;
-        return;
+  for (locality_endpoints_config& group : config.localities) {
+    bool shared = false;
+    for (const shared_value<locality>& r : recent_localities_) {
+      if (r == group.where) {
+        group.where = r;
+        shared = true;
+        break;
       }
     }
-    if (recent_locality_names_.size() == recent) recent_locality_names_.erase(recent_locality_names_.begin());
-    recent_locality_names_.push_back(name);
-  };
-  for (locality_endpoints_config& group : config.localities) {
-    intern(group.where.region);
-    intern(group.where.zone);
-    intern(group.where.sub_zone);
+    if (shared) continue;
+    if (recent_localities_.size() == recent) recent_localities_.erase(recent_localities_.begin());
+    recent_localities_.push_back(group.where);
   }
 }
 

@@ -429,8 +429,8 @@ class ads_state {
   name_index<listener_entry> listeners_;
   // Recently seen istio_metadata values: a new cluster's equal one takes the shared copy.
   std::vector<shared_map<std::string, std::string>> recent_istio_metadata_;
-  // Recently seen locality names (region, zone, sub_zone), likewise.
-  std::vector<shared_string> recent_locality_names_;
+  // Recently seen localities, likewise.
+  std::vector<shared_value<locality>> recent_localities_;
   std::size_t warming_ = 0;
   std::size_t waiting_ = 0;
   std::size_t unusable_ = 0;

@@ -42,6 +42,22 @@ namespace accesslog_v3 = envoy::config::accesslog::v3;
 namespace file_v3 = envoy::extensions::access_loggers::file::v3;
 namespace stream_v3 = envoy::extensions::access_loggers::stream::v3;
 
+std::optional<ip_address> ip_address::parse(const std::string& text) {
+  ip_address a;
+  if (inet_pton(AF_INET, text.c_str(), a.bytes.data()) == 1) return a;
+  if (inet_pton(AF_INET6, text.c_str(), a.bytes.data()) == 1) {
+    a.ipv6 = true;
+    return a;
+  }
+  return std::nullopt;
+}
+
+std::string ip_address::str() const {
+  char text[INET6_ADDRSTRLEN] = {};
+  inet_ntop(ipv6 ? AF_INET6 : AF_INET, bytes.data(), text, sizeof text);
+  return text;
+}
+
 void diagnostics::error(std::string path, std::string_view why) {
   path += ": ";
   path += why;
@@ -171,10 +187,7 @@ std::string effective_type_url(const pb::Any& any) {
   return any.type_url();
 }
 
-bool is_ip_literal(const std::string& s) {
-  unsigned char buf[sizeof(in6_addr)];
-  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
-}
+bool is_ip_literal(const std::string& s) { return ip_address::parse(s).has_value(); }
 
 // Envoy's rule (filter_chain_manager_impl.cc): a server name is exact, or a wildcard starting
 // with "*." matching any name ending in the rest (at any depth); other uses of '*' are rejected.
@@ -690,7 +703,7 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
     const std::string lp = index(ep, i);
     check_fields(le, {"locality", "lb_endpoints", "load_balancing_weight", "priority"}, {"proximity", "metadata"}, lp, diag);
     locality_endpoints_config loc;
-    loc.where = {le.locality().region(), le.locality().zone(), le.locality().sub_zone()};
+    loc.where = locality{le.locality().region(), le.locality().zone(), le.locality().sub_zone()};
     loc.priority = le.priority();
     if (le.has_load_balancing_weight()) {
       if (le.load_balancing_weight().value() == 0) {
@@ -711,7 +724,10 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
       }
       check_fields(lbe.endpoint(), {"address"}, {"hostname", "health_check_config"}, join(p, "endpoint"), diag);
       endpoint_config e;
-      if (!decode_socket_address(lbe.endpoint().address(), join(p, "endpoint.address"), diag, e.address)) continue;
+      socket_address address;
+      if (!decode_socket_address(lbe.endpoint().address(), join(p, "endpoint.address"), diag, address)) continue;
+      e.ip = *ip_address::parse(address.address);  // decode_socket_address checked it is a literal
+      e.port = address.port;
       e.health = static_cast<health_status>(lbe.health_status());
       if (keep_transport_socket_match && lbe.has_metadata()) {
         const auto& fm = lbe.metadata().filter_metadata();

@@ -105,8 +105,8 @@ struct scrape_fixture {
                                   "svc-" + std::to_string(i), "ns-" + std::to_string(i % 50)}};
       xds::locality_endpoints_config loc;
       for (int e = 0; e < 3; ++e) {
-        xds::endpoint_config ep;
-        ep.address = {"10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + "." + std::to_string(e + 1), 5000};
+        xds::endpoint_config ep = xds::endpoint_config::at(
+            "10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + "." + std::to_string(e + 1), 5000);
         loc.endpoints.push_back(ep);
       }
       c.load_assignment.localities.push_back(loc);

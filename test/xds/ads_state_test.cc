@@ -114,7 +114,7 @@ TEST(AdsState, EdsClusterWarmsUntilItsFirstAssignment) {
   EXPECT_TRUE(c->locality_weighted);
   ASSERT_EQ(c->load_assignment.localities.size(), 1u);
   EXPECT_EQ(c->load_assignment.localities[0].endpoints.size(), 2u);
-  EXPECT_EQ(c->load_assignment.localities[0].where.region, "us-east1");
+  EXPECT_EQ(c->load_assignment.localities[0].where->region, "us-east1");
   EXPECT_EQ(s.warming_clusters(), 0u);
 
   // The same response again changes nothing (resources are compared, not re-applied).
@@ -139,7 +139,7 @@ TEST(AdsState, LocalityPrioritiesWeightsAndHealthFollowEds) {
   EXPECT_EQ(c->load_assignment.localities[0].endpoints[0].weight, 2u);
   EXPECT_EQ(c->load_assignment.localities[0].endpoints[1].health, health_status::unhealthy);
   EXPECT_EQ(c->load_assignment.localities[1].priority, 3u);
-  EXPECT_EQ(c->load_assignment.localities[1].where.region, "eu-west1");
+  EXPECT_EQ(c->load_assignment.localities[1].where->region, "eu-west1");
 }
 
 TEST(AdsState, ListenerWaitsForWarmingClusterThenTakesEffect) {
@@ -331,13 +331,12 @@ TEST(AdsState, LocalityNamesAndTransportProtocolsAreOneCopy) {
   for (auto& chain : *listener.mutable_filter_chains()) chain.mutable_filter_chain_match()->set_transport_protocol("tls");
   ASSERT_TRUE(s.apply_sotw(resource_kind::listener, list(listener), t0).errors.empty());
   s.commit();
-  const locality& wa = find_cluster(s.assemble(), a)->load_assignment.localities.at(0).where;
-  const locality& wb = find_cluster(s.assemble(), b)->load_assignment.localities.at(0).where;
-  EXPECT_EQ(wa.region, "us-east1");
-  EXPECT_EQ(wa.zone, "us-east1-b");
-  EXPECT_TRUE(wa.sub_zone.empty());
-  EXPECT_TRUE(wa.region.shares_with(wb.region));
-  EXPECT_TRUE(wa.zone.shares_with(wb.zone));
+  const shared_value<locality>& wa = find_cluster(s.assemble(), a)->load_assignment.localities.at(0).where;
+  const shared_value<locality>& wb = find_cluster(s.assemble(), b)->load_assignment.localities.at(0).where;
+  EXPECT_EQ(wa->region, "us-east1");
+  EXPECT_EQ(wa->zone, "us-east1-b");
+  EXPECT_TRUE(wa->sub_zone.empty());
+  EXPECT_TRUE(wa.shares_with(wb));  // one locality object for both assignments
   const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->filter_chains.size(), 2u);
@@ -503,7 +502,7 @@ TEST(AdsState, SotwRemovalsAndUnusedAssignments) {
   // An EDS response carrying only `a` leaves `b` as it was.
   s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {3})), clock::now());
   s.commit();
-  EXPECT_EQ(find_cluster(s.assemble(), b)->load_assignment.localities[0].endpoints[0].address.port, 2);
+  EXPECT_EQ(find_cluster(s.assemble(), b)->load_assignment.localities[0].endpoints[0].port, 2);
   // A CDS response without `b` removes it and its assignment.
   auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
   EXPECT_TRUE(r.changed);
@@ -657,7 +656,7 @@ TEST(AdsState, RollbackRestoresThePreviousState) {
   r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {7})), clock::now());
   EXPECT_TRUE(r.changed);
   s.rollback();
-  EXPECT_EQ(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[0].address.port, 1);
+  EXPECT_EQ(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[0].port, 1);
 }
 
 TEST(AdsState, ClustersWithUnimplementedSettingsAreAcceptedAsUnusable) {
@@ -775,7 +774,7 @@ TEST(AdsStateRevisions, FollowContentAndSurviveRollback) {
   EXPECT_TRUE(s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {4})), clock::now()).changed);
   s.rollback();
   EXPECT_EQ(revision(a), ra2);
-  EXPECT_EQ(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[0].address.port, 3);
+  EXPECT_EQ(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[0].port, 3);
   // A removal refused, then undone: the cluster is back in place with its revision.
   s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(b)), clock::now());
   EXPECT_EQ(find_cluster(s.assemble(), a), nullptr);

@@ -84,9 +84,9 @@ TEST(Bootstrap, DemoConfigLoadsIntoPlainStructs) {
   ASSERT_EQ(c.clusters.size(), 2u);
   EXPECT_EQ(c.clusters[0].connect_timeout.count(), 10000);
   ASSERT_EQ(c.clusters[0].load_assignment.localities.size(), 1u);
-  EXPECT_EQ(c.clusters[0].load_assignment.localities[0].where.zone, "us-east1-b");
+  EXPECT_EQ(c.clusters[0].load_assignment.localities[0].where->zone, "us-east1-b");
   ASSERT_EQ(c.clusters[0].load_assignment.localities[0].endpoints.size(), 2u);
-  EXPECT_EQ(c.clusters[0].load_assignment.localities[0].endpoints[1].address.port, 15102);
+  EXPECT_EQ(c.clusters[0].load_assignment.localities[0].endpoints[1].port, 15102);
   EXPECT_EQ(c.clusters[0].load_assignment.localities[0].endpoints[1].health, health_status::healthy);
   // istio.stats is telemetry: accepted with a notice, not an error.
   EXPECT_TRUE(std::any_of(r.diag.notices.begin(), r.diag.notices.end(),
@@ -110,7 +110,8 @@ TEST(Bootstrap, JsonFormIsAccepted) {
   EXPECT_EQ(loc.priority, 1u);
   EXPECT_EQ(loc.endpoints[0].weight, 7u);
   EXPECT_EQ(loc.endpoints[0].health, health_status::degraded);
-  EXPECT_EQ(loc.endpoints[0].address.address, "::1");
+  EXPECT_EQ(loc.endpoints[0].ip.str(), "::1");
+  EXPECT_TRUE(loc.endpoints[0].ip.ipv6);
 }
 
 TEST(Bootstrap, UnquotedNumericNameIsAString) {
@@ -386,6 +387,32 @@ TEST(Bootstrap, DuplicateNamesAndAddresses) {
   const auto r = load_bootstrap_text(text, "t.yaml");
   EXPECT_TRUE(has_error(r.diag, "duplicate listener name 'l1'")) << all_errors(r.diag);
   EXPECT_TRUE(has_error(r.diag, "another listener already uses 127.0.0.1:15443")) << all_errors(r.diag);
+}
+
+
+// Endpoint addresses are kept parsed (16 bytes, no string); rendering them gives back the text
+// istiod sends (dotted-quad IPv4, canonical IPv6), and other IPv6 spellings come out canonical.
+TEST(IpAddress, ParsesNumericLiteralsAndRendersThemCanonically) {
+  for (const char* text : {"10.1.2.3", "0.0.0.0", "255.255.255.255", "::1", "2001:db8::7", "::ffff:10.0.0.1", "fe80::1:2"}) {
+    const auto a = ip_address::parse(text);
+    ASSERT_TRUE(a.has_value()) << text;
+    EXPECT_EQ(a->str(), text);
+  }
+  EXPECT_FALSE(ip_address::parse("10.1.2.3")->ipv6);
+  EXPECT_TRUE(ip_address::parse("::1")->ipv6);
+  EXPECT_EQ(ip_address::parse("10.1.2.3")->bytes[3], 3);
+  EXPECT_EQ(ip_address::parse("2001:DB8:0:0::1")->str(), "2001:db8::1");
+  for (const char* text : {"", "istiod.istio-system", "10.1.2", "010.1.2.3", "1.2.3.4:80", "[::1]"}) {
+    EXPECT_FALSE(ip_address::parse(text).has_value()) << text;
+  }
+}
+
+// The decoded endpoints stay in ads_state for as long as their assignment stands (30,000 in a
+// 10,000-cluster mesh): no string per address, no padding, the locality one shared reference.
+TEST(EndpointConfig, IsCompact) {
+  static_assert(sizeof(ip_address) == 17);
+  EXPECT_EQ(sizeof(endpoint_config), 40u);
+  EXPECT_EQ(sizeof(locality_endpoints_config), 48u);
 }
 
 }  // namespace
