@@ -530,17 +530,14 @@ inline bool istio_service_list::operator==(const istio_service_list& other) cons
   return true;
 }
 
-struct cluster_config {
-  // Shared with the chains and indexes that name the cluster (see shared_string).
-  // The one-byte and four-byte fields are declared together so that the struct has no padding
-  // holes (10,000 of them sit in ads_state's in-force vector).
-  shared_string name;
-  shared_string eds_service_name;  // for EDS: the name to subscribe to (defaults to `name`), shared with it
-  discovery_type type = discovery_type::static_;
+// The settings of a cluster that a control plane gives all its clusters of one kind alike:
+// istiod's 10,000 SNI-DNAT clusters differ only by name (and endpoints and services). They sit in
+// one immutable block that ads_state interns (see shared_value), so that each cluster holds a
+// 16-byte reference instead of ~100 bytes of equal values. The four-byte and one-byte fields are
+// declared together: no padding holes.
+struct cluster_settings {
   lb_policy policy = lb_policy::round_robin;
   bool locality_weighted = false;
-  // Received over xDS (CDS) rather than from the bootstrap (admin /clusters: added_via_api).
-  bool added_via_api = false;
   std::uint32_t least_request_choice_count = 2;
   milliseconds connect_timeout{5000};  // Envoy default 5s
   // least_request_lb_config.active_request_bias.default_value (Envoy default 1.0): a weighted
@@ -549,14 +546,9 @@ struct cluster_config {
   std::uint32_t healthy_panic_threshold_percent = 50;
   // circuit_breakers.thresholds (default priority) max_connections; Envoy default 1024.
   std::uint32_t max_connections = 1024;
-  load_assignment_config load_assignment;
   // filter_metadata["istio"] string fields (e.g. default_original_port). Shared: equal across
   // istiod's clusters.
   shared_map<std::string, std::string> istio_metadata;
-  // filter_metadata["istio"].services, in order (Istio's telemetry uses the first). Shared: the
-  // cluster's versions (warming, in force with each new assignment) and the routing snapshot's
-  // telemetry labels hold one copy, not one each (~150 bytes per istiod cluster).
-  istio_service_list istio_services;
   // Rarely set (Istio sets it only from a DestinationRule): kept out of line.
   shared_optional<outlier_detection_config> outlier_detection;
   // Clusters received over xDS only (Istio's auto mTLS: tlsMode-istio -> TLS, else plaintext).
@@ -566,9 +558,26 @@ struct cluster_config {
   // implement (e.g. Istio's ordinary outbound|port||host clusters with transport_socket_matches).
   // Such a cluster is accepted so that the rest of the CDS update applies, but connections
   // routed to it are closed and counted (upstream_cx_unsupported_config). The text says why.
-  // A reference (empty for the clusters ewgw serves), not a 32-byte string per cluster.
   shared_string unsupported;
+  bool operator==(const cluster_settings&) const = default;
+};
+
+struct cluster_config {
+  // Shared with the chains and indexes that name the cluster (see shared_string).
+  shared_string name;
+  shared_string eds_service_name;  // for EDS: the name to subscribe to (defaults to `name`), shared with it
+  load_assignment_config load_assignment;
+  // filter_metadata["istio"].services, in order (Istio's telemetry uses the first). Shared: the
+  // cluster's versions (warming, in force with each new assignment) and the routing snapshot's
+  // telemetry labels hold one copy, not one each (~150 bytes per istiod cluster).
+  istio_service_list istio_services;
+  // Everything else the cluster sets; read as settings->x, changed (by builders) as
+  // settings.edit().x.
+  shared_value<cluster_settings> settings;
   revision_tag revision;
+  discovery_type type = discovery_type::static_;
+  // Received over xDS (CDS) rather than from the bootstrap (admin /clusters: added_via_api).
+  bool added_via_api = false;
   bool operator==(const cluster_config&) const = default;
 };
 

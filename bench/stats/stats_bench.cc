@@ -100,7 +100,7 @@ struct scrape_fixture {
     for (int i = 0; i < clusters; ++i) {
       xds::cluster_config c;
       c.name = cluster_name(i);
-      c.policy = xds::lb_policy::least_request;
+      c.settings.edit().policy = xds::lb_policy::least_request;
       c.istio_services = xds::istio_service_list{{"svc-" + std::to_string(i) + ".ns-" + std::to_string(i % 50) + ".svc.cluster.local",
                                   "svc-" + std::to_string(i), "ns-" + std::to_string(i % 50)}};
       xds::locality_endpoints_config loc;

@@ -114,7 +114,8 @@ TEST(RoutingSnapshot, TransportSocketMatchesKeepOnlyPlaintextEndpoints) {
   eps.push_back(xds::endpoint_config::at("127.0.0.1", 2));
   eps.push_back(xds::endpoint_config::at("127.0.0.1", 3));
   eps.back().transport_socket_match = {{"tlsMode", "disabled"}};
-  istiod.transport_socket_matches = {{"tlsMode-istio", {{"tlsMode", "istio"}}, false}, {"tlsMode-disabled", {}, true}};
+  istiod.settings.edit().transport_socket_matches = {{"tlsMode-istio", {{"tlsMode", "istio"}}, false},
+                                                     {"tlsMode-disabled", {}, true}};
   c.clusters = {istiod};
   auto s = f.build(c, nullptr);
   const auto& hosts = s->clusters.at(istiod.name)->balancer->hosts();
@@ -159,7 +160,7 @@ TEST(RoutingSnapshot, ClusterTextsReadBackEachPart) {
   c.clusters[0].type = xds::discovery_type::eds;
   c.clusters[0].eds_service_name = "a-eds";
   c.clusters[0].istio_services = {svc};
-  c.clusters[0].unsupported = "upstream TLS";
+  c.clusters[0].settings.edit().unsupported = "upstream TLS";
   auto s = f.build(c, nullptr);
   const cluster_runtime& a = *s->clusters.at("a");
   EXPECT_TRUE(a.has_istio_service);

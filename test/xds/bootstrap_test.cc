@@ -82,7 +82,7 @@ TEST(Bootstrap, DemoConfigLoadsIntoPlainStructs) {
   EXPECT_EQ(chain.tcp_proxy.idle_timeout.count(), 3600000);
   EXPECT_EQ(chain.tcp_proxy.max_connect_attempts, 1u);
   ASSERT_EQ(c.clusters.size(), 2u);
-  EXPECT_EQ(c.clusters[0].connect_timeout.count(), 10000);
+  EXPECT_EQ(c.clusters[0].settings->connect_timeout.count(), 10000);
   ASSERT_EQ(c.clusters[0].load_assignment.localities.size(), 1u);
   EXPECT_EQ(c.clusters[0].load_assignment.localities[0].where->zone, "us-east1-b");
   ASSERT_EQ(c.clusters[0].load_assignment.localities[0].endpoints.size(), 2u);
@@ -106,7 +106,7 @@ TEST(Bootstrap, JsonFormIsAccepted) {
   EXPECT_EQ(r.config.listeners[0].filter_chains[0].tcp_proxy.max_downstream_connection_duration.count(), 2500);
   EXPECT_FALSE(r.config.listeners[0].tls_inspector);
   const auto& loc = r.config.clusters[0].load_assignment.localities[0];
-  EXPECT_EQ(r.config.clusters[0].connect_timeout.count(), 250);
+  EXPECT_EQ(r.config.clusters[0].settings->connect_timeout.count(), 250);
   EXPECT_EQ(loc.priority, 1u);
   EXPECT_EQ(loc.endpoints[0].weight, 7u);
   EXPECT_EQ(loc.endpoints[0].health, health_status::degraded);
@@ -150,7 +150,7 @@ TEST(Bootstrap, IstioServicesAndNodeIdentityAreDecoded) {
   ASSERT_EQ(c.istio_services.size(), 2u);  // the number and the entry without a host are skipped
   EXPECT_EQ(c.istio_services[0], (istio_service{"a.ns.svc.cluster.local", "a", "ns"}));
   EXPECT_EQ(c.istio_services[1], (istio_service{"b.other.svc.cluster.local", "b", ""}));  // name from the host
-  EXPECT_EQ(c.istio_metadata.at("default_original_port"), "5000");
+  EXPECT_EQ(c.settings->istio_metadata.at("default_original_port"), "5000");
   const auto& id = r.config.node.istio;
   EXPECT_EQ(id.workload_name, "gw");
   EXPECT_EQ(id.namespace_, "istio-system");
@@ -167,15 +167,15 @@ TEST(Bootstrap, LeastRequestActiveRequestBiasIsDecoded) {
   };
   auto r = load_bootstrap_text(config_with("", "", lb("{default_value: 0.5, runtime_key: lr.bias}")), "t.yaml");
   ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
-  EXPECT_EQ(r.config.clusters[0].least_request_active_request_bias, 0.5);
-  EXPECT_EQ(r.config.clusters[0].least_request_choice_count, 3u);
+  EXPECT_EQ(r.config.clusters[0].settings->least_request_active_request_bias, 0.5);
+  EXPECT_EQ(r.config.clusters[0].settings->least_request_choice_count, 3u);
   r = load_bootstrap_text(config_with("", "", "    lb_policy: LEAST_REQUEST\n"), "t.yaml");
   ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
-  EXPECT_EQ(r.config.clusters[0].least_request_active_request_bias, 1.0);  // Envoy's default
+  EXPECT_EQ(r.config.clusters[0].settings->least_request_active_request_bias, 1.0);  // Envoy's default
   // Negative: Envoy warns and uses 1.0; so does ewgw, with a notice naming the field.
   r = load_bootstrap_text(config_with("", "", lb("{default_value: -2, runtime_key: lr.bias}")), "t.yaml");
   ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
-  EXPECT_EQ(r.config.clusters[0].least_request_active_request_bias, 1.0);
+  EXPECT_EQ(r.config.clusters[0].settings->least_request_active_request_bias, 1.0);
   EXPECT_TRUE(std::any_of(r.diag.notices.begin(), r.diag.notices.end(), [](const std::string& n) {
     return n.find("least_request_lb_config.active_request_bias") != std::string::npos;
   }));
