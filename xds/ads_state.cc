@@ -406,7 +406,6 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const resource_
     add_error(r, label(), diag);
     return false;
   }
-  config.cluster_name = {};  // the users' eds_service_name; not stored once more per cluster
   intern_localities(config);
   out.push_back({service->first, version, digest, std::move(config)});
   return true;

@@ -381,9 +381,9 @@ struct locality_endpoints_config {
 };
 
 // envoy.config.endpoint.v3.ClusterLoadAssignment
+// Its cluster_name is not kept: a cluster's own name or eds_service_name says whose it is, and
+// nothing reads it (16 bytes less per cluster in force).
 struct load_assignment_config {
-  // Empty in clusters whose endpoints came over EDS: it is their eds_service_name.
-  shared_string cluster_name;
   std::vector<locality_endpoints_config> localities;
   std::uint32_t overprovisioning_factor = 140;
   bool operator==(const load_assignment_config&) const = default;

@@ -682,7 +682,6 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
 void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const std::string& path, diagnostics& diag,
                             load_assignment_config& out, bool keep_transport_socket_match) {
   check_fields(cla, {"cluster_name", "endpoints", "policy"}, {}, path, diag);
-  out.cluster_name = cla.cluster_name();
   if (cla.has_policy()) {
     const std::string pp = join(path, "policy");
     check_fields(cla.policy(), {"overprovisioning_factor"}, {"endpoint_stale_after"}, pp, diag);
