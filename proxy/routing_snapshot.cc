@@ -51,7 +51,7 @@ lb::host_health to_lb_health(xds::health_status h) {
 // envoy.transport_socket_match metadata selects its transport; no match, the cluster's own
 // (plaintext). ewgw originates no TLS, so only endpoints whose transport is plaintext are used.
 bool plaintext_endpoint(const xds::cluster_config& c, const xds::endpoint_config& e) {
-  for (const xds::transport_socket_match_config& m : c.transport_socket_matches) {
+  for (const xds::transport_socket_match_config& m : c.settings->transport_socket_matches) {
     const bool matches = std::all_of(m.match.begin(), m.match.end(), [&](const auto& criterion) {
       return std::find(e.transport_socket_match.begin(), e.transport_socket_match.end(), criterion) !=
              e.transport_socket_match.end();
@@ -75,14 +75,14 @@ lb::lb_policy to_lb_policy(xds::lb_policy p) {
 // loads are the same, and a stray large number cannot allocate empty levels).
 lb::cluster_config to_lb_config(const xds::cluster_config& c) {
   lb::cluster_config out;
-  out.policy = to_lb_policy(c.policy);
-  out.choice_count = c.least_request_choice_count;
-  out.active_request_bias = c.least_request_active_request_bias;
-  out.healthy_panic_threshold = c.healthy_panic_threshold_percent;
-  out.locality_weighted = c.locality_weighted;
+  out.policy = to_lb_policy(c.settings->policy);
+  out.choice_count = c.settings->least_request_choice_count;
+  out.active_request_bias = c.settings->least_request_active_request_bias;
+  out.healthy_panic_threshold = c.settings->healthy_panic_threshold_percent;
+  out.locality_weighted = c.settings->locality_weighted;
   out.overprovisioning_factor = c.load_assignment.overprovisioning_factor;
-  if (c.outlier_detection) {
-    const xds::outlier_detection_config& x = *c.outlier_detection;
+  if (c.settings->outlier_detection) {
+    const xds::outlier_detection_config& x = *c.settings->outlier_detection;
     lb::outlier_detection_config& o = out.outlier_detection;
     o.enabled = true;
     o.interval = x.interval;
@@ -116,13 +116,15 @@ lb::cluster_config to_lb_config(const xds::cluster_config& c) {
   for (const xds::locality_endpoints_config& loc : c.load_assignment.localities) {
     const auto index = std::lower_bound(numbers.begin(), numbers.end(), loc.priority) - numbers.begin();
     lb::locality_config l;
-    l.name = loc.where.region + "/" + loc.where.zone + "/" + loc.where.sub_zone;
+    l.name = loc.where->region + "/" + loc.where->zone + "/" + loc.where->sub_zone;
     l.weight = loc.weight;
     for (const xds::endpoint_config& e : loc.endpoints) {
       lb::host_config h;
-      if (!lb::endpoint_address::parse(e.address.address, e.address.port, h.address)) continue;  // decode validated it
+      h.address.ip = e.ip.bytes;  // parsed by the decoder
+      h.address.ipv6 = e.ip.ipv6;
+      h.address.port = e.port;
       // Endpoints reached only over TLS (Istio auto-mTLS) are not used: ewgw originates no TLS.
-      if (!c.transport_socket_matches.empty() && !plaintext_endpoint(c, e)) continue;
+      if (!c.settings->transport_socket_matches.empty() && !plaintext_endpoint(c, e)) continue;
       h.weight = e.weight;
       h.health = to_lb_health(e.health);
       l.hosts.push_back(h);
@@ -136,8 +138,8 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
                                                const routing_snapshot* previous) {
   auto out = std::make_shared<cluster_runtime>(registry, c.name);
   out->revision = c.revision.value;
-  out->connect_timeout = c.connect_timeout;
-  out->max_connections = c.max_connections;
+  out->connect_timeout = c.settings->connect_timeout;
+  out->max_connections = c.settings->max_connections;
   out->added_via_api = c.added_via_api;
   std::string_view other_eds_service_name;
   if (c.type == xds::discovery_type::eds) {
@@ -145,7 +147,7 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
     if (!out->eds_service_is_name) other_eds_service_name = c.eds_service_name;
   }
   out->has_istio_service = !c.istio_services.empty();
-  out->texts = cluster_texts(c.istio_services, c.unsupported, other_eds_service_name);
+  out->texts = cluster_texts(c.istio_services, c.settings->unsupported, other_eds_service_name);
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
     if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();

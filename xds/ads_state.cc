@@ -51,7 +51,7 @@ void add_error(ads_state::result& r, const std::string& where, const diagnostics
   for (const std::string& e : diag.errors) r.errors.push_back(where + ": " + e);
 }
 
-bool is_eds(const cluster_config& c) { return c.type == discovery_type::eds && c.unsupported.empty(); }
+bool is_eds(const cluster_config& c) { return c.type == discovery_type::eds && c.settings->unsupported.empty(); }
 
 // At most a few names: a listener with 10,000 chains may wait for thousands of clusters.
 std::string join_names(const std::vector<std::string>& names) {
@@ -395,8 +395,8 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const resource_
     auto it = clusters_.find(user);
     if (it == clusters_.end()) continue;
     const cluster_config* active = active_cluster(user);
-    keep_match = keep_match || (active != nullptr && !active->transport_socket_matches.empty()) ||
-                 (it->second.warming && !it->second.warming->transport_socket_matches.empty());
+    keep_match = keep_match || (active != nullptr && !active->settings->transport_socket_matches.empty()) ||
+                 (it->second.warming && !it->second.warming->settings->transport_socket_matches.empty());
   }
   diagnostics diag;
   diag.keep_notices = false;  // errors are reported; notices would be discarded
@@ -406,7 +406,6 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const resource_
     add_error(r, label(), diag);
     return false;
   }
-  config.cluster_name = {};  // the users' eds_service_name; not stored once more per cluster
   intern_localities(config);
   out.push_back({service->first, version, digest, std::move(config)});
   return true;
@@ -437,42 +436,48 @@ void ads_state::check_listener_addresses(const std::vector<decoded_listener>& in
   }
 }
 
-// One istiod SNI-DNAT cluster differs from the next only by its name: values equal to a recent
-// cluster's are replaced by that cluster's shared copy, so 10,000 clusters hold one. A short list
+// One istiod SNI-DNAT cluster differs from the next only by its name: settings equal to a recent
+// cluster's are replaced by that cluster's shared block, so 10,000 clusters hold one. A short list
 // of recent values (not a table of every value) suffices because equal clusters arrive together,
 // and it never keeps more than a few stale values alive.
 void ads_state::intern_shared(cluster_config& config) {
   constexpr std::size_t recent = 8;
-  if (config.istio_metadata.empty()) return;
-  for (const auto& m : recent_istio_metadata_) {
-    if (m == config.istio_metadata) {
-      config.istio_metadata = m;
+  for (const shared_value<cluster_settings>& r : recent_settings_) {
+    if (r == config.settings) {
+      config.settings = r;
       return;
     }
   }
-  if (recent_istio_metadata_.size() == recent) recent_istio_metadata_.erase(recent_istio_metadata_.begin());
-  recent_istio_metadata_.push_back(config.istio_metadata);
-}
-
-// Every assignment of a mesh names one of a few localities: equal region, zone and sub_zone
-// names take a recent assignment's copy (as intern_shared() does for cluster metadata).
-void ads_state::intern_localities(load_assignment_config& config) {
-  constexpr std::size_t recent = 8;
-  auto intern = [&](shared_string& name) {
-    if (name.empty()) return;
-    for (const shared_string& r : recent_locality_names_) {
-      if (r == name) {
-        name = r;
-        return;
+  // New settings: their metadata may still be a recent cluster's (istiod's clusters of another
+  // kind carry the same filter_metadata["istio"]).
+  if (!config.settings->istio_metadata.empty()) {
+    for (const shared_value<cluster_settings>& r : recent_settings_) {
+      if (r->istio_metadata == config.settings->istio_metadata) {
+        config.settings.edit().istio_metadata = r->istio_metadata;
+        break;
       }
     }
-    if (recent_locality_names_.size() == recent) recent_locality_names_.erase(recent_locality_names_.begin());
-    recent_locality_names_.push_back(name);
-  };
+  }
+  if (recent_settings_.size() == recent) recent_settings_.erase(recent_settings_.begin());
+  recent_settings_.push_back(config.settings);
+}
+
+// Every assignment of a mesh names one of a few localities: an equal locality takes a recent
+// assignment's copy (as intern_shared() does for cluster settings).
+void ads_state::intern_localities(load_assignment_config& config) {
+  constexpr std::size_t recent = 8;
   for (locality_endpoints_config& group : config.localities) {
-    intern(group.where.region);
-    intern(group.where.zone);
-    intern(group.where.sub_zone);
+    bool shared = false;
+    for (const shared_value<locality>& r : recent_localities_) {
+      if (r == group.where) {
+        group.where = r;
+        shared = true;
+        break;
+      }
+    }
+    if (shared) continue;
+    if (recent_localities_.size() == recent) recent_localities_.erase(recent_localities_.begin());
+    recent_localities_.push_back(group.where);
   }
 }
 
@@ -517,7 +522,9 @@ void ads_state::stage_cluster(decoded_cluster d, result& r) {
   e.version = std::move(d.version);
   e.digest = d.digest;
   cluster_config config = std::move(d.config);
-  if (!config.unsupported.empty()) r.notes.push_back("cluster '" + name + "' accepted but unusable: " + config.unsupported);
+  if (!config.settings->unsupported.empty()) {
+    r.notes.push_back("cluster '" + name + "' accepted but unusable: " + config.settings->unsupported);
+  }
   bool ready = true;
   if (is_eds(config)) {
     if (const load_assignment_config* known = service_endpoints(config.eds_service_name)) {
@@ -546,6 +553,41 @@ void ads_state::stage_cluster(decoded_cluster d, result& r) {
     if (std::find(after.begin(), after.end(), s) == after.end()) remove_user(s, name);
   }
   for (const auto& s : after) add_user(s, name);
+}
+
+// A batch that puts many clusters in force for the first time (istiod's first EDS response: all
+// 10,000) makes room for exactly those at once, rather than growing the in-force vector by
+// eighths and leaving up to an eighth unused for as long as the configuration stands. Small
+// batches leave it to set_active()'s geometric growth (an exact reserve per added cluster would
+// copy the vector each time).
+void ads_state::reserve_in_force(std::size_t fresh) {
+  std::vector<cluster_config>& in_force = assembled_.clusters;
+  if (fresh > in_force.size() / 8 && in_force.size() + fresh > in_force.capacity()) {
+    in_force.reserve(in_force.size() + fresh);
+  }
+}
+
+void ads_state::reserve_in_force(const std::vector<decoded_cluster>& decoded) {
+  std::size_t fresh = 0;
+  for (const decoded_cluster& d : decoded) {
+    const bool ready = !is_eds(d.config) || service_endpoints(d.config.eds_service_name) != nullptr;
+    if (ready && active_cluster(d.name) == nullptr) ++fresh;
+  }
+  reserve_in_force(fresh);
+}
+
+void ads_state::reserve_in_force(const std::vector<decoded_cla>& decoded) {
+  std::size_t fresh = 0;
+  for (const decoded_cla& d : decoded) {
+    for (const shared_string& user : services_.find(d.name)->second.users) {
+      auto it = clusters_.find(user);
+      if (it != clusters_.end() && it->second.pos == npos && it->second.warming &&
+          it->second.warming->eds_service_name == d.name) {
+        ++fresh;
+      }
+    }
+  }
+  reserve_in_force(fresh);
 }
 
 void ads_state::remove_cluster(const shared_string& name_ref) {
@@ -663,6 +705,7 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
         decode_cluster_any(resources[i], resource_where{i}, "", decoded, seen, r);
       }
       if (!r.errors.empty()) return r;
+      reserve_in_force(decoded);
       for (auto& d : decoded) stage_cluster(std::move(d), r);
       std::vector<shared_string> gone;
       for (const auto& [name, e] : clusters_) {
@@ -682,6 +725,7 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
         decode_cla_any(resources[i], resource_where{i}, "", decoded, seen, r);
       }
       if (!r.errors.empty()) return r;
+      reserve_in_force(decoded);
       for (auto& d : decoded) stage_cla(std::move(d));
       break;
     }
@@ -737,6 +781,7 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
         if (decoded.size() > before) check_name(res, decoded.back().name, i);
       }
       if (!r.errors.empty()) return r;
+      reserve_in_force(decoded);
       for (auto& d : decoded) stage_cluster(std::move(d), r);
       for (const std::string& name : removed_set) {
         auto it = clusters_.find(name);
@@ -761,6 +806,7 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
         if (decoded.size() > before) check_name(res, decoded.back().name, i);
       }
       if (!r.errors.empty()) return r;
+      reserve_in_force(decoded);
       for (auto& d : decoded) stage_cla(std::move(d));
       // A removed assignment leaves its clusters without endpoints (they stay ready).
       for (const std::string& name : removed_set) {

@@ -380,6 +380,10 @@ class ads_state {
   void stage_cluster(decoded_cluster d, result& r);
   void stage_cla(decoded_cla d);
   void stage_listener(decoded_listener d, clock::time_point now, result& r);
+  // Room in assembled_.clusters for the clusters a batch puts in force for the first time.
+  void reserve_in_force(std::size_t fresh);
+  void reserve_in_force(const std::vector<decoded_cluster>& decoded);
+  void reserve_in_force(const std::vector<decoded_cla>& decoded);
   void remove_cluster(const shared_string& name);
   void remove_listener(const shared_string& name);
   void drop_unused_services();
@@ -427,10 +431,10 @@ class ads_state {
   dense_index<cluster_entry> clusters_;
   dense_index<service_entry> services_;
   name_index<listener_entry> listeners_;
-  // Recently seen istio_metadata values: a new cluster's equal one takes the shared copy.
-  std::vector<shared_map<std::string, std::string>> recent_istio_metadata_;
-  // Recently seen locality names (region, zone, sub_zone), likewise.
-  std::vector<shared_string> recent_locality_names_;
+  // Recently seen cluster settings: a new cluster's equal ones take the shared block.
+  std::vector<shared_value<cluster_settings>> recent_settings_;
+  // Recently seen localities, likewise.
+  std::vector<shared_value<locality>> recent_localities_;
   std::size_t warming_ = 0;
   std::size_t waiting_ = 0;
   std::size_t unusable_ = 0;

@@ -3,6 +3,7 @@
 // nothing here depends on protobuf, so lb/ and proxy/ never see a generated type.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <compare>
 #include <cstdint>
@@ -58,6 +59,45 @@ class shared_optional {
   }
 
  private:
+  std::shared_ptr<const T> value_;
+};
+
+// An immutable value whose copies share one allocation, for values that repeat across many
+// resources (every endpoint group of a mesh names one of a few localities; istiod gives all its
+// SNI-DNAT clusters the same settings): 16 bytes per holder, and ads_state hands equal values one
+// copy. Never null: an unset holder reads as a default-constructed T. Reads like a const T;
+// equality compares contents. Builders (the decoder, tests) change it through edit().
+template <class T>
+class shared_value {
+ public:
+  shared_value() = default;
+  // The block holds a non-const T (make_shared<T>), so that edit() may change it while this
+  // holder is its only one.
+  shared_value(T value) : value_(std::make_shared<T>(std::move(value))) {}  // NOLINT: built from a T
+  const T& get() const { return value_ ? *value_ : default_value(); }
+  operator const T&() const { return get(); }  // NOLINT: reads as the value
+  const T& operator*() const { return get(); }
+  const T* operator->() const { return &get(); }
+  // The value to change, copied first unless this holder is its only one (a published value,
+  // shared with others, is never changed). Repeated edits of a fresh value copy nothing.
+  T& edit() {
+    if (!value_ || value_.use_count() != 1) value_ = std::make_shared<T>(get());
+    return const_cast<T&>(*value_);  // NOLINT: a non-const T (see the constructor), not shared
+  }
+  bool shares_with(const shared_value& other) const { return value_ == other.value_; }
+  // Takes `other`'s block when the contents are equal, so this copy costs no heap of its own.
+  void share_if_equal(const shared_value& other) {
+    if (value_ != other.value_ && get() == other.get()) value_ = other.value_;
+  }
+  friend bool operator==(const shared_value& a, const shared_value& b) {
+    return a.value_ == b.value_ || a.get() == b.get();
+  }
+
+ private:
+  static const T& default_value() {
+    static const T value{};
+    return value;
+  }
   std::shared_ptr<const T> value_;
 };
 
@@ -282,8 +322,6 @@ enum class health_status : std::uint8_t {
   degraded = 5,
 };
 
-// Shared strings: every endpoint group of a 10,000-cluster mesh names one of a few localities,
-// and ads_state hands equal names one copy (48 bytes per group instead of 96).
 struct locality {
   shared_string region;
   shared_string zone;
@@ -291,20 +329,51 @@ struct locality {
   auto operator<=>(const locality&) const = default;
 };
 
+// A numeric IP address as its 16 bytes (network order; IPv4 in the first 4), not as text: the
+// decoder accepts only numeric literals for endpoints, so an endpoint needs no 32-byte
+// std::string (30,000 of them in a 10,000-cluster mesh). 17 bytes and byte-aligned, so that
+// endpoint_config packs its small fields next to it.
+struct ip_address {
+  std::array<std::uint8_t, 16> bytes{};
+  bool ipv6 = false;
+
+  // A numeric IPv4 or IPv6 literal (inet_pton); nullopt when `text` is not one.
+  static std::optional<ip_address> parse(const std::string& text);
+  // The canonical text (inet_ntop): the parsed text itself for dotted-quad IPv4 and for IPv6 in
+  // its canonical form (RFC 5952: lower case, longest zero run as "::"); other IPv6 spellings
+  // come back canonical ("2001:DB8:0:0::1" as "2001:db8::1").
+  std::string str() const;
+  bool operator==(const ip_address&) const = default;
+};
+
 struct endpoint_config {
-  socket_address address;
+  // The fields are ordered to leave no padding: 40 bytes (10,000 clusters x 3 endpoints stay
+  // in ads_state for as long as their assignment stands).
+  ip_address ip;
   health_status health = health_status::unknown;
+  std::uint16_t port = 0;
   std::uint32_t weight = 1;  // load_balancing_weight, default 1
   // metadata.filter_metadata["envoy.transport_socket_match"] string fields (e.g. Istio's
   // tlsMode: istio). Kept only for clusters that select transports by it.
   // Shared: a pointer pair (unset for most clusters) instead of a vector per endpoint; the
   // decoder hands equal lists of one assignment one copy.
   shared_vector<std::pair<std::string, std::string>> transport_socket_match;
+
+  // For builders (tests, benchmarks): an endpoint at a numeric address; an empty address (0.0.0.0)
+  // when `ip` is not one.
+  static endpoint_config at(const std::string& ip, std::uint16_t port) {
+    endpoint_config e;
+    e.ip = ip_address::parse(ip).value_or(ip_address{});
+    e.port = port;
+    return e;
+  }
   bool operator==(const endpoint_config&) const = default;
 };
 
 struct locality_endpoints_config {
-  locality where;
+  // Shared: every endpoint group of a 10,000-cluster mesh names one of a few localities, and
+  // ads_state hands equal ones one copy (16 bytes per group instead of three shared_strings).
+  shared_value<locality> where;
   std::uint32_t priority = 0;
   std::uint32_t weight = 0;  // locality load_balancing_weight; 0 when unset
   std::vector<endpoint_config> endpoints;
@@ -312,9 +381,9 @@ struct locality_endpoints_config {
 };
 
 // envoy.config.endpoint.v3.ClusterLoadAssignment
+// Its cluster_name is not kept: a cluster's own name or eds_service_name says whose it is, and
+// nothing reads it (16 bytes less per cluster in force).
 struct load_assignment_config {
-  // Empty in clusters whose endpoints came over EDS: it is their eds_service_name.
-  shared_string cluster_name;
   std::vector<locality_endpoints_config> localities;
   std::uint32_t overprovisioning_factor = 140;
   bool operator==(const load_assignment_config&) const = default;
@@ -461,17 +530,14 @@ inline bool istio_service_list::operator==(const istio_service_list& other) cons
   return true;
 }
 
-struct cluster_config {
-  // Shared with the chains and indexes that name the cluster (see shared_string).
-  // The one-byte and four-byte fields are declared together so that the struct has no padding
-  // holes (10,000 of them sit in ads_state's in-force vector).
-  shared_string name;
-  shared_string eds_service_name;  // for EDS: the name to subscribe to (defaults to `name`), shared with it
-  discovery_type type = discovery_type::static_;
+// The settings of a cluster that a control plane gives all its clusters of one kind alike:
+// istiod's 10,000 SNI-DNAT clusters differ only by name (and endpoints and services). They sit in
+// one immutable block that ads_state interns (see shared_value), so that each cluster holds a
+// 16-byte reference instead of ~100 bytes of equal values. The four-byte and one-byte fields are
+// declared together: no padding holes.
+struct cluster_settings {
   lb_policy policy = lb_policy::round_robin;
   bool locality_weighted = false;
-  // Received over xDS (CDS) rather than from the bootstrap (admin /clusters: added_via_api).
-  bool added_via_api = false;
   std::uint32_t least_request_choice_count = 2;
   milliseconds connect_timeout{5000};  // Envoy default 5s
   // least_request_lb_config.active_request_bias.default_value (Envoy default 1.0): a weighted
@@ -480,14 +546,9 @@ struct cluster_config {
   std::uint32_t healthy_panic_threshold_percent = 50;
   // circuit_breakers.thresholds (default priority) max_connections; Envoy default 1024.
   std::uint32_t max_connections = 1024;
-  load_assignment_config load_assignment;
   // filter_metadata["istio"] string fields (e.g. default_original_port). Shared: equal across
   // istiod's clusters.
   shared_map<std::string, std::string> istio_metadata;
-  // filter_metadata["istio"].services, in order (Istio's telemetry uses the first). Shared: the
-  // cluster's versions (warming, in force with each new assignment) and the routing snapshot's
-  // telemetry labels hold one copy, not one each (~150 bytes per istiod cluster).
-  istio_service_list istio_services;
   // Rarely set (Istio sets it only from a DestinationRule): kept out of line.
   shared_optional<outlier_detection_config> outlier_detection;
   // Clusters received over xDS only (Istio's auto mTLS: tlsMode-istio -> TLS, else plaintext).
@@ -497,9 +558,26 @@ struct cluster_config {
   // implement (e.g. Istio's ordinary outbound|port||host clusters with transport_socket_matches).
   // Such a cluster is accepted so that the rest of the CDS update applies, but connections
   // routed to it are closed and counted (upstream_cx_unsupported_config). The text says why.
-  // A reference (empty for the clusters ewgw serves), not a 32-byte string per cluster.
   shared_string unsupported;
+  bool operator==(const cluster_settings&) const = default;
+};
+
+struct cluster_config {
+  // Shared with the chains and indexes that name the cluster (see shared_string).
+  shared_string name;
+  shared_string eds_service_name;  // for EDS: the name to subscribe to (defaults to `name`), shared with it
+  load_assignment_config load_assignment;
+  // filter_metadata["istio"].services, in order (Istio's telemetry uses the first). Shared: the
+  // cluster's versions (warming, in force with each new assignment) and the routing snapshot's
+  // telemetry labels hold one copy, not one each (~150 bytes per istiod cluster).
+  istio_service_list istio_services;
+  // Everything else the cluster sets; read as settings->x, changed (by builders) as
+  // settings.edit().x.
+  shared_value<cluster_settings> settings;
   revision_tag revision;
+  discovery_type type = discovery_type::static_;
+  // Received over xDS (CDS) rather than from the bootstrap (admin /clusters: added_via_api).
+  bool added_via_api = false;
   bool operator==(const cluster_config&) const = default;
 };
 

@@ -42,6 +42,22 @@ namespace accesslog_v3 = envoy::config::accesslog::v3;
 namespace file_v3 = envoy::extensions::access_loggers::file::v3;
 namespace stream_v3 = envoy::extensions::access_loggers::stream::v3;
 
+std::optional<ip_address> ip_address::parse(const std::string& text) {
+  ip_address a;
+  if (inet_pton(AF_INET, text.c_str(), a.bytes.data()) == 1) return a;
+  if (inet_pton(AF_INET6, text.c_str(), a.bytes.data()) == 1) {
+    a.ipv6 = true;
+    return a;
+  }
+  return std::nullopt;
+}
+
+std::string ip_address::str() const {
+  char text[INET6_ADDRSTRLEN] = {};
+  inet_ntop(ipv6 ? AF_INET6 : AF_INET, bytes.data(), text, sizeof text);
+  return text;
+}
+
 void diagnostics::error(std::string path, std::string_view why) {
   path += ": ";
   path += why;
@@ -171,10 +187,7 @@ std::string effective_type_url(const pb::Any& any) {
   return any.type_url();
 }
 
-bool is_ip_literal(const std::string& s) {
-  unsigned char buf[sizeof(in6_addr)];
-  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
-}
+bool is_ip_literal(const std::string& s) { return ip_address::parse(s).has_value(); }
 
 // Envoy's rule (filter_chain_manager_impl.cc): a server name is exact, or a wildcard starting
 // with "*." matching any name ending in the rest (at any depth); other uses of '*' are rejected.
@@ -669,7 +682,6 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
 void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const std::string& path, diagnostics& diag,
                             load_assignment_config& out, bool keep_transport_socket_match) {
   check_fields(cla, {"cluster_name", "endpoints", "policy"}, {}, path, diag);
-  out.cluster_name = cla.cluster_name();
   if (cla.has_policy()) {
     const std::string pp = join(path, "policy");
     check_fields(cla.policy(), {"overprovisioning_factor"}, {"endpoint_stale_after"}, pp, diag);
@@ -690,7 +702,7 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
     const std::string lp = index(ep, i);
     check_fields(le, {"locality", "lb_endpoints", "load_balancing_weight", "priority"}, {"proximity", "metadata"}, lp, diag);
     locality_endpoints_config loc;
-    loc.where = {le.locality().region(), le.locality().zone(), le.locality().sub_zone()};
+    loc.where = locality{le.locality().region(), le.locality().zone(), le.locality().sub_zone()};
     loc.priority = le.priority();
     if (le.has_load_balancing_weight()) {
       if (le.load_balancing_weight().value() == 0) {
@@ -711,7 +723,10 @@ void decode_load_assignment(const endpoint_v3::ClusterLoadAssignment& cla, const
       }
       check_fields(lbe.endpoint(), {"address"}, {"hostname", "health_check_config"}, join(p, "endpoint"), diag);
       endpoint_config e;
-      if (!decode_socket_address(lbe.endpoint().address(), join(p, "endpoint.address"), diag, e.address)) continue;
+      socket_address address;
+      if (!decode_socket_address(lbe.endpoint().address(), join(p, "endpoint.address"), diag, address)) continue;
+      e.ip = *ip_address::parse(address.address);  // decode_socket_address checked it is a literal
+      e.port = address.port;
       e.health = static_cast<health_status>(lbe.health_status());
       if (keep_transport_socket_match && lbe.has_metadata()) {
         const auto& fm = lbe.metadata().filter_metadata();
@@ -814,7 +829,7 @@ bool is_raw_buffer(const core_v3::TransportSocket& ts) {
 }
 
 void decode_transport_socket_matches(const cluster_v3::Cluster& c, const std::string& path, diagnostics& diag,
-                                     cluster_config& out) {
+                                     cluster_settings& out) {
   const std::string mp = join(path, "transport_socket_matches");
   for (int i = 0; i < c.transport_socket_matches_size(); ++i) {
     const auto& m = c.transport_socket_matches(i);
@@ -853,6 +868,8 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
                 "protocol_selection", "upstream_connection_options", "ignore_health_on_host_removal",
                 "track_cluster_stats", "track_timeout_budgets", "wait_for_warm_on_init", "preconnect_policy"},
                path, diag);
+  // Filled in place: this decoder holds the only reference to the fresh block.
+  cluster_settings& settings = out.settings.edit();
   out.name = c.name();
   if (c.name().empty()) diag.error(join(path, "name"), "must not be empty");
   switch (c.type()) {
@@ -876,13 +893,13 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
   if (out.type == discovery_type::eds && out.eds_service_name.empty()) out.eds_service_name = out.name;
   out.eds_service_name.share_if_equal(out.name);  // istiod's clusters subscribe to their own name
   if (c.has_connect_timeout()) {
-    decode_duration(c.connect_timeout(), join(path, "connect_timeout"), diag, out.connect_timeout);
-    if (out.connect_timeout.count() <= 0) diag.error(join(path, "connect_timeout"), "must be greater than 0");
+    decode_duration(c.connect_timeout(), join(path, "connect_timeout"), diag, settings.connect_timeout);
+    if (settings.connect_timeout.count() <= 0) diag.error(join(path, "connect_timeout"), "must be greater than 0");
   }
   switch (c.lb_policy()) {
-    case cluster_v3::Cluster::ROUND_ROBIN: out.policy = lb_policy::round_robin; break;
-    case cluster_v3::Cluster::LEAST_REQUEST: out.policy = lb_policy::least_request; break;
-    case cluster_v3::Cluster::RANDOM: out.policy = lb_policy::random; break;
+    case cluster_v3::Cluster::ROUND_ROBIN: settings.policy = lb_policy::round_robin; break;
+    case cluster_v3::Cluster::LEAST_REQUEST: settings.policy = lb_policy::least_request; break;
+    case cluster_v3::Cluster::RANDOM: settings.policy = lb_policy::random; break;
     default:
       diag.unsupported_setting(join(path, "lb_policy"), cluster_v3::Cluster::LbPolicy_Name(c.lb_policy()) +
                                                             " is not supported; use ROUND_ROBIN, LEAST_REQUEST or RANDOM");
@@ -894,7 +911,7 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
       if (lr.choice_count().value() < 2) {
         diag.error(join(path, "least_request_lb_config.choice_count"), "must be at least 2");
       } else {
-        out.least_request_choice_count = lr.choice_count().value();
+        settings.least_request_choice_count = lr.choice_count().value();
       }
     }
     if (lr.has_active_request_bias()) {
@@ -905,7 +922,7 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
       if (bias < 0 || !std::isfinite(bias)) {
         diag.notice(bp, "default_value " + std::to_string(bias) + " is invalid; using 1.0, as Envoy does");
       } else {
-        out.least_request_active_request_bias = bias;
+        settings.least_request_active_request_bias = bias;
       }
     }
   }
@@ -918,10 +935,10 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
       if (v < 0 || v > 100) {
         diag.error(join(cp, "healthy_panic_threshold"), "must be within 0..100");
       } else {
-        out.healthy_panic_threshold_percent = static_cast<std::uint32_t>(v);
+        settings.healthy_panic_threshold_percent = static_cast<std::uint32_t>(v);
       }
     }
-    out.locality_weighted = cl.has_locality_weighted_lb_config();
+    settings.locality_weighted = cl.has_locality_weighted_lb_config();
   }
   if (c.has_circuit_breakers()) {
     const std::string cb = join(path, "circuit_breakers.thresholds");
@@ -933,18 +950,18 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
                     "max_connection_pools"},
                    index(cb, i), diag);
       if (t.priority() == core_v3::DEFAULT && t.has_max_connections()) {
-        out.max_connections = t.max_connections().value();
+        settings.max_connections = t.max_connections().value();
       }
     }
   }
   if (c.has_outlier_detection()) {
     outlier_detection_config od;
     decode_outlier_detection(c.outlier_detection(), join(path, "outlier_detection"), diag, od);
-    out.outlier_detection = od;
+    settings.outlier_detection = od;
   }
   if (c.transport_socket_matches_size() > 0) {
     if (diag.collect_unsupported) {
-      decode_transport_socket_matches(c, path, diag, out);
+      decode_transport_socket_matches(c, path, diag, settings);
     } else {
       diag.unsupported_setting(join(path, "transport_socket_matches"),
                                "not supported in a static bootstrap (ewgw originates no TLS); clusters received over "
@@ -964,7 +981,7 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
   }
   if (c.has_load_assignment()) {
     decode_load_assignment(c.load_assignment(), join(path, "load_assignment"), diag, out.load_assignment,
-                           !out.transport_socket_matches.empty());
+                           !settings.transport_socket_matches.empty());
   } else if (out.type == discovery_type::static_) {
     diag.error(join(path, "load_assignment"), "is required for a STATIC cluster");
   }
@@ -975,7 +992,7 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
       for (const auto& [k, v] : it->second.fields()) {
         if (v.has_string_value()) strings[k] = v.string_value();
       }
-      out.istio_metadata = std::move(strings);
+      settings.istio_metadata = std::move(strings);
       // services: a list of {host, name, namespace} structs (istiod's cluster_builder). Other
       // shapes are ignored: this metadata only labels telemetry and never affects routing.
       if (auto services = it->second.fields().find("services");
@@ -1053,7 +1070,7 @@ bool decode_dynamic_cluster(const cluster_v3::Cluster& c, const std::string& pat
   if (!local.unsupported.empty()) {
     // The cluster is never used for routing, so the validity of the rest of it does not matter:
     // hostnames in a STRICT_DNS cluster's endpoints, for example, are not errors here.
-    out.unsupported = summarize_unsupported(local.unsupported);
+    out.settings.edit().unsupported = summarize_unsupported(local.unsupported);
     out.load_assignment = {};
     return true;
   }

@@ -100,13 +100,13 @@ struct scrape_fixture {
     for (int i = 0; i < clusters; ++i) {
       xds::cluster_config c;
       c.name = cluster_name(i);
-      c.policy = xds::lb_policy::least_request;
+      c.settings.edit().policy = xds::lb_policy::least_request;
       c.istio_services = xds::istio_service_list{{"svc-" + std::to_string(i) + ".ns-" + std::to_string(i % 50) + ".svc.cluster.local",
                                   "svc-" + std::to_string(i), "ns-" + std::to_string(i % 50)}};
       xds::locality_endpoints_config loc;
       for (int e = 0; e < 3; ++e) {
-        xds::endpoint_config ep;
-        ep.address = {"10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + "." + std::to_string(e + 1), 5000};
+        xds::endpoint_config ep = xds::endpoint_config::at(
+            "10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + "." + std::to_string(e + 1), 5000);
         loc.endpoints.push_back(ep);
       }
       c.load_assignment.localities.push_back(loc);

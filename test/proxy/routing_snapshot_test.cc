@@ -12,7 +12,9 @@ xds::cluster_config cluster(const std::string& name, std::uint64_t revision, std
   c.name = name;
   c.revision.value = revision;
   xds::locality_endpoints_config loc;
-  loc.endpoints.push_back({{"127.0.0.1", port, false}, xds::health_status::healthy, 1});
+  xds::endpoint_config e = xds::endpoint_config::at("127.0.0.1", port);
+  e.health = xds::health_status::healthy;
+  loc.endpoints.push_back(e);
   c.load_assignment.localities.push_back(loc);
   return c;
 }
@@ -109,9 +111,11 @@ TEST(RoutingSnapshot, TransportSocketMatchesKeepOnlyPlaintextEndpoints) {
   auto istiod = cluster("outbound|15012||istiod.istio-system.svc.cluster.local", 1, 1);
   auto& eps = istiod.load_assignment.localities[0].endpoints;
   eps[0].transport_socket_match = {{"tlsMode", "istio"}};  // has a sidecar: Istio mTLS
-  eps.push_back({{"127.0.0.1", 2, false}, xds::health_status::healthy, 1, {}});
-  eps.push_back({{"127.0.0.1", 3, false}, xds::health_status::healthy, 1, {{"tlsMode", "disabled"}}});
-  istiod.transport_socket_matches = {{"tlsMode-istio", {{"tlsMode", "istio"}}, false}, {"tlsMode-disabled", {}, true}};
+  eps.push_back(xds::endpoint_config::at("127.0.0.1", 2));
+  eps.push_back(xds::endpoint_config::at("127.0.0.1", 3));
+  eps.back().transport_socket_match = {{"tlsMode", "disabled"}};
+  istiod.settings.edit().transport_socket_matches = {{"tlsMode-istio", {{"tlsMode", "istio"}}, false},
+                                                     {"tlsMode-disabled", {}, true}};
   c.clusters = {istiod};
   auto s = f.build(c, nullptr);
   const auto& hosts = s->clusters.at(istiod.name)->balancer->hosts();
@@ -156,7 +160,7 @@ TEST(RoutingSnapshot, ClusterTextsReadBackEachPart) {
   c.clusters[0].type = xds::discovery_type::eds;
   c.clusters[0].eds_service_name = "a-eds";
   c.clusters[0].istio_services = {svc};
-  c.clusters[0].unsupported = "upstream TLS";
+  c.clusters[0].settings.edit().unsupported = "upstream TLS";
   auto s = f.build(c, nullptr);
   const cluster_runtime& a = *s->clusters.at("a");
   EXPECT_TRUE(a.has_istio_service);

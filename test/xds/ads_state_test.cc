@@ -109,12 +109,12 @@ TEST(AdsState, EdsClusterWarmsUntilItsFirstAssignment) {
   const auto cfg = s.assemble();
   const cluster_config* c = find_cluster(cfg, a);
   ASSERT_NE(c, nullptr);
-  EXPECT_EQ(c->policy, lb_policy::least_request);
-  EXPECT_EQ(c->max_connections, 4294967295u);
-  EXPECT_TRUE(c->locality_weighted);
+  EXPECT_EQ(c->settings->policy, lb_policy::least_request);
+  EXPECT_EQ(c->settings->max_connections, 4294967295u);
+  EXPECT_TRUE(c->settings->locality_weighted);
   ASSERT_EQ(c->load_assignment.localities.size(), 1u);
   EXPECT_EQ(c->load_assignment.localities[0].endpoints.size(), 2u);
-  EXPECT_EQ(c->load_assignment.localities[0].where.region, "us-east1");
+  EXPECT_EQ(c->load_assignment.localities[0].where->region, "us-east1");
   EXPECT_EQ(s.warming_clusters(), 0u);
 
   // The same response again changes nothing (resources are compared, not re-applied).
@@ -139,7 +139,7 @@ TEST(AdsState, LocalityPrioritiesWeightsAndHealthFollowEds) {
   EXPECT_EQ(c->load_assignment.localities[0].endpoints[0].weight, 2u);
   EXPECT_EQ(c->load_assignment.localities[0].endpoints[1].health, health_status::unhealthy);
   EXPECT_EQ(c->load_assignment.localities[1].priority, 3u);
-  EXPECT_EQ(c->load_assignment.localities[1].where.region, "eu-west1");
+  EXPECT_EQ(c->load_assignment.localities[1].where->region, "eu-west1");
 }
 
 TEST(AdsState, ListenerWaitsForWarmingClusterThenTakesEffect) {
@@ -268,6 +268,45 @@ TEST(AdsState, IstioServiceListReadsBackEveryService) {
   EXPECT_TRUE(none == istio_service_list(std::vector<istio_service>{}));
 }
 
+// istiod's SNI-DNAT clusters differ only by name: all their other settings are one shared block
+// (each cluster in force holds a reference, not ~100 bytes of equal values). A cluster with other
+// settings gets its own block, which still shares the equal istio metadata, and all of it
+// compares by content.
+TEST(AdsState, EqualClusterSettingsAreOneBlock) {
+  ads_state s(ads_bootstrap(), 15s);
+  const auto t0 = clock::now();
+  apply_two_istio_services(s, t0);
+  const cluster_config* ca = find_cluster(s.assemble(), a);
+  const cluster_config* cb = find_cluster(s.assemble(), b);
+  ASSERT_NE(ca, nullptr);
+  ASSERT_NE(cb, nullptr);
+  EXPECT_TRUE(ca->settings.shares_with(cb->settings));
+  EXPECT_EQ(ca->settings->policy, lb_policy::least_request);
+
+  auto slower = istio::sni_dnat_cluster(b);
+  slower.mutable_connect_timeout()->set_seconds(42);
+  ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), slower), t0).errors.empty());
+  s.commit();
+  ca = find_cluster(s.assemble(), a);
+  cb = find_cluster(s.assemble(), b);
+  ASSERT_NE(ca, nullptr);
+  ASSERT_NE(cb, nullptr);
+  EXPECT_FALSE(ca->settings.shares_with(cb->settings));
+  EXPECT_EQ(cb->settings->connect_timeout, std::chrono::seconds(42));
+  EXPECT_NE(ca->settings->connect_timeout, std::chrono::seconds(42));
+  EXPECT_TRUE(ca->settings->istio_metadata.shares_with(cb->settings->istio_metadata));
+
+  // A builder's edit of a copy never changes the block other clusters hold.
+  cluster_config copy = *ca;
+  copy.settings.edit().max_connections = 7;
+  EXPECT_EQ(copy.settings->max_connections, 7u);
+  EXPECT_EQ(ca->settings->max_connections, 4294967295u);  // istiod sets no limit
+  EXPECT_FALSE(copy == *ca);
+  copy.settings.edit().max_connections = 4294967295u;
+  EXPECT_FALSE(copy.settings.shares_with(ca->settings));
+  EXPECT_TRUE(copy == *ca);
+}
+
 // Istio puts the same five ALPNs on every chain of the 15443 listener: the decoder keeps one
 // copy for all of them (tens of thousands of chains), which still compares by content.
 TEST(AdsState, ChainsWithTheSameAlpnsShareOneList) {
@@ -310,8 +349,8 @@ TEST(AdsState, AClusterNameIsOneCopyAcrossClusterChainAndIndexes) {
     EXPECT_TRUE(chain.match.server_names[0].shares_with(c->name));
   }
   EXPECT_FALSE(ca->name.shares_with(cb->name));
-  EXPECT_EQ(ca->istio_metadata.at("default_original_port"), "5000");
-  EXPECT_TRUE(ca->istio_metadata.shares_with(cb->istio_metadata));
+  EXPECT_EQ(ca->settings->istio_metadata.at("default_original_port"), "5000");
+  EXPECT_TRUE(ca->settings->istio_metadata.shares_with(cb->settings->istio_metadata));
   // An update keeps the sharing (the index keeps its key; the new chain takes it).
   s.apply_sotw(resource_kind::listener, list(istio::gateway_listener(15443, {{a, a}})), t0);
   s.commit();
@@ -331,13 +370,12 @@ TEST(AdsState, LocalityNamesAndTransportProtocolsAreOneCopy) {
   for (auto& chain : *listener.mutable_filter_chains()) chain.mutable_filter_chain_match()->set_transport_protocol("tls");
   ASSERT_TRUE(s.apply_sotw(resource_kind::listener, list(listener), t0).errors.empty());
   s.commit();
-  const locality& wa = find_cluster(s.assemble(), a)->load_assignment.localities.at(0).where;
-  const locality& wb = find_cluster(s.assemble(), b)->load_assignment.localities.at(0).where;
-  EXPECT_EQ(wa.region, "us-east1");
-  EXPECT_EQ(wa.zone, "us-east1-b");
-  EXPECT_TRUE(wa.sub_zone.empty());
-  EXPECT_TRUE(wa.region.shares_with(wb.region));
-  EXPECT_TRUE(wa.zone.shares_with(wb.zone));
+  const shared_value<locality>& wa = find_cluster(s.assemble(), a)->load_assignment.localities.at(0).where;
+  const shared_value<locality>& wb = find_cluster(s.assemble(), b)->load_assignment.localities.at(0).where;
+  EXPECT_EQ(wa->region, "us-east1");
+  EXPECT_EQ(wa->zone, "us-east1-b");
+  EXPECT_TRUE(wa->sub_zone.empty());
+  EXPECT_TRUE(wa.shares_with(wb));  // one locality object for both assignments
   const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->filter_chains.size(), 2u);
@@ -503,7 +541,7 @@ TEST(AdsState, SotwRemovalsAndUnusedAssignments) {
   // An EDS response carrying only `a` leaves `b` as it was.
   s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {3})), clock::now());
   s.commit();
-  EXPECT_EQ(find_cluster(s.assemble(), b)->load_assignment.localities[0].endpoints[0].address.port, 2);
+  EXPECT_EQ(find_cluster(s.assemble(), b)->load_assignment.localities[0].endpoints[0].port, 2);
   // A CDS response without `b` removes it and its assignment.
   auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a)), clock::now());
   EXPECT_TRUE(r.changed);
@@ -657,7 +695,7 @@ TEST(AdsState, RollbackRestoresThePreviousState) {
   r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {7})), clock::now());
   EXPECT_TRUE(r.changed);
   s.rollback();
-  EXPECT_EQ(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[0].address.port, 1);
+  EXPECT_EQ(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[0].port, 1);
 }
 
 TEST(AdsState, ClustersWithUnimplementedSettingsAreAcceptedAsUnusable) {
@@ -673,7 +711,7 @@ TEST(AdsState, ClustersWithUnimplementedSettingsAreAcceptedAsUnusable) {
   EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
   const cluster_config* c = find_cluster(s.assemble(), outbound.name());
   ASSERT_NE(c, nullptr);
-  EXPECT_FALSE(c->unsupported.empty());
+  EXPECT_FALSE(c->settings->unsupported.empty());
   // A listener naming it does not wait for it.
   s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1})), clock::now());
   r = s.apply_sotw(resource_kind::listener,
@@ -692,12 +730,12 @@ TEST(AdsState, OutlierDetectionIsDecodedOverXds) {
   s.commit();
   const cluster_config* out = find_cluster(s.assemble(), a);
   ASSERT_NE(out, nullptr);
-  EXPECT_TRUE(out->unsupported.empty());
-  ASSERT_TRUE(out->outlier_detection);
-  EXPECT_EQ(out->outlier_detection->consecutive_gateway_failure, 7u);
-  EXPECT_EQ(out->outlier_detection->base_ejection_time, std::chrono::seconds(60));
-  EXPECT_EQ(out->outlier_detection->consecutive_5xx, 5u);  // Envoy's default
-  EXPECT_EQ(out->outlier_detection->max_ejection_percent, 10u);
+  EXPECT_TRUE(out->settings->unsupported.empty());
+  ASSERT_TRUE(out->settings->outlier_detection);
+  EXPECT_EQ(out->settings->outlier_detection->consecutive_gateway_failure, 7u);
+  EXPECT_EQ(out->settings->outlier_detection->base_ejection_time, std::chrono::seconds(60));
+  EXPECT_EQ(out->settings->outlier_detection->consecutive_5xx, 5u);  // Envoy's default
+  EXPECT_EQ(out->settings->outlier_detection->max_ejection_percent, 10u);
 }
 
 TEST(AdsState, ListenersMayNotShareAnAddress) {
@@ -775,7 +813,7 @@ TEST(AdsStateRevisions, FollowContentAndSurviveRollback) {
   EXPECT_TRUE(s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {4})), clock::now()).changed);
   s.rollback();
   EXPECT_EQ(revision(a), ra2);
-  EXPECT_EQ(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[0].address.port, 3);
+  EXPECT_EQ(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[0].port, 3);
   // A removal refused, then undone: the cluster is back in place with its revision.
   s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(b)), clock::now());
   EXPECT_EQ(find_cluster(s.assemble(), a), nullptr);
@@ -807,16 +845,16 @@ TEST(AdsStateTransportMatches, OutboundClustersKeepEndpointTransportMetadata) {
   s.commit();
   const cluster_config* c = find_cluster(s.assemble(), istiod.name());
   ASSERT_NE(c, nullptr);
-  EXPECT_TRUE(c->unsupported.empty()) << c->unsupported;
-  ASSERT_EQ(c->transport_socket_matches.size(), 2u);
-  EXPECT_FALSE(c->transport_socket_matches[0].plaintext);
-  EXPECT_EQ(c->transport_socket_matches[0].match,
+  EXPECT_TRUE(c->settings->unsupported.empty()) << c->settings->unsupported;
+  ASSERT_EQ(c->settings->transport_socket_matches.size(), 2u);
+  EXPECT_FALSE(c->settings->transport_socket_matches[0].plaintext);
+  EXPECT_EQ(c->settings->transport_socket_matches[0].match,
             (std::vector<std::pair<std::string, std::string>>{{"tlsMode", "istio"}}));
-  EXPECT_TRUE(c->transport_socket_matches[1].plaintext);
+  EXPECT_TRUE(c->settings->transport_socket_matches[1].plaintext);
   const auto& eps = c->load_assignment.localities[0].endpoints;
   EXPECT_TRUE(eps[0].transport_socket_match.empty());
   EXPECT_EQ(eps[1].transport_socket_match, (std::vector<std::pair<std::string, std::string>>{{"tlsMode", "istio"}}));
-  ASSERT_TRUE(c->outlier_detection);
+  ASSERT_TRUE(c->settings->outlier_detection);
   // Clusters without transport matches do not keep the metadata (memory).
   EXPECT_TRUE(find_cluster(s.assemble(), a)->load_assignment.localities[0].endpoints[1].transport_socket_match.empty());
 }
