@@ -240,9 +240,9 @@ struct load_balancer::shared_state {
     static std::mutex stripes[64];
     return stripes[(reinterpret_cast<std::uintptr_t>(this) / alignof(shared_state)) % 64];
   }
-  // Host counts: 32 bits hold any cluster's.
-  std::atomic<std::uint32_t> membership_healthy{0}, membership_degraded{0}, membership_excluded{0},
-      membership_total{0};
+  // No membership counts here: stats() sums them from the balancer's current view (its body
+  // has each priority's counts), which saves 16 bytes per cluster. The proxy reads stats() of
+  // the cluster's current generation, whose view is the one built or refreshed last.
   std::atomic<outlier_shared*> outlier{nullptr};
   // lb_healthy_panic. One counter for all workers: it moves only while a priority is in panic,
   // which is rare, and per-worker padded counters cost a cache line per worker per cluster.
@@ -988,19 +988,6 @@ std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*
 
 void load_balancer::publish_locked(health_view* v) {
   v->generation = view_.load(std::memory_order_relaxed) == nullptr ? 1 : outlier_->next_generation++;
-  std::uint32_t healthy = 0, degraded = 0, excluded = 0, total = 0;
-  for (const priority_picker& pp : std::span(v->body->priorities(), v->body->priority_count)) {
-    const priority_counts& c = pp.counts;
-    healthy += c.healthy;
-    degraded += c.degraded;
-    excluded += c.excluded;
-    total += c.hosts;
-  }
-  shared_state& s = *shared_;
-  s.membership_healthy.store(healthy, std::memory_order_relaxed);
-  s.membership_degraded.store(degraded, std::memory_order_relaxed);
-  s.membership_excluded.store(excluded, std::memory_order_relaxed);
-  s.membership_total.store(total, std::memory_order_relaxed);
   health_view* old = view_.exchange(v, std::memory_order_seq_cst);
   if (old != nullptr) outlier_->retired.push_back(old);  // only outlier passes replace a view
   reclaim_locked();
@@ -1230,10 +1217,17 @@ std::chrono::milliseconds load_balancer::outlier_interval() const {
 
 lb_stats load_balancer::stats() const {
   lb_stats out;
-  out.membership_healthy = shared_->membership_healthy.load(std::memory_order_relaxed);
-  out.membership_degraded = shared_->membership_degraded.load(std::memory_order_relaxed);
-  out.membership_excluded = shared_->membership_excluded.load(std::memory_order_relaxed);
-  out.membership_total = shared_->membership_total.load(std::memory_order_relaxed);
+  {
+    // Under the cold mutex: an outlier pass may retire and free the view otherwise.
+    std::lock_guard<std::mutex> lock(shared_->cold());
+    const view_body& b = *view_.load(std::memory_order_acquire)->body;
+    for (const priority_picker& pp : std::span(b.priorities(), b.priority_count)) {
+      out.membership_healthy += pp.counts.healthy;
+      out.membership_degraded += pp.counts.degraded;
+      out.membership_excluded += pp.counts.excluded;
+      out.membership_total += pp.counts.hosts;
+    }
+  }
   if (const atomic_outlier_stats* s = shared_->outlier.load(std::memory_order_acquire)) s->load_into(out);
   out.lb_healthy_panic = shared_->panic.load(std::memory_order_relaxed);
   return out;

@@ -31,8 +31,9 @@
 //
 // Generations. An EDS/CDS update builds a new balancer from the new config and the previous one:
 // hosts are taken over by address, with their connection counts and outlier state, and the
-// statistics and the cold mutex are shared by all generations of the cluster (the membership
-// gauges describe the generation built or refreshed last). Old generations stay valid for the
+// statistics and the cold mutex are shared by all generations of the cluster (except the
+// membership gauges: each generation's stats() counts the hosts of its own current view, so the
+// cluster's current generation reports the membership built or refreshed last). Old generations stay valid for the
 // connections that hold them; their view no longer changes.
 //
 // Threads. pick(worker, ...) may run concurrently for different workers; each worker index must
