@@ -618,8 +618,8 @@ TEST(LoadBalancer, PickDoesNotAllocateAfterAnEjection) {
 // A cluster as istiod sends most of them (3 endpoints, one locality, LEAST_REQUEST, no outlier
 // detection) is two heap blocks: the balancer with its arrays and its view, and its hosts with
 // the cluster's shared state. A gateway holds 10,000 of these, and each block costs a malloc
-// header on top of its bytes. Picking adds one slot (and one picking state) per worker that
-// picks, and only then.
+// header on top of its bytes. Picking adds the array of worker slots (on the first pick of any
+// worker) and one slot (and one picking state) per worker that picks, and only then.
 TEST(LoadBalancer, CommonClusterIsTwoBlocksUntilAWorkerPicks) {
   cluster_config c;
   c.policy = lb_policy::least_request;
@@ -637,21 +637,41 @@ TEST(LoadBalancer, CommonClusterIsTwoBlocksUntilAWorkerPicks) {
   ASSERT_EQ(testing::live_allocations() - before, 2);
   // The balancer block and the host block: 752 bytes requested before layouts and view bodies
   // were shared by clusters of one shape and the first view's worker states moved to the slots;
-  // 360 now (the bound leaves room for the allocator's rounding).
-  EXPECT_LE(testing::live_bytes() - bytes_before, 420);
+  // 360 before the balancer's arrays were found from its address, the slot array made on the
+  // first pick and the membership counts read from the view; 272 now.
+  EXPECT_LE(testing::live_bytes() - bytes_before, 272);
   fast_random r(1);
   ASSERT_NE(lb->pick(1, r), nullptr);
-  // Worker 1's slot and its picking state (a rotation index per host list).
-  ASSERT_EQ(testing::live_allocations() - before, 5);
+  // The slot array, worker 1's slot and its picking state (a rotation index per host list).
+  ASSERT_EQ(testing::live_allocations() - before, 6);
   // An EDS update with the same hosts: one more balancer block, sharing the hosts' block; the
   // worker that picked gets its slot and state up front (its picks never allocate).
   c.priorities[0].localities[0].hosts[2].health = host_health::degraded;
   auto next = make(c, 2, lb.get());
-  ASSERT_EQ(testing::live_allocations() - before, 9);
+  ASSERT_EQ(testing::live_allocations() - before, 11);
   lb.reset();
-  ASSERT_EQ(testing::live_allocations() - before, 5);
+  ASSERT_EQ(testing::live_allocations() - before, 6);
   next.reset();
   EXPECT_EQ(testing::live_allocations() - before, 0);
+}
+
+// A cluster no worker picks from costs the same whatever the number of workers: the per-worker
+// slots (a pointer each) are made on the first pick.
+TEST(LoadBalancer, UnpickedClusterCostsTheSameForAnyNumberOfWorkers) {
+  cluster_config c;
+  c.policy = lb_policy::least_request;
+  c.priorities = {{{locality("region/zone/sub_zone", 0, {h(1), h(2), h(3)})}}};
+  auto twin = make(c, 1);  // the shared layout and view body exist already
+  std::int64_t bytes[2] = {};
+  const std::size_t workers[2] = {1, 64};
+  for (int i = 0; i < 2; ++i) {
+    const std::int64_t bytes_before = testing::live_bytes();
+    auto lb = make(c, workers[i]);
+    bytes[i] = testing::live_bytes() - bytes_before;
+    fast_random r(1);
+    ASSERT_NE(lb->pick(workers[i] - 1, r), nullptr);  // and the last worker can pick
+  }
+  EXPECT_EQ(bytes[0], bytes[1]);
 }
 
 // What clusters of one shape have in common (layout, settings, locality names, the health
