@@ -560,9 +560,9 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   // would cost more than it saves, and the maps' buckets are allocations.
   constexpr std::size_t linear_search_limit = 16;
   const bool small = listings <= linear_search_limit &&
-                     (previous == nullptr || previous->host_count_ <= linear_search_limit);
+                     (previous == nullptr || previous->hosts().size() <= linear_search_limit);
   if (previous != nullptr && !small) {
-    known.reserve(previous->host_count_);
+    known.reserve(previous->hosts().size());
     for (host* h : previous->hosts()) known.emplace(h->address(), h);
   }
   const auto find_known = [&](const endpoint_address& a) -> host* {
@@ -727,8 +727,9 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   const std::size_t at_refs = tail.add<host*>(refs_are_members ? members.size() : parts.refs.size());
   const std::size_t at_members = refs_are_members ? at_refs : tail.add<host*>(members.size());
   const std::size_t at_outlier = tail.add<outlier_part*>(outlier ? 1 : 0);
-  const std::size_t at_hosts = tail.add<host*>(hosts_are_members ? 0 : hosts.size());
-  const std::size_t at_blocks = tail.add<host_block*>(blocks.size() == 1 ? 0 : blocks.size());
+  const std::size_t at_hosts = tail.add<host*>(hosts_are_members ? 0 : 1 + hosts.size());
+  const std::size_t at_blocks = tail.add<host_block*>(blocks.size() == 1 ? 0 : 1 + blocks.size());
+  static_assert(sizeof(std::uintptr_t) == sizeof(host*) && sizeof(std::uintptr_t) == sizeof(host_block*));
   static_assert(sizeof(load_balancer) % alignof(host*) == 0 && alignof(load_balancer) == alignof(host*) &&
                 alignof(health_view) == alignof(host*) && sizeof(health_view) == sizeof(host*));
   assert(at_view == 0);
@@ -756,23 +757,24 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   lb->flags_ = static_cast<std::uint8_t>((config.locality_weighted ? locality_weighted_flag : 0) |
                                          (hosts_are_members ? hosts_are_members_flag : 0) |
                                          (refs_are_members ? refs_are_members_flag : 0) |
-                                         (outlier ? outlier_flag : 0));
+                                         (outlier ? outlier_flag : 0) | (blocks.size() == 1 ? single_block_flag : 0));
   assert(lb->members() == targets);
   if (outlier) {
     assert(reinterpret_cast<char*>(lb->after_members()) == base + at_outlier);
     new (base + at_outlier) outlier_part*(outlier.release());
   }
   if (!hosts_are_members) {
-    place_copy(base, at_hosts, hosts);
-    assert(lb->hosts().data() == reinterpret_cast<host**>(base + at_hosts));
+    new (base + at_hosts) std::uintptr_t(hosts.size());
+    place_copy(base, at_hosts + sizeof(std::uintptr_t), hosts);
+    assert(lb->hosts().data() == reinterpret_cast<host**>(base + at_hosts) + 1);
   }
-  lb->host_count_ = static_cast<std::uint32_t>(hosts.size());
   if (blocks.size() == 1) {
     lb->block_ = blocks[0];
   } else {
-    lb->blocks_ = place_copy(base, at_blocks, blocks).data();
+    new (base + at_blocks) std::uintptr_t(blocks.size());
+    lb->blocks_ = place_copy(base, at_blocks + sizeof(std::uintptr_t), blocks).data();
   }
-  lb->block_count_ = static_cast<std::uint32_t>(blocks.size());
+  assert(lb->hosts().size() == hosts.size() && lb->blocks().size() == blocks.size());
   for (host_block* b : blocks) b->acquire();
   assert(&lb->shared() == shared);
   // Workers that picked from the previous version pick from this one too: make their state now,
@@ -828,8 +830,15 @@ load_balancer::outlier_part* load_balancer::outlier() const {
 }
 
 std::span<host* const> load_balancer::hosts() const {
-  if ((flags_ & hosts_are_members_flag) != 0) return {members(), host_count_};
-  return {after_members() + ((flags_ & outlier_flag) != 0 ? 1 : 0), host_count_};
+  if ((flags_ & hosts_are_members_flag) != 0) return {members(), layout_->member_count};
+  host** const at = after_members() + ((flags_ & outlier_flag) != 0 ? 1 : 0);
+  return {at + 1, *std::launder(reinterpret_cast<const std::uintptr_t*>(at))};
+}
+
+std::span<load_balancer::host_block* const> load_balancer::blocks() const {
+  if ((flags_ & single_block_flag) != 0) return {&block_, 1};
+  if (blocks_ == nullptr) return {};  // build() did not get that far
+  return {blocks_, *std::launder(reinterpret_cast<const std::uintptr_t*>(blocks_) - 1)};
 }
 
 load_balancer::shared_state& load_balancer::shared() const {

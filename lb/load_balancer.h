@@ -246,8 +246,8 @@ class load_balancer {
   //   the first view (the one build() makes: its interned body, then its host references),
   //   the members (each listing's host, priority -> locality -> host order; usually they are the
   //     first view's references, which then are not copied),
-  //   and only when needed: the outlier part, the unique hosts (when not the members), the
-  //     host blocks (when more than one).
+  //   and only when needed: the outlier part, the unique hosts (when not the members) and the
+  //     host blocks (when more than one), each of these two arrays after a word with its count.
   // What is the same for every cluster of one shape (priority and locality layout, locality
   // names, member weights and health, settings) is one interned block shared by all (layout_).
   health_view* first_view() const {
@@ -258,15 +258,12 @@ class load_balancer {
   struct layout;
   const layout* layout_ = nullptr;  // interned
   // The blocks holding the hosts and the shared state (one reference each): usually one, which
-  // is then held here rather than in an array (block_count_ says which).
+  // is then held here rather than in an array (single_block_flag says which).
   union {
-    host_block* block_ = nullptr;  // block_count_ == 1
-    host_block** blocks_;  // otherwise: block_count_ of them, in the tail
+    host_block* block_ = nullptr;  // single_block_flag
+    host_block** blocks_;  // otherwise: in the tail, their count in the word before them
   };
-  std::span<host_block* const> blocks() const {
-    if (block_count_ <= 1) return {&block_, block_count_};
-    return {blocks_, block_count_};
-  }
+  std::span<host_block* const> blocks() const;
   shared_state& shared() const;  // in one of blocks()
   std::atomic<health_view*> view_{nullptr};
   // Per-worker slots, made on a worker's first pick: most workers never pick from most of a
@@ -275,8 +272,6 @@ class load_balancer {
   // by worker w; the cold path only reads it (hazard scan) or frees it.
   std::atomic<std::atomic<worker_slot*>*> slots_{nullptr};
   std::uint64_t seed_ = 0;
-  std::uint32_t host_count_ = 0;
-  std::uint32_t block_count_ = 0;
   std::uint32_t choice_count_ = 2;
   std::uint16_t workers_ = 1;
   lb_policy policy_ = lb_policy::round_robin;
@@ -285,6 +280,7 @@ class load_balancer {
     hosts_are_members_flag = 2,  // the unique hosts are the members, in order
     refs_are_members_flag = 4,   // the first view's references are the members
     outlier_flag = 8,            // outlier detection: the outlier part follows the members
+    single_block_flag = 16,      // one host block: block_
   };
   std::uint8_t flags_ = 0;
   bool locality_weighted() const { return (flags_ & locality_weighted_flag) != 0; }
