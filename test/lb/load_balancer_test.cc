@@ -778,6 +778,35 @@ TEST(LoadBalancer, HostsOutliveTheGenerationThatAddedThem) {
   for (int i = 0; i < 100; ++i) EXPECT_NE(third->pick(0, r)->address().port, 4);
 }
 
+// The array of worker slots is made by whichever worker picks first; workers that pick a new
+// cluster at the same moment race to make it, and one array wins (the others are freed: run
+// under ASan). Every worker then has its own slot and gets a host.
+TEST(LoadBalancer, WorkersPickingANewClusterAtOnceShareOneSlotArray) {
+  cluster_config c;
+  c.policy = lb_policy::least_request;
+  c.priorities = {priority({h(1), h(2), h(3)})};
+  constexpr std::size_t workers = 4;
+  for (int round = 0; round < 200; ++round) {
+    auto lb = make(c, workers);
+    std::atomic<std::size_t> ready{0};
+    std::atomic<std::uint64_t> misses{0};
+    std::vector<std::thread> threads;
+    for (std::size_t w = 0; w < workers; ++w) {
+      threads.emplace_back([&, w] {
+        fast_random r(w + 1);
+        ready.fetch_add(1);
+        while (ready.load() < workers) {
+        }
+        for (int i = 0; i < 20; ++i) {
+          if (lb->pick(w, r) == nullptr) misses.fetch_add(1);
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    ASSERT_EQ(misses.load(), 0u);
+  }
+}
+
 // Workers pick while the cold half ejects and returns hosts and publishes new views: no pick
 // may see a freed view (run under ASan) and every pick finds a host.
 TEST(LoadBalancer, ConcurrentPicksWhileViewsChange) {
