@@ -321,6 +321,9 @@ struct load_balancer::outlier_part {
   // detection replaces a balancer's view, so clusters without it keep no list.
   std::vector<health_view*> retired;
   std::uint64_t next_generation = 2;  // build() publishes generation 1
+  // The view picks use. Only outlier detection replaces a balancer's view, so only a balancer
+  // with it keeps this pointer (and its picks announce the view they read: hazard pointers).
+  std::atomic<health_view*> view{nullptr};
 };
 
 namespace {
@@ -723,29 +726,37 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   // The tail after the object (load_balancer.h): the first view and its references (the
   // members when they are the same), the members, then what only some clusters need.
   block_layout tail;
-  [[maybe_unused]] const std::size_t at_view = tail.add<health_view>(1);
+  const std::size_t at_outlier = tail.add<outlier_part*>(outlier ? 1 : 0);
+  const std::size_t at_view = tail.add<health_view>(1);
   const std::size_t at_refs = tail.add<host*>(refs_are_members ? members.size() : parts.refs.size());
   const std::size_t at_members = refs_are_members ? at_refs : tail.add<host*>(members.size());
-  const std::size_t at_outlier = tail.add<outlier_part*>(outlier ? 1 : 0);
   const std::size_t at_hosts = tail.add<host*>(hosts_are_members ? 0 : 1 + hosts.size());
   const std::size_t at_blocks = tail.add<host_block*>(blocks.size() == 1 ? 0 : 1 + blocks.size());
   static_assert(sizeof(std::uintptr_t) == sizeof(host*) && sizeof(std::uintptr_t) == sizeof(host_block*));
   static_assert(sizeof(load_balancer) % alignof(host*) == 0 && alignof(load_balancer) == alignof(host*) &&
                 alignof(health_view) == alignof(host*) && sizeof(health_view) == sizeof(host*));
-  assert(at_view == 0);
+  assert(at_outlier == 0 && at_view == (outlier ? sizeof(void*) : 0));
   trailing_request.extra = tail.size();
-  // The tail is found at `this + 1` (first_view()). The allocator's tail starts at or after the
+  // The tail is found at `this + 1` (tail()). The allocator's tail starts at or after the
   // object's end (the object is inside the control block, whose size it rounds up to 8), so the
   // tail's bytes from `this + 1` are inside the allocation; with libstdc++ it is exactly there.
   auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer, alignof(host*)>(), private_tag{});
-  char* const base = reinterpret_cast<char*>(lb->first_view());
+  char* const base = lb->tail();
   assert(base <= trailing_request.at);
+  // First what the destructor needs to find and free the tail's parts (the flags, the outlier
+  // part, the first view), with nothing that can throw in between.
+  lb->flags_ = static_cast<std::uint8_t>((config.locality_weighted ? locality_weighted_flag : 0) |
+                                         (hosts_are_members ? hosts_are_members_flag : 0) |
+                                         (refs_are_members ? refs_are_members_flag : 0) |
+                                         (outlier ? outlier_flag : 0) | (blocks.size() == 1 ? single_block_flag : 0));
+  if (outlier) new (base + at_outlier) outlier_part*(outlier.release());
+  health_view* const view = new (base + at_view) health_view();
+  assert(lb->first_view() == view);
   lb->workers_ = static_cast<std::uint16_t>(workers);
   lb->seed_ = options.seed;
   lb->policy_ = config.policy;
   lb->choice_count_ = std::max<std::uint32_t>(1, config.choice_count);
   lb->layout_ = layout::intern(config, members, priorities, localities, names);
-  health_view* const view = new (base) health_view();
   view->body = view_body::intern(parts);
   host** const targets = reinterpret_cast<host**>(base + at_members);
   for (std::size_t i = 0; i < members.size(); ++i) targets[i] = members[i].target;
@@ -754,15 +765,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
     assert(reinterpret_cast<char*>(refs) == base + at_refs);
     for (std::size_t i = 0; i < parts.refs.size(); ++i) refs[i] = parts.refs[i].target;
   }
-  lb->flags_ = static_cast<std::uint8_t>((config.locality_weighted ? locality_weighted_flag : 0) |
-                                         (hosts_are_members ? hosts_are_members_flag : 0) |
-                                         (refs_are_members ? refs_are_members_flag : 0) |
-                                         (outlier ? outlier_flag : 0) | (blocks.size() == 1 ? single_block_flag : 0));
   assert(lb->members() == targets);
-  if (outlier) {
-    assert(reinterpret_cast<char*>(lb->after_members()) == base + at_outlier);
-    new (base + at_outlier) outlier_part*(outlier.release());
-  }
   if (!hosts_are_members) {
     new (base + at_hosts) std::uintptr_t(hosts.size());
     place_copy(base, at_hosts + sizeof(std::uintptr_t), hosts);
@@ -800,20 +803,22 @@ load_balancer::~load_balancer() {
   // The first view's worker states go with the slots; its body (which members() reads to find
   // the members) last.
   outlier_part* const outlier = this->outlier();
-  health_view* const current = view_.load(std::memory_order_relaxed);
-  if (current != first_view()) destroy_view(current);
   if (outlier != nullptr) {
+    health_view* const current = outlier->view.load(std::memory_order_relaxed);
+    if (current != first_view()) destroy_view(current);
     for (health_view* v : outlier->retired) {
       if (v != first_view()) destroy_view(v);
     }
-    delete outlier;
   }
   if (std::atomic<worker_slot*>* slots = slots_.load(std::memory_order_relaxed)) {
     for (std::size_t w = 0; w < workers_; ++w) delete slots[w].load(std::memory_order_relaxed);
     delete[] slots;
   }
-  if (current != nullptr) first_view()->body->release();
-  for (host_block* b : blocks()) b->release();
+  if (const view_body* body = first_view()->body) body->release();
+  delete outlier;
+  for (host_block* b : blocks()) {
+    if (b != nullptr) b->release();  // null: build() did not get that far
+  }
   if (layout_ != nullptr) layout_->release();
 }
 
@@ -824,14 +829,14 @@ host** load_balancer::members() const {
 
 host** load_balancer::after_members() const { return members() + layout_->member_count; }
 
-load_balancer::outlier_part* load_balancer::outlier() const {
-  if ((flags_ & outlier_flag) == 0) return nullptr;
-  return *std::launder(reinterpret_cast<outlier_part**>(after_members()));
+const load_balancer::health_view* load_balancer::current_view() const {
+  const outlier_part* const outlier = this->outlier();
+  return outlier != nullptr ? outlier->view.load(std::memory_order_acquire) : first_view();
 }
 
 std::span<host* const> load_balancer::hosts() const {
   if ((flags_ & hosts_are_members_flag) != 0) return {members(), layout_->member_count};
-  host** const at = after_members() + ((flags_ & outlier_flag) != 0 ? 1 : 0);
+  host** const at = after_members();
   return {at + 1, *std::launder(reinterpret_cast<const std::uintptr_t*>(at))};
 }
 
@@ -1052,16 +1057,18 @@ std::uint64_t load_balancer::generation(const health_view& v) const {
 
 void load_balancer::publish_locked(health_view* v) {
   // build() publishes the first view (generation 1); only outlier passes publish others.
-  if (v != first_view()) owned_view_header_of(v, workers_).generation = outlier()->next_generation++;
-  health_view* old = view_.exchange(v, std::memory_order_seq_cst);
-  if (old != nullptr) outlier()->retired.push_back(old);  // only outlier passes replace a view
+  outlier_part* const outlier = this->outlier();
+  if (outlier == nullptr) return;  // the first view, which stays
+  if (v != first_view()) owned_view_header_of(v, workers_).generation = outlier->next_generation++;
+  health_view* old = outlier->view.exchange(v, std::memory_order_seq_cst);
+  if (old != nullptr) outlier->retired.push_back(old);
   reclaim_locked();
 }
 
 // Hazard-pointer reclamation: a retired view is freed once no worker announces it. A worker
-// announces the view (seq_cst store) and then re-reads view_; publish_locked swapped view_
-// (seq_cst) before this scan. So either the scan sees the announcement, or the worker's re-read
-// sees the new view and drops the old one without using it.
+// announces the view (seq_cst store) and then re-reads the outlier part's view pointer, which
+// publish_locked swapped (seq_cst) before this scan. So either the scan sees the announcement,
+// or the worker's re-read sees the new view and drops the old one without using it.
 void load_balancer::reclaim_locked() {
   outlier_part* const outlier = this->outlier();
   if (outlier == nullptr) return;
@@ -1119,11 +1126,11 @@ load_balancer::worker_slot& load_balancer::make_slot(std::size_t w) {
   return *s;
 }
 
-const load_balancer::health_view* load_balancer::enter(worker_slot& slot) {
-  const health_view* v = view_.load(std::memory_order_acquire);
+const load_balancer::health_view* load_balancer::enter(worker_slot& slot, const std::atomic<health_view*>& current) {
+  const health_view* v = current.load(std::memory_order_acquire);
   for (;;) {
     slot.hazard.store(v, std::memory_order_seq_cst);
-    const health_view* again = view_.load(std::memory_order_seq_cst);
+    const health_view* again = current.load(std::memory_order_seq_cst);
     if (again == v) return v;
     v = again;
   }
@@ -1136,7 +1143,10 @@ host* load_balancer::pick(std::size_t worker, std::span<const host* const> avoid
 host* load_balancer::pick(std::size_t worker, random_source& random, std::span<const host* const> avoid) {
   const std::size_t w = worker % workers_;
   worker_slot& own = slot(w);
-  const health_view* v = enter(own);
+  // Without outlier detection the view never changes (and lives as long as the balancer): no
+  // hazard to announce.
+  const outlier_part* const outlier = this->outlier();
+  const health_view* v = outlier != nullptr ? enter(own, outlier->view) : first_view();
   host* h = nullptr;
   if (avoid.empty()) {
     std::uint32_t source_id = 0;
@@ -1144,7 +1154,7 @@ host* load_balancer::pick(std::size_t worker, random_source& random, std::span<c
   } else {
     h = pick_other(*v, own, w, random, avoid);
   }
-  own.hazard.store(nullptr, std::memory_order_release);
+  if (outlier != nullptr) own.hazard.store(nullptr, std::memory_order_release);
   return h;
 }
 
@@ -1307,7 +1317,7 @@ lb_stats load_balancer::stats() const {
   {
     // Under the cold mutex: an outlier pass may retire and free the view otherwise.
     std::lock_guard<std::mutex> lock(shared().cold());
-    const view_body& b = *view_.load(std::memory_order_acquire)->body;
+    const view_body& b = *current_view()->body;
     for (const priority_picker& pp : std::span(b.priorities(), b.priority_count)) {
       out.membership_healthy += pp.counts.healthy;
       out.membership_degraded += pp.counts.degraded;
@@ -1322,7 +1332,7 @@ lb_stats load_balancer::stats() const {
 
 balancer_state load_balancer::explain() const {
   std::lock_guard<std::mutex> lock(shared().cold());
-  const health_view& v = *view_.load(std::memory_order_acquire);
+  const health_view& v = *current_view();
   balancer_state out;
   out.view_generation = generation(v);
   const std::uint32_t overprovisioning_factor = layout_->overprovisioning_factor;

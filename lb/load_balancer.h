@@ -18,7 +18,8 @@
 // current view under a per-worker hazard pointer (a seq_cst store and a re-load of the view
 // pointer, then a release store when done: no lock, no reference count, no shared cache line
 // written), and the cold half frees a retired view only once no worker's hazard points at it.
-// pick() therefore never locks, never allocates and never frees; test/lb checks this with a
+// Only outlier detection changes the ejected set, so a balancer without it keeps the view build()
+// made, and its picks read that view with no hazard at all. pick() therefore never locks, never allocates and never frees; test/lb checks this with a
 // counting operator new, bench/lb reports allocations per pick.
 //
 // Outlier detection is split the same way. host::report() (data path) only updates atomics and
@@ -54,6 +55,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
@@ -231,7 +233,9 @@ class load_balancer {
   std::atomic<worker_slot*>* slots() const { return slots_.load(std::memory_order_seq_cst); }
   // Where worker w's picking state for `v` is kept (`own`: w's slot).
   std::atomic<detail::worker_state*>& state_entry(const health_view& v, worker_slot& own, std::size_t w) const;
-  const health_view* enter(worker_slot& slot);
+  const health_view* enter(worker_slot& slot, const std::atomic<health_view*>& current);
+  // The view picks use now: the first view unless outlier detection replaced it.
+  const health_view* current_view() const;
   topology shape(std::vector<member>& members) const;
   health_view* make_view() const;  // a view in its own allocation (after an ejection or a return)
   void destroy_view(health_view* v) const;  // one make_view() made
@@ -240,18 +244,21 @@ class load_balancer {
   void reclaim_locked();
   bool outlier_pass_locked(time_point now, random_source& random, bool interval);
 
-  // Immutable after build, except view_ (outlier passes) and slots_ (made once). The
+  // Immutable after build, except slots_ (made once) and the outlier part's current view. The
   // per-cluster arrays live in the balancer's own allocation, right after the object (build()
   // sizes it), and are found from `this` rather than through pointers of their own:
+  //   with outlier detection, the outlier part (it holds the current view: without outlier
+  //     detection a balancer's view never changes, so it keeps no pointer to it),
   //   the first view (the one build() makes: its interned body, then its host references),
   //   the members (each listing's host, priority -> locality -> host order; usually they are the
   //     first view's references, which then are not copied),
-  //   and only when needed: the outlier part, the unique hosts (when not the members) and the
-  //     host blocks (when more than one), each of these two arrays after a word with its count.
+  //   and only when needed: the unique hosts (when not the members) and the host blocks (when
+  //     more than one), each of these two arrays after a word with its count.
   // What is the same for every cluster of one shape (priority and locality layout, locality
   // names, member weights and health, settings) is one interned block shared by all (layout_).
+  char* tail() const { return reinterpret_cast<char*>(const_cast<load_balancer*>(this) + 1); }
   health_view* first_view() const {
-    return reinterpret_cast<health_view*>(const_cast<load_balancer*>(this) + 1);
+    return reinterpret_cast<health_view*>(tail() + ((flags_ & outlier_flag) != 0 ? sizeof(void*) : 0));
   }
   host** members() const;
   host** after_members() const;  // where the optional arrays start
@@ -265,7 +272,6 @@ class load_balancer {
   };
   std::span<host_block* const> blocks() const;
   shared_state& shared() const;  // in one of blocks()
-  std::atomic<health_view*> view_{nullptr};
   // Per-worker slots, made on a worker's first pick: most workers never pick from most of a
   // gateway's 10,000 clusters, so a slot (a cache line) exists only where it is used, and the
   // array of them (a pointer per worker) only once some worker picked. Entry w is written only
@@ -279,14 +285,16 @@ class load_balancer {
     locality_weighted_flag = 1,
     hosts_are_members_flag = 2,  // the unique hosts are the members, in order
     refs_are_members_flag = 4,   // the first view's references are the members
-    outlier_flag = 8,            // outlier detection: the outlier part follows the members
+    outlier_flag = 8,            // outlier detection: the tail starts with the outlier part
     single_block_flag = 16,      // one host block: block_
   };
   std::uint8_t flags_ = 0;
   bool locality_weighted() const { return (flags_ & locality_weighted_flag) != 0; }
   // Only with outlier detection enabled (most clusters have none); owned by the balancer.
   struct outlier_part;
-  outlier_part* outlier() const;
+  outlier_part* outlier() const {
+    return (flags_ & outlier_flag) != 0 ? *std::launder(reinterpret_cast<outlier_part**>(tail())) : nullptr;
+  }
 };
 
 }  // namespace ewgw::lb
