@@ -1315,8 +1315,10 @@ std::chrono::milliseconds load_balancer::outlier_interval() const {
 lb_stats load_balancer::stats() const {
   lb_stats out;
   {
-    // Under the cold mutex: an outlier pass may retire and free the view otherwise.
-    std::lock_guard<std::mutex> lock(shared().cold());
+    // With outlier detection, under the cold mutex: an outlier pass may retire and free the
+    // view otherwise. Without it the view is the first one, which lives as long as the balancer.
+    std::unique_lock<std::mutex> lock;
+    if (outlier() != nullptr) lock = std::unique_lock<std::mutex>(shared().cold());
     const view_body& b = *current_view()->body;
     for (const priority_picker& pp : std::span(b.priorities(), b.priority_count)) {
       out.membership_healthy += pp.counts.healthy;
