@@ -18,9 +18,10 @@
 // current view under a per-worker hazard pointer (a seq_cst store and a re-load of the view
 // pointer, then a release store when done: no lock, no reference count, no shared cache line
 // written), and the cold half frees a retired view only once no worker's hazard points at it.
-// Only outlier detection changes the ejected set, so a balancer without it keeps the view build()
-// made, and its picks read that view with no hazard at all. pick() therefore never locks, never allocates and never frees; test/lb checks this with a
-// counting operator new, bench/lb reports allocations per pick.
+// Only outlier detection changes the ejected set, so a balancer without it keeps the view
+// build() made, and its picks read that view with no hazard at all. pick() therefore never
+// locks, never allocates and never frees; test/lb checks this with a counting operator new,
+// bench/lb reports allocations per pick.
 //
 // Outlier detection is split the same way. host::report() (data path) only updates atomics and
 // flags a consecutive-failure detection the moment a counter reaches its threshold, as Envoy's
@@ -34,8 +35,8 @@
 // hosts are taken over by address, with their connection counts and outlier state, and the
 // statistics and the cold mutex are shared by all generations of the cluster (except the
 // membership gauges: each generation's stats() counts the hosts of its own current view, so the
-// cluster's current generation reports the membership built or refreshed last). Old generations stay valid for the
-// connections that hold them; their view no longer changes.
+// cluster's current generation reports the membership built or refreshed last). Old
+// generations stay valid for the connections that hold them; their view no longer changes.
 //
 // Threads. pick(worker, ...) may run concurrently for different workers; each worker index must
 // be used by one thread at a time. build(), tick(), process_detections() and explain() may be
