@@ -7,6 +7,7 @@
 #include <mutex>
 #include <new>
 #include <span>
+#include <cstdlib>
 #include <cstring>
 #include <string_view>
 #include <type_traits>
@@ -240,9 +241,9 @@ struct load_balancer::shared_state {
     static std::mutex stripes[64];
     return stripes[(reinterpret_cast<std::uintptr_t>(this) / alignof(shared_state)) % 64];
   }
-  // Host counts: 32 bits hold any cluster's.
-  std::atomic<std::uint32_t> membership_healthy{0}, membership_degraded{0}, membership_excluded{0},
-      membership_total{0};
+  // No membership counts here: stats() sums them from the balancer's current view (its body
+  // has each priority's counts), which saves 16 bytes per cluster. The proxy reads stats() of
+  // the cluster's current generation, whose view is the one built or refreshed last.
   std::atomic<outlier_shared*> outlier{nullptr};
   // lb_healthy_panic. One counter for all workers: it moves only while a priority is in panic,
   // which is rare, and per-worker padded counters cost a cache line per worker per cluster.
@@ -315,11 +316,14 @@ struct alignas(64) load_balancer::worker_slot {
 
 struct load_balancer::outlier_part {
   outlier_detection_config config;
-  std::vector<host*> hosts;  // hosts_, for the outlier detector
-  // Views replaced while a worker may still read them (under shared_->cold). Only outlier
+  std::vector<host*> hosts;  // hosts(), for the outlier detector
+  // Views replaced while a worker may still read them (under shared().cold). Only outlier
   // detection replaces a balancer's view, so clusters without it keep no list.
   std::vector<health_view*> retired;
   std::uint64_t next_generation = 2;  // build() publishes generation 1
+  // The view picks use. Only outlier detection replaces a balancer's view, so only a balancer
+  // with it keeps this pointer (and its picks announce the view they read: hazard pointers).
+  std::atomic<health_view*> view{nullptr};
 };
 
 namespace {
@@ -385,102 +389,64 @@ struct view_body : interned_block {
   }
 };
 
-// Everything a pick reads: the interned body, this cluster's host references, and each worker's
-// picking state, in one allocation (the header below, then the worker entries and, when the
-// view has its own, the host references).
+// Everything a pick reads that depends on the ejected set: the interned body, then (right after
+// this header, found without a pointer) the view's host references, their weights being
+// body->ref_weights(). The view build() makes is at the start of the balancer's tail, and its
+// references are usually the balancer's members themselves. A view made later (make_view) is
+// one allocation: an owned_view_header, one picking-state entry per worker, then the view.
 struct load_balancer::health_view {
-  std::uint64_t generation = 0;
   const view_body* body = nullptr;  // interned; one reference
-  // The view's host references (their weights: body->ref_weights()): its own array, or the
-  // balancer's members when they are the same.
-  host* const* refs = nullptr;
-  std::uint32_t worker_count = 0;
-  bool own_allocation = false;  // false: inside the balancer's block (the view build() made)
 
-  // Each worker's picking state, made on its first pick of this view; each worker mutates its
-  // own entry only.
-  std::atomic<worker_state*>* workers() const {
-    return std::launder(reinterpret_cast<std::atomic<worker_state*>*>(
-        const_cast<char*>(reinterpret_cast<const char*>(this) + sizeof(health_view))));
-  }
-
-  // The bytes pack() needs. `refs` null: the view's refs are copied into the block; otherwise
-  // they are that array (the balancer's members, when they are exactly the view's refs).
-  static std::size_t packed_size(const view_parts& parts, std::size_t worker_count, bool shared_refs) {
-    static_assert(sizeof(health_view) % alignof(std::atomic<worker_state*>) == 0 &&
-                  alignof(host*) <= alignof(std::atomic<worker_state*>));
-    return align_up(refs_at(worker_count) + (shared_refs ? 0 : sizeof(host*) * parts.refs.size()),
-                    alignof(health_view));
-  }
-  // Builds the view in `base` (packed_size() bytes, aligned for health_view).
-  static health_view* pack(char* base, const view_parts& parts, std::size_t worker_count, host* const* refs) {
-    auto* v = new (base) health_view();
-    v->body = view_body::intern(parts);
-    v->worker_count = static_cast<std::uint32_t>(worker_count);
-    auto* workers = v->workers();
-    for (std::size_t w = 0; w < worker_count; ++w) new (workers + w) std::atomic<worker_state*>(nullptr);
-    if (refs == nullptr) {
-      auto* to = reinterpret_cast<host**>(base + refs_at(worker_count));
-      for (std::size_t i = 0; i < parts.refs.size(); ++i) to[i] = parts.refs[i].target;
-      refs = to;
-    }
-    v->refs = refs;
-    return v;
-  }
-  // A view in its own allocation (one made after build: an ejection or a return).
-  static health_view* pack(const view_parts& parts, std::size_t worker_count) {
-    char* base = static_cast<char*>(::operator new(packed_size(parts, worker_count, false)));
-    health_view* v = pack(base, parts, worker_count, nullptr);
-    v->own_allocation = true;
-    return v;
-  }
-  // Ends a view made by either pack().
-  static void destroy(health_view* v) {
-    if (v == nullptr) return;
-    const bool own = v->own_allocation;
-    v->~health_view();
-    if (own) ::operator delete(static_cast<void*>(v));
-  }
+  host* const* refs() const { return std::launder(reinterpret_cast<host* const*>(this + 1)); }
+  host** refs() { return std::launder(reinterpret_cast<host**>(this + 1)); }
 
   health_view() = default;
   health_view(const health_view&) = delete;
   health_view& operator=(const health_view&) = delete;
-  // The arrays after the header are trivially destructible; the storage is pack()'s caller's.
-  ~health_view() {
-    for (std::size_t w = 0; w < worker_count; ++w) delete workers()[w].load(std::memory_order_relaxed);
-    if (body != nullptr) body->release();
-  }
-
- private:
-  static std::size_t refs_at(std::size_t worker_count) {
-    return sizeof(health_view) + sizeof(std::atomic<worker_state*>) * worker_count;
-  }
-
- public:
-  // Worker w's picking state for this view, made on its first use. seq_cst: the hazard-pointer
-  // argument in reclaim_locked() needs the entry's publication in the same total order as the
-  // hazard. With a seed, each worker starts its rotations and (up to 255 picks into) its
-  // schedules at its own point, so workers do not all send their first picks to one host.
-  // `seed` is the balancer's (build_options::seed).
-  // `entry` is worker w's entry: workers()[w], or for the view in the balancer's block the
-  // worker's slot's first_view_state (load_balancer::state_entry).
-  worker_state& worker(std::atomic<worker_state*>& entry, std::size_t w, std::uint64_t seed) const {
-    worker_state* e = entry.load(std::memory_order_seq_cst);
-    if (e != nullptr) return *e;
-    const std::uint64_t start = seed == 0 ? 0 : fast_random::mix(seed ^ (0xa0761d6478bd642full * (w + 1)));
-    auto ws = std::make_unique<worker_state>();
-    const view_body& b = *body;
-    ws->rr.assign(b.source_count, start);
-    ws->edf.resize(b.schedule_count);
-    for (std::size_t k = 0; k < b.schedule_count; ++k) {
-      ws->edf[k].reset(std::span<const double>(b.weights() + b.schedules()[k].begin, b.schedules()[k].size),
-                       start & 0xff);
-    }
-    e = ws.release();
-    entry.store(e, std::memory_order_seq_cst);
-    return *e;
-  }
 };
+
+namespace {
+
+// What precedes a view made after build, with the workers' picking-state entries (one per
+// worker, made on the worker's first pick of the view; each worker mutates its own entry only)
+// between it and the view. The first view's generation is 1 and its workers' states are in
+// their slots (worker_slot::first_view_state).
+struct owned_view_header {
+  std::uint64_t generation = 0;
+};
+static_assert(sizeof(owned_view_header) % alignof(std::atomic<worker_state*>) == 0 &&
+              sizeof(std::atomic<worker_state*>) == sizeof(void*));
+
+// Worker w's picking state in `entry`, made on its first use. seq_cst: the hazard-pointer
+// argument in reclaim_locked() needs the entry's publication in the same total order as the
+// hazard. With a seed, each worker starts its rotations and (up to 255 picks into) its
+// schedules at its own point, so workers do not all send their first picks to one host.
+// `seed` is the balancer's (build_options::seed).
+[[gnu::noinline]] worker_state& make_worker_state(std::atomic<worker_state*>& entry, const view_body& b,
+                                                  std::size_t w, std::uint64_t seed);
+inline worker_state& worker_state_in(std::atomic<worker_state*>& entry, const view_body& b, std::size_t w,
+                                     std::uint64_t seed) {
+  worker_state* e = entry.load(std::memory_order_seq_cst);
+  if (e != nullptr) return *e;
+  return make_worker_state(entry, b, w, seed);  // the worker's first pick of the view
+}
+worker_state& make_worker_state(std::atomic<worker_state*>& entry, const view_body& b, std::size_t w,
+                                std::uint64_t seed) {
+  worker_state* e = nullptr;
+  const std::uint64_t start = seed == 0 ? 0 : fast_random::mix(seed ^ (0xa0761d6478bd642full * (w + 1)));
+  auto ws = std::make_unique<worker_state>();
+  ws->rr.assign(b.source_count, start);
+  ws->edf.resize(b.schedule_count);
+  for (std::size_t k = 0; k < b.schedule_count; ++k) {
+    ws->edf[k].reset(std::span<const double>(b.weights() + b.schedules()[k].begin, b.schedules()[k].size),
+                     start & 0xff);
+  }
+  e = ws.release();
+  entry.store(e, std::memory_order_seq_cst);
+  return *e;
+}
+
+}  // namespace
 
 namespace {
 
@@ -494,7 +460,7 @@ class block_layout {
     size_ += sizeof(T) * n;
     return at;
   }
-  std::size_t size() const { return align_up(size_, __STDCPP_DEFAULT_NEW_ALIGNMENT__); }
+  std::size_t size() const { return size_; }
 
  private:
   std::size_t size_ = 0;
@@ -575,7 +541,7 @@ load_balancer::topology load_balancer::shape(std::vector<member>& members) const
           layout_->priorities(),
           layout_->overprovisioning_factor,
           layout_->panic_threshold,
-          locality_weighted_,
+          locality_weighted(),
           policy_,
           layout_->active_request_bias};
 }
@@ -584,7 +550,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
                                                     const load_balancer* previous) {
   // First the structure in temporary arrays (hosts resolved: taken over from `previous` by
   // address, or new), then one block sized for all of it and the initial view.
-  std::unordered_map<endpoint_address, host*, endpoint_address_hash> known;  // previous->hosts_ by address
+  std::unordered_map<endpoint_address, host*, endpoint_address_hash> known;  // previous->hosts() by address
   std::size_t listings = 0, locality_count = 0, name_bytes = 0;
   for (const priority_config& p : config.priorities) {
     locality_count += p.localities.size();
@@ -597,9 +563,9 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   // would cost more than it saves, and the maps' buckets are allocations.
   constexpr std::size_t linear_search_limit = 16;
   const bool small = listings <= linear_search_limit &&
-                     (previous == nullptr || previous->host_count_ <= linear_search_limit);
+                     (previous == nullptr || previous->hosts().size() <= linear_search_limit);
   if (previous != nullptr && !small) {
-    known.reserve(previous->host_count_);
+    known.reserve(previous->hosts().size());
     for (host* h : previous->hosts()) known.emplace(h->address(), h);
   }
   const auto find_known = [&](const endpoint_address& a) -> host* {
@@ -695,7 +661,7 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
     hold(fresh_block);
   }
   if (previous != nullptr) {
-    shared = previous->shared_;
+    shared = &previous->shared();
     for (host_block* b : previous->blocks()) {
       if (b->shared() == shared) hold(b);
     }
@@ -753,56 +719,79 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
   // Worker indexes fit 16 bits (a gateway runs a few workers).
   const std::size_t workers = std::clamp<std::size_t>(options.workers, 1, UINT16_MAX);
 
-  // The common cluster lists each host once, in config order: hosts_ is then members().
+  // The common cluster lists each host once, in config order: hosts() is then members().
   const bool hosts_are_members =
       hosts.size() == members.size() &&
       std::equal(hosts.begin(), hosts.end(), members.begin(), [](const host* h, const member& m) { return h == m.target; });
-  block_layout block;
-  // The members right after the slots: members() finds them from slots_ (no pointer of their own).
-  const std::size_t at_slots = block.add<std::atomic<worker_slot*>>(workers);
-  [[maybe_unused]] const std::size_t at_members = block.add<host*>(members.size());
-  static_assert(sizeof(std::atomic<worker_slot*>) == sizeof(host*) && alignof(std::atomic<worker_slot*>) == alignof(host*));
-  const std::size_t at_view = block.add<health_view>(0);
-  block.add<char>(health_view::packed_size(parts, 0, refs_are_members));
-  const std::size_t at_hosts = block.add<host*>(hosts_are_members ? 0 : hosts.size());
-  const std::size_t at_blocks = block.add<host_block*>(blocks.size() == 1 ? 0 : blocks.size());
-  trailing_request.extra = block.size();
-  auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer>(), private_tag{});
-  char* const base = trailing_request.at;
+  // The tail after the object (load_balancer.h): the first view and its references (the
+  // members when they are the same), the members, then what only some clusters need.
+  block_layout tail;
+  const std::size_t at_outlier = tail.add<outlier_part*>(outlier ? 1 : 0);
+  const std::size_t at_view = tail.add<health_view>(1);
+  const std::size_t at_refs = tail.add<host*>(refs_are_members ? members.size() : parts.refs.size());
+  const std::size_t at_members = refs_are_members ? at_refs : tail.add<host*>(members.size());
+  const std::size_t at_hosts = tail.add<host*>(hosts_are_members ? 0 : 1 + hosts.size());
+  const std::size_t at_blocks = tail.add<host_block*>(blocks.size() == 1 ? 0 : 1 + blocks.size());
+  static_assert(sizeof(std::uintptr_t) == sizeof(host*) && sizeof(std::uintptr_t) == sizeof(host_block*));
+  static_assert(sizeof(load_balancer) % alignof(host*) == 0 && alignof(load_balancer) == alignof(host*) &&
+                alignof(health_view) == alignof(host*) && sizeof(health_view) == sizeof(host*));
+  assert(at_outlier == 0 && at_view == (outlier ? sizeof(void*) : 0));
+  trailing_request.extra = tail.size();
+  // The tail is found at `this + 1` (tail()). The allocator's tail starts at or after the
+  // object's end (the object is inside the control block, whose size it rounds up to 8), so the
+  // tail's bytes from `this + 1` are inside the allocation; with libstdc++ it is exactly there.
+  auto lb = std::allocate_shared<load_balancer>(trailing_allocator<load_balancer, alignof(host*)>(), private_tag{});
+  char* const base = lb->tail();
+  assert(base <= trailing_request.at);
+  // First what the destructor needs to find and free the tail's parts (the flags, the outlier
+  // part, the first view), with nothing that can throw in between.
+  lb->flags_ = static_cast<std::uint8_t>((config.locality_weighted ? locality_weighted_flag : 0) |
+                                         (hosts_are_members ? hosts_are_members_flag : 0) |
+                                         (refs_are_members ? refs_are_members_flag : 0) |
+                                         (outlier ? outlier_flag : 0) | (blocks.size() == 1 ? single_block_flag : 0));
+  if (outlier) new (base + at_outlier) outlier_part*(outlier.release());
+  health_view* const view = new (base + at_view) health_view();
+  assert(lb->first_view() == view);
   lb->workers_ = static_cast<std::uint16_t>(workers);
   lb->seed_ = options.seed;
-  lb->locality_weighted_ = config.locality_weighted;
   lb->policy_ = config.policy;
   lb->choice_count_ = std::max<std::uint32_t>(1, config.choice_count);
   lb->layout_ = layout::intern(config, members, priorities, localities, names);
-  lb->outlier_ = std::move(outlier);
-  lb->shared_ = shared;
-  lb->slots_ = reinterpret_cast<std::atomic<worker_slot*>*>(base + at_slots);
-  for (std::size_t w = 0; w < workers; ++w) new (lb->slots_ + w) std::atomic<worker_slot*>(nullptr);
-  host** const targets = lb->members();
-  assert(reinterpret_cast<char*>(targets) == base + at_members);
+  view->body = view_body::intern(parts);
+  host** const targets = reinterpret_cast<host**>(base + at_members);
   for (std::size_t i = 0; i < members.size(); ++i) targets[i] = members[i].target;
-  lb->hosts_ = hosts_are_members ? targets : place_copy(base, at_hosts, hosts).data();
-  lb->host_count_ = static_cast<std::uint32_t>(hosts.size());
+  if (!refs_are_members) {
+    host** const refs = view->refs();
+    assert(reinterpret_cast<char*>(refs) == base + at_refs);
+    for (std::size_t i = 0; i < parts.refs.size(); ++i) refs[i] = parts.refs[i].target;
+  }
+  assert(lb->members() == targets);
+  if (!hosts_are_members) {
+    new (base + at_hosts) std::uintptr_t(hosts.size());
+    place_copy(base, at_hosts + sizeof(std::uintptr_t), hosts);
+    assert(lb->hosts().data() == reinterpret_cast<host**>(base + at_hosts) + 1);
+  }
   if (blocks.size() == 1) {
     lb->block_ = blocks[0];
   } else {
-    lb->blocks_ = place_copy(base, at_blocks, blocks).data();
+    new (base + at_blocks) std::uintptr_t(blocks.size());
+    lb->blocks_ = place_copy(base, at_blocks + sizeof(std::uintptr_t), blocks).data();
   }
-  lb->block_count_ = static_cast<std::uint32_t>(blocks.size());
+  assert(lb->hosts().size() == hosts.size() && lb->blocks().size() == blocks.size());
   for (host_block* b : blocks) b->acquire();
+  assert(&lb->shared() == shared);
   // Workers that picked from the previous version pick from this one too: make their state now,
   // on the cold path, so that only a worker's very first pick of a cluster allocates (an EDS
   // update of a busy cluster must not make every worker allocate on the data path).
   if (previous != nullptr) {
-    for (std::size_t w = 0; w < std::min(lb->workers_, previous->workers_); ++w) {
-      if (previous->slots_[w].load(std::memory_order_seq_cst) != nullptr) lb->slot(w);
+    if (std::atomic<worker_slot*>* before = previous->slots()) {
+      for (std::size_t w = 0; w < std::min(lb->workers_, previous->workers_); ++w) {
+        if (before[w].load(std::memory_order_seq_cst) != nullptr) {
+          worker_slot& own = lb->slot(w);
+          worker_state_in(own.first_view_state, *view->body, w, lb->seed_);
+        }
+      }
     }
-  }
-  health_view* view =
-      health_view::pack(base + at_view, parts, 0, refs_are_members ? lb->members() : nullptr);
-  for (std::size_t w = 0; w < workers; ++w) {
-    if (lb->slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(lb->state_entry(*view, w), w, lb->seed_);
   }
   lb->publish_locked(view);
   return lb;
@@ -811,14 +800,58 @@ std::shared_ptr<load_balancer> load_balancer::build(const cluster_config& config
 load_balancer::load_balancer(private_tag) {}
 
 load_balancer::~load_balancer() {
-  // The first view's worker states go with the slots.
-  health_view::destroy(view_.load(std::memory_order_relaxed));
-  if (outlier_) {
-    for (health_view* v : outlier_->retired) health_view::destroy(v);
+  // The first view's worker states go with the slots; its body (which members() reads to find
+  // the members) last.
+  outlier_part* const outlier = this->outlier();
+  if (outlier != nullptr) {
+    health_view* const current = outlier->view.load(std::memory_order_relaxed);
+    if (current != first_view()) destroy_view(current);
+    for (health_view* v : outlier->retired) {
+      if (v != first_view()) destroy_view(v);
+    }
   }
-  for (std::size_t w = 0; w < workers_ && slots_ != nullptr; ++w) delete slots_[w].load(std::memory_order_relaxed);
-  for (host_block* b : blocks()) b->release();
+  if (std::atomic<worker_slot*>* slots = slots_.load(std::memory_order_relaxed)) {
+    for (std::size_t w = 0; w < workers_; ++w) delete slots[w].load(std::memory_order_relaxed);
+    delete[] slots;
+  }
+  if (const view_body* body = first_view()->body) body->release();
+  delete outlier;
+  for (host_block* b : blocks()) {
+    if (b != nullptr) b->release();  // null: build() did not get that far
+  }
   if (layout_ != nullptr) layout_->release();
+}
+
+host** load_balancer::members() const {
+  host** const refs = first_view()->refs();
+  return (flags_ & refs_are_members_flag) != 0 ? refs : refs + first_view()->body->ref_count;
+}
+
+host** load_balancer::after_members() const { return members() + layout_->member_count; }
+
+const load_balancer::health_view* load_balancer::current_view() const {
+  const outlier_part* const outlier = this->outlier();
+  return outlier != nullptr ? outlier->view.load(std::memory_order_acquire) : first_view();
+}
+
+std::span<host* const> load_balancer::hosts() const {
+  if ((flags_ & hosts_are_members_flag) != 0) return {members(), layout_->member_count};
+  host** const at = after_members();
+  return {at + 1, *std::launder(reinterpret_cast<const std::uintptr_t*>(at))};
+}
+
+std::span<load_balancer::host_block* const> load_balancer::blocks() const {
+  if ((flags_ & single_block_flag) != 0) return {&block_, 1};
+  if (blocks_ == nullptr) return {};  // build() did not get that far
+  return {blocks_, *std::launder(reinterpret_cast<const std::uintptr_t*>(blocks_) - 1)};
+}
+
+load_balancer::shared_state& load_balancer::shared() const {
+  // Exactly one of the blocks a generation holds has the cluster's shared state (build()).
+  for (host_block* b : blocks()) {
+    if (shared_state* s = b->shared()) return *s;
+  }
+  std::abort();
 }
 
 // Cold: everything a pick needs that depends on which hosts are ejected.
@@ -974,84 +1007,130 @@ view_parts load_balancer::topology::view() const {
 }
 
 // A view after build (an ejection or a return), in its own allocation.
-std::unique_ptr<load_balancer::health_view, void (*)(load_balancer::health_view*)> load_balancer::make_view() const {
+load_balancer::health_view* load_balancer::make_view() const {
   std::vector<member> members;
-  std::unique_ptr<health_view, void (*)(health_view*)> view(health_view::pack(shape(members).view(), workers_),
-                                                            &health_view::destroy);
+  const view_parts parts = shape(members).view();
+  const std::size_t entries_at = sizeof(owned_view_header);
+  const std::size_t view_at = entries_at + sizeof(std::atomic<worker_state*>) * workers_;
+  char* const base =
+      static_cast<char*>(::operator new(view_at + sizeof(health_view) + sizeof(host*) * parts.refs.size()));
+  new (base) owned_view_header();
+  auto* const entries = reinterpret_cast<std::atomic<worker_state*>*>(base + entries_at);
+  for (std::size_t w = 0; w < workers_; ++w) new (entries + w) std::atomic<worker_state*>(nullptr);
+  auto* const v = new (base + view_at) health_view();
+  v->body = view_body::intern(parts);
+  for (std::size_t i = 0; i < parts.refs.size(); ++i) v->refs()[i] = parts.refs[i].target;
   // Workers that have picked get their state made here, before the view is published, so
   // their picks never allocate.
-  for (std::size_t w = 0; w < workers_; ++w) {
-    if (slots_[w].load(std::memory_order_seq_cst) != nullptr) view->worker(state_entry(*view, w), w, seed_);
+  if (std::atomic<worker_slot*>* const slots = this->slots()) {
+    for (std::size_t w = 0; w < workers_; ++w) {
+      if (slots[w].load(std::memory_order_seq_cst) != nullptr) worker_state_in(entries[w], *v->body, w, seed_);
+    }
   }
-  return view;
+  return v;
+}
+
+namespace {
+// `v`: a view make_view() made; `workers`: its balancer's worker count.
+std::atomic<worker_state*>* owned_view_entries(const void* v, std::size_t workers) {
+  return std::launder(reinterpret_cast<std::atomic<worker_state*>*>(const_cast<void*>(v))) - workers;
+}
+owned_view_header& owned_view_header_of(const void* v, std::size_t workers) {
+  return *std::launder(reinterpret_cast<owned_view_header*>(owned_view_entries(v, workers)) - 1);
+}
+}  // namespace
+
+void load_balancer::destroy_view(health_view* v) const {
+  if (v == nullptr) return;
+  std::atomic<worker_state*>* const entries = owned_view_entries(v, workers_);
+  for (std::size_t w = 0; w < workers_; ++w) delete entries[w].load(std::memory_order_relaxed);
+  v->body->release();
+  owned_view_header& header = owned_view_header_of(v, workers_);
+  v->~health_view();
+  header.~owned_view_header();
+  ::operator delete(static_cast<void*>(&header));
+}
+
+std::uint64_t load_balancer::generation(const health_view& v) const {
+  return &v == first_view() ? 1 : owned_view_header_of(&v, workers_).generation;
 }
 
 void load_balancer::publish_locked(health_view* v) {
-  v->generation = view_.load(std::memory_order_relaxed) == nullptr ? 1 : outlier_->next_generation++;
-  std::uint32_t healthy = 0, degraded = 0, excluded = 0, total = 0;
-  for (const priority_picker& pp : std::span(v->body->priorities(), v->body->priority_count)) {
-    const priority_counts& c = pp.counts;
-    healthy += c.healthy;
-    degraded += c.degraded;
-    excluded += c.excluded;
-    total += c.hosts;
-  }
-  shared_state& s = *shared_;
-  s.membership_healthy.store(healthy, std::memory_order_relaxed);
-  s.membership_degraded.store(degraded, std::memory_order_relaxed);
-  s.membership_excluded.store(excluded, std::memory_order_relaxed);
-  s.membership_total.store(total, std::memory_order_relaxed);
-  health_view* old = view_.exchange(v, std::memory_order_seq_cst);
-  if (old != nullptr) outlier_->retired.push_back(old);  // only outlier passes replace a view
+  // build() publishes the first view (generation 1); only outlier passes publish others.
+  outlier_part* const outlier = this->outlier();
+  if (outlier == nullptr) return;  // the first view, which stays
+  if (v != first_view()) owned_view_header_of(v, workers_).generation = outlier->next_generation++;
+  health_view* old = outlier->view.exchange(v, std::memory_order_seq_cst);
+  if (old != nullptr) outlier->retired.push_back(old);
   reclaim_locked();
 }
 
 // Hazard-pointer reclamation: a retired view is freed once no worker announces it. A worker
-// announces the view (seq_cst store) and then re-reads view_; publish_locked swapped view_
-// (seq_cst) before this scan. So either the scan sees the announcement, or the worker's re-read
-// sees the new view and drops the old one without using it.
+// announces the view (seq_cst store) and then re-reads the outlier part's view pointer, which
+// publish_locked swapped (seq_cst) before this scan. So either the scan sees the announcement,
+// or the worker's re-read sees the new view and drops the old one without using it.
 void load_balancer::reclaim_locked() {
-  if (!outlier_) return;
-  std::erase_if(outlier_->retired, [this](health_view* r) {
-    for (std::size_t w = 0; w < workers_; ++w) {
-      const worker_slot* slot = slots_[w].load(std::memory_order_seq_cst);
+  outlier_part* const outlier = this->outlier();
+  if (outlier == nullptr) return;
+  std::atomic<worker_slot*>* const slots = this->slots();
+  std::erase_if(outlier->retired, [this, slots](health_view* r) {
+    for (std::size_t w = 0; slots != nullptr && w < workers_; ++w) {
+      const worker_slot* slot = slots[w].load(std::memory_order_seq_cst);
       if (slot != nullptr && slot->hazard.load(std::memory_order_seq_cst) == r) return false;
     }
-    if (!r->own_allocation) {
-      // The first view: its worker states are in the slots.
-      for (std::size_t w = 0; w < workers_; ++w) {
-        if (worker_slot* slot = slots_[w].load(std::memory_order_relaxed)) {
+    if (r == first_view()) {
+      // Its worker states are in the slots; its body stays until the balancer goes.
+      for (std::size_t w = 0; slots != nullptr && w < workers_; ++w) {
+        if (worker_slot* slot = slots[w].load(std::memory_order_relaxed)) {
           delete slot->first_view_state.exchange(nullptr, std::memory_order_relaxed);
         }
       }
+    } else {
+      destroy_view(r);
     }
-    health_view::destroy(r);
     return true;
   });
 }
 
-std::atomic<worker_state*>& load_balancer::state_entry(const health_view& v, std::size_t w) const {
-  // Only workers with a slot have a state (build() and make_view() make states for those).
-  return v.own_allocation ? v.workers()[w] : slots_[w].load(std::memory_order_relaxed)->first_view_state;
+std::atomic<worker_state*>& load_balancer::state_entry(const health_view& v, worker_slot& own, std::size_t w) const {
+  return &v == first_view() ? own.first_view_state : owned_view_entries(&v, workers_)[w];
 }
 
 load_balancer::worker_slot& load_balancer::slot(std::size_t w) {
+  if (std::atomic<worker_slot*>* const slots = this->slots()) {
+    if (worker_slot* s = slots[w].load(std::memory_order_seq_cst)) return *s;
+  }
+  return make_slot(w);
+}
+
+load_balancer::worker_slot& load_balancer::make_slot(std::size_t w) {
   // seq_cst: the hazard-pointer argument in reclaim_locked() needs the slot's publication in
   // the same total order as the hazard.
-  worker_slot* s = slots_[w].load(std::memory_order_seq_cst);
+  std::atomic<worker_slot*>* slots = this->slots();
+  if (slots == nullptr) {
+    // The first pick of any worker: make the array. Workers may race to; one array wins.
+    auto* made = new std::atomic<worker_slot*>[workers_];
+    for (std::size_t i = 0; i < workers_; ++i) made[i].store(nullptr, std::memory_order_relaxed);
+    if (slots_.compare_exchange_strong(slots, made, std::memory_order_seq_cst)) {
+      slots = made;
+    } else {
+      delete[] made;  // `slots` is the winner's
+    }
+  }
+  worker_slot* s = slots[w].load(std::memory_order_seq_cst);
   if (s == nullptr) {
     s = new worker_slot();
     s->random = fast_random(fast_random::mix(seed_ + 0x9e3779b97f4a7c15ull * (w + 1)));
-    slots_[w].store(s, std::memory_order_seq_cst);
+    slots[w].store(s, std::memory_order_seq_cst);
   }
   return *s;
 }
 
-const load_balancer::health_view* load_balancer::enter(worker_slot& slot) {
-  const health_view* v = view_.load(std::memory_order_acquire);
+const load_balancer::health_view* load_balancer::enter(worker_slot& slot, const std::atomic<health_view*>& current) {
+  const health_view* v = current.load(std::memory_order_acquire);
   for (;;) {
     slot.hazard.store(v, std::memory_order_seq_cst);
-    const health_view* again = view_.load(std::memory_order_seq_cst);
+    const health_view* again = current.load(std::memory_order_seq_cst);
     if (again == v) return v;
     v = again;
   }
@@ -1064,7 +1143,10 @@ host* load_balancer::pick(std::size_t worker, std::span<const host* const> avoid
 host* load_balancer::pick(std::size_t worker, random_source& random, std::span<const host* const> avoid) {
   const std::size_t w = worker % workers_;
   worker_slot& own = slot(w);
-  const health_view* v = enter(own);
+  // Without outlier detection the view never changes (and lives as long as the balancer): no
+  // hazard to announce.
+  const outlier_part* const outlier = this->outlier();
+  const health_view* v = outlier != nullptr ? enter(own, outlier->view) : first_view();
   host* h = nullptr;
   if (avoid.empty()) {
     std::uint32_t source_id = 0;
@@ -1072,7 +1154,7 @@ host* load_balancer::pick(std::size_t worker, random_source& random, std::span<c
   } else {
     h = pick_other(*v, own, w, random, avoid);
   }
-  own.hazard.store(nullptr, std::memory_order_release);
+  if (outlier != nullptr) own.hazard.store(nullptr, std::memory_order_release);
   return h;
 }
 
@@ -1100,12 +1182,12 @@ host* load_balancer::pick_once(const health_view& v, worker_slot& own, std::size
   }
 
   const priority_picker& pp = priorities[p];
-  worker_state& ws = v.worker(v.own_allocation ? v.workers()[w] : own.first_view_state, w, seed_);
+  worker_state& ws = worker_state_in(state_entry(v, own, w), b, w, seed_);
   std::uint32_t sid = use_degraded ? pp.degraded_source : pp.healthy_source;
   if (pp.panic) {
-    shared_->panic.fetch_add(1, std::memory_order_relaxed);
+    shared().panic.fetch_add(1, std::memory_order_relaxed);
     sid = pp.all_source;
-  } else if (locality_weighted_) {
+  } else if (locality_weighted()) {
     const std::int32_t e = use_degraded ? pp.degraded_locality_edf : pp.healthy_locality_edf;
     if (e >= 0) {
       const double* weights = b.weights() + b.schedules()[e].begin;
@@ -1117,7 +1199,7 @@ host* load_balancer::pick_once(const health_view& v, worker_slot& own, std::size
 
   const source& s = b.sources()[sid];
   if (s.size == 0) return nullptr;
-  host* const* const refs = v.refs + s.begin;
+  host* const* const refs = v.refs() + s.begin;
   switch (policy_) {
     case lb_policy::round_robin:
       if (s.edf >= 0) {
@@ -1174,7 +1256,7 @@ host* load_balancer::pick_other(const health_view& v, worker_slot& own, std::siz
     if (s.size == 0) return nullptr;
     const std::uint64_t start = random.next();
     for (std::uint32_t i = 0; i < s.size; ++i) {
-      host* candidate = v.refs[s.begin + (start + i) % s.size];
+      host* candidate = v.refs()[s.begin + (start + i) % s.size];
       if (!avoided(candidate)) return candidate;
     }
     return nullptr;
@@ -1195,62 +1277,73 @@ host* load_balancer::pick_other(const health_view& v, worker_slot& own, std::siz
 }
 
 bool load_balancer::outlier_pass_locked(time_point now, random_source& random, bool interval) {
-  if (!outlier_) return false;
-  outlier_detector detector(outlier_->config, outlier_->hosts, shared_->outlier_locked(seed_), random);
+  outlier_part* const outlier = this->outlier();
+  if (outlier == nullptr) return false;
+  outlier_detector detector(outlier->config, outlier->hosts, shared().outlier_locked(seed_), random);
   const bool changed = interval ? detector.tick(now) : detector.process_detections(now);
-  if (changed) publish_locked(make_view().release());
+  if (changed) publish_locked(make_view());
   return changed;
 }
 
 bool load_balancer::process_detections(time_point now, random_source& random) {
-  std::lock_guard<std::mutex> lock(shared_->cold());
+  std::lock_guard<std::mutex> lock(shared().cold());
   return outlier_pass_locked(now, random, false);
 }
 
 bool load_balancer::process_detections(time_point now) {
-  std::lock_guard<std::mutex> lock(shared_->cold());
-  if (!outlier_) return false;
-  return outlier_pass_locked(now, shared_->outlier_locked(seed_).cold_random, false);
+  std::lock_guard<std::mutex> lock(shared().cold());
+  if (outlier() == nullptr) return false;
+  return outlier_pass_locked(now, shared().outlier_locked(seed_).cold_random, false);
 }
 
 bool load_balancer::tick(time_point now, random_source& random) {
-  std::lock_guard<std::mutex> lock(shared_->cold());
+  std::lock_guard<std::mutex> lock(shared().cold());
   return outlier_pass_locked(now, random, true);
 }
 
 bool load_balancer::tick(time_point now) {
-  std::lock_guard<std::mutex> lock(shared_->cold());
-  if (!outlier_) return false;
-  return outlier_pass_locked(now, shared_->outlier_locked(seed_).cold_random, true);
+  std::lock_guard<std::mutex> lock(shared().cold());
+  if (outlier() == nullptr) return false;
+  return outlier_pass_locked(now, shared().outlier_locked(seed_).cold_random, true);
 }
 
 std::chrono::milliseconds load_balancer::outlier_interval() const {
-  return outlier_ ? outlier_->config.interval : std::chrono::milliseconds(0);
+  const outlier_part* const outlier = this->outlier();
+  return outlier != nullptr ? outlier->config.interval : std::chrono::milliseconds(0);
 }
 
 lb_stats load_balancer::stats() const {
   lb_stats out;
-  out.membership_healthy = shared_->membership_healthy.load(std::memory_order_relaxed);
-  out.membership_degraded = shared_->membership_degraded.load(std::memory_order_relaxed);
-  out.membership_excluded = shared_->membership_excluded.load(std::memory_order_relaxed);
-  out.membership_total = shared_->membership_total.load(std::memory_order_relaxed);
-  if (const atomic_outlier_stats* s = shared_->outlier.load(std::memory_order_acquire)) s->load_into(out);
-  out.lb_healthy_panic = shared_->panic.load(std::memory_order_relaxed);
+  {
+    // With outlier detection, under the cold mutex: an outlier pass may retire and free the
+    // view otherwise. Without it the view is the first one, which lives as long as the balancer.
+    std::unique_lock<std::mutex> lock;
+    if (outlier() != nullptr) lock = std::unique_lock<std::mutex>(shared().cold());
+    const view_body& b = *current_view()->body;
+    for (const priority_picker& pp : std::span(b.priorities(), b.priority_count)) {
+      out.membership_healthy += pp.counts.healthy;
+      out.membership_degraded += pp.counts.degraded;
+      out.membership_excluded += pp.counts.excluded;
+      out.membership_total += pp.counts.hosts;
+    }
+  }
+  if (const atomic_outlier_stats* s = shared().outlier.load(std::memory_order_acquire)) s->load_into(out);
+  out.lb_healthy_panic = shared().panic.load(std::memory_order_relaxed);
   return out;
 }
 
 balancer_state load_balancer::explain() const {
-  std::lock_guard<std::mutex> lock(shared_->cold());
-  const health_view& v = *view_.load(std::memory_order_acquire);
+  std::lock_guard<std::mutex> lock(shared().cold());
+  const health_view& v = *current_view();
   balancer_state out;
-  out.view_generation = v.generation;
+  out.view_generation = generation(v);
   const std::uint32_t overprovisioning_factor = layout_->overprovisioning_factor;
   out.overprovisioning_factor = overprovisioning_factor;
   out.panic_threshold = layout_->panic_threshold;
-  out.locality_weighted = locality_weighted_;
+  out.locality_weighted = locality_weighted();
   out.policy = policy_;
-  out.outlier_detection = outlier_ != nullptr;
-  const outlier_detection_config& outlier = outlier_ ? outlier_->config : no_outlier_detection;
+  out.outlier_detection = this->outlier() != nullptr;
+  const outlier_detection_config& outlier = this->outlier() != nullptr ? this->outlier()->config : no_outlier_detection;
   out.outlier_interval = outlier_interval();
   const view_body& b = *v.body;
   out.normalized_total_availability = b.normalized_total_availability;

@@ -18,8 +18,10 @@
 // current view under a per-worker hazard pointer (a seq_cst store and a re-load of the view
 // pointer, then a release store when done: no lock, no reference count, no shared cache line
 // written), and the cold half frees a retired view only once no worker's hazard points at it.
-// pick() therefore never locks, never allocates and never frees; test/lb checks this with a
-// counting operator new, bench/lb reports allocations per pick.
+// Only outlier detection changes the ejected set, so a balancer without it keeps the view
+// build() made, and its picks read that view with no hazard at all. pick() therefore never
+// locks, never allocates and never frees; test/lb checks this with a counting operator new,
+// bench/lb reports allocations per pick.
 //
 // Outlier detection is split the same way. host::report() (data path) only updates atomics and
 // flags a consecutive-failure detection the moment a counter reaches its threshold, as Envoy's
@@ -31,9 +33,10 @@
 //
 // Generations. An EDS/CDS update builds a new balancer from the new config and the previous one:
 // hosts are taken over by address, with their connection counts and outlier state, and the
-// statistics and the cold mutex are shared by all generations of the cluster (the membership
-// gauges describe the generation built or refreshed last). Old generations stay valid for the
-// connections that hold them; their view no longer changes.
+// statistics and the cold mutex are shared by all generations of the cluster (except the
+// membership gauges: each generation's stats() counts the hosts of its own current view, so the
+// cluster's current generation reports the membership built or refreshed last). Old
+// generations stay valid for the connections that hold them; their view no longer changes.
 //
 // Threads. pick(worker, ...) may run concurrently for different workers; each worker index must
 // be used by one thread at a time. build(), tick(), process_detections() and explain() may be
@@ -53,6 +56,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
@@ -192,7 +196,7 @@ class load_balancer {
   lb_stats stats() const;
   balancer_state explain() const;
   // Unique, in config order. Each host lives as long as some generation of the cluster lists it.
-  std::span<host* const> hosts() const { return {hosts_, host_count_}; }
+  std::span<host* const> hosts() const;
   lb_policy policy() const { return policy_; }
 
   // Diagnostics and tests: how many distinct shared structure blocks (a balancer's layout and
@@ -225,54 +229,73 @@ class load_balancer {
   host* pick_other(const health_view& v, worker_slot& own, std::size_t worker, random_source& random,
                    std::span<const host* const> avoid);
   worker_slot& slot(std::size_t worker);  // this worker's, made on its first pick
-  // Where worker w's picking state for `v` is kept; w must have a slot.
-  std::atomic<detail::worker_state*>& state_entry(const health_view& v, std::size_t w) const;
-  const health_view* enter(worker_slot& slot);
+  [[gnu::noinline]] worker_slot& make_slot(std::size_t worker);  // slot()'s first time
+  // The per-worker slot array; null until some worker picked (made by slot()).
+  std::atomic<worker_slot*>* slots() const { return slots_.load(std::memory_order_seq_cst); }
+  // Where worker w's picking state for `v` is kept (`own`: w's slot).
+  std::atomic<detail::worker_state*>& state_entry(const health_view& v, worker_slot& own, std::size_t w) const;
+  const health_view* enter(worker_slot& slot, const std::atomic<health_view*>& current);
+  // The view picks use now: the first view unless outlier detection replaced it.
+  const health_view* current_view() const;
   topology shape(std::vector<member>& members) const;
-  std::unique_ptr<health_view, void (*)(health_view*)> make_view() const;
+  health_view* make_view() const;  // a view in its own allocation (after an ejection or a return)
+  void destroy_view(health_view* v) const;  // one make_view() made
+  std::uint64_t generation(const health_view& v) const;
   void publish_locked(health_view* v);
   void reclaim_locked();
   bool outlier_pass_locked(time_point now, random_source& random, bool interval);
 
-  // Immutable after build. The per-cluster arrays live in the balancer's own allocation, after
-  // the object (build() sizes it): a cluster costs one block here instead of one per array, and
-  // a balancer often lives as long as its cluster. What is the same for every cluster of one
-  // shape (priority and locality layout, locality names, settings) is one interned block shared
-  // by all of them (layout_).
-  host** hosts_ = nullptr;  // unique, in config order; host_count_ of them
-  std::uint32_t host_count_ = 0;
-  std::uint32_t block_count_ = 0;
-  // Each listing's host, priority → locality → host order; layout_->member_count of them (their
-  // weights and EDS health are the same for every cluster of one shape: in layout_). In the
-  // balancer's block right after the slots, so found without a pointer; usually also hosts_.
-  host** members() const { return reinterpret_cast<host**>(slots_ + workers_); }
+  // Immutable after build, except slots_ (made once) and the outlier part's current view. The
+  // per-cluster arrays live in the balancer's own allocation, right after the object (build()
+  // sizes it), and are found from `this` rather than through pointers of their own:
+  //   with outlier detection, the outlier part (it holds the current view: without outlier
+  //     detection a balancer's view never changes, so it keeps no pointer to it),
+  //   the first view (the one build() makes: its interned body, then its host references),
+  //   the members (each listing's host, priority -> locality -> host order; usually they are the
+  //     first view's references, which then are not copied),
+  //   and only when needed: the unique hosts (when not the members) and the host blocks (when
+  //     more than one), each of these two arrays after a word with its count.
+  // What is the same for every cluster of one shape (priority and locality layout, locality
+  // names, member weights and health, settings) is one interned block shared by all (layout_).
+  char* tail() const { return reinterpret_cast<char*>(const_cast<load_balancer*>(this) + 1); }
+  health_view* first_view() const {
+    return reinterpret_cast<health_view*>(tail() + ((flags_ & outlier_flag) != 0 ? sizeof(void*) : 0));
+  }
+  host** members() const;
+  host** after_members() const;  // where the optional arrays start
   struct layout;
   const layout* layout_ = nullptr;  // interned
-  // The blocks holding hosts_ and the shared state (one reference each): usually one, which is
-  // then held here rather than in an array (block_count_ says which).
+  // The blocks holding the hosts and the shared state (one reference each): usually one, which
+  // is then held here rather than in an array (single_block_flag says which).
   union {
-    host_block* block_ = nullptr;  // block_count_ == 1
-    host_block** blocks_;  // otherwise: block_count_ of them
+    host_block* block_ = nullptr;  // single_block_flag
+    host_block** blocks_;  // otherwise: in the tail, their count in the word before them
   };
-  std::span<host_block* const> blocks() const {
-    if (block_count_ <= 1) return {&block_, block_count_};
-    return {blocks_, block_count_};
-  }
+  std::span<host_block* const> blocks() const;
+  shared_state& shared() const;  // in one of blocks()
   // Per-worker slots, made on a worker's first pick: most workers never pick from most of a
-  // gateway's 10,000 clusters, so a slot (a cache line) exists only where it is used. Entry w is
-  // written only by worker w; the cold path only reads it (hazard scan) or frees it.
-  std::atomic<worker_slot*>* slots_ = nullptr;
+  // gateway's 10,000 clusters, so a slot (a cache line) exists only where it is used, and the
+  // array of them (a pointer per worker) only once some worker picked. Entry w is written only
+  // by worker w; the cold path only reads it (hazard scan) or frees it.
+  std::atomic<std::atomic<worker_slot*>*> slots_{nullptr};
+  std::uint64_t seed_ = 0;
   std::uint32_t choice_count_ = 2;
   std::uint16_t workers_ = 1;
-  bool locality_weighted_ = false;
   lb_policy policy_ = lb_policy::round_robin;
-  // Only with outlier detection enabled (most clusters have none).
+  enum : std::uint8_t {
+    locality_weighted_flag = 1,
+    hosts_are_members_flag = 2,  // the unique hosts are the members, in order
+    refs_are_members_flag = 4,   // the first view's references are the members
+    outlier_flag = 8,            // outlier detection: the tail starts with the outlier part
+    single_block_flag = 16,      // one host block: block_
+  };
+  std::uint8_t flags_ = 0;
+  bool locality_weighted() const { return (flags_ & locality_weighted_flag) != 0; }
+  // Only with outlier detection enabled (most clusters have none); owned by the balancer.
   struct outlier_part;
-  std::unique_ptr<outlier_part> outlier_;
-  std::uint64_t seed_ = 0;
-
-  shared_state* shared_ = nullptr;  // in one of blocks_
-  std::atomic<health_view*> view_{nullptr};
+  outlier_part* outlier() const {
+    return (flags_ & outlier_flag) != 0 ? *std::launder(reinterpret_cast<outlier_part**>(tail())) : nullptr;
+  }
 };
 
 }  // namespace ewgw::lb

@@ -23,16 +23,23 @@ struct trailing_request_t {
 };
 inline thread_local trailing_request_t trailing_request;
 
-template <class T>
+// `TailAlign`: the alignment the tail starts at. The default (the default new alignment) lets
+// the tail hold any fundamental type; a smaller one (what the tail's types need) wastes fewer
+// bytes between the object and its tail.
+template <class T, std::size_t TailAlign = __STDCPP_DEFAULT_NEW_ALIGNMENT__>
 struct trailing_allocator {
   using value_type = T;
+  template <class U>
+  struct rebind {
+    using other = trailing_allocator<U, TailAlign>;
+  };
 
   trailing_allocator() = default;
   template <class U>
-  trailing_allocator(const trailing_allocator<U>&) {}  // NOLINT: rebinding
+  trailing_allocator(const trailing_allocator<U, TailAlign>&) {}  // NOLINT: rebinding
   T* allocate(std::size_t n) {
-    // The tail starts at the default new alignment, so it can hold any fundamental type.
-    constexpr std::size_t align = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+    static_assert(TailAlign <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ && (TailAlign & (TailAlign - 1)) == 0);
+    constexpr std::size_t align = TailAlign;
     const std::size_t head = (sizeof(T) * n + align - 1) / align * align;
     char* p = static_cast<char*>(::operator new(head + trailing_request.extra));
     trailing_request.at = p + head;
@@ -40,7 +47,7 @@ struct trailing_allocator {
   }
   void deallocate(T* p, std::size_t) { ::operator delete(static_cast<void*>(p)); }
   template <class U>
-  bool operator==(const trailing_allocator<U>&) const {
+  bool operator==(const trailing_allocator<U, TailAlign>&) const {
     return true;
   }
 };

@@ -83,6 +83,21 @@ BENCHMARK_CAPTURE(BM_pick, round_robin, lb_policy::round_robin)->ArgsProduct({{1
 BENCHMARK_CAPTURE(BM_pick, least_request, lb_policy::least_request)->ArgsProduct({{1, 100, 10000}, {plain, weighted}});
 BENCHMARK_CAPTURE(BM_pick, random, lb_policy::random)->ArgsProduct({{1, 100, 10000}, {plain, weighted}});
 
+// A cluster with outlier detection (its view can change, so a pick announces the view it reads
+// with a hazard pointer): least request over equal hosts.
+void BM_pick_with_outlier_detection(benchmark::State& state) {
+  cluster_config c = make_config(static_cast<int>(state.range(0)), lb_policy::least_request, plain);
+  c.outlier_detection.enabled = true;
+  auto lb = build(c);
+  fast_random random(42);
+  for (int i = 0; i < 1000; ++i) benchmark::DoNotOptimize(lb->pick(0, random));  // warm caches
+  const std::uint64_t before = allocations_on_this_thread();
+  for (auto _ : state) benchmark::DoNotOptimize(lb->pick(0, random));
+  state.counters["allocs_per_pick"] = benchmark::Counter(
+      static_cast<double>(allocations_on_this_thread() - before), benchmark::Counter::kAvgIterations);
+}
+BENCHMARK(BM_pick_with_outlier_detection)->Arg(1)->Arg(100)->Arg(10000);
+
 // A connect retry: the pick must avoid the host that just failed.
 void BM_pick_avoiding(benchmark::State& state) {
   auto lb = build(make_config(static_cast<int>(state.range(0)), lb_policy::least_request, plain));
