@@ -140,33 +140,50 @@ struct weighted_target {
   std::string name;                          // tcp_proxy weighted_clusters[i].name
 };
 
-// What the data path and the admin views need of a chain's tcp_proxy, not a copy of
-// xds::tcp_proxy_config: an east-west gateway has a chain per service (tens of thousands), so
-// every byte here counts that many times. Fields read per connection come first.
-struct filter_chain_runtime {
-  std::shared_ptr<cluster_runtime> cluster;  // tcp_proxy.cluster resolved; null if absent/unknown
-  // "tcp.<stat_prefix>." (see chain_tcp_stats). The only copy of the prefix.
-  std::shared_ptr<chain_tcp_stats> stats;
+// A chain's tcp_proxy settings other than its cluster and its stats: what a connection reads
+// after choosing its route (weights, sni_cluster, timeouts, attempts, logs) and what only the
+// admin views read (names). istiod gives its thousands of SNI chains identical settings, so one
+// immutable block serves every chain with equal settings (the listener owns the blocks) instead
+// of ~100 bytes of them inline in each chain.
+struct chain_settings {
   // tcp_proxy access_log, compiled; null when the chain has none.
   std::shared_ptr<const accesslog::log_set> access_logs;
   std::vector<weighted_target> weighted;  // empty unless tcp_proxy has weighted_clusters
   std::uint32_t total_weight = 0;
   std::uint32_t max_connect_attempts = 1;  // tcp_proxy max_connect_attempts
-  // An sni_cluster filter precedes tcp_proxy: a non-empty SNI names the cluster.
-  bool cluster_from_sni = false;
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};    // zero: none
   std::chrono::milliseconds max_downstream_connection_duration{0};  // zero: no limit
   // FilterChain.name; null when the chain has none (istiod's SNI chains). Shared, not a
-  // std::string member: access log records hold it, and most chains would carry 32 empty bytes.
+  // std::string member: access log records hold it.
   std::shared_ptr<const std::string> name;
   // tcp_proxy.cluster while no cluster of that name exists (null otherwise). Once resolved,
-  // `cluster` holds the name, so the common case keeps no second copy of it.
+  // the chain's `cluster` holds the name, so the common case keeps no second copy of it (and
+  // chains naming different clusters still share one block).
   std::shared_ptr<const std::string> unresolved_cluster;
+  // An sni_cluster filter precedes tcp_proxy: a non-empty SNI names the cluster.
+  bool cluster_from_sni = false;
+
+  // Same settings (weighted targets: same names, weights and resolved clusters; names and logs
+  // by content/identity), so one block can serve both chains.
+  bool same_as(const chain_settings& other) const;
+};
+
+// What the data path and the admin views need of a chain's tcp_proxy, not a copy of
+// xds::tcp_proxy_config: an east-west gateway has a chain per service (tens of thousands), so
+// every byte here counts that many times. Inline only what every connection reads first (its
+// cluster, its stats); the rest is one pointer away in a block shared between chains.
+struct filter_chain_runtime {
+  std::shared_ptr<cluster_runtime> cluster;  // tcp_proxy.cluster resolved; null if absent/unknown
+  // "tcp.<stat_prefix>." (see chain_tcp_stats). The only copy of the prefix.
+  std::shared_ptr<chain_tcp_stats> stats;
+  // Never null once built; owned by the listener_runtime holding this chain
+  // (listener_runtime::settings_blocks), shared with its other chains of equal settings.
+  const chain_settings* settings = nullptr;
 
   // tcp_proxy.cluster (empty when weighted or when only the SNI names the cluster).
   std::string_view cluster_name() const {
     if (cluster) return cluster->name;
-    return unresolved_cluster ? std::string_view(*unresolved_cluster) : std::string_view();
+    return settings->unresolved_cluster ? std::string_view(*settings->unresolved_cluster) : std::string_view();
   }
 };
 
@@ -181,6 +198,8 @@ struct listener_runtime {
   std::shared_ptr<const filter_chain_matcher> matcher;
   std::vector<filter_chain_runtime> chains;
   std::optional<filter_chain_runtime> default_chain;
+  // The distinct chain_settings its chains (and default chain) point at: usually one.
+  std::vector<std::shared_ptr<const chain_settings>> settings_blocks;
   std::shared_ptr<stats::block_scope<listener_stats>> stats;
   std::shared_ptr<stats::block_scope<tls_inspector_stats>> tls_stats;
   // Listener.access_log, compiled; null when it has none.
