@@ -39,8 +39,8 @@ bool chain_settings::same_as(const chain_settings& o) const {
          std::equal(weighted.begin(), weighted.end(), o.weighted.begin(), o.weighted.end(), same_target);
 }
 
-std::shared_ptr<chain_tcp_stats> chain_tcp_stats::make(stats::registry& registry, xds::shared_string stat_prefix) {
-  return std::make_shared<chain_tcp_stats>(private_tag{}, registry, std::move(stat_prefix));
+boost::intrusive_ptr<chain_tcp_stats> chain_tcp_stats::make(xds::shared_string stat_prefix) {
+  return boost::intrusive_ptr<chain_tcp_stats>(new chain_tcp_stats(std::move(stat_prefix)));
 }
 
 std::string listener_stat_name(const xds::socket_address& address) {
@@ -148,7 +148,7 @@ lb::cluster_config to_lb_config(const xds::cluster_config& c) {
 
 std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, stats::registry& registry,
                                                const routing_snapshot* previous) {
-  auto out = std::make_shared<cluster_runtime>(registry, c.name);
+  auto out = std::make_shared<cluster_runtime>(c.name);
   out->revision = c.revision.value;
   out->connect_timeout = c.connect_timeout;
   out->max_connections = c.max_connections;
@@ -264,7 +264,7 @@ class log_sets {
 };
 
 filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const routing_snapshot& snapshot,
-                                 stats::registry& registry, log_sets& logs, settings_interner& settings,
+                                 log_sets& logs, settings_interner& settings,
                                  std::string& log_error) {
   const xds::tcp_proxy_config& tp = chain.tcp_proxy;
   chain_settings s;
@@ -286,7 +286,7 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
   filter_chain_runtime out;
   out.cluster = find_cluster(snapshot, tp.cluster);
   if (!out.cluster && !tp.cluster.empty()) s.unresolved_cluster = std::make_shared<const std::string>(tp.cluster);
-  out.stats = chain_tcp_stats::make(registry, tp.stat_prefix);
+  out.stats = chain_tcp_stats::make(tp.stat_prefix);
   std::string error;
   s.access_logs = logs.get(tp.access_logs, error);
   if (!error.empty() && log_error.empty()) log_error = "filter chain '" + chain.name + "': " + error;
@@ -387,6 +387,7 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
     }
     auto out = std::make_shared<listener_runtime>();
     out->name = l.name;
+    out->registry = &registry;
     out->revision = l.revision.value;
     out->address = l.address;
     out->tls_inspector = l.tls_inspector;
@@ -399,10 +400,10 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
     std::string log_error;
     settings_interner settings(out->settings_blocks);
     for (const xds::filter_chain_config& chain : l.filter_chains) {
-      out->chains.push_back(build_chain(chain, *snapshot, registry, logs, settings, log_error));
+      out->chains.push_back(build_chain(chain, *snapshot, logs, settings, log_error));
     }
     if (l.default_filter_chain) {
-      out->default_chain = build_chain(*l.default_filter_chain, *snapshot, registry, logs, settings, log_error);
+      out->default_chain = build_chain(*l.default_filter_chain, *snapshot, logs, settings, log_error);
     }
     std::string error;
     out->access_logs = logs.get(l.access_logs, error);

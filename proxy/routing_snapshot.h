@@ -13,6 +13,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/smart_ptr/intrusive_ptr.hpp>
+#include <boost/smart_ptr/intrusive_ref_counter.hpp>
+
 #include "accesslog/writer.h"
 #include "lb/load_balancer.h"
 #include "proxy/filter_chain_matcher.h"
@@ -68,36 +71,36 @@ class cluster_texts {
 // an east-west gateway has a chain per service, most of which may never see traffic at one
 // gateway. Shared by the versions of the listener that keep the chain. The prefix (Istio: the
 // ~60-character cluster name) is the decoded chain's shared name: one heap block per chain.
-class chain_tcp_stats {
-  struct private_tag {
-    explicit private_tag() = default;
-  };
-
+// Reference-counted in place (boost::intrusive_ptr, an atomic count: listener versions are
+// released on any thread) rather than by std::shared_ptr: no separate control block, and an
+// 8-byte pointer in each chain. The registry comes from the caller (listener_runtime::registry)
+// instead of a pointer per chain.
+class chain_tcp_stats : public boost::intrusive_ref_counter<chain_tcp_stats, boost::thread_safe_counter> {
  public:
   // `stat_prefix` is kept by reference: istiod's stat prefix is the cluster's name, one shared
   // copy (xds::shared_string) for the cluster, the chain and these stats.
-  static std::shared_ptr<chain_tcp_stats> make(stats::registry& registry, xds::shared_string stat_prefix);
-  // For make() only (make_shared needs it public).
-  chain_tcp_stats(private_tag, stats::registry& registry, xds::shared_string stat_prefix)
-      : registry_(&registry), prefix_(std::move(stat_prefix)) {}
+  static boost::intrusive_ptr<chain_tcp_stats> make(xds::shared_string stat_prefix);
   chain_tcp_stats(const chain_tcp_stats&) = delete;
   chain_tcp_stats& operator=(const chain_tcp_stats&) = delete;
 
-  tcp_stats& worker(std::size_t w) { return scope_.worker(*registry_, "tcp", stat_prefix(), w); }
+  // `registry` is the one the snapshot was built with.
+  tcp_stats& worker(stats::registry& registry, std::size_t w) {
+    return scope_.worker(registry, "tcp", stat_prefix(), w);
+  }
   // The scope once created, else null (readers: scrape).
   const stats::block_scope<tcp_stats>* get() const { return scope_.get(); }
   std::string_view stat_prefix() const { return prefix_.view(); }
 
  private:
-  stats::registry* registry_;
+  explicit chain_tcp_stats(xds::shared_string stat_prefix) : prefix_(std::move(stat_prefix)) {}
+
   xds::shared_string prefix_;
   stats::lazy_scope_slot<tcp_stats> scope_;
 };
 
 // Fields read per connection first (tcp_session route/connect), admin-only ones last.
 struct cluster_runtime {
-  cluster_runtime(stats::registry& registry, xds::shared_string cluster_name)
-      : name(std::move(cluster_name)), registry_(&registry) {}
+  explicit cluster_runtime(xds::shared_string cluster_name) : name(std::move(cluster_name)) {}
   cluster_runtime(const cluster_runtime&) = delete;
   cluster_runtime& operator=(const cluster_runtime&) = delete;
 
@@ -124,13 +127,13 @@ struct cluster_runtime {
     return eds_service_is_name ? std::string_view(name) : texts.other_eds_service_name();
   }
   // This cluster's "cluster.<name>." counters for worker `w`; the scope is created on first use
-  // (one registry lookup per cluster, then one atomic load).
-  cluster_stats& worker_stats(std::size_t w) { return shared->stats_scope.worker(*registry_, "cluster", name, w); }
+  // (one registry lookup per cluster, then one atomic load) in `registry`, the one the snapshot
+  // was built with (listener_runtime::registry; not a pointer in every cluster).
+  cluster_stats& worker_stats(stats::registry& registry, std::size_t w) {
+    return shared->stats_scope.worker(registry, "cluster", name, w);
+  }
   // The scope once created, else null (readers: scrape).
   const stats::block_scope<cluster_stats>* created_stats() const { return shared ? shared->stats_scope.get() : nullptr; }
-
- private:
-  stats::registry* registry_;
 };
 
 struct weighted_target {
@@ -175,7 +178,7 @@ struct chain_settings {
 struct filter_chain_runtime {
   std::shared_ptr<cluster_runtime> cluster;  // tcp_proxy.cluster resolved; null if absent/unknown
   // "tcp.<stat_prefix>." (see chain_tcp_stats). The only copy of the prefix.
-  std::shared_ptr<chain_tcp_stats> stats;
+  boost::intrusive_ptr<chain_tcp_stats> stats;
   // Never null once built; owned by the listener_runtime holding this chain
   // (listener_runtime::settings_blocks), shared with its other chains of equal settings.
   const chain_settings* settings = nullptr;
@@ -189,6 +192,9 @@ struct filter_chain_runtime {
 
 struct listener_runtime {
   std::string name;
+  // The registry the snapshot was built with: its chains' and clusters' stats scopes are created
+  // there on first use (one pointer here rather than one in every chain and cluster).
+  stats::registry* registry = nullptr;
   std::uint64_t revision = 0;  // xds::listener_config::revision it was built from (0: unknown)
   xds::socket_address address;
   bool tls_inspector = false;

@@ -267,7 +267,7 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
     close();
     return;
   }
-  tcp_stats_ = &chain_->stats->worker(owner_.id());
+  tcp_stats_ = &chain_->stats->worker(*listener_->registry, owner_.id());
   const chain_settings& settings = *chain_->settings;
   tcp_stats_->downstream_cx_total.inc();
   if (hello_) tcp_stats_->downstream_cx_rx_bytes_total.inc(hello_->size);
@@ -300,7 +300,7 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
     close();
     return;
   }
-  cluster_stats_ = &cluster_->worker_stats(owner_.id());
+  cluster_stats_ = &cluster_->worker_stats(*listener_->registry, owner_.id());
   if (log_) log_->upstream_cluster = std::shared_ptr<const std::string>(cluster_, &cluster_->name.str());
   if (!cluster_->unsupported().empty()) {
     cluster_stats_->upstream_cx_unsupported_config.inc();

@@ -195,10 +195,10 @@ TEST(RoutingSnapshot, ClusterAndChainStatsShareTheDecodedName) {
 TEST(RoutingSnapshot, ChainTcpStatsCreateTheirScopeOnFirstUse) {
   fixture f;
   const std::string prefix = "outbound_.8080_._.svc-1.ns-1.svc.cluster.local";
-  auto st = chain_tcp_stats::make(f.registry, prefix);
+  auto st = chain_tcp_stats::make(prefix);
   EXPECT_EQ(st->stat_prefix(), prefix);
   EXPECT_EQ(st->get(), nullptr);
-  st->worker(1);
+  st->worker(f.registry, 1);
   ASSERT_NE(st->get(), nullptr);
   EXPECT_EQ(st->get(), f.registry.get<tcp_stats>("tcp", prefix).get());
 
