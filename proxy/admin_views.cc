@@ -14,7 +14,7 @@ namespace {
 std::vector<const cluster_runtime*> sorted_clusters(const routing_snapshot& snapshot) {
   std::vector<const cluster_runtime*> out;
   out.reserve(snapshot.clusters.size());
-  for (const auto& [name, c] : snapshot.clusters) out.push_back(c.get());
+  for (const auto& c : snapshot.clusters) out.push_back(c.get());
   std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
   return out;
 }
@@ -443,8 +443,7 @@ explain_result explain_sni(const explain_request& request, const explain_context
     out += "\n";
   } else if (settings.cluster_from_sni && !request.sni.empty()) {
     out += "tcp_proxy behind sni_cluster: the SNI names the cluster\n";
-    auto it = snapshot.clusters.find(request.sni);
-    clusters.emplace_back(request.sni, it == snapshot.clusters.end() ? nullptr : it->second.get());
+    clusters.emplace_back(request.sni, snapshot.clusters.at(request.sni).get());
   } else {
     const std::string name(chain->cluster_name());
     out += "tcp_proxy: cluster '" + name + "'\n";

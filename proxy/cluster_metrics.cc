@@ -175,7 +175,7 @@ void emit_istio(const routing_snapshot& snapshot, const std::map<istio_key, isti
 
 void emit_cluster_metrics(const routing_snapshot& snapshot, const stats::registry::scope_emitter& emit) {
   std::map<istio_key, istio_values> istio;
-  for (const auto& [key, c] : snapshot.clusters) {
+  for (const auto& c : snapshot.clusters) {
     const stats::block_scope<cluster_stats>* traffic = c->created_stats();
     const lb::lb_stats lb = c->balancer->stats();
     const bool outlier_activity = had_outlier_activity(lb);

@@ -162,7 +162,7 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   out->texts = cluster_texts(c.istio_services, c.unsupported, other_eds_service_name);
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
-    if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();
+    if (const auto* found = previous->clusters.find(c.name)) before = found->get();
   }
   lb::load_balancer::build_options options;
   options.workers = registry.workers();
@@ -175,8 +175,8 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
 }
 
 std::shared_ptr<cluster_runtime> find_cluster(const routing_snapshot& snapshot, std::string_view name) {
-  auto it = snapshot.clusters.find(name);
-  return it == snapshot.clusters.end() ? nullptr : it->second;
+  const auto* found = snapshot.clusters.find(name);
+  return found == nullptr ? nullptr : *found;
 }
 
 // The chain_settings blocks of one listener, each distinct one once: chains with equal settings
@@ -294,15 +294,6 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
   return out;
 }
 
-void put(routing_snapshot& snapshot, std::shared_ptr<cluster_runtime> cluster) {
-  const std::string_view key = cluster->name;
-  auto [it, fresh] = snapshot.clusters.try_emplace(key, cluster);
-  if (!fresh) {  // a later duplicate replaces an earlier one (and its name, which the key views)
-    snapshot.clusters.erase(it);
-    snapshot.clusters.emplace(key, std::move(cluster));
-  }
-}
-
 // Names of clusters whose object differs between `previous` and `snapshot` (built, added or
 // removed): usually a handful, so checked linearly.
 class changed_clusters {
@@ -348,22 +339,22 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
   std::size_t kept = 0;
   for (const xds::cluster_config& c : config.clusters) {
     if (previous != nullptr && c.revision.value != 0) {
-      if (auto it = previous->clusters.find(c.name);
-          it != previous->clusters.end() && it->second->revision == c.revision.value) {
-        put(*snapshot, it->second);  // unchanged: same object, same balancer state
+      if (const auto* found = previous->clusters.find(c.name); found != nullptr && (*found)->revision == c.revision.value) {
+        snapshot->clusters.put(*found);  // unchanged: same object, same balancer state
         ++kept;
         continue;
       }
     }
     auto built = build_cluster(c, registry, previous);
     changed.add(built->name);
-    put(*snapshot, std::move(built));
+    snapshot->clusters.put(std::move(built));
   }
   if (previous != nullptr && kept != previous->clusters.size()) {
-    for (const auto& [name, cluster] : previous->clusters) {
-      if (!snapshot->clusters.contains(name)) changed.add(cluster->name);  // removed (kept alive by `previous`)
+    for (const auto& cluster : previous->clusters) {
+      if (!snapshot->clusters.contains(cluster->name)) changed.add(cluster->name);  // removed (kept alive by `previous`)
     }
   }
+  snapshot->clusters.shrink();
   for (const xds::listener_config& l : config.listeners) {
     if (auto old = same_listener(l, previous)) {
       auto touched = [&](const filter_chain_runtime& c) { return !changed.empty() && changed.touches(c); };

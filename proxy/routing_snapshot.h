@@ -19,6 +19,7 @@
 #include "accesslog/writer.h"
 #include "lb/load_balancer.h"
 #include "proxy/filter_chain_matcher.h"
+#include "proxy/flat_name_table.h"
 #include "proxy/proxy_stats.h"
 #include "xds/config.h"
 
@@ -215,14 +216,50 @@ struct listener_runtime {
   std::uint32_t log_needs = 0;  // accesslog::needs of every log on the listener and its chains
 };
 
+// A snapshot's clusters by name: a flat_name_table whose key is the name each cluster holds (no
+// copy, no node per cluster: ~25 bytes per cluster instead of a 48-byte node plus a bucket).
+class cluster_table {
+ public:
+  // Room for `count` clusters.
+  void reserve(std::size_t count) { table_.reserve(count); }
+  // Adds `c`; a later cluster of the same name replaces the earlier one (as the bootstrap's
+  // last definition wins).
+  void put(std::shared_ptr<cluster_runtime> c) {
+    auto [position, added] = table_.add(c);
+    if (!added) table_.at(position) = std::move(c);
+  }
+  // Drops the room reserved for names that turned out to be repeated.
+  void shrink() { table_.shrink(); }
+
+  // The cluster named `name`, or null. Allocation-free (sni_cluster looks up per connection).
+  const std::shared_ptr<cluster_runtime>* find(std::string_view name) const { return table_.find(name); }
+  bool contains(std::string_view name) const { return find(name) != nullptr; }
+  // The cluster named `name`, or a null pointer.
+  const std::shared_ptr<cluster_runtime>& at(std::string_view name) const {
+    static const std::shared_ptr<cluster_runtime> none;
+    const auto* found = find(name);
+    return found != nullptr ? *found : none;
+  }
+  std::size_t size() const { return table_.size(); }
+  bool empty() const { return table_.empty(); }
+  // In the order of the configuration.
+  const std::shared_ptr<cluster_runtime>* begin() const { return table_.begin(); }
+  const std::shared_ptr<cluster_runtime>* end() const { return table_.end(); }
+
+ private:
+  struct name_of {
+    std::string_view operator()(const std::shared_ptr<cluster_runtime>& c) const { return c->name; }
+  };
+  flat_name_table<std::shared_ptr<cluster_runtime>, name_of> table_;
+};
+
 struct routing_snapshot {
   std::uint64_t version = 0;
   // The gateway's own Istio identity (node metadata): the source_* labels of its Istio metrics.
   xds::node_config::istio_identity istio_node;
   std::vector<std::shared_ptr<const listener_runtime>> listeners;
-  // By name, for sni_cluster (the SNI names the cluster) and for chains resolving clusters. The
-  // key views the name held by the cluster it maps to.
-  std::unordered_map<std::string_view, std::shared_ptr<cluster_runtime>, string_hash, std::equal_to<>> clusters;
+  // By name, for sni_cluster (the SNI names the cluster) and for chains resolving clusters.
+  cluster_table clusters;
 
   const listener_runtime* find_listener(std::string_view name) const;
 };

@@ -287,8 +287,7 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
       }
     }
   } else if (settings.cluster_from_sni && !server_name.empty()) {
-    const auto& clusters = owner_.snapshot()->clusters;
-    if (auto it = clusters.find(server_name); it != clusters.end()) cluster_ = it->second;
+    if (const auto* found = owner_.snapshot()->clusters.find(server_name)) cluster_ = *found;
   } else {
     cluster_ = chain_->cluster;
   }

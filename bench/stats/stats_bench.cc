@@ -114,7 +114,7 @@ struct scrape_fixture {
     }
     std::vector<std::string> errors;
     snapshot = proxy::build_snapshot(config, registry, 1, nullptr, errors);
-    for (const auto& [name, c] : snapshot->clusters) {
+    for (const auto& c : snapshot->clusters) {
       auto& b = c->worker_stats(registry, 0);
       b.upstream_cx_total.inc();
       b.upstream_cx_connect_ms.record(0.4);

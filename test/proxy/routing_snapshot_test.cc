@@ -213,6 +213,31 @@ TEST(RoutingSnapshot, ChainTcpStatsCreateTheirScopeOnFirstUse) {
   EXPECT_EQ(second->listeners[0]->chains[1].stats->stat_prefix(), "b");
 }
 
+// The snapshot's cluster table: a later cluster of the same name replaces the earlier one (the
+// key views the replacing cluster's name), names not configured are not found, and every
+// cluster is visited once.
+TEST(RoutingSnapshot, ClusterTableFindsByNameAndLaterDuplicatesWin) {
+  fixture f;
+  xds::bootstrap_config c;
+  for (int i = 0; i < 100; ++i) c.clusters.push_back(cluster("outbound_.8080_._.svc-" + std::to_string(i) + ".ns.svc.cluster.local", 0, 1));
+  c.clusters.push_back(cluster("outbound_.8080_._.svc-7.ns.svc.cluster.local", 0, 9));
+  auto s = f.build(c, nullptr);
+  EXPECT_EQ(s->clusters.size(), 100u);
+  std::size_t visited = 0;
+  for (const auto& cl : s->clusters) {
+    ASSERT_NE(cl, nullptr);
+    EXPECT_EQ(s->clusters.at(cl->name), cl);
+    ++visited;
+  }
+  EXPECT_EQ(visited, 100u);
+  const auto& replaced = s->clusters.at("outbound_.8080_._.svc-7.ns.svc.cluster.local");
+  ASSERT_NE(replaced, nullptr);
+  EXPECT_EQ(replaced->balancer->hosts()[0]->address().port, 9);
+  EXPECT_EQ(s->clusters.find("outbound_.8080_._.svc-100.ns.svc.cluster.local"), nullptr);
+  EXPECT_EQ(s->clusters.find(""), nullptr);
+  EXPECT_FALSE(s->clusters.contains("outbound_.8080_._.svc-7.ns.svc.cluster.loca"));
+}
+
 // Chains with equal tcp_proxy settings (istiod's SNI chains: one per service) share one settings
 // block; a chain whose settings hold cluster state (a removed cluster's name, weighted targets)
 // gets its own when that state changes, and blocks no chain uses are dropped.
