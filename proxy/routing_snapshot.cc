@@ -19,11 +19,16 @@ cluster_texts::cluster_texts(xds::istio_service_list services, std::string_view 
                              std::string_view other_eds_service_name)
     : services_(std::move(services)) {
   const std::array<std::string_view, parts> texts{unsupported, other_eds_service_name};
+  std::size_t total = 0;
+  for (std::string_view t : texts) total += t.size();
+  if (total == 0) return;
+  text_ = std::make_unique_for_overwrite<char[]>(header + total);
   std::uint32_t end = 0;
-  for (std::size_t i = 0; i < parts; ++i) ends_[i] = end += static_cast<std::uint32_t>(texts[i].size());
-  if (end == 0) return;
-  text_ = std::make_unique_for_overwrite<char[]>(end);
-  for (std::size_t i = 0; i < parts; ++i) std::copy(texts[i].begin(), texts[i].end(), text_.get() + ends_[i] - texts[i].size());
+  for (std::size_t i = 0; i < parts; ++i) {
+    std::copy(texts[i].begin(), texts[i].end(), text_.get() + header + end);
+    end += static_cast<std::uint32_t>(texts[i].size());
+    std::memcpy(text_.get() + i * sizeof end, &end, sizeof end);
+  }
 }
 
 bool chain_settings::same_as(const chain_settings& o) const {
@@ -158,7 +163,6 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
     out->eds_service_is_name = c.eds_service_name == c.name;
     if (!out->eds_service_is_name) other_eds_service_name = c.eds_service_name;
   }
-  out->has_istio_service = !c.istio_services.empty();
   out->texts = cluster_texts(c.istio_services, c.unsupported, other_eds_service_name);
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
@@ -170,7 +174,7 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   out->balancer = lb::load_balancer::build(to_lb_config(c), options, before ? before->balancer.get() : nullptr);
   // The connection count and the stats scope (still "carried traffic": its series stay
   // exported) go on with the new version.
-  out->shared = before != nullptr ? before->shared : std::make_shared<cluster_shared_state>();
+  out->shared = before != nullptr ? before->shared : boost::intrusive_ptr<cluster_shared_state>(new cluster_shared_state);
   return out;
 }
 

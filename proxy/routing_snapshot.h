@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,8 +28,9 @@ namespace ewgw::proxy {
 
 // What later versions of a cluster (EDS and CDS updates, by name) share with earlier ones that
 // connections may still hold. One small block per cluster name instead of a separately
-// allocated counter plus a lazy stats scope holding its own copy of the name.
-struct cluster_shared_state {
+// allocated counter plus a lazy stats scope holding its own copy of the name. Counted in place
+// (an atomic count: versions are released on any thread), without a shared_ptr control block.
+struct cluster_shared_state : boost::intrusive_ref_counter<cluster_shared_state, boost::thread_safe_counter> {
   // Open or opening upstream connections across workers (circuit breaker input): the limit
   // holds across updates.
   std::atomic<std::uint32_t> active_connections{0};
@@ -39,10 +41,11 @@ struct cluster_shared_state {
 
 // A cluster's texts that connections rarely or never read: its Istio services (filter_metadata
 // istio.services; the first one's host, name and namespace label its Istio TCP metrics), shared
-// with the decoded cluster, and, back to back in one block, why it cannot be used (empty when it
-// can) and its EDS service name when that differs from its name (both empty for istiod's
-// clusters: no block). As separate std::string members they would cost 32 bytes each inline
-// (160 bytes per cluster at 10,000 clusters) and a heap block per long one.
+// with the decoded cluster, and, back to back in one block after their end offsets, why it
+// cannot be used (empty when it can) and its EDS service name when that differs from its name
+// (both empty for istiod's clusters: no block, and no offsets inline). As separate std::string
+// members they would cost 32 bytes each inline (160 bytes per cluster at 10,000 clusters) and a
+// heap block per long one.
 class cluster_texts {
  public:
   cluster_texts() = default;
@@ -53,19 +56,27 @@ class cluster_texts {
   std::string_view host() const { return services_.empty() ? std::string_view() : services_[0].host; }
   std::string_view name() const { return services_.empty() ? std::string_view() : services_[0].name; }
   std::string_view namespace_() const { return services_.empty() ? std::string_view() : services_[0].namespace_; }
+  bool has_services() const { return !services_.empty(); }
   std::string_view unsupported() const { return part(0); }
   std::string_view other_eds_service_name() const { return part(1); }
 
  private:
   static constexpr std::size_t parts = 2;
-  std::string_view part(std::size_t i) const {
-    return text_ == nullptr ? std::string_view() : std::string_view(text_.get() + ends_[i] - size_of(i), size_of(i));
+  static constexpr std::size_t header = parts * sizeof(std::uint32_t);  // the end offsets
+  std::uint32_t end_of(std::size_t i) const {
+    std::uint32_t v;
+    std::memcpy(&v, text_.get() + i * sizeof v, sizeof v);
+    return v;
   }
-  std::uint32_t size_of(std::size_t i) const { return ends_[i] - (i == 0 ? 0 : ends_[i - 1]); }
+  std::string_view part(std::size_t i) const {
+    if (text_ == nullptr) return {};
+    const std::uint32_t begin = i == 0 ? 0 : end_of(i - 1);
+    return std::string_view(text_.get() + header + begin, end_of(i) - begin);
+  }
 
   xds::istio_service_list services_;
-  std::unique_ptr<char[]> text_;  // the rare texts; null when both are empty (istiod's clusters)
-  std::array<std::uint32_t, parts> ends_{};
+  // The rare texts, after their end offsets; null when both are empty (istiod's clusters).
+  std::unique_ptr<char[]> text_;
 };
 
 // A chain's "tcp.<stat_prefix>." counters, created when the chain first carries a connection:
@@ -108,17 +119,18 @@ struct cluster_runtime {
   // The decoded cluster's name, shared (not a copy: ~90 bytes per cluster at 10,000 clusters).
   xds::shared_string name;
   std::shared_ptr<lb::load_balancer> balancer;
-  std::shared_ptr<cluster_shared_state> shared;  // never null once built
+  boost::intrusive_ptr<cluster_shared_state> shared;  // never null once built
   std::chrono::milliseconds connect_timeout{5000};
+  std::uint64_t revision = 0;  // xds::cluster_config::revision it was built from (0: unknown)
+  // Istio service labels (meaningful when has_istio_service()), unsupported(), EDS service name.
+  cluster_texts texts;
   std::uint32_t max_connections = 1024;
   bool added_via_api = false;  // from CDS, not the bootstrap
   // Set when an EDS cluster's service name is its own name (as istiod sends them): no copy.
   bool eds_service_is_name = false;
+
   // Set when the cluster has Istio services (labels its Istio TCP metrics, destination_service*).
-  bool has_istio_service = false;
-  std::uint64_t revision = 0;  // xds::cluster_config::revision it was built from (0: unknown)
-  // Istio service labels (meaningful when has_istio_service), unsupported(), EDS service name.
-  cluster_texts texts;
+  bool has_istio_service() const { return texts.has_services(); }
 
   // Non-empty for a cluster received over xDS with settings ewgw does not implement: connections
   // routed to it are closed (upstream_cx_unsupported_config). The text says which settings.

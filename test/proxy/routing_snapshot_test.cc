@@ -161,7 +161,7 @@ TEST(RoutingSnapshot, ClusterTextsReadBackEachPart) {
   c.clusters[0].unsupported = "upstream TLS";
   auto s = f.build(c, nullptr);
   const cluster_runtime& a = *s->clusters.at("a");
-  EXPECT_TRUE(a.has_istio_service);
+  EXPECT_TRUE(a.has_istio_service());
   EXPECT_EQ(a.texts.name(), "helloworld");
   EXPECT_EQ(a.texts.host().data(), c.clusters[0].istio_services[0].host.data());  // shared, not copied
   EXPECT_EQ(a.unsupported(), "upstream TLS");
