@@ -48,7 +48,7 @@ const filter_chain_matcher::alpn_node* filter_chain_matcher::transport_node::fin
   for (const auto& [p, node] : by_protocol) {
     if (p == protocol) return &node;
   }
-  return any ? &*any : nullptr;
+  return any.claimed() ? &any : nullptr;
 }
 
 std::optional<std::string> filter_chain_matcher::claim_alpns(alpn_node& alpns,
@@ -134,7 +134,7 @@ std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::fi
     for (transport_node* t : transports) {
       alpn_node* alpns = nullptr;
       if (m.transport_protocol.empty()) {
-        alpns = t->any ? &*t->any : &t->any.emplace();
+        alpns = &t->any;
       } else {
         for (auto& [p, node] : t->by_protocol) {
           if (p == m.transport_protocol) alpns = &node;

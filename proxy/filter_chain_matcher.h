@@ -98,13 +98,17 @@ class filter_chain_matcher {
     rare_list<std::pair<std::string_view, int>> by_protocol;
 
     int find(std::string_view protocol) const;
+    // Some chain claimed this node (a node is only created for a chain to claim it).
+    bool claimed() const { return shared != nullptr || any != no_match || !by_protocol.empty(); }
     template <class F>
     void for_each_protocol(F&& f) const;
   };
   // A chain names at most one transport protocol ("tls" or "raw_buffer"): a short list, not a map.
   struct transport_node {
     rare_list<std::pair<std::string_view, alpn_node>> by_protocol;
-    std::optional<alpn_node> any;
+    // The chains naming no transport protocol; absent while unclaimed. Not a std::optional: its
+    // flag would pad every server name's entry by 8 bytes (a chain per service at istiod).
+    alpn_node any;
 
     const alpn_node* find(std::string_view protocol) const;
   };
