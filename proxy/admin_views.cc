@@ -14,7 +14,7 @@ namespace {
 std::vector<const cluster_runtime*> sorted_clusters(const routing_snapshot& snapshot) {
   std::vector<const cluster_runtime*> out;
   out.reserve(snapshot.clusters.size());
-  for (const auto& [name, c] : snapshot.clusters) out.push_back(c.get());
+  for (const auto& c : snapshot.clusters) out.push_back(c.get());
   std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
   return out;
 }
@@ -404,7 +404,7 @@ explain_result explain_sni(const explain_request& request, const explain_context
     const filter_chain_runtime* matched = nullptr;
     if (index != filter_chain_matcher::no_match) {
       matched = &l->chains[static_cast<std::size_t>(index)];
-      out += "filter chain " + (!matched->name ? "filter_chains[" + std::to_string(index) + "]" : "'" + *matched->name + "'") +
+      out += "filter chain " + (!matched->settings->name ? "filter_chains[" + std::to_string(index) + "]" : "'" + *matched->settings->name + "'") +
              " matches\n";
     } else {
       const std::string why = l->matcher->why_no_match(facts);
@@ -431,19 +431,19 @@ explain_result explain_sni(const explain_request& request, const explain_context
   // tcp_proxy's cluster choice (tcp_session.cc route()): weighted clusters, then sni_cluster,
   // then the chain's cluster.
   std::vector<std::pair<std::string, const cluster_runtime*>> clusters;  // name, runtime (null: missing)
-  if (!chain->weighted.empty()) {
+  const chain_settings& settings = *chain->settings;
+  if (!settings.weighted.empty()) {
     out += "tcp_proxy: weighted_clusters";
-    for (std::size_t i = 0; i < chain->weighted.size(); ++i) {
-      const weighted_target& w = chain->weighted[i];
+    for (std::size_t i = 0; i < settings.weighted.size(); ++i) {
+      const weighted_target& w = settings.weighted[i];
       out += (i == 0 ? " " : ", ") + w.name + " (weight " + std::to_string(w.weight) + " of " +
-             std::to_string(chain->total_weight) + ")";
+             std::to_string(settings.total_weight) + ")";
       clusters.emplace_back(w.name, w.cluster.get());
     }
     out += "\n";
-  } else if (chain->cluster_from_sni && !request.sni.empty()) {
+  } else if (settings.cluster_from_sni && !request.sni.empty()) {
     out += "tcp_proxy behind sni_cluster: the SNI names the cluster\n";
-    auto it = snapshot.clusters.find(request.sni);
-    clusters.emplace_back(request.sni, it == snapshot.clusters.end() ? nullptr : it->second.get());
+    clusters.emplace_back(request.sni, snapshot.clusters.at(request.sni).get());
   } else {
     const std::string name(chain->cluster_name());
     out += "tcp_proxy: cluster '" + name + "'\n";

@@ -175,13 +175,13 @@ void emit_istio(const routing_snapshot& snapshot, const std::map<istio_key, isti
 
 void emit_cluster_metrics(const routing_snapshot& snapshot, const stats::registry::scope_emitter& emit) {
   std::map<istio_key, istio_values> istio;
-  for (const auto& [key, c] : snapshot.clusters) {
+  for (const auto& c : snapshot.clusters) {
     const stats::block_scope<cluster_stats>* traffic = c->created_stats();
     const lb::lb_stats lb = c->balancer->stats();
     const bool outlier_activity = had_outlier_activity(lb);
     if (traffic == nullptr && !outlier_activity) continue;
     emit_lb_stats(*c, lb, outlier_activity || c->balancer->outlier_interval().count() > 0, emit);
-    if (traffic == nullptr || !c->has_istio_service) continue;
+    if (traffic == nullptr || !c->has_istio_service()) continue;
     // Istio's TCP metrics from this cluster's counters. Opened counts connections whose upstream
     // connected (Istio's filter reports a passthrough connection, which has no peer metadata
     // exchange, only when it closes; counting it when it connects keeps opened - closed = open).

@@ -1,7 +1,6 @@
 #include "proxy/filter_chain_matcher.h"
 
 #include <algorithm>
-#include <bit>
 
 namespace ewgw::proxy {
 
@@ -22,77 +21,6 @@ xds::shared_string lower_case(const xds::shared_string& name) {
 }
 
 }  // namespace
-
-std::uint32_t filter_chain_matcher::name_table::tag_of(std::size_t hash) const {
-  // The hash's upper half (the home slot comes from the lower bits), as many of its bits as fit
-  // above the position.
-  return static_cast<std::uint32_t>(static_cast<std::uint64_t>(hash) >> 32) >> position_bits_;
-}
-
-std::size_t filter_chain_matcher::name_table::probe(std::string_view key, std::size_t hash) const {
-  const std::size_t mask = slots_.size() - 1;
-  const std::uint32_t tag = tag_of(hash);
-  const std::uint32_t position_mask = (std::uint32_t{1} << position_bits_) - 1;
-  std::size_t s = hash & mask;
-  for (; slots_[s] != 0; s = (s + 1) & mask) {
-    const std::uint32_t slot = slots_[s];
-    if ((slot >> position_bits_) == tag && this->key(entries_[(slot & position_mask) - 1]) == key) break;
-  }
-  return s;
-}
-
-const filter_chain_matcher::name_table::entry* filter_chain_matcher::name_table::find(std::string_view key) const {
-  if (entries_.empty()) return nullptr;
-  const std::uint32_t slot = slots_[probe(key, std::hash<std::string_view>{}(key))];
-  return slot == 0 ? nullptr : &entries_[(slot & ((std::uint32_t{1} << position_bits_) - 1)) - 1];
-}
-
-std::size_t filter_chain_matcher::name_table::add(xds::shared_string name) {
-  const std::string_view k = name.view().substr(key_offset_);
-  const std::size_t hash = std::hash<std::string_view>{}(k);
-  if (!slots_.empty()) {
-    if (const std::uint32_t slot = slots_[probe(k, hash)]; slot != 0) {
-      return (slot & ((std::uint32_t{1} << position_bits_) - 1)) - 1;
-    }
-  }
-  if (entries_.size() == entries_.capacity()) entries_.reserve(std::max<std::size_t>(8, entries_.size() * 2));
-  reserve(entries_.size() + 1);
-  const std::size_t position = entries_.size();
-  entries_.push_back({std::move(name), transport_node{}});  // `k` views the shared block, which stays
-  slots_[probe(k, hash)] = (tag_of(hash) << position_bits_) | static_cast<std::uint32_t>(position + 1);
-  return position;
-}
-
-std::size_t filter_chain_matcher::name_table::slots_for(std::size_t count) {
-  // At most 3/4 full, so that a probe soon ends at an empty slot.
-  std::size_t slot_count = 16;
-  while (count * 4 > slot_count * 3) slot_count *= 2;
-  return slot_count;
-}
-
-void filter_chain_matcher::name_table::reserve(std::size_t count) {
-  if (count == 0) return;
-  entries_.reserve(count);
-  if (const std::size_t slot_count = slots_for(count); slot_count > slots_.size()) rehash(slot_count);
-}
-
-void filter_chain_matcher::name_table::rehash(std::size_t slot_count) {
-  slots_.assign(slot_count, 0);
-  // Positions + 1 stay below 3/4 of the slot count, so log2(slot count) bits hold them.
-  position_bits_ = static_cast<std::uint8_t>(std::countr_zero(slot_count));
-  const std::size_t mask = slot_count - 1;
-  for (std::size_t i = 0; i < entries_.size(); ++i) {
-    const std::size_t hash = std::hash<std::string_view>{}(key(entries_[i]));
-    std::size_t s = hash & mask;
-    while (slots_[s] != 0) s = (s + 1) & mask;
-    slots_[s] = (tag_of(hash) << position_bits_) | static_cast<std::uint32_t>(i + 1);
-  }
-}
-
-void filter_chain_matcher::name_table::shrink() {
-  entries_.shrink_to_fit();
-  if (const std::size_t slot_count = slots_for(entries_.size()); slot_count < slots_.size()) rehash(slot_count);
-}
 
 int filter_chain_matcher::alpn_node::find(std::string_view protocol) const {
   if (shared != nullptr) {
@@ -120,7 +48,7 @@ const filter_chain_matcher::alpn_node* filter_chain_matcher::transport_node::fin
   for (const auto& [p, node] : by_protocol) {
     if (p == protocol) return &node;
   }
-  return any ? &*any : nullptr;
+  return any.claimed() ? &any : nullptr;
 }
 
 std::optional<std::string> filter_chain_matcher::claim_alpns(alpn_node& alpns,
@@ -199,14 +127,14 @@ std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::fi
       std::vector<std::pair<name_table*, std::size_t>> added;
       for (const xds::shared_string& n : m.server_names) {
         name_table& table = n.view().starts_with("*.") ? names.wildcard : names.exact;
-        added.emplace_back(&table, table.add(lower_case(n)));
+        added.emplace_back(&table, table.add({lower_case(n), transport_node{}}).first);
       }
-      for (auto [table, position] : added) transports.push_back(&table->node_at(position));
+      for (auto [table, position] : added) transports.push_back(&table->at(position).node);
     }
     for (transport_node* t : transports) {
       alpn_node* alpns = nullptr;
       if (m.transport_protocol.empty()) {
-        alpns = t->any ? &*t->any : &t->any.emplace();
+        alpns = &t->any;
       } else {
         for (auto& [p, node] : t->by_protocol) {
           if (p == m.transport_protocol) alpns = &node;

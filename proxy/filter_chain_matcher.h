@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/flat_name_table.h"
 #include "xds/config.h"
 
 namespace ewgw::proxy {
@@ -97,70 +98,36 @@ class filter_chain_matcher {
     rare_list<std::pair<std::string_view, int>> by_protocol;
 
     int find(std::string_view protocol) const;
+    // Some chain claimed this node (a node is only created for a chain to claim it).
+    bool claimed() const { return shared != nullptr || any != no_match || !by_protocol.empty(); }
     template <class F>
     void for_each_protocol(F&& f) const;
   };
   // A chain names at most one transport protocol ("tls" or "raw_buffer"): a short list, not a map.
   struct transport_node {
     rare_list<std::pair<std::string_view, alpn_node>> by_protocol;
-    std::optional<alpn_node> any;
+    // The chains naming no transport protocol; absent while unclaimed. Not a std::optional: its
+    // flag would pad every server name's entry by 8 bytes (a chain per service at istiod).
+    alpn_node any;
 
     const alpn_node* find(std::string_view protocol) const;
   };
-  // Server names -> transport_node for one port, flat: an istiod east-west listener has a chain
-  // per service, each naming its cluster's ~55-character name, so a node-based map (a ~80-byte
-  // heap block per name plus a bucket, and a copy of the name for its key to view) costs more
-  // than everything else the matcher keeps per chain. Here the (name, node) entries sit in one
-  // vector, found through an open-addressing table (linear probing, at most 3/4 full) of 32-bit
-  // slots. A slot holds the entry's position + 1 (0: empty) in its low bits and bits of the
-  // name's hash above them, so a probe past another name rarely reads that name.
+  // Server names -> transport_node for one port, flat (flat_name_table): an istiod east-west
+  // listener has a chain per service, each naming its cluster's ~55-character name.
   //
   // The names are the chains' xds::shared_string, held by reference: the matcher outlives the
   // configuration it was built from (a listener_runtime keeps it across snapshots), and the
   // reference keeps the characters alive without a copy (a name that is not lower-case is held as
-  // its own lower-cased copy). The key is the name from
-  // `key_offset` on: 1 for wildcards, whose entry "*.example.com" is found as ".example.com".
-  //
-  // Not xds's dense_index (ads_state.h): that one is kept up to date by insert and erase, reads
-  // the name on every probe, and lives in a header that brings protobuf into proxy; this one is
-  // built once and is on the per-connection path.
-  class name_table {
-   public:
-    struct entry {
-      xds::shared_string name;
-      transport_node node;
-    };
-
-    explicit name_table(std::uint8_t key_offset) : key_offset_(key_offset) {}
-    name_table(name_table&&) noexcept = default;
-    name_table& operator=(name_table&&) noexcept = default;
-
-    // Room for `count` names, so that adding them neither moves entries nor rehashes.
-    void reserve(std::size_t count);
-    // The entry for `name` (whose key is name.view().substr(key_offset)), added if absent.
-    // Returns its position: a reference would not survive the next add.
-    std::size_t add(xds::shared_string name);
-    transport_node& node_at(std::size_t position) { return entries_[position].node; }
-    // Drops the room reserved for names that turned out to be repeated.
-    void shrink();
-
-    // Allocation-free.
-    const entry* find(std::string_view key) const;
-    std::string_view key(const entry& e) const { return e.name.view().substr(key_offset_); }
-    std::size_t size() const { return entries_.size(); }
-    bool empty() const { return entries_.empty(); }
-
-   private:
-    std::size_t probe(std::string_view key, std::size_t hash) const;  // the slot of `key` or an empty one
-    void rehash(std::size_t slot_count);
-    static std::size_t slots_for(std::size_t count);
-    std::uint32_t tag_of(std::size_t hash) const;
-
-    std::vector<entry> entries_;
-    std::vector<std::uint32_t> slots_;  // a power of two in size, or empty
-    std::uint8_t position_bits_ = 0;    // log2(slots_.size()): positions + 1 are below it
-    std::uint8_t key_offset_ = 0;
+  // its own lower-cased copy). The key is the name from the table's key offset on: 1 for
+  // wildcards, whose entry "*.example.com" is found as ".example.com".
+  struct name_entry {
+    xds::shared_string name;
+    transport_node node;
   };
+  struct name_of {
+    std::string_view operator()(const name_entry& e) const { return e.name.view(); }
+  };
+  using name_table = flat_name_table<name_entry, name_of>;
   struct server_name_node {
     name_table exact{0};
     name_table wildcard{1};  // "*.example.com", found as ".example.com"

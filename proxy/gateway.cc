@@ -53,8 +53,8 @@ void gateway::on_detection(const std::string& cluster) {
     if (!snapshot_) return;
     // The current version of the cluster: hosts (and their counters) carry over between
     // versions, so the decision is taken where pickers look.
-    if (auto it = snapshot_->clusters.find(cluster); it != snapshot_->clusters.end()) {
-      it->second->balancer->process_detections(std::chrono::steady_clock::now());
+    if (const auto* c = snapshot_->clusters.find(cluster)) {
+      (*c)->balancer->process_detections(std::chrono::steady_clock::now());
     }
   });
 }
@@ -62,10 +62,10 @@ void gateway::on_detection(const std::string& cluster) {
 void gateway::schedule_outlier_ticks() {
   std::lock_guard lock(cold_mu_);
   if (!snapshot_) return;
-  for (const auto& [cluster_name, c] : snapshot_->clusters) {
+  for (const auto& c : snapshot_->clusters) {
     const auto interval = c->balancer->outlier_interval();
     if (interval.count() <= 0) continue;  // a stale timer finds this out when it fires
-    const std::string name(cluster_name);
+    const std::string name(c->name);
     auto [it, added] = outlier_timers_.try_emplace(name);
     outlier_timer& t = it->second;
     if (!added && t.interval == interval) continue;
@@ -87,7 +87,7 @@ void gateway::outlier_tick(const std::string& cluster) {
   if (timer == outlier_timers_.end()) return;
   const cluster_runtime* c = nullptr;
   if (snapshot_) {
-    if (auto it = snapshot_->clusters.find(cluster); it != snapshot_->clusters.end()) c = it->second.get();
+    if (const auto* found = snapshot_->clusters.find(cluster)) c = found->get();
   }
   const auto interval = c ? c->balancer->outlier_interval() : std::chrono::milliseconds(0);
   if (interval.count() <= 0) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <random>
+#include <unordered_map>
 
 
 namespace ewgw::proxy {
@@ -18,15 +19,33 @@ cluster_texts::cluster_texts(xds::istio_service_list services, std::string_view 
                              std::string_view other_eds_service_name)
     : services_(std::move(services)) {
   const std::array<std::string_view, parts> texts{unsupported, other_eds_service_name};
+  std::size_t total = 0;
+  for (std::string_view t : texts) total += t.size();
+  if (total == 0) return;
+  text_ = std::make_unique_for_overwrite<char[]>(header + total);
   std::uint32_t end = 0;
-  for (std::size_t i = 0; i < parts; ++i) ends_[i] = end += static_cast<std::uint32_t>(texts[i].size());
-  if (end == 0) return;
-  text_ = std::make_unique_for_overwrite<char[]>(end);
-  for (std::size_t i = 0; i < parts; ++i) std::copy(texts[i].begin(), texts[i].end(), text_.get() + ends_[i] - texts[i].size());
+  for (std::size_t i = 0; i < parts; ++i) {
+    std::copy(texts[i].begin(), texts[i].end(), text_.get() + header + end);
+    end += static_cast<std::uint32_t>(texts[i].size());
+    std::memcpy(text_.get() + i * sizeof end, &end, sizeof end);
+  }
 }
 
-std::shared_ptr<chain_tcp_stats> chain_tcp_stats::make(stats::registry& registry, xds::shared_string stat_prefix) {
-  return std::make_shared<chain_tcp_stats>(private_tag{}, registry, std::move(stat_prefix));
+bool chain_settings::same_as(const chain_settings& o) const {
+  auto same_text = [](const std::shared_ptr<const std::string>& a, const std::shared_ptr<const std::string>& b) {
+    return a == b || (a && b && *a == *b);
+  };
+  auto same_target = [](const weighted_target& a, const weighted_target& b) {
+    return a.cluster == b.cluster && a.cumulative_weight == b.cumulative_weight && a.weight == b.weight && a.name == b.name;
+  };
+  return access_logs == o.access_logs && total_weight == o.total_weight && max_connect_attempts == o.max_connect_attempts &&
+         idle_timeout == o.idle_timeout && max_downstream_connection_duration == o.max_downstream_connection_duration &&
+         cluster_from_sni == o.cluster_from_sni && same_text(name, o.name) && same_text(unresolved_cluster, o.unresolved_cluster) &&
+         std::equal(weighted.begin(), weighted.end(), o.weighted.begin(), o.weighted.end(), same_target);
+}
+
+boost::intrusive_ptr<chain_tcp_stats> chain_tcp_stats::make(xds::shared_string stat_prefix) {
+  return boost::intrusive_ptr<chain_tcp_stats>(new chain_tcp_stats(std::move(stat_prefix)));
 }
 
 std::string listener_stat_name(const xds::socket_address& address) {
@@ -136,7 +155,7 @@ lb::cluster_config to_lb_config(const xds::cluster_config& c) {
 
 std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, stats::registry& registry,
                                                const routing_snapshot* previous) {
-  auto out = std::make_shared<cluster_runtime>(registry, c.name);
+  auto out = std::make_shared<cluster_runtime>(c.name);
   out->revision = c.revision.value;
   out->connect_timeout = c.settings->connect_timeout;
   out->max_connections = c.settings->max_connections;
@@ -146,11 +165,10 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
     out->eds_service_is_name = c.eds_service_name == c.name;
     if (!out->eds_service_is_name) other_eds_service_name = c.eds_service_name;
   }
-  out->has_istio_service = !c.istio_services.empty();
   out->texts = cluster_texts(c.istio_services, c.settings->unsupported, other_eds_service_name);
   const cluster_runtime* before = nullptr;
   if (previous != nullptr) {
-    if (auto it = previous->clusters.find(c.name); it != previous->clusters.end()) before = it->second.get();
+    if (const auto* found = previous->clusters.find(c.name)) before = found->get();
   }
   lb::load_balancer::build_options options;
   options.workers = registry.workers();
@@ -158,25 +176,79 @@ std::shared_ptr<cluster_runtime> build_cluster(const xds::cluster_config& c, sta
   out->balancer = lb::load_balancer::build(to_lb_config(c), options, before ? before->balancer.get() : nullptr);
   // The connection count and the stats scope (still "carried traffic": its series stay
   // exported) go on with the new version.
-  out->shared = before != nullptr ? before->shared : std::make_shared<cluster_shared_state>();
+  out->shared = before != nullptr ? before->shared : boost::intrusive_ptr<cluster_shared_state>(new cluster_shared_state);
   return out;
 }
 
 std::shared_ptr<cluster_runtime> find_cluster(const routing_snapshot& snapshot, std::string_view name) {
-  auto it = snapshot.clusters.find(name);
-  return it == snapshot.clusters.end() ? nullptr : it->second;
+  const auto* found = snapshot.clusters.find(name);
+  return found == nullptr ? nullptr : *found;
 }
 
-// Points a chain at the clusters of `snapshot`, by name.
-void resolve(filter_chain_runtime& chain, const routing_snapshot& snapshot) {
+// The chain_settings blocks of one listener, each distinct one once: chains with equal settings
+// (all of istiod's SNI chains) point at one block. Looked up by a hash of the settings, so a
+// listener whose chains all differ (each named, say) is still built in linear time.
+class settings_interner {
+ public:
+  explicit settings_interner(std::vector<std::shared_ptr<const chain_settings>>& blocks) : blocks_(blocks) {
+    for (const auto& b : blocks_) by_hash_.emplace(hash(*b), b.get());
+  }
+  const chain_settings* intern(chain_settings&& candidate) {
+    const std::size_t h = hash(candidate);
+    for (auto [it, end] = by_hash_.equal_range(h); it != end; ++it) {
+      if (it->second->same_as(candidate)) return it->second;
+    }
+    const chain_settings* added = blocks_.emplace_back(std::make_shared<const chain_settings>(std::move(candidate))).get();
+    by_hash_.emplace(h, added);
+    return added;
+  }
+
+ private:
+  static std::size_t hash(const chain_settings& s) {
+    std::size_t h = std::hash<const void*>{}(s.access_logs.get());
+    auto mix = [&h](std::size_t v) { h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
+    mix(s.max_connect_attempts);
+    mix(static_cast<std::size_t>(s.idle_timeout.count()));
+    mix(static_cast<std::size_t>(s.max_downstream_connection_duration.count()));
+    mix(s.cluster_from_sni ? 1 : 0);
+    if (s.name) mix(std::hash<std::string_view>{}(*s.name));
+    if (s.unresolved_cluster) mix(std::hash<std::string_view>{}(*s.unresolved_cluster));
+    for (const weighted_target& w : s.weighted) mix(std::hash<std::string_view>{}(w.name) + w.weight);
+    return h;
+  }
+
+  std::vector<std::shared_ptr<const chain_settings>>& blocks_;
+  std::unordered_multimap<std::size_t, const chain_settings*> by_hash_;
+};
+
+// Points a chain at the clusters of `snapshot`, by name. Its settings block changes only when
+// they hold cluster state (weighted targets, or the name of a cluster that is gone).
+void resolve(filter_chain_runtime& chain, const routing_snapshot& snapshot, settings_interner& settings) {
   std::shared_ptr<cluster_runtime> found = find_cluster(snapshot, chain.cluster_name());
+  const chain_settings& before = *chain.settings;
+  std::shared_ptr<const std::string> unresolved = before.unresolved_cluster;
   if (found) {
-    chain.unresolved_cluster.reset();  // `found` holds the name now
+    unresolved.reset();  // `found` holds the name now
   } else if (chain.cluster) {
-    chain.unresolved_cluster = std::make_shared<const std::string>(chain.cluster->name);  // removed: keep the name
+    unresolved = std::make_shared<const std::string>(chain.cluster->name);  // removed: keep the name
   }
   chain.cluster = std::move(found);
-  for (weighted_target& w : chain.weighted) w.cluster = find_cluster(snapshot, w.name);
+  if (unresolved == before.unresolved_cluster && before.weighted.empty()) return;
+  chain_settings after = before;
+  after.unresolved_cluster = std::move(unresolved);
+  for (weighted_target& w : after.weighted) w.cluster = find_cluster(snapshot, w.name);
+  if (!after.same_as(before)) chain.settings = settings.intern(std::move(after));
+}
+
+// Drops the blocks no chain of `l` points at any more (after resolve() gave some chains new ones).
+void drop_unused_settings(listener_runtime& l) {
+  std::vector<const chain_settings*> used;
+  for (const auto& c : l.chains) used.push_back(c.settings);
+  if (l.default_chain) used.push_back(l.default_chain->settings);
+  std::sort(used.begin(), used.end());
+  std::erase_if(l.settings_blocks, [&](const std::shared_ptr<const chain_settings>& b) {
+    return !std::binary_search(used.begin(), used.end(), b.get());
+  });
 }
 
 // Compiles access log lists once per build: istiod's chains share one decoded list.
@@ -198,40 +270,34 @@ class log_sets {
 };
 
 filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const routing_snapshot& snapshot,
-                                 stats::registry& registry, log_sets& logs, std::string& log_error) {
+                                 log_sets& logs, settings_interner& settings,
+                                 std::string& log_error) {
   const xds::tcp_proxy_config& tp = chain.tcp_proxy;
-  filter_chain_runtime out;
-  if (!chain.name.empty()) out.name = std::make_shared<const std::string>(chain.name);
-  out.max_connect_attempts = tp.max_connect_attempts;
-  out.cluster_from_sni = tp.cluster_from_sni;
-  out.idle_timeout = tp.idle_timeout;
-  out.max_downstream_connection_duration = tp.max_downstream_connection_duration;
-  out.weighted.reserve(tp.weighted_clusters.size());
+  chain_settings s;
+  if (!chain.name.empty()) s.name = std::make_shared<const std::string>(chain.name);
+  s.max_connect_attempts = tp.max_connect_attempts;
+  s.cluster_from_sni = tp.cluster_from_sni;
+  s.idle_timeout = tp.idle_timeout;
+  s.max_downstream_connection_duration = tp.max_downstream_connection_duration;
+  s.weighted.reserve(tp.weighted_clusters.size());
   for (const xds::weighted_cluster& w : tp.weighted_clusters) {
-    out.total_weight += w.weight;
+    s.total_weight += w.weight;
     weighted_target t;
-    t.cumulative_weight = out.total_weight;
+    t.cumulative_weight = s.total_weight;
     t.weight = w.weight;
     t.name = w.name;
-    out.weighted.push_back(std::move(t));
+    t.cluster = find_cluster(snapshot, w.name);
+    s.weighted.push_back(std::move(t));
   }
+  filter_chain_runtime out;
   out.cluster = find_cluster(snapshot, tp.cluster);
-  if (!out.cluster && !tp.cluster.empty()) out.unresolved_cluster = std::make_shared<const std::string>(tp.cluster);
-  for (weighted_target& w : out.weighted) w.cluster = find_cluster(snapshot, w.name);
-  out.stats = chain_tcp_stats::make(registry, tp.stat_prefix);
+  if (!out.cluster && !tp.cluster.empty()) s.unresolved_cluster = std::make_shared<const std::string>(tp.cluster);
+  out.stats = chain_tcp_stats::make(tp.stat_prefix);
   std::string error;
-  out.access_logs = logs.get(tp.access_logs, error);
+  s.access_logs = logs.get(tp.access_logs, error);
   if (!error.empty() && log_error.empty()) log_error = "filter chain '" + chain.name + "': " + error;
+  out.settings = settings.intern(std::move(s));
   return out;
-}
-
-void put(routing_snapshot& snapshot, std::shared_ptr<cluster_runtime> cluster) {
-  const std::string_view key = cluster->name;
-  auto [it, fresh] = snapshot.clusters.try_emplace(key, cluster);
-  if (!fresh) {  // a later duplicate replaces an earlier one (and its name, which the key views)
-    snapshot.clusters.erase(it);
-    snapshot.clusters.emplace(key, std::move(cluster));
-  }
 }
 
 // Names of clusters whose object differs between `previous` and `snapshot` (built, added or
@@ -244,7 +310,7 @@ class changed_clusters {
   }
   bool touches(const filter_chain_runtime& chain) const {
     if (contains(chain.cluster_name())) return true;
-    for (const weighted_target& w : chain.weighted) {
+    for (const weighted_target& w : chain.settings->weighted) {
       if (contains(w.name)) return true;
     }
     return false;
@@ -279,22 +345,22 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
   std::size_t kept = 0;
   for (const xds::cluster_config& c : config.clusters) {
     if (previous != nullptr && c.revision.value != 0) {
-      if (auto it = previous->clusters.find(c.name);
-          it != previous->clusters.end() && it->second->revision == c.revision.value) {
-        put(*snapshot, it->second);  // unchanged: same object, same balancer state
+      if (const auto* found = previous->clusters.find(c.name); found != nullptr && (*found)->revision == c.revision.value) {
+        snapshot->clusters.put(*found);  // unchanged: same object, same balancer state
         ++kept;
         continue;
       }
     }
     auto built = build_cluster(c, registry, previous);
     changed.add(built->name);
-    put(*snapshot, std::move(built));
+    snapshot->clusters.put(std::move(built));
   }
   if (previous != nullptr && kept != previous->clusters.size()) {
-    for (const auto& [name, cluster] : previous->clusters) {
-      if (!snapshot->clusters.contains(name)) changed.add(cluster->name);  // removed (kept alive by `previous`)
+    for (const auto& cluster : previous->clusters) {
+      if (!snapshot->clusters.contains(cluster->name)) changed.add(cluster->name);  // removed (kept alive by `previous`)
     }
   }
+  snapshot->clusters.shrink();
   for (const xds::listener_config& l : config.listeners) {
     if (auto old = same_listener(l, previous)) {
       auto touched = [&](const filter_chain_runtime& c) { return !changed.empty() && changed.touches(c); };
@@ -306,15 +372,19 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
       // Same chains, some of their clusters changed: a new version sharing the matcher and the
       // stats, with those chains pointed at the new cluster objects.
       auto out = std::make_shared<listener_runtime>(*old);
+      settings_interner settings(out->settings_blocks);
+      const std::size_t blocks = out->settings_blocks.size();
       for (auto& chain : out->chains) {
-        if (changed.touches(chain)) resolve(chain, *snapshot);
+        if (changed.touches(chain)) resolve(chain, *snapshot, settings);
       }
-      if (out->default_chain && changed.touches(*out->default_chain)) resolve(*out->default_chain, *snapshot);
+      if (out->default_chain && changed.touches(*out->default_chain)) resolve(*out->default_chain, *snapshot, settings);
+      if (out->settings_blocks.size() != blocks) drop_unused_settings(*out);
       snapshot->listeners.push_back(std::move(out));
       continue;
     }
     auto out = std::make_shared<listener_runtime>();
     out->name = l.name;
+    out->registry = &registry;
     out->revision = l.revision.value;
     out->address = l.address;
     out->tls_inspector = l.tls_inspector;
@@ -325,11 +395,12 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
     out->matcher = std::move(matcher);
     out->chains.reserve(l.filter_chains.size());
     std::string log_error;
+    settings_interner settings(out->settings_blocks);
     for (const xds::filter_chain_config& chain : l.filter_chains) {
-      out->chains.push_back(build_chain(chain, *snapshot, registry, logs, log_error));
+      out->chains.push_back(build_chain(chain, *snapshot, logs, settings, log_error));
     }
     if (l.default_filter_chain) {
-      out->default_chain = build_chain(*l.default_filter_chain, *snapshot, registry, logs, log_error);
+      out->default_chain = build_chain(*l.default_filter_chain, *snapshot, logs, settings, log_error);
     }
     std::string error;
     out->access_logs = logs.get(l.access_logs, error);
@@ -342,8 +413,7 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
       }
     };
     add_needs(out->access_logs);
-    for (const auto& chain : out->chains) add_needs(chain.access_logs);
-    if (out->default_chain) add_needs(out->default_chain->access_logs);
+    for (const auto& block : out->settings_blocks) add_needs(block->access_logs);
     const std::string stat_name = listener_stat_name(l.address);
     out->stats = registry.get<listener_stats>("listener", stat_name);
     out->tls_stats = registry.get<tls_inspector_stats>("listener", stat_name, "tls_inspector");

@@ -128,7 +128,7 @@ void tcp_session::submit_log() {
   if (!log_) return;
   if (log_->ended == clock::time_point{}) log_->ended = clock::now();
   const auto& listener_logs = listener_->access_logs;
-  const auto* chain_logs = chain_ != nullptr ? &chain_->access_logs : nullptr;
+  const auto* chain_logs = chain_ != nullptr ? &chain_->settings->access_logs : nullptr;
   if (!listener_logs && (chain_logs == nullptr || !*chain_logs)) return;
   // A full queue drops the record; the writer counts it.
   listener_->log_writer->submit(owner_.id(), std::move(log_), listener_logs,
@@ -267,27 +267,27 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
     close();
     return;
   }
-  tcp_stats_ = &chain_->stats->worker(owner_.id());
+  tcp_stats_ = &chain_->stats->worker(*listener_->registry, owner_.id());
+  const chain_settings& settings = *chain_->settings;
   tcp_stats_->downstream_cx_total.inc();
   if (hello_) tcp_stats_->downstream_cx_rx_bytes_total.inc(hello_->size);
   if (log_) {
     if (hello_) log_->bytes_received += hello_->size;
-    log_->filter_chain_name = chain_->name;  // null when the chain has no name
+    log_->filter_chain_name = settings.name;  // null when the chain has no name
   }
 
   // tcp_proxy: weighted_clusters win over everything (Envoy ignores the per-connection cluster
   // that sni_cluster sets when weights are configured); then sni_cluster's SNI; then `cluster`.
-  if (!chain_->weighted.empty()) {
-    const std::uint64_t r = owner_.next_random() % chain_->total_weight;
-    for (const weighted_target& t : chain_->weighted) {
+  if (!settings.weighted.empty()) {
+    const std::uint64_t r = owner_.next_random() % settings.total_weight;
+    for (const weighted_target& t : settings.weighted) {
       if (r < t.cumulative_weight) {
         cluster_ = t.cluster;
         break;
       }
     }
-  } else if (chain_->cluster_from_sni && !server_name.empty()) {
-    const auto& clusters = owner_.snapshot()->clusters;
-    if (auto it = clusters.find(server_name); it != clusters.end()) cluster_ = it->second;
+  } else if (settings.cluster_from_sni && !server_name.empty()) {
+    if (const auto* found = owner_.snapshot()->clusters.find(server_name)) cluster_ = *found;
   } else {
     cluster_ = chain_->cluster;
   }
@@ -299,7 +299,7 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
     close();
     return;
   }
-  cluster_stats_ = &cluster_->worker_stats(owner_.id());
+  cluster_stats_ = &cluster_->worker_stats(*listener_->registry, owner_.id());
   if (log_) log_->upstream_cluster = std::shared_ptr<const std::string>(cluster_, &cluster_->name.str());
   if (!cluster_->unsupported().empty()) {
     cluster_stats_->upstream_cx_unsupported_config.inc();
@@ -484,7 +484,7 @@ void tcp_session::on_connect_failed(bool timed_out, const error_code& ec) {
   release_upstream();
   error_code ignored;
   upstream_.close(ignored);
-  if (connect_attempts_ < chain_->max_connect_attempts) {
+  if (connect_attempts_ < chain_->settings->max_connect_attempts) {
     connect();
     return;
   }
@@ -646,7 +646,7 @@ void tcp_session::finish_direction(direction& d) {
 }
 
 tcp_session::clock::time_point tcp_session::relay_deadline() const {
-  const filter_chain_runtime& tp = *chain_;
+  const chain_settings& tp = *chain_->settings;
   clock::time_point deadline = clock::time_point::max();
   if (tp.idle_timeout.count() > 0) deadline = last_activity_ + tp.idle_timeout;
   if (tp.max_downstream_connection_duration.count() > 0) {
@@ -698,7 +698,7 @@ void tcp_session::on_timer(const error_code& ec) {
     case phase::relaying: {
       const clock::time_point deadline = relay_deadline();
       if (now < deadline) return arm_timer(deadline);
-      const filter_chain_runtime& tp = *chain_;
+      const chain_settings& tp = *chain_->settings;
       if (tp.max_downstream_connection_duration.count() > 0 && now >= routed_at_ + tp.max_downstream_connection_duration) {
         tcp_stats_->max_downstream_connection_duration.inc();
         flag(accesslog::response_flag::duration_timeout);  // Envoy: DurationTimeout ("DT")

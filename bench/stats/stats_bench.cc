@@ -114,8 +114,8 @@ struct scrape_fixture {
     }
     std::vector<std::string> errors;
     snapshot = proxy::build_snapshot(config, registry, 1, nullptr, errors);
-    for (const auto& [name, c] : snapshot->clusters) {
-      auto& b = c->worker_stats(0);
+    for (const auto& c : snapshot->clusters) {
+      auto& b = c->worker_stats(registry, 0);
       b.upstream_cx_total.inc();
       b.upstream_cx_connect_ms.record(0.4);
       b.upstream_cx_tx_bytes_total.inc(700);

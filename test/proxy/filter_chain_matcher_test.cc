@@ -95,6 +95,19 @@ TEST(FilterChainMatcher, TransportProtocol) {
   EXPECT_EQ(match(m, "", {}, 1, "raw_buffer"), 1);
 }
 
+// A server name whose only chain requires a transport protocol has no "any transport" branch:
+// another transport finds nothing there (no backtracking), and why_no_match() says so.
+TEST(FilterChainMatcher, TransportProtocolOfANamedChain) {
+  filter_chain_matcher m;
+  ASSERT_FALSE(m.build({chain({"a"}, {}, std::nullopt, "tls"), chain({"b"}), chain({})}));
+  EXPECT_EQ(match(m, "a", {}, 1, "tls"), 0);
+  EXPECT_EQ(match(m, "a", {}, 1, "raw_buffer"), filter_chain_matcher::no_match);
+  EXPECT_EQ(match(m, "b", {}, 1, "raw_buffer"), 1);
+  EXPECT_EQ(m.why_no_match({1, "a", "raw_buffer", {}}),
+            "the chain(s) for server name 'a' require(s) another transport protocol than 'raw_buffer' (Envoy does not "
+            "fall back to less specific server names)");
+}
+
 TEST(FilterChainMatcher, OverlapsAreRejected) {
   filter_chain_matcher m;
   auto e = m.build({chain({"a", "b"}, {"istio"}), chain({"b"}, {"istio", "h2"})});

@@ -211,7 +211,7 @@ TEST_F(LoadBalancingTest, RefusingHostIsEjectedAndNotPickedWhileHealthyHostsRema
   const auto ejected_hosts = [&] {
     const auto snapshot = gw_->current_snapshot();
     std::size_t n = 0;
-    for (const auto& h : snapshot->clusters.find("svc")->second->balancer->explain().hosts) n += h.ejected ? 1 : 0;
+    for (const auto& h : snapshot->clusters.at("svc")->balancer->explain().hosts) n += h.ejected ? 1 : 0;
     return n;
   };
   for (int i = 0; i < 500 && ejected_hosts() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace ewgw::proxy {
 namespace {
 
@@ -163,7 +165,7 @@ TEST(RoutingSnapshot, ClusterTextsReadBackEachPart) {
   c.clusters[0].settings.edit().unsupported = "upstream TLS";
   auto s = f.build(c, nullptr);
   const cluster_runtime& a = *s->clusters.at("a");
-  EXPECT_TRUE(a.has_istio_service);
+  EXPECT_TRUE(a.has_istio_service());
   EXPECT_EQ(a.texts.name(), "helloworld");
   EXPECT_EQ(a.texts.host().data(), c.clusters[0].istio_services[0].host.data());  // shared, not copied
   EXPECT_EQ(a.unsupported(), "upstream TLS");
@@ -197,10 +199,10 @@ TEST(RoutingSnapshot, ClusterAndChainStatsShareTheDecodedName) {
 TEST(RoutingSnapshot, ChainTcpStatsCreateTheirScopeOnFirstUse) {
   fixture f;
   const std::string prefix = "outbound_.8080_._.svc-1.ns-1.svc.cluster.local";
-  auto st = chain_tcp_stats::make(f.registry, prefix);
+  auto st = chain_tcp_stats::make(prefix);
   EXPECT_EQ(st->stat_prefix(), prefix);
   EXPECT_EQ(st->get(), nullptr);
-  st->worker(1);
+  st->worker(f.registry, 1);
   ASSERT_NE(st->get(), nullptr);
   EXPECT_EQ(st->get(), f.registry.get<tcp_stats>("tcp", prefix).get());
 
@@ -213,6 +215,85 @@ TEST(RoutingSnapshot, ChainTcpStatsCreateTheirScopeOnFirstUse) {
   ASSERT_NE(second->listeners[0], first->listeners[0]);
   EXPECT_EQ(second->listeners[0]->chains[0].stats, first->listeners[0]->chains[0].stats);
   EXPECT_EQ(second->listeners[0]->chains[1].stats->stat_prefix(), "b");
+}
+
+// The snapshot's cluster table: a later cluster of the same name replaces the earlier one (the
+// key views the replacing cluster's name), names not configured are not found, and every
+// cluster is visited once.
+TEST(RoutingSnapshot, ClusterTableFindsByNameAndLaterDuplicatesWin) {
+  fixture f;
+  xds::bootstrap_config c;
+  for (int i = 0; i < 100; ++i) c.clusters.push_back(cluster("outbound_.8080_._.svc-" + std::to_string(i) + ".ns.svc.cluster.local", 0, 1));
+  c.clusters.push_back(cluster("outbound_.8080_._.svc-7.ns.svc.cluster.local", 0, 9));
+  auto s = f.build(c, nullptr);
+  EXPECT_EQ(s->clusters.size(), 100u);
+  std::size_t visited = 0;
+  for (const auto& cl : s->clusters) {
+    ASSERT_NE(cl, nullptr);
+    EXPECT_EQ(s->clusters.at(cl->name), cl);
+    ++visited;
+  }
+  EXPECT_EQ(visited, 100u);
+  const auto& replaced = s->clusters.at("outbound_.8080_._.svc-7.ns.svc.cluster.local");
+  ASSERT_NE(replaced, nullptr);
+  EXPECT_EQ(replaced->balancer->hosts()[0]->address().port, 9);
+  EXPECT_EQ(s->clusters.find("outbound_.8080_._.svc-100.ns.svc.cluster.local"), nullptr);
+  EXPECT_EQ(s->clusters.find(""), nullptr);
+  EXPECT_FALSE(s->clusters.contains("outbound_.8080_._.svc-7.ns.svc.cluster.loca"));
+}
+
+// Chains with equal tcp_proxy settings (istiod's SNI chains: one per service) share one settings
+// block; a chain whose settings hold cluster state (a removed cluster's name, weighted targets)
+// gets its own when that state changes, and blocks no chain uses are dropped.
+TEST(RoutingSnapshot, ChainsWithEqualSettingsShareOneBlock) {
+  fixture f;
+  xds::bootstrap_config c;
+  c.clusters = {cluster("a", 1, 1), cluster("b", 2, 2), cluster("c", 3, 3)};
+  c.listeners = {listener(4, {"a", "b", "c"})};
+  xds::filter_chain_config weighted;
+  weighted.match.server_names = {"w"};
+  weighted.tcp_proxy.stat_prefix = "w";
+  weighted.tcp_proxy.weighted_clusters = {{"a", 1}, {"c", 3}};
+  c.listeners[0].filter_chains.push_back(weighted);
+  auto first = f.build(c, nullptr);
+  const listener_runtime& l1 = *first->listeners[0];
+  ASSERT_EQ(l1.chains.size(), 4u);
+  EXPECT_EQ(l1.settings_blocks.size(), 2u);
+  EXPECT_EQ(l1.chains[0].settings, l1.chains[1].settings);
+  EXPECT_EQ(l1.chains[0].settings, l1.chains[2].settings);
+  EXPECT_NE(l1.chains[3].settings, l1.chains[0].settings);
+  EXPECT_EQ(l1.chains[0].settings->unresolved_cluster, nullptr);
+  ASSERT_EQ(l1.chains[3].settings->weighted.size(), 2u);
+  EXPECT_EQ(l1.chains[3].settings->weighted[1].cluster, first->clusters.at("c"));
+  EXPECT_EQ(l1.chains[3].settings->total_weight, 4u);
+
+  // "c" removed: its chain keeps the name in a block of its own; the weighted chain's target
+  // is gone; "a" and "b" still share the first block.
+  c.clusters.pop_back();
+  auto second = f.build(c, first.get());
+  const listener_runtime& l2 = *second->listeners[0];
+  EXPECT_EQ(l2.chains[0].settings, l1.chains[0].settings);
+  EXPECT_EQ(l2.chains[1].settings, l1.chains[0].settings);
+  ASSERT_NE(l2.chains[2].settings, l1.chains[0].settings);
+  EXPECT_EQ(l2.chains[2].cluster, nullptr);
+  EXPECT_EQ(l2.chains[2].cluster_name(), "c");
+  EXPECT_EQ(l2.chains[3].settings->weighted[1].cluster, nullptr);
+  EXPECT_EQ(l2.chains[3].settings->weighted[0].cluster, second->clusters.at("a"));
+  EXPECT_EQ(l2.settings_blocks.size(), 3u);  // shared, "c" unresolved, weighted (the old weighted one dropped)
+  for (const auto& chain : l2.chains) {
+    EXPECT_TRUE(std::any_of(l2.settings_blocks.begin(), l2.settings_blocks.end(),
+                            [&](const auto& b) { return b.get() == chain.settings; }));
+  }
+  // The earlier version still holds its own blocks (connections may be using them).
+  EXPECT_EQ(l1.chains[3].settings->weighted[1].cluster, first->clusters.at("c"));
+
+  // "c" back: its chain shares the first block again.
+  c.clusters.push_back(cluster("c", 5, 3));
+  auto third = f.build(c, second.get());
+  const listener_runtime& l3 = *third->listeners[0];
+  EXPECT_EQ(l3.chains[2].settings, l3.chains[0].settings);
+  EXPECT_EQ(l3.chains[2].cluster, third->clusters.at("c"));
+  EXPECT_EQ(l3.settings_blocks.size(), 2u);
 }
 
 }  // namespace
