@@ -19,9 +19,12 @@
 // pointer, then a release store when done: no lock, no reference count, no shared cache line
 // written), and the cold half frees a retired view only once no worker's hazard points at it.
 // Only outlier detection changes the ejected set, so a balancer without it keeps the view
-// build() made, and its picks read that view with no hazard at all. pick() therefore never
-// locks, never allocates and never frees; test/lb checks this with a counting operator new,
-// bench/lb reports allocations per pick.
+// build() made, and its picks read that view with no hazard at all. pick() never locks. Once a
+// worker has picked from a cluster it never allocates or frees either: a cluster's first pick by
+// any worker makes the per-worker slot array (racing first picks settle it with one
+// compare-and-swap; a loser frees its own), and a worker's first pick makes its slot. Clusters
+// nobody picks (most of an east-west gateway's thousands) thus cost no per-worker memory.
+// test/lb checks this with a counting operator new, bench/lb reports allocations per pick.
 //
 // Outlier detection is split the same way. host::report() (data path) only updates atomics and
 // flags a consecutive-failure detection the moment a counter reaches its threshold, as Envoy's
@@ -39,8 +42,9 @@
 // generations stay valid for the connections that hold them; their view no longer changes.
 //
 // Threads. pick(worker, ...) may run concurrently for different workers; each worker index must
-// be used by one thread at a time. build(), tick(), process_detections() and explain() may be
-// called from any thread: they serialize on the cluster's cold mutex.
+// be used by one thread at a time. build(), tick(), process_detections(), explain() and stats()
+// may be called from any thread: they serialize on the cluster's cold mutex (stats() takes it
+// only with outlier detection; without it the view it reads never changes).
 //
 // Wiring outlier detection in the proxy (not done yet; two calls, plus decoding
 // Cluster.outlier_detection into cluster_config::outlier_detection):

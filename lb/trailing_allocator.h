@@ -9,7 +9,7 @@
 //   trailing_request.extra = tail_bytes;
 //   auto p = std::allocate_shared<T>(trailing_allocator<T>(), args...);
 //   char* tail = trailing_request.at;   // also valid inside T's constructor: allocation comes first
-// Used by lb/ (balancer blocks) and proxy/ (chain stats holders).
+// Used by lb/ (balancer and host blocks).
 #pragma once
 
 #include <cstddef>
