@@ -87,11 +87,17 @@ void pack_raw(pb::Any* any, const char* url, std::string_view bytes) {
 // resource as unchanged, and the dump would show stale configuration).
 
 // deflateSetDictionary costs time in proportion to the dictionary (it indexes every byte), for
-// every resource: 8 KiB holds an istiod Cluster or ClusterLoadAssignment many times over, and
-// deflate with this window never looks further back.
+// every resource: 8 KiB holds an istiod Cluster or ClusterLoadAssignment many times over.
+// Deflate with this window never looks further back than 8 KiB, so it sees the whole dictionary
+// only while the renamed base plus the name fit in 8 KiB; of a longer one (a renamed base grows
+// when the name's tokens are longer, up to max_renamed) it uses the last 8 KiB, which costs
+// compression, not correctness (inflate's 32 KiB window holds the same bytes).
 constexpr int small_window_bits = 13;
 constexpr std::size_t max_base = std::size_t{1} << small_window_bits;
 constexpr std::size_t max_bases = 16;
+// A renamed base (see kind_bases::renamed) larger than this is not made: twice the largest base
+// leaves room for names that grow a base's matches, and keeps rebuilding it cheap.
+constexpr std::size_t max_renamed = 2 * max_base;
 // Resources larger than this (a listener with a chain per cluster, several MB at 10,000
 // clusters) are deflated without a base, with zlib's full 32 KiB window and default hash table
 // (memLevel 8): 11.5 instead of 20 bytes per chain at the same level and in no more time (level
@@ -498,10 +504,17 @@ struct kind_bases {
   // deflated istiod Cluster takes ~21 bytes instead of ~35. Only a dictionary: a poor rewrite
   // costs compression, never correctness (inflating rebuilds the same dictionary from the same
   // base and name).
+  //
+  // The rewrite is bounded: a base whose name's token occurs thousands of times, renamed to a
+  // name with a token of thousands of characters, would make a dictionary of megabytes, rebuilt
+  // for every put, unchanged-resend check and rendered record, of which zlib uses only the last
+  // 8 KiB (deflate's window here) or 32 KiB (inflate's). Its size is known from the plan before
+  // it is built; beyond max_renamed the base is used as it is. The choice depends only on the
+  // base and the name, so deflating and inflating make the same dictionary.
   void renamed(std::size_t i, std::string_view name, std::string& out, std::vector<std::string_view>& tokens) const {
     const base& b = bases[i];
     split_tokens(name, tokens);
-    if (name == b.name || tokens.size() != b.plan.token_count) {
+    if (name == b.name || tokens.size() != b.plan.token_count || renamed_size(b, tokens) > max_renamed) {
       out.append(b.bytes);
       return;
     }
@@ -512,6 +525,14 @@ struct kind_bases {
       done = hit.at + hit.length;
     }
     out.append(b.bytes, done);
+  }
+
+  // The size of base `b` renamed to `tokens` (as many as its name's): each hit takes its new
+  // token's length instead of its own.
+  static std::size_t renamed_size(const base& b, const std::vector<std::string_view>& tokens) {
+    std::size_t size = b.bytes.size();
+    for (const auto& hit : b.plan.hits) size = size - hit.length + tokens[hit.token].size();
+    return size;
   }
 
   // The base for a resource of `bytes` named `name` (possibly that resource itself, made a
@@ -570,6 +591,7 @@ struct config_store::impl {
   std::size_t last_epoch = static_cast<std::size_t>(-1);
   mutable std::string last_version;
   mutable std::vector<std::string_view> tokens;
+  mutable std::size_t largest_dictionary = 0;  // see config_store::largest_dictionary()
 
   // Scratch buffers grow to the largest resource (a listener with 10,000 chains is several MB):
   // let go of them after such a one instead of keeping them for the store's lifetime.
@@ -586,6 +608,7 @@ struct config_store::impl {
     dictionary.clear();
     if (how >= 2) bases[k].renamed(how - 2, name, dictionary, tokens);
     dictionary.append(name);
+    largest_dictionary = std::max(largest_dictionary, dictionary.size());
     return dictionary;
   }
 
@@ -785,6 +808,11 @@ std::size_t config_store::stored_bytes(kind k) const {
     n += block.record(which).whole.size() + (sizeof(entry) + 2 * sizeof(std::uint32_t) + 1) / std::popcount(block.mask());
   }
   return n;
+}
+
+std::size_t config_store::largest_dictionary() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->largest_dictionary;
 }
 
 std::string config_store::missing_cluster_note(std::string_view cluster) const {

@@ -505,6 +505,77 @@ TEST(ConfigStore, SmallIncompressibleResourceResentUnchangedKeepsItsVersion) {
   EXPECT_EQ(c.dynamic_active_clusters(0).version_info(), "n3");
 }
 
+// A Cluster named `name` whose alt_stat_name is `text` padded with 'z' (no name separator) to
+// `size` bytes serialized.
+std::string cluster_of_size(const std::string& name, const std::string& text, std::size_t size) {
+  envoy::config::cluster::v3::Cluster c;
+  c.set_name(name);
+  c.set_alt_stat_name(text);
+  while (c.ByteSizeLong() < size) c.mutable_alt_stat_name()->push_back('z');
+  return c.SerializeAsString();
+}
+
+// Puts `first` and then `second` (of the same size, so `first` is its base) and checks both
+// come back exactly, and that `second` resent unchanged keeps its version and changed does not.
+void expect_round_trip_against_base(config_store& store, const std::string& first_name, const std::string& first,
+                                    const std::string& second_name, const std::string& second) {
+  const auto t0 = std::chrono::system_clock::now();
+  ASSERT_EQ(first.size(), second.size());
+  store.put(kind::cluster, first_name, "f1", first, t0);
+  store.put(kind::cluster, second_name, "s1", second, t0);
+  store.put(kind::cluster, second_name, "s2", second, t0);  // unchanged
+  auto c = clusters_of(parse(store.render({})));
+  ASSERT_EQ(c.dynamic_active_clusters_size(), 2);
+  std::map<std::string, std::pair<std::string, std::string>> back;  // name: version, bytes
+  for (const auto& d : c.dynamic_active_clusters()) {
+    envoy::config::cluster::v3::Cluster cluster;
+    ASSERT_TRUE(d.cluster().UnpackTo(&cluster));
+    back[cluster.name()] = {d.version_info(), cluster.SerializeAsString()};
+  }
+  EXPECT_EQ(back[first_name].second, first);
+  EXPECT_EQ(back[second_name].first, "s1");
+  EXPECT_EQ(back[second_name].second, second);
+  std::string changed = second;
+  changed.back() = 'y';  // the last byte of the padding
+  store.put(kind::cluster, second_name, "s3", changed, t0);
+  c = clusters_of(parse(store.render({})));
+  for (const auto& d : c.dynamic_active_clusters()) {
+    envoy::config::cluster::v3::Cluster cluster;
+    ASSERT_TRUE(d.cluster().UnpackTo(&cluster));
+    if (cluster.name() != second_name) continue;
+    EXPECT_EQ(d.version_info(), "s3");
+    EXPECT_EQ(cluster.SerializeAsString(), changed);
+  }
+}
+
+// A base renamed to a name whose tokens are longer grows; past 8 KiB (deflate's window here)
+// deflate uses only its end, and the records still come back exactly.
+TEST(ConfigStore, RenamedBaseLongerThanTheDeflateWindowRoundTrips) {
+  config_store store;
+  std::string repeated;
+  for (int i = 0; i < 1000; ++i) repeated += "abc";
+  const std::string base = cluster_of_size("abc", repeated, 3100);
+  const std::string other = cluster_of_size("klmnopqrst", "", base.size());
+  expect_round_trip_against_base(store, "abc", base, "klmnopqrst", other);
+  // "abc" 1001 times in the base, renamed to a 10-character token: ~10 KB.
+  EXPECT_GT(store.largest_dictionary(), std::size_t{8} << 10);
+}
+
+// A base whose name's token occurs thousands of times, renamed to a name with a token of
+// thousands of characters, would be a dictionary of ~7.8 MB rebuilt for every put, resend
+// check and rendered record; the store uses the base as it is instead.
+TEST(ConfigStore, RenamedBaseIsBoundedHoweverLongTheNewNamesTokens) {
+  config_store store;
+  std::string repeated;
+  for (int i = 0; i < 2600; ++i) repeated += "abc";
+  const std::string base = cluster_of_size("abc", repeated, 7808);
+  const std::string long_name(3000, 'q');
+  const std::string other = cluster_of_size(long_name, "", base.size());
+  expect_round_trip_against_base(store, "abc", base, long_name, other);
+  // At most twice the largest base (8 KiB) renamed, then the name.
+  EXPECT_LE(store.largest_dictionary(), (std::size_t{16} << 10) + long_name.size());
+}
+
 TEST(ConfigStore, BytesThatAreNotTheResourceTypeAreKeptWithoutHarm) {
   config_store store;
   const auto t0 = std::chrono::system_clock::now();
