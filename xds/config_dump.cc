@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
 #include <cstring>
 #include <mutex>
 
@@ -18,6 +19,7 @@
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
+#include "stats/log.h"
 #include "xds/ads_state.h"
 #include "xds/type/v3/typed_struct.pb.h"
 
@@ -360,6 +362,9 @@ struct record_view {
 
   void version_into(const epoch_table& epochs, std::string& out) const {
     if (!own_version) {
+      // A record is written without a version of its own only once its epoch holds one
+      // (make_record), and an epoch lets go of its version only when no record uses it.
+      assert(epochs.at(epoch).version != nullptr);
       out = *epochs.at(epoch).version;
     } else if (!hex_version) {
       out.assign(version, version_length);
@@ -374,6 +379,12 @@ struct record_view {
 };
 
 constexpr int kind_count = 3;
+
+// The resource type of kind k, for messages.
+std::string_view kind_name(int k) {
+  constexpr std::string_view names[kind_count] = {"Cluster", "ClusterLoadAssignment", "Listener"};
+  return names[k];
+}
 
 // An entry's heap block: a byte with a bit per kind present, then those kinds' records in kind
 // order.
@@ -633,16 +644,26 @@ struct config_store::impl {
   // True if record `r` holds exactly `bytes`. Inflated in pieces: an unchanged listener of
   // several MB (resent with every state-of-the-world LDS push) is compared without being
   // inflated whole.
+  //
+  // A stored record that does not inflate (a bug in this store, not input) counts as changed,
+  // so the new bytes replace it, and is logged: silently it would hide the bug.
   bool same_bytes(int k, std::string_view name, const record_view& r, const std::string& bytes) const {
     const std::size_t size = size_of(k, r);
     if (size != bytes.size()) return false;
     if (r.packing == static_cast<std::size_t>(packing::raw)) return r.stored == bytes;
     std::size_t at = 0;
-    return zlib.inflate_pieces(dictionary_for(k, r.packing, name), r.stored, size, chunk, [&](std::string_view piece) {
-      const bool equal = piece == std::string_view(bytes).substr(at, piece.size());
-      at += piece.size();
-      return equal;
-    });
+    bool differs = false;
+    const bool same =
+        zlib.inflate_pieces(dictionary_for(k, r.packing, name), r.stored, size, chunk, [&](std::string_view piece) {
+          differs = piece != std::string_view(bytes).substr(at, piece.size());
+          at += piece.size();
+          return !differs;
+        });
+    if (!same && !differs) {
+      EWGW_LOG(warn, "config_dump", "a stored resource does not decompress; replacing it with the bytes received",
+               {{"kind", kind_name(k)}, {"resource", name}});
+    }
+    return same;
   }
 
   // The record of `bytes` into `record` (for kind k, under `name`), holding an epoch.
@@ -941,7 +962,8 @@ std::pair<unsigned, std::string> config_store::render(const std::map<std::string
       *s->mutable_last_updated() = loaded;
     }
     // Each stored resource in name order (the order the dump always had), inflated; false if
-    // one does not inflate (a bug in this store, not bad input).
+    // one does not inflate (a bug in this store, not bad input), named in `broken`.
+    std::string broken;
     const auto each = [&](kind k, const auto& visit) {
       const int which = static_cast<int>(k);
       struct stored {
@@ -956,7 +978,10 @@ std::pair<unsigned, std::string> config_store::render(const std::map<std::string
       std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
       std::string version;
       for (const auto& s : sorted) {
-        if (!impl_->unpack(which, s.name, s.record)) return false;
+        if (!impl_->unpack(which, s.name, s.record)) {
+          broken = std::string(kind_name(which)) + " '" + std::string(s.name) + "'";
+          return false;
+        }
         s.record.version_into(impl_->epochs, version);
         const time updated{time::duration(impl_->epochs.at(s.record.epoch).ticks)};
         visit(std::string(s.name), std::string_view(version), std::string_view(impl_->unpacked), updated);
@@ -996,7 +1021,7 @@ std::pair<unsigned, std::string> config_store::render(const std::map<std::string
       d->set_client_status(admin::ACKED);
     });
     impl_->trim_scratch();
-    if (!intact) return {500, bad("a stored resource does not decompress")};
+    if (!intact) return {500, bad("the stored " + broken + " does not decompress (a bug in the config_dump store)")};
   }
 
   // Envoy's order: bootstrap, clusters, endpoints (only with include_eds), listeners.
