@@ -59,7 +59,9 @@ void pack_raw(pb::Any* any, const char* url, std::string_view bytes) {
 // deflateSetDictionary): an earlier resource of the same kind, followed by the resource's own
 // name, which appears in it once or more (name, EDS service name, SNI, Istio's service host):
 // those become back-references of a few bytes. The earlier resource is one of the same size
-// when there is one (each kind keeps up to 16 such "bases", one per size seen first): protobuf
+// when there is one (each kind keeps up to 16 such "bases", one per size seen first; they are
+// never refreshed, as stored records refer to them, so a kind whose resources change shape keeps
+// bases that resemble them less: that costs bytes per record, never correctness): protobuf
 // writes a length before every nested message and string, so a resource whose name is one
 // character longer differs from the base in each enclosing length byte, and every such byte
 // breaks a deflate match (a literal plus a new match, ~4 bytes). Against a base of its own size
@@ -138,7 +140,8 @@ class codec {
   codec& operator=(const codec&) = delete;
 
   // `out` = `in` deflated against `dictionary`; false if zlib failed (out of memory) or the
-  // output would not be smaller than the input (then it is kept as is).
+  // output would be larger than the input (then it is kept as is; an output of exactly the
+  // input's size is kept deflated).
   bool deflate(std::string_view dictionary, std::string_view in, std::string& out) {
     if (in.size() > large_resource) {
       z_stream large{};
@@ -497,7 +500,9 @@ struct rename_plan {
 };
 
 // The bases a kind's records are deflated against (see above): kept for the store's lifetime,
-// since stored records refer to them by number.
+// since stored records refer to them by number. Never refreshed: a kind keeps the first
+// max_bases sizes it sees, even once no record of those sizes remains; a stale base costs only
+// bytes (records deflated against it compress less).
 struct kind_bases {
   struct base {
     std::string bytes;
