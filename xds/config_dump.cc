@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
 #include <cstring>
 #include <mutex>
 
@@ -18,6 +19,7 @@
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
+#include "stats/log.h"
 #include "xds/ads_state.h"
 #include "xds/type/v3/typed_struct.pb.h"
 
@@ -57,7 +59,9 @@ void pack_raw(pb::Any* any, const char* url, std::string_view bytes) {
 // deflateSetDictionary): an earlier resource of the same kind, followed by the resource's own
 // name, which appears in it once or more (name, EDS service name, SNI, Istio's service host):
 // those become back-references of a few bytes. The earlier resource is one of the same size
-// when there is one (each kind keeps up to 16 such "bases", one per size seen first): protobuf
+// when there is one (each kind keeps up to 16 such "bases", one per size seen first; they are
+// never refreshed, as stored records refer to them, so a kind whose resources change shape keeps
+// bases that resemble them less: that costs bytes per record, never correctness): protobuf
 // writes a length before every nested message and string, so a resource whose name is one
 // character longer differs from the base in each enclosing length byte, and every such byte
 // breaks a deflate match (a literal plus a new match, ~4 bytes). Against a base of its own size
@@ -87,11 +91,17 @@ void pack_raw(pb::Any* any, const char* url, std::string_view bytes) {
 // resource as unchanged, and the dump would show stale configuration).
 
 // deflateSetDictionary costs time in proportion to the dictionary (it indexes every byte), for
-// every resource: 8 KiB holds an istiod Cluster or ClusterLoadAssignment many times over, and
-// deflate with this window never looks further back.
+// every resource: 8 KiB holds an istiod Cluster or ClusterLoadAssignment many times over.
+// Deflate with this window never looks further back than 8 KiB, so it sees the whole dictionary
+// only while the renamed base plus the name fit in 8 KiB; of a longer one (a renamed base grows
+// when the name's tokens are longer, up to max_renamed) it uses the last 8 KiB, which costs
+// compression, not correctness (inflate's 32 KiB window holds the same bytes).
 constexpr int small_window_bits = 13;
 constexpr std::size_t max_base = std::size_t{1} << small_window_bits;
 constexpr std::size_t max_bases = 16;
+// A renamed base (see kind_bases::renamed) larger than this is not made: twice the largest base
+// leaves room for names that grow a base's matches, and keeps rebuilding it cheap.
+constexpr std::size_t max_renamed = 2 * max_base;
 // Resources larger than this (a listener with a chain per cluster, several MB at 10,000
 // clusters) are deflated without a base, with zlib's full 32 KiB window and default hash table
 // (memLevel 8): 11.5 instead of 20 bytes per chain at the same level and in no more time (level
@@ -130,7 +140,8 @@ class codec {
   codec& operator=(const codec&) = delete;
 
   // `out` = `in` deflated against `dictionary`; false if zlib failed (out of memory) or the
-  // output would not be smaller than the input (then it is kept as is).
+  // output would be larger than the input (then it is kept as is; an output of exactly the
+  // input's size is kept deflated).
   bool deflate(std::string_view dictionary, std::string_view in, std::string& out) {
     if (in.size() > large_resource) {
       z_stream large{};
@@ -354,6 +365,9 @@ struct record_view {
 
   void version_into(const epoch_table& epochs, std::string& out) const {
     if (!own_version) {
+      // A record is written without a version of its own only once its epoch holds one
+      // (make_record), and an epoch lets go of its version only when no record uses it.
+      assert(epochs.at(epoch).version != nullptr);
       out = *epochs.at(epoch).version;
     } else if (!hex_version) {
       out.assign(version, version_length);
@@ -368,6 +382,12 @@ struct record_view {
 };
 
 constexpr int kind_count = 3;
+
+// The resource type of kind k, for messages.
+std::string_view kind_name(int k) {
+  constexpr std::string_view names[kind_count] = {"Cluster", "ClusterLoadAssignment", "Listener"};
+  return names[k];
+}
 
 // An entry's heap block: a byte with a bit per kind present, then those kinds' records in kind
 // order.
@@ -480,7 +500,9 @@ struct rename_plan {
 };
 
 // The bases a kind's records are deflated against (see above): kept for the store's lifetime,
-// since stored records refer to them by number.
+// since stored records refer to them by number. Never refreshed: a kind keeps the first
+// max_bases sizes it sees, even once no record of those sizes remains; a stale base costs only
+// bytes (records deflated against it compress less).
 struct kind_bases {
   struct base {
     std::string bytes;
@@ -498,10 +520,17 @@ struct kind_bases {
   // deflated istiod Cluster takes ~21 bytes instead of ~35. Only a dictionary: a poor rewrite
   // costs compression, never correctness (inflating rebuilds the same dictionary from the same
   // base and name).
+  //
+  // The rewrite is bounded: a base whose name's token occurs thousands of times, renamed to a
+  // name with a token of thousands of characters, would make a dictionary of megabytes, rebuilt
+  // for every put, unchanged-resend check and rendered record, of which zlib uses only the last
+  // 8 KiB (deflate's window here) or 32 KiB (inflate's). Its size is known from the plan before
+  // it is built; beyond max_renamed the base is used as it is. The choice depends only on the
+  // base and the name, so deflating and inflating make the same dictionary.
   void renamed(std::size_t i, std::string_view name, std::string& out, std::vector<std::string_view>& tokens) const {
     const base& b = bases[i];
     split_tokens(name, tokens);
-    if (name == b.name || tokens.size() != b.plan.token_count) {
+    if (name == b.name || tokens.size() != b.plan.token_count || renamed_size(b, tokens) > max_renamed) {
       out.append(b.bytes);
       return;
     }
@@ -512,6 +541,14 @@ struct kind_bases {
       done = hit.at + hit.length;
     }
     out.append(b.bytes, done);
+  }
+
+  // The size of base `b` renamed to `tokens` (as many as its name's): each hit takes its new
+  // token's length instead of its own.
+  static std::size_t renamed_size(const base& b, const std::vector<std::string_view>& tokens) {
+    std::size_t size = b.bytes.size();
+    for (const auto& hit : b.plan.hits) size = size - hit.length + tokens[hit.token].size();
+    return size;
   }
 
   // The base for a resource of `bytes` named `name` (possibly that resource itself, made a
@@ -570,6 +607,7 @@ struct config_store::impl {
   std::size_t last_epoch = static_cast<std::size_t>(-1);
   mutable std::string last_version;
   mutable std::vector<std::string_view> tokens;
+  mutable std::size_t largest_dictionary = 0;  // see config_store::largest_dictionary()
 
   // Scratch buffers grow to the largest resource (a listener with 10,000 chains is several MB):
   // let go of them after such a one instead of keeping them for the store's lifetime.
@@ -586,6 +624,7 @@ struct config_store::impl {
     dictionary.clear();
     if (how >= 2) bases[k].renamed(how - 2, name, dictionary, tokens);
     dictionary.append(name);
+    largest_dictionary = std::max(largest_dictionary, dictionary.size());
     return dictionary;
   }
 
@@ -610,16 +649,26 @@ struct config_store::impl {
   // True if record `r` holds exactly `bytes`. Inflated in pieces: an unchanged listener of
   // several MB (resent with every state-of-the-world LDS push) is compared without being
   // inflated whole.
+  //
+  // A stored record that does not inflate (a bug in this store, not input) counts as changed,
+  // so the new bytes replace it, and is logged: silently it would hide the bug.
   bool same_bytes(int k, std::string_view name, const record_view& r, const std::string& bytes) const {
     const std::size_t size = size_of(k, r);
     if (size != bytes.size()) return false;
     if (r.packing == static_cast<std::size_t>(packing::raw)) return r.stored == bytes;
     std::size_t at = 0;
-    return zlib.inflate_pieces(dictionary_for(k, r.packing, name), r.stored, size, chunk, [&](std::string_view piece) {
-      const bool equal = piece == std::string_view(bytes).substr(at, piece.size());
-      at += piece.size();
-      return equal;
-    });
+    bool differs = false;
+    const bool same =
+        zlib.inflate_pieces(dictionary_for(k, r.packing, name), r.stored, size, chunk, [&](std::string_view piece) {
+          differs = piece != std::string_view(bytes).substr(at, piece.size());
+          at += piece.size();
+          return !differs;
+        });
+    if (!same && !differs) {
+      EWGW_LOG(warn, "config_dump", "a stored resource does not decompress; replacing it with the bytes received",
+               {{"kind", kind_name(k)}, {"resource", name}});
+    }
+    return same;
   }
 
   // The record of `bytes` into `record` (for kind k, under `name`), holding an epoch.
@@ -787,6 +836,11 @@ std::size_t config_store::stored_bytes(kind k) const {
   return n;
 }
 
+std::size_t config_store::largest_dictionary() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->largest_dictionary;
+}
+
 std::string config_store::missing_cluster_note(std::string_view cluster) const {
   std::lock_guard lock(impl_->mu);
   const std::string name(cluster);
@@ -913,7 +967,8 @@ std::pair<unsigned, std::string> config_store::render(const std::map<std::string
       *s->mutable_last_updated() = loaded;
     }
     // Each stored resource in name order (the order the dump always had), inflated; false if
-    // one does not inflate (a bug in this store, not bad input).
+    // one does not inflate (a bug in this store, not bad input), named in `broken`.
+    std::string broken;
     const auto each = [&](kind k, const auto& visit) {
       const int which = static_cast<int>(k);
       struct stored {
@@ -928,7 +983,10 @@ std::pair<unsigned, std::string> config_store::render(const std::map<std::string
       std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
       std::string version;
       for (const auto& s : sorted) {
-        if (!impl_->unpack(which, s.name, s.record)) return false;
+        if (!impl_->unpack(which, s.name, s.record)) {
+          broken = std::string(kind_name(which)) + " '" + std::string(s.name) + "'";
+          return false;
+        }
         s.record.version_into(impl_->epochs, version);
         const time updated{time::duration(impl_->epochs.at(s.record.epoch).ticks)};
         visit(std::string(s.name), std::string_view(version), std::string_view(impl_->unpacked), updated);
@@ -968,7 +1026,7 @@ std::pair<unsigned, std::string> config_store::render(const std::map<std::string
       d->set_client_status(admin::ACKED);
     });
     impl_->trim_scratch();
-    if (!intact) return {500, bad("a stored resource does not decompress")};
+    if (!intact) return {500, bad("the stored " + broken + " does not decompress (a bug in the config_dump store)")};
   }
 
   // Envoy's order: bootstrap, clusters, endpoints (only with include_eds), listeners.

@@ -75,6 +75,9 @@ class config_store {
   // records, the kind's dictionary; not the names' own blocks, which the ADS state shares): for
   // tests and benchmarks of the store's footprint.
   std::size_t stored_bytes(kind k) const;
+  // The largest preset dictionary (a base renamed to a resource's name, then the name) this store
+  // has deflated or inflated a record against, in bytes: for tests of its bound.
+  std::size_t largest_dictionary() const;
 
   // The name field (field 1 in Cluster, Listener and ClusterLoadAssignment) of a serialized
   // resource, without parsing the rest of it; empty if absent or malformed.

@@ -505,6 +505,152 @@ TEST(ConfigStore, SmallIncompressibleResourceResentUnchangedKeepsItsVersion) {
   EXPECT_EQ(c.dynamic_active_clusters(0).version_info(), "n3");
 }
 
+// Unchanged-resend check of a record deflated against another resource's base, renamed to
+// this record's name: "b" has the size of "a", so "a" is its base.
+TEST(ConfigStore, UnchangedResendDeflatedAgainstAnotherResourcesBaseKeepsItsVersion) {
+  config_store store;
+  const auto t0 = std::chrono::system_clock::now();
+  const std::string a = cluster_bytes("a"), b = cluster_bytes("b");
+  ASSERT_EQ(a.size(), b.size());
+  store.put(kind::cluster, "a", "a1", a, t0);
+  store.put(kind::cluster, "b", "b1", b, t0 + std::chrono::seconds(1));
+  store.put(kind::cluster, "b", "b2", b, t0 + std::chrono::seconds(2));  // unchanged
+  auto c = clusters_of(parse(store.render({})));
+  ASSERT_EQ(c.dynamic_active_clusters_size(), 2);
+  EXPECT_EQ(c.dynamic_active_clusters(1).version_info(), "b1");
+  EXPECT_EQ(c.dynamic_active_clusters(1).last_updated().seconds(),
+            std::chrono::duration_cast<std::chrono::seconds>(t0.time_since_epoch()).count() + 1);
+  envoy::config::cluster::v3::Cluster back;
+  ASSERT_TRUE(c.dynamic_active_clusters(1).cluster().UnpackTo(&back));
+  EXPECT_EQ(back.SerializeAsString(), b);
+  // Changed, same size: takes the new version.
+  const std::string b3 = cluster_bytes("b", 3);
+  ASSERT_EQ(b3.size(), b.size());
+  store.put(kind::cluster, "b", "b3", b3, t0 + std::chrono::seconds(3));
+  c = clusters_of(parse(store.render({})));
+  EXPECT_EQ(c.dynamic_active_clusters(1).version_info(), "b3");
+}
+
+// A Cluster named `name` whose alt_stat_name is `text` padded with 'z' (no name separator) to
+// `size` bytes serialized.
+std::string cluster_of_size(const std::string& name, const std::string& text, std::size_t size) {
+  envoy::config::cluster::v3::Cluster c;
+  c.set_name(name);
+  c.set_alt_stat_name(text);
+  while (c.ByteSizeLong() < size) c.mutable_alt_stat_name()->push_back('z');
+  return c.SerializeAsString();
+}
+
+// Puts `first` and then `second` (of the same size, so `first` is its base) and checks both
+// come back exactly, and that `second` resent unchanged keeps its version and changed does not.
+void expect_round_trip_against_base(config_store& store, const std::string& first_name, const std::string& first,
+                                    const std::string& second_name, const std::string& second) {
+  const auto t0 = std::chrono::system_clock::now();
+  ASSERT_EQ(first.size(), second.size());
+  store.put(kind::cluster, first_name, "f1", first, t0);
+  store.put(kind::cluster, second_name, "s1", second, t0);
+  store.put(kind::cluster, second_name, "s2", second, t0);  // unchanged
+  auto c = clusters_of(parse(store.render({})));
+  ASSERT_EQ(c.dynamic_active_clusters_size(), 2);
+  std::map<std::string, std::pair<std::string, std::string>> back;  // name: version, bytes
+  for (const auto& d : c.dynamic_active_clusters()) {
+    envoy::config::cluster::v3::Cluster cluster;
+    ASSERT_TRUE(d.cluster().UnpackTo(&cluster));
+    back[cluster.name()] = {d.version_info(), cluster.SerializeAsString()};
+  }
+  EXPECT_EQ(back[first_name].second, first);
+  EXPECT_EQ(back[second_name].first, "s1");
+  EXPECT_EQ(back[second_name].second, second);
+  std::string changed = second;
+  changed.back() = 'y';  // the last byte of the padding
+  store.put(kind::cluster, second_name, "s3", changed, t0);
+  c = clusters_of(parse(store.render({})));
+  for (const auto& d : c.dynamic_active_clusters()) {
+    envoy::config::cluster::v3::Cluster cluster;
+    ASSERT_TRUE(d.cluster().UnpackTo(&cluster));
+    if (cluster.name() != second_name) continue;
+    EXPECT_EQ(d.version_info(), "s3");
+    EXPECT_EQ(cluster.SerializeAsString(), changed);
+  }
+}
+
+// A base renamed to a name whose tokens are longer grows; past 8 KiB (deflate's window here)
+// deflate uses only its end, and the records still come back exactly.
+TEST(ConfigStore, RenamedBaseLongerThanTheDeflateWindowRoundTrips) {
+  config_store store;
+  std::string repeated;
+  for (int i = 0; i < 1000; ++i) repeated += "abc";
+  const std::string base = cluster_of_size("abc", repeated, 3100);
+  const std::string other = cluster_of_size("klmnopqrst", "", base.size());
+  expect_round_trip_against_base(store, "abc", base, "klmnopqrst", other);
+  // "abc" 1001 times in the base, renamed to a 10-character token: ~10 KB.
+  EXPECT_GT(store.largest_dictionary(), std::size_t{8} << 10);
+}
+
+// A base whose name's token occurs thousands of times, renamed to a name with a token of
+// thousands of characters, would be a dictionary of ~7.8 MB rebuilt for every put, resend
+// check and rendered record; the store uses the base as it is instead.
+TEST(ConfigStore, RenamedBaseIsBoundedHoweverLongTheNewNamesTokens) {
+  config_store store;
+  std::string repeated;
+  for (int i = 0; i < 2600; ++i) repeated += "abc";
+  const std::string base = cluster_of_size("abc", repeated, 7808);
+  const std::string long_name(3000, 'q');
+  const std::string other = cluster_of_size(long_name, "", base.size());
+  expect_round_trip_against_base(store, "abc", base, long_name, other);
+  // At most twice the largest base (8 KiB) renamed, then the name.
+  EXPECT_LE(store.largest_dictionary(), (std::size_t{16} << 10) + long_name.size());
+}
+
+// Periodic pushes (Delta updates of changed clusters, state-of-the-world assignments), each at
+// its own time: once every epoch number, version and base in use has been seen, the store stops
+// growing (epochs are released and reused, bases are not added per push).
+TEST(ConfigStore, PeriodicPushesKeepTheStoreFromGrowing) {
+  constexpr int names = 20;
+  config_store store;
+  const auto t0 = config_store::time(std::chrono::seconds(1700000000));
+  const auto total = [&] {
+    return store.stored_bytes(kind::cluster) + store.stored_bytes(kind::endpoint) + store.stored_bytes(kind::listener);
+  };
+  const auto version = [](int round, int i) {
+    char text[16];
+    std::snprintf(text, sizeof text, "%04x%04x", round % 10, i);  // fixed length, repeating
+    return std::string(text);
+  };
+  // Rounds 201-300 and 401-500 hold the same resources (200 is a multiple of every cycle
+  // above). Their sizes vary by a few percent from round to round (which records carry their
+  // version inline, how many epochs are free), so the largest of each span is compared: a leak
+  // (an epoch or version per push, a base per push) adds kilobytes over 200 rounds.
+  std::size_t early = 0, late = 0;
+  for (int round = 1; round <= 500; ++round) {
+    const auto t = t0 + std::chrono::seconds(2 * round);
+    // Delta: a quarter of the clusters change, each in a response of its own.
+    for (int i = round % 4; i < names; i += 4) {
+      const std::string name = "outbound|80||svc-" + std::to_string(i) + ".ns.svc.cluster.local";
+      store.put(kind::cluster, name, version(round, i), cluster_bytes(name, 1 + round % 10),
+                t + std::chrono::milliseconds(i));
+    }
+    // SotW: every assignment in one response, one of them changed.
+    std::vector<std::string> bytes;
+    for (int i = 0; i < names; ++i) {
+      const std::string name = "outbound|80||svc-" + std::to_string(i) + ".ns.svc.cluster.local";
+      bytes.push_back(test::istio::local_assignment(name, {static_cast<std::uint16_t>(1000 + (i == round % names ? round % 10 : 0))})
+                          .SerializeAsString());
+    }
+    std::vector<std::pair<shared_string, const std::string*>> all;
+    for (int i = 0; i < names; ++i) {
+      all.emplace_back("outbound|80||svc-" + std::to_string(i) + ".ns.svc.cluster.local", &bytes[static_cast<std::size_t>(i)]);
+    }
+    store.replace_all(kind::endpoint, all, "sotw-" + version(round, 0), t + std::chrono::seconds(1));
+    if (round > 200 && round <= 300) early = std::max(early, total());
+    if (round > 400) late = std::max(late, total());
+  }
+  EXPECT_GT(early, 0u);
+  EXPECT_LE(late, early + early / 10);
+  const auto c = clusters_of(parse(store.render({})));
+  EXPECT_EQ(c.dynamic_active_clusters_size(), names);
+}
+
 TEST(ConfigStore, BytesThatAreNotTheResourceTypeAreKeptWithoutHarm) {
   config_store store;
   const auto t0 = std::chrono::system_clock::now();
