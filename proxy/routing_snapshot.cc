@@ -222,8 +222,9 @@ class settings_interner {
 };
 
 // Points a chain at the clusters of `snapshot`, by name. Its settings block changes only when
-// they hold cluster state (weighted targets, or the name of a cluster that is gone).
-void resolve(filter_chain_runtime& chain, const routing_snapshot& snapshot, settings_interner& settings) {
+// they hold cluster state (weighted targets, or the name of a cluster that is gone); returns
+// whether it did.
+bool resolve(filter_chain_runtime& chain, const routing_snapshot& snapshot, settings_interner& settings) {
   std::shared_ptr<cluster_runtime> found = find_cluster(snapshot, chain.cluster_name());
   const chain_settings& before = *chain.settings;
   std::shared_ptr<const std::string> unresolved = before.unresolved_cluster;
@@ -233,11 +234,13 @@ void resolve(filter_chain_runtime& chain, const routing_snapshot& snapshot, sett
     unresolved = std::make_shared<const std::string>(chain.cluster->name);  // removed: keep the name
   }
   chain.cluster = std::move(found);
-  if (unresolved == before.unresolved_cluster && before.weighted.empty()) return;
+  if (unresolved == before.unresolved_cluster && before.weighted.empty()) return false;
   chain_settings after = before;
   after.unresolved_cluster = std::move(unresolved);
   for (weighted_target& w : after.weighted) w.cluster = find_cluster(snapshot, w.name);
-  if (!after.same_as(before)) chain.settings = settings.intern(std::move(after));
+  if (after.same_as(before)) return false;
+  chain.settings = settings.intern(std::move(after));
+  return true;
 }
 
 // Drops the blocks no chain of `l` points at any more (after resolve() gave some chains new ones).
@@ -373,12 +376,16 @@ std::shared_ptr<const routing_snapshot> build_snapshot(const xds::bootstrap_conf
       // stats, with those chains pointed at the new cluster objects.
       auto out = std::make_shared<listener_runtime>(*old);
       settings_interner settings(out->settings_blocks);
-      const std::size_t blocks = out->settings_blocks.size();
+      // A chain moved to another block (even one the listener already had) may leave its old
+      // block unused: drop those, so that blocks do not pile up across updates.
+      bool moved = false;
       for (auto& chain : out->chains) {
-        if (changed.touches(chain)) resolve(chain, *snapshot, settings);
+        if (changed.touches(chain)) moved |= resolve(chain, *snapshot, settings);
       }
-      if (out->default_chain && changed.touches(*out->default_chain)) resolve(*out->default_chain, *snapshot, settings);
-      if (out->settings_blocks.size() != blocks) drop_unused_settings(*out);
+      if (out->default_chain && changed.touches(*out->default_chain)) {
+        moved |= resolve(*out->default_chain, *snapshot, settings);
+      }
+      if (moved) drop_unused_settings(*out);
       snapshot->listeners.push_back(std::move(out));
       continue;
     }

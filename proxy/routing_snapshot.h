@@ -254,7 +254,8 @@ class cluster_table {
   }
   std::size_t size() const { return table_.size(); }
   bool empty() const { return table_.empty(); }
-  // In the order of the configuration.
+  // In the order of the assembled configuration's cluster list (ads_state's in-force order,
+  // which a removal changes by moving the last cluster into the gap): deterministic, not sorted.
   const std::shared_ptr<cluster_runtime>* begin() const { return table_.begin(); }
   const std::shared_ptr<cluster_runtime>* end() const { return table_.end(); }
 

@@ -80,6 +80,9 @@ class shared_value {
   const T* operator->() const { return &get(); }
   // The value to change, copied first unless this holder is its only one (a published value,
   // shared with others, is never changed). Repeated edits of a fresh value copy nothing.
+  // Builders only (the decoder, ads_state while staging), on a value no other thread has seen:
+  // use_count() is a relaxed read, so it cannot tell a value some other thread is about to
+  // stop sharing from one it still reads.
   T& edit() {
     if (!value_ || value_.use_count() != 1) value_ = std::make_shared<T>(get());
     return const_cast<T&>(*value_);  // NOLINT: a non-const T (see the constructor), not shared

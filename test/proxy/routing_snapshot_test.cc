@@ -296,5 +296,26 @@ TEST(RoutingSnapshot, ChainsWithEqualSettingsShareOneBlock) {
   EXPECT_EQ(l3.settings_blocks.size(), 2u);
 }
 
+// A chain that moves back to a block the listener already has leaves its own block unused; the
+// new listener version must not keep it (blocks would pile up as clusters come and go).
+TEST(RoutingSnapshot, ABlockNoChainUsesIsDroppedWhenAChainMovesToAnExistingOne) {
+  fixture f;
+  xds::bootstrap_config c;
+  c.clusters = {cluster("a", 1, 1), cluster("b", 2, 2)};
+  c.listeners = {listener(4, {"a", "b"})};
+  auto first = f.build(c, nullptr);
+  EXPECT_EQ(first->listeners[0]->settings_blocks.size(), 1u);
+
+  c.clusters.pop_back();  // "b" gone: its chain keeps the name in a block of its own
+  auto second = f.build(c, first.get());
+  EXPECT_EQ(second->listeners[0]->settings_blocks.size(), 2u);
+
+  c.clusters.push_back(cluster("b", 3, 2));  // back: its chain shares the first block again
+  auto third = f.build(c, second.get());
+  const listener_runtime& l3 = *third->listeners[0];
+  EXPECT_EQ(l3.chains[1].settings, l3.chains[0].settings);
+  EXPECT_EQ(l3.settings_blocks.size(), 1u);
+}
+
 }  // namespace
 }  // namespace ewgw::proxy
