@@ -521,8 +521,9 @@ struct ads_client::impl {
   // trim_quiet, or at the latest trim_deadline after the first large response of a burst: one
   // trim walks every arena (~50 ms for a heap of this size), so CDS, EDS and LDS pushed
   // together pay for one, not three, and whatever the threads free just after handling is
-  // included. (What stays is live: gRPC keeps its read buffer, sized by the largest read, for
-  // as long as the connection lasts.)
+  // included. (gRPC's reads are bounded by prepare_grpc_environment() and the channel's read
+  // chunk size, and the reader thread's arena returns its top thanks to apply_allocator_policy():
+  // after the trim, what stays resident is about what is live.)
   static constexpr auto trim_quiet = std::chrono::milliseconds(500);
   static constexpr auto trim_deadline = std::chrono::seconds(5);
   std::optional<clock::time_point> trim_first_due;  // the burst's first large response + trim_deadline

@@ -88,10 +88,6 @@ class shared_value {
     return const_cast<T&>(*value_);  // NOLINT: a non-const T (see the constructor), not shared
   }
   bool shares_with(const shared_value& other) const { return value_ == other.value_; }
-  // Takes `other`'s block when the contents are equal, so this copy costs no heap of its own.
-  void share_if_equal(const shared_value& other) {
-    if (value_ != other.value_ && get() == other.get()) value_ = other.value_;
-  }
   friend bool operator==(const shared_value& a, const shared_value& b) {
     return a.value_ == b.value_ || a.get() == b.get();
   }
