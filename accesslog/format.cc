@@ -578,7 +578,7 @@ value get(const record& r, const formatter::piece& p, std::string& scratch) {
     case field::upstream_local_address: return addr(r.upstream_local, 0);
     case field::upstream_local_address_without_port: return addr(r.upstream_local, 1);
     case field::upstream_local_port: return addr(r.upstream_local, 2);
-    case field::upstream_cluster: return r.upstream_cluster ? text(*r.upstream_cluster) : v;
+    case field::upstream_cluster: return r.upstream_cluster_owner ? text(r.upstream_cluster) : v;
     case field::upstream_transport_failure_reason: {
       if (r.upstream_connect_errno == 0) return v;
       // Envoy's connection reports "delayed connect error: <errno>"; the formatter replaces

@@ -86,7 +86,10 @@ struct record {
   address upstream_host;
   address upstream_local;
   std::string requested_server_name;
-  std::shared_ptr<const std::string> upstream_cluster;
+  // The routed cluster's name: a view into the gateway's routing object for the cluster, which
+  // `upstream_cluster_owner` keeps alive, so that naming the cluster copies nothing per connection.
+  std::string_view upstream_cluster;
+  std::shared_ptr<const void> upstream_cluster_owner;  // null: no cluster was routed to
   std::shared_ptr<const std::string> filter_chain_name;
   // Static strings only (string literals), so they outlive any record.
   std::string_view response_code_details;

@@ -96,7 +96,7 @@ std::string json_escape(std::string_view s) {
 std::string render_clusters_text(const routing_snapshot& snapshot) {
   std::string out;
   for (const cluster_runtime* c : sorted_clusters(snapshot)) {
-    const std::string& n = c->name;
+    const xds::shared_string& n = c->name;
     out += n + "::observability_name::" + n + "\n";
     // Only the threshold ewgw enforces (a TCP proxy has no pending requests, requests or
     // retries to limit).

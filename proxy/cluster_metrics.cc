@@ -57,8 +57,8 @@ bool had_outlier_activity(const lb::lb_stats& s) {
 // had detections under an earlier configuration), as Envoy creates them with the detector.
 void emit_lb_stats(const cluster_runtime& c, const lb::lb_stats& s, bool with_outlier,
                    const stats::registry::scope_emitter& emit) {
-  stats::computed_scope membership("cluster", c.name);
-  stats::computed_scope outlier("cluster", c.name, "outlier_detection");
+  stats::computed_scope membership("cluster", std::string(c.name.view()));
+  stats::computed_scope outlier("cluster", std::string(c.name.view()), "outlier_detection");
   s.visit([&](std::string_view name, lb::stat_kind kind, std::uint64_t value) {
     const auto k = kind == lb::stat_kind::counter ? stats::metric_kind::counter : stats::metric_kind::gauge;
     const auto v = static_cast<std::int64_t>(value);

@@ -139,7 +139,11 @@ std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::fi
         for (auto& [p, node] : t->by_protocol) {
           if (p == m.transport_protocol) alpns = &node;
         }
-        if (alpns == nullptr) alpns = &t->by_protocol.emplace_back(*protocols_.insert(m.transport_protocol).first, alpn_node{}).second;
+        if (alpns == nullptr) {
+          auto known = protocols_.find(m.transport_protocol.view());
+          if (known == protocols_.end()) known = protocols_.emplace(m.transport_protocol.view()).first;
+          alpns = &t->by_protocol.emplace_back(*known, alpn_node{}).second;
+        }
       }
       if (auto e = claim_alpns(*alpns, chains, i)) return e;
     }

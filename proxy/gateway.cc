@@ -41,14 +41,14 @@ gateway::gateway(gateway_options options)
   });
   refresh_server_stats();
   for (auto& w : workers_) {
-    w->set_detection_handler([this](const std::string& cluster) { on_detection(cluster); });
+    w->set_detection_handler([this](std::string_view cluster) { on_detection(cluster); });
   }
   control_work_.emplace(control_.get_executor());
   control_thread_ = std::thread([this] { control_.run(); });
 }
 
-void gateway::on_detection(const std::string& cluster) {
-  asio::post(control_, [this, cluster] {
+void gateway::on_detection(std::string_view cluster_name) {
+  asio::post(control_, [this, cluster = std::string(cluster_name)] {
     std::lock_guard lock(cold_mu_);
     if (!snapshot_) return;
     // The current version of the cluster: hosts (and their counters) carry over between

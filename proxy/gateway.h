@@ -117,7 +117,7 @@ class gateway {
   // The cold path of outlier detection runs here, off the workers: ejection decisions when a
   // worker reports a detection, and each cluster's periodic tick (outlier_detection.interval).
   // cold_mu_ serializes it with snapshot building, which reads the balancers' state.
-  void on_detection(const std::string& cluster);
+  void on_detection(std::string_view cluster);
   void schedule_outlier_ticks();
   void outlier_tick(const std::string& cluster);
   std::mutex cold_mu_;

@@ -300,7 +300,10 @@ void tcp_session::route(std::string_view server_name, std::string_view transport
     return;
   }
   cluster_stats_ = &cluster_->worker_stats(*listener_->registry, owner_.id());
-  if (log_) log_->upstream_cluster = std::shared_ptr<const std::string>(cluster_, &cluster_->name.str());
+  if (log_) {
+    log_->upstream_cluster = cluster_->name.view();
+    log_->upstream_cluster_owner = cluster_;
+  }
   if (!cluster_->unsupported().empty()) {
     cluster_stats_->upstream_cx_unsupported_config.inc();
     // No host ewgw can use: Envoy would have no such cluster; "no healthy upstream" is the

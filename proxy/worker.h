@@ -15,6 +15,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -62,10 +63,10 @@ class worker {
 
   // Called (on this worker's thread) when a host's consecutive-failure counter reaches its
   // threshold: the gateway's control thread then decides on the ejection. Set before start().
-  void set_detection_handler(std::function<void(const std::string& cluster)> handler) {
+  void set_detection_handler(std::function<void(std::string_view cluster)> handler) {
     detection_handler_ = std::move(handler);
   }
-  void report_detection(const std::string& cluster) {
+  void report_detection(std::string_view cluster) {
     if (detection_handler_) detection_handler_(cluster);
   }
 
@@ -98,7 +99,7 @@ class worker {
   std::atomic<std::size_t> open_sessions_{0};
   boost::asio::io_context context_{1};
   std::shared_ptr<const routing_snapshot> snapshot_;
-  std::function<void(const std::string&)> detection_handler_;
+  std::function<void(std::string_view)> detection_handler_;
   // Shared with pending accept handlers, so a removed entry outlives its last handler.
   std::vector<std::shared_ptr<acceptor_entry>> acceptors_;
   bool running_ = false;  // accept loops started (worker thread only)

@@ -321,9 +321,9 @@ struct ads_client::impl {
     auto& n = node;
     n.set_id(bootstrap.node.id);
     n.set_cluster(bootstrap.node.cluster);
-    n.mutable_locality()->set_region(bootstrap.node.where.region);
-    n.mutable_locality()->set_zone(bootstrap.node.where.zone);
-    n.mutable_locality()->set_sub_zone(bootstrap.node.where.sub_zone);
+    n.mutable_locality()->set_region(std::string(bootstrap.node.where.region.view()));
+    n.mutable_locality()->set_zone(std::string(bootstrap.node.where.zone.view()));
+    n.mutable_locality()->set_sub_zone(std::string(bootstrap.node.where.sub_zone.view()));
     n.set_user_agent_name("ewgw");
     n.set_user_agent_version("0.1.0");
     if (!bootstrap.node.metadata_json.empty()) {

@@ -104,7 +104,7 @@ ads_state::ads_state(const bootstrap_config& bootstrap, std::chrono::millisecond
   }
   static_listeners_ = assembled_.listeners.size();
   for (const cluster_config& c : bootstrap.clusters) {
-    static_cluster_names_.insert(c.name);
+    static_cluster_names_.emplace(c.name.view());
     if (is_eds(c)) continue;
     assembled_.clusters.push_back(c);
     assembled_.clusters.back().revision.value = ++next_revision_;
@@ -276,9 +276,9 @@ bool ads_state::cluster_ready(std::string_view name) const {
 
 std::vector<std::string> ads_state::missing_clusters(const listener_config& l) const {
   std::vector<std::string> missing;
-  auto check = [&](const std::string& name) {
+  auto check = [&](std::string_view name) {
     if (!name.empty() && !cluster_ready(name) && std::find(missing.begin(), missing.end(), name) == missing.end()) {
-      missing.push_back(name);
+      missing.emplace_back(name);
     }
   };
   auto chain = [&](const filter_chain_config& c) {
@@ -413,9 +413,9 @@ bool ads_state::decode_cla_any(const google::protobuf::Any& any, const resource_
 
 // Two listeners on one address would both bind (SO_REUSEPORT) and split its connections.
 void ads_state::check_listener_addresses(const std::vector<decoded_listener>& incoming,
-                                         const std::set<std::string>& removed, result& r) const {
+                                         const std::set<std::string, std::less<>>& removed, result& r) const {
   std::map<std::pair<std::string, std::uint16_t>, std::string> used;
-  auto claim = [&](const std::string& name, const socket_address& a) {
+  auto claim = [&](const shared_string& name, const socket_address& a) {
     if (a.port == 0) return;
     auto [it, fresh] = used.emplace(std::make_pair(a.address, a.port), name);
     if (!fresh && it->second != name) {
@@ -424,10 +424,10 @@ void ads_state::check_listener_addresses(const std::vector<decoded_listener>& in
     }
   };
   for (std::size_t i = 0; i < static_listeners_; ++i) claim(assembled_.listeners[i].name, assembled_.listeners[i].address);
-  std::set<std::string> replaced;
+  std::set<std::string, std::less<>> replaced;
   for (const auto& d : incoming) {
     if (d.config.unsupported.empty()) claim(d.name, d.config.address);  // an unusable one is not bound
-    replaced.insert(d.name);
+    replaced.emplace(d.name.view());
   }
   for (const auto& [name, e] : listeners_) {
     if (replaced.contains(name) || removed.contains(name)) continue;
@@ -735,9 +735,9 @@ ads_state::result ads_state::apply_sotw(resource_kind kind, const any_list& reso
       for (int i = 0; i < resources.size(); ++i) {
         decode_listener_any(resources[i], resource_where{i}, "", decoded, seen, r);
       }
-      std::set<std::string> gone;
+      std::set<std::string, std::less<>> gone;
       for (const auto& [name, e] : listeners_) {
-        if (!seen.contains(name)) gone.insert(name);
+        if (!seen.contains(name)) gone.emplace(name.view());
       }
       check_listener_addresses(decoded, gone, r);
       if (!r.errors.empty()) return r;
@@ -758,7 +758,7 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
   name_set seen(&seen_memory);
   auto where = [](const envoy::service::discovery::v3::Resource& res, int i) { return resource_where{i, &res.name()}; };
   // A Delta resource names itself; the decoded resource must carry the same name.
-  auto check_name = [&](const envoy::service::discovery::v3::Resource& res, const std::string& decoded_name, int i) {
+  auto check_name = [&](const envoy::service::discovery::v3::Resource& res, const shared_string& decoded_name, int i) {
     if (!res.name().empty() && res.name() != decoded_name) {
       r.errors.push_back(where(res, i).str() + ": the resource is named '" + decoded_name + "'");
     }
@@ -831,7 +831,7 @@ ads_state::result ads_state::apply_delta(resource_kind kind, const resource_list
         decode_listener_any(res.resource(), where(res, i), res.version(), decoded, seen, r);
         if (decoded.size() > before) check_name(res, decoded.back().name, i);
       }
-      std::set<std::string> gone;
+      std::set<std::string, std::less<>> gone;
       for (const std::string& name : removed_set) {
         if (listeners_.contains(name) && !seen.contains(name)) gone.insert(name);
       }
@@ -878,7 +878,7 @@ ads_state::result ads_state::promote_listeners(clock::time_point now) {
 std::set<std::string> ads_state::eds_names() const {
   std::set<std::string> names;
   for (const auto& [name, service] : services_) {
-    if (!service.users.empty()) names.insert(name);
+    if (!service.users.empty()) names.emplace(name.view());
   }
   return names;
 }
@@ -888,17 +888,17 @@ std::map<std::string, std::string> ads_state::versions(resource_kind kind) const
   switch (kind) {
     case resource_kind::cluster:
       for (const auto& [name, e] : clusters_) {
-        if (!e.is_static && !e.version.empty()) out[name.str()] = e.version.str();
+        if (!e.is_static && !e.version.empty()) out[std::string(name.view())] = e.version.str();
       }
       break;
     case resource_kind::endpoint:
       for (const auto& [name, e] : services_) {
-        if (e.has_assignment && !e.version.empty()) out[name.str()] = e.version.str();
+        if (e.has_assignment && !e.version.empty()) out[std::string(name.view())] = e.version.str();
       }
       break;
     case resource_kind::listener:
       for (const auto& [name, e] : listeners_) {
-        if (!e.version.empty()) out[name.str()] = e.version.str();
+        if (!e.version.empty()) out[std::string(name.view())] = e.version.str();
       }
       break;
   }
@@ -934,7 +934,7 @@ std::set<std::string> ads_state::warming_cluster_names() const {
   std::set<std::string> out;
   if (warming_ == 0) return out;
   for (const auto& [name, e] : clusters_) {
-    if (e.warming) out.insert(name);
+    if (e.warming) out.emplace(name.view());
   }
   return out;
 }
@@ -943,7 +943,7 @@ std::set<std::string> ads_state::waiting_listener_names() const {
   std::set<std::string> out;
   if (waiting_ == 0) return out;
   for (const auto& [name, e] : listeners_) {
-    if (e.waiting) out.insert(name);
+    if (e.waiting) out.emplace(name.view());
   }
   return out;
 }

@@ -410,8 +410,8 @@ class ads_state {
                            std::vector<decoded_listener>& out, name_set& seen, result& r);
   bool decode_cla_any(const google::protobuf::Any& any, const resource_where& where, const std::string& version,
                       std::vector<decoded_cla>& out, name_set& seen, result& r);
-  void check_listener_addresses(const std::vector<decoded_listener>& incoming, const std::set<std::string>& removed,
-                                result& r) const;
+  void check_listener_addresses(const std::vector<decoded_listener>& incoming,
+                                const std::set<std::string, std::less<>>& removed, result& r) const;
 
   const cluster_config* active_cluster(std::string_view name) const;
   const listener_config* active_listener(std::string_view name) const;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <compare>
 #include <cstdint>
@@ -11,9 +12,12 @@
 #include <functional>
 #include <initializer_list>
 #include <iosfwd>
+#include <limits>
 #include <map>
 #include <memory>
+#include <new>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -139,60 +143,113 @@ inline std::string ascii_lower(std::string_view s) {
 // An immutable string whose copies share one heap block, for the names an Istio SNI-DNAT
 // configuration repeats: istiod gives a cluster, its EDS service, the chain's server name and the
 // chain's tcp_proxy cluster and stat_prefix the same ~50-character name, and the decoder and
-// ads_state indexes hand all of them one copy (16 bytes per reference instead of a 32-byte
-// std::string plus a 64-byte heap block each). Reads like a const std::string; equality and
-// order compare contents.
+// ads_state indexes hand all of them one copy. The block is intrusive, one allocation holding
+// the reference count, the length and the text (NUL-terminated, so c_str() needs no copy), and a
+// reference is one pointer: 8 bytes per reference, and one ~64-byte request (an 80-byte malloc
+// chunk) per name, where a std::shared_ptr<const std::string> took 16 bytes per reference, a
+// 64-byte chunk for make_shared's control block and string, and another for a text longer than
+// the string's inline buffer. Empty is a null handle with no block. Reads like a const string
+// (view(), data(), size(), c_str(), conversion to std::string_view); build a std::string with
+// std::string(s.view()) where one is needed. Equality and order compare contents.
+//
+// Copies are made and dropped on several threads (the xDS thread builds, the admin thread
+// renders, workers drop the snapshots that hold names), so the count is atomic: taking a
+// reference needs no ordering (the taker already holds one), dropping one is acq_rel so that
+// every holder's reads of the text happen before the last holder frees it.
 class shared_string {
  public:
   shared_string() = default;
-  shared_string(std::string s)  // NOLINT: built from a string like one
-      : text_(s.empty() ? nullptr : std::make_shared<const std::string>(std::move(s))) {}
-  shared_string(const char* s) : shared_string(std::string(s)) {}  // NOLINT
-  explicit shared_string(std::string_view s) : shared_string(std::string(s)) {}
-  const std::string& str() const { return text_ ? *text_ : empty_; }
-  operator const std::string&() const { return str(); }  // NOLINT: reads as the string
-  std::string_view view() const { return str(); }
-  operator std::string_view() const { return str(); }  // NOLINT
-  const char* c_str() const { return str().c_str(); }
-  const char* data() const { return str().data(); }
-  std::size_t size() const { return str().size(); }
-  std::size_t length() const { return str().size(); }
-  bool empty() const { return str().empty(); }
-  auto begin() const { return str().begin(); }
-  auto end() const { return str().end(); }
-  char operator[](std::size_t i) const { return str()[i]; }
-  bool shares_with(const shared_string& other) const { return text_ == other.text_; }
+  explicit shared_string(std::string_view s) : block_(make_block(s)) {}
+  shared_string(const std::string& s) : block_(make_block(s)) {}  // NOLINT: built from a string like one
+  shared_string(const char* s) : block_(make_block(s)) {}         // NOLINT
+  shared_string(const shared_string& other) noexcept : block_(other.block_) { acquire(block_); }
+  shared_string(shared_string&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
+  shared_string& operator=(const shared_string& other) noexcept {
+    acquire(other.block_);  // first, so that assigning a string to itself keeps its block alive
+    release(std::exchange(block_, other.block_));
+    return *this;
+  }
+  shared_string& operator=(shared_string&& other) noexcept {
+    if (this != &other) release(std::exchange(block_, std::exchange(other.block_, nullptr)));
+    return *this;
+  }
+  ~shared_string() { release(block_); }
+  void swap(shared_string& other) noexcept { std::swap(block_, other.block_); }
+  friend void swap(shared_string& a, shared_string& b) noexcept { a.swap(b); }
+
+  std::string_view view() const { return block_ ? std::string_view(text_of(block_), block_->size) : std::string_view(); }
+  operator std::string_view() const { return view(); }  // NOLINT: reads as the string
+  const char* c_str() const { return block_ ? text_of(block_) : ""; }
+  const char* data() const { return c_str(); }
+  std::size_t size() const { return block_ ? block_->size : 0; }
+  std::size_t length() const { return size(); }
+  bool empty() const { return block_ == nullptr; }
+  const char* begin() const { return data(); }
+  const char* end() const { return data() + size(); }
+  char operator[](std::size_t i) const { return data()[i]; }
+  bool shares_with(const shared_string& other) const { return block_ == other.block_; }
   // How many shared_strings reference this one's block (0 when empty): for tests that a holder
-  // shares a name instead of copying it, and keeps it alive.
-  long use_count() const { return text_.use_count(); }
+  // shares a name instead of copying it, and keeps it alive. A relaxed read, like
+  // std::shared_ptr::use_count.
+  long use_count() const { return block_ ? static_cast<long>(block_->refs.load(std::memory_order_relaxed)) : 0; }
   // Takes `other`'s block when the contents are equal, so this copy costs no heap of its own.
   void share_if_equal(const shared_string& other) {
-    if (text_ != other.text_ && str() == other.str()) text_ = other.text_;
+    if (block_ != other.block_ && view() == other.view()) *this = other;
   }
 
   friend bool operator==(const shared_string& a, const shared_string& b) {
-    return a.text_ == b.text_ || a.str() == b.str();
+    return a.block_ == b.block_ || a.view() == b.view();
   }
-  friend bool operator==(const shared_string& a, const std::string& b) { return a.str() == b; }
-  friend bool operator==(const shared_string& a, std::string_view b) { return a.str() == b; }
-  friend bool operator==(const shared_string& a, const char* b) { return a.str() == b; }
-  friend auto operator<=>(const shared_string& a, const shared_string& b) { return a.str() <=> b.str(); }
-  friend auto operator<=>(const shared_string& a, const std::string& b) { return a.str() <=> b; }
+  friend bool operator==(const shared_string& a, const std::string& b) { return a.view() == b; }
+  friend bool operator==(const shared_string& a, std::string_view b) { return a.view() == b; }
+  friend bool operator==(const shared_string& a, const char* b) { return a.view() == std::string_view(b); }
+  friend auto operator<=>(const shared_string& a, const shared_string& b) { return a.view() <=> b.view(); }
+  friend auto operator<=>(const shared_string& a, const std::string& b) { return a.view() <=> std::string_view(b); }
   friend auto operator<=>(const shared_string& a, std::string_view b) { return a.view() <=> b; }
   friend auto operator<=>(const shared_string& a, const char* b) { return a.view() <=> std::string_view(b); }
-  friend std::string operator+(const shared_string& a, const std::string& b) { return a.str() + b; }
-  friend std::string operator+(const std::string& a, const shared_string& b) { return a + b.str(); }
-  friend std::string operator+(const shared_string& a, const char* b) { return a.str() + b; }
-  friend std::string operator+(const char* a, const shared_string& b) { return a + b.str(); }
-  friend std::string operator+(std::string&& a, const shared_string& b) { return std::move(a) + b.str(); }
+  friend std::string operator+(const shared_string& a, std::string_view b) {
+    std::string out;
+    out.reserve(a.size() + b.size());
+    return out.append(a.view()).append(b);
+  }
+  friend std::string operator+(const shared_string& a, const std::string& b) { return a + std::string_view(b); }
+  friend std::string operator+(const shared_string& a, const char* b) { return a + std::string_view(b); }
+  friend std::string operator+(const std::string& a, const shared_string& b) { return std::string(a).append(b.view()); }
+  friend std::string operator+(std::string&& a, const shared_string& b) { return std::move(a.append(b.view())); }
+  friend std::string operator+(const char* a, const shared_string& b) { return std::string(a).append(b.view()); }
   template <class Char, class Traits>
   friend std::basic_ostream<Char, Traits>& operator<<(std::basic_ostream<Char, Traits>& os, const shared_string& s) {
-    return os << s.str();
+    return os << s.view();
   }
 
  private:
-  static inline const std::string empty_{};
-  std::shared_ptr<const std::string> text_;
+  // The text follows the header in the same allocation.
+  struct block {
+    std::atomic<std::uint32_t> refs;
+    std::uint32_t size;
+  };
+  static const char* text_of(const block* b) { return reinterpret_cast<const char*>(b + 1); }
+  static block* make_block(std::string_view s) {
+    if (s.empty()) return nullptr;
+    // A name is at most a few hundred bytes; the 32-bit length keeps the header at 8 bytes.
+    if (s.size() >= std::numeric_limits<std::uint32_t>::max()) throw std::length_error("shared_string: text too long");
+    void* memory = ::operator new(sizeof(block) + s.size() + 1);
+    block* b = ::new (memory) block{{1}, static_cast<std::uint32_t>(s.size())};
+    char* text = reinterpret_cast<char*>(b + 1);
+    std::memcpy(text, s.data(), s.size());
+    text[s.size()] = '\0';
+    return b;
+  }
+  static void acquire(block* b) noexcept {
+    if (b) b->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  static void release(block* b) noexcept {
+    if (b && b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      b->~block();
+      ::operator delete(b);
+    }
+  }
+  block* block_ = nullptr;
 };
 
 // An immutable map whose copies share one allocation, for metadata that repeats across many

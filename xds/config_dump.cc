@@ -772,7 +772,7 @@ void config_store::put(kind k, const shared_string& name, const std::string& ver
   impl_->trim_scratch();
 }
 
-void config_store::remove(kind k, const std::string& name) {
+void config_store::remove(kind k, std::string_view name) {
   std::lock_guard lock(impl_->mu);
   const int which = static_cast<int>(k);
   if (auto it = impl_->entries.find(name); it != impl_->entries.end() && it->second.has(which)) {

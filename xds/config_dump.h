@@ -48,7 +48,7 @@ class config_store {
   // reference to `name`, not a copy of it: pass the shared_string the ADS state holds for the
   // resource (ads_state::shared_name), so that the ~55-character istiod names exist once.
   void put(kind k, const shared_string& name, const std::string& version, const std::string& bytes, time now);
-  void remove(kind k, const std::string& name);
+  void remove(kind k, std::string_view name);
   // A state-of-the-world response for k (its whole set): resources not in it are removed.
   // `version` is the response's version_info, also the dump's top-level version_info. Names are
   // referenced as by put().

@@ -1157,9 +1157,9 @@ void decode_bootstrap(const bootstrap_v3::Bootstrap& b, diagnostics& diag, boots
 }  // namespace
 
 void validate_static_config(const bootstrap_config& config, diagnostics& diag) {
-  std::set<std::string> clusters;
+  std::set<std::string, std::less<>> clusters;  // transparent: the chains name clusters by shared_string
   for (std::size_t i = 0; i < config.clusters.size(); ++i) {
-    if (!clusters.insert(config.clusters[i].name).second) {
+    if (!clusters.emplace(config.clusters[i].name.view()).second) {
       diag.error(index("static_resources.clusters", i), "duplicate cluster name '" + config.clusters[i].name + "'");
     }
   }

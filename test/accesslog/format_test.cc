@@ -53,7 +53,9 @@ record routed_record() {
   r.upstream_host = v4(10, 1, 2, 3, 5000);
   r.upstream_local = v4(10, 0, 0, 1, 51234);
   r.requested_server_name = "outbound_.5000_._.helloworld.sample.svc.cluster.local";
-  r.upstream_cluster = std::make_shared<const std::string>("outbound_.5000_._.helloworld.sample.svc.cluster.local");
+  auto cluster = std::make_shared<const std::string>("outbound_.5000_._.helloworld.sample.svc.cluster.local");
+  r.upstream_cluster = *cluster;
+  r.upstream_cluster_owner = std::move(cluster);
   r.filter_chain_name = std::make_shared<const std::string>("helloworld-chain");
   return r;
 }

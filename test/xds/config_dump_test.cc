@@ -212,10 +212,11 @@ TEST(ConfigStore, IstioDeltaStateTakesFewBytesPerCluster) {
   };
   std::vector<shared_string> names;
   for (int i = 0; i < n; ++i) {
-    names.emplace_back(test::istio::sni_name(service_host(i), 8080));
-    const std::string c = test::istio::sni_dnat_cluster(names.back(), service_host(i)).SerializeAsString();
+    const std::string name = test::istio::sni_name(service_host(i), 8080);
+    names.emplace_back(name);
+    const std::string c = test::istio::sni_dnat_cluster(name, service_host(i)).SerializeAsString();
     const std::string e =
-        test::istio::assignment(names.back(), {{.endpoints = {{.ip = "10.1." + std::to_string(i / 250) + "." +
+        test::istio::assignment(name, {{.endpoints = {{.ip = "10.1." + std::to_string(i / 250) + "." +
                                                                        std::to_string(i % 250),
                                                                  .port = 8080}}}})
             .SerializeAsString();
@@ -671,14 +672,15 @@ TEST(ConfigStore, BytesThatAreNotTheResourceTypeAreKeptWithoutHarm) {
 TEST(ConfigStore, ReferencesTheNameItIsGivenInsteadOfCopyingIt) {
   config_store store;
   const auto t0 = std::chrono::system_clock::now();
-  const shared_string name(test::istio::sni_name(service_host(1), 8080));
-  const std::string cluster = cluster_bytes(name);
-  const std::string cla = test::istio::local_assignment(name, {1001}).SerializeAsString();
+  const std::string name_text = test::istio::sni_name(service_host(1), 8080);
+  const shared_string name(name_text);
+  const std::string cluster = cluster_bytes(name_text);
+  const std::string cla = test::istio::local_assignment(name_text, {1001}).SerializeAsString();
   ASSERT_EQ(name.use_count(), 1);
   store.put(kind::cluster, name, "v1", cluster, t0);
   EXPECT_EQ(name.use_count(), 2);  // one reference in the store, no copy of the text
   store.put(kind::cluster, name, "v2", cluster, t0);  // unchanged
-  store.put(kind::cluster, name, "v3", cluster_bytes(name, 2), t0);  // changed: a new block, one reference
+  store.put(kind::cluster, name, "v3", cluster_bytes(name_text, 2), t0);  // changed: a new block, one reference
   EXPECT_EQ(name.use_count(), 2);
   store.replace_all(kind::endpoint, {{name, &cla}}, "e1", t0);
   EXPECT_EQ(name.use_count(), 2);  // the cluster and its assignment: one entry, one reference
