@@ -81,8 +81,8 @@ void pack_raw(pb::Any* any, const char* url, std::string_view bytes) {
 // the store keeps one entry per name for all three kinds, in an xds::dense_index (the name, a
 // block pointer and ~7 bytes of hash table): the name is a shared_string referencing the one
 // the ADS state keeps for the resource (held once for the cluster's index, its EDS service, its
-// chain and here: 16 bytes instead of ~55 characters per resource; the reference counts are
-// atomic, shared_ptr, as the admin thread renders under the store's mutex while the xDS thread
+// chain and here: 8 bytes instead of ~55 characters per resource; the reference counts are
+// atomic, as the admin thread renders under the store's mutex while the xDS thread
 // changes the state, and a resource the state dropped keeps its name alive here). The entry's
 // one heap block holds the name's records of each kind, back to back.
 //
