@@ -39,46 +39,98 @@ struct revision_tag {
   bool operator==(const revision_tag&) const { return true; }
 };
 
+// One heap block holding an atomic reference count and a value, behind an 8-byte handle: the
+// storage of the shared types below. A std::shared_ptr is a 16-byte handle and its make_shared
+// block adds a 16-byte control block; these handles sit in every copy of every cluster, endpoint
+// and chain (10,000 clusters hold tens of thousands). Copies are made and dropped on several
+// threads (the xDS thread builds, the admin thread renders, workers drop snapshots), so taking a
+// reference is a relaxed increment (the taker already holds one) and dropping one an acq_rel
+// decrement, so that every holder's reads happen before the last holder destroys the value.
+template <class T>
+class counted_ref {
+ public:
+  counted_ref() = default;
+  template <class... Args>
+  static counted_ref make(Args&&... args) {
+    counted_ref r;
+    r.block_ = new block(std::forward<Args>(args)...);
+    return r;
+  }
+  counted_ref(const counted_ref& other) noexcept : block_(other.block_) { acquire(block_); }
+  counted_ref(counted_ref&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
+  counted_ref& operator=(const counted_ref& other) noexcept {
+    acquire(other.block_);  // first, so that assigning a handle to itself keeps its block alive
+    release(std::exchange(block_, other.block_));
+    return *this;
+  }
+  counted_ref& operator=(counted_ref&& other) noexcept {
+    if (this != &other) release(std::exchange(block_, std::exchange(other.block_, nullptr)));
+    return *this;
+  }
+  ~counted_ref() { release(block_); }
+  void reset() noexcept { release(std::exchange(block_, nullptr)); }
+  T* get() const { return block_ ? &block_->value : nullptr; }
+  explicit operator bool() const { return block_ != nullptr; }
+  // A relaxed read, like std::shared_ptr::use_count: 0 when empty.
+  long use_count() const { return block_ ? static_cast<long>(block_->refs.load(std::memory_order_relaxed)) : 0; }
+  friend bool operator==(const counted_ref& a, const counted_ref& b) { return a.block_ == b.block_; }
+
+ private:
+  struct block {
+    template <class... Args>
+    explicit block(Args&&... args) : value(std::forward<Args>(args)...) {}
+    std::atomic<std::uint32_t> refs{1};
+    T value;
+  };
+  static void acquire(block* b) noexcept {
+    if (b) b->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  static void release(block* b) noexcept {
+    if (b && b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete b;
+  }
+  block* block_ = nullptr;
+};
+
 // An optional value kept out of line, for members that most configurations leave unset: an
-// unset one costs a pointer pair instead of the value's full size in every copy (10,000
+// unset one costs a pointer instead of the value's full size in every copy (10,000
 // clusters carry an outlier_detection_config slot each). Copies share the immutable value;
 // equality compares contents, as std::optional's does.
 template <class T>
 class shared_optional {
  public:
   shared_optional() = default;
-  shared_optional(T value) : value_(std::make_shared<const T>(std::move(value))) {}  // NOLINT: like optional
+  shared_optional(T value) : value_(counted_ref<const T>::make(std::move(value))) {}  // NOLINT: like optional
   shared_optional& operator=(T value) {
-    value_ = std::make_shared<const T>(std::move(value));
+    value_ = counted_ref<const T>::make(std::move(value));
     return *this;
   }
-  bool has_value() const { return value_ != nullptr; }
+  bool has_value() const { return static_cast<bool>(value_); }
   explicit operator bool() const { return has_value(); }
-  const T& operator*() const { return *value_; }
+  const T& operator*() const { return *value_.get(); }
   const T* operator->() const { return value_.get(); }
   void reset() { value_.reset(); }
   bool operator==(const shared_optional& other) const {
     if (!value_ || !other.value_) return !value_ && !other.value_;
-    return value_ == other.value_ || *value_ == *other.value_;
+    return value_ == other.value_ || *value_.get() == *other.value_.get();
   }
 
  private:
-  std::shared_ptr<const T> value_;
+  counted_ref<const T> value_;
 };
 
 // An immutable value whose copies share one allocation, for values that repeat across many
 // resources (every endpoint group of a mesh names one of a few localities; istiod gives all its
-// SNI-DNAT clusters the same settings): 16 bytes per holder, and ads_state hands equal values one
+// SNI-DNAT clusters the same settings): 8 bytes per holder, and ads_state hands equal values one
 // copy. Never null: an unset holder reads as a default-constructed T. Reads like a const T;
 // equality compares contents. Builders (the decoder, tests) change it through edit().
 template <class T>
 class shared_value {
  public:
   shared_value() = default;
-  // The block holds a non-const T (make_shared<T>), so that edit() may change it while this
-  // holder is its only one.
-  shared_value(T value) : value_(std::make_shared<T>(std::move(value))) {}  // NOLINT: built from a T
-  const T& get() const { return value_ ? *value_ : default_value(); }
+  // The block holds a non-const T, so that edit() may change it while this holder is its only
+  // one.
+  shared_value(T value) : value_(counted_ref<T>::make(std::move(value))) {}  // NOLINT: built from a T
+  const T& get() const { return value_ ? *value_.get() : default_value(); }
   operator const T&() const { return get(); }  // NOLINT: reads as the value
   const T& operator*() const { return get(); }
   const T* operator->() const { return &get(); }
@@ -88,8 +140,8 @@ class shared_value {
   // use_count() is a relaxed read, so it cannot tell a value some other thread is about to
   // stop sharing from one it still reads.
   T& edit() {
-    if (!value_ || value_.use_count() != 1) value_ = std::make_shared<T>(get());
-    return const_cast<T&>(*value_);  // NOLINT: a non-const T (see the constructor), not shared
+    if (!value_ || value_.use_count() != 1) value_ = counted_ref<T>::make(get());
+    return *value_.get();
   }
   bool shares_with(const shared_value& other) const { return value_ == other.value_; }
   friend bool operator==(const shared_value& a, const shared_value& b) {
@@ -101,7 +153,7 @@ class shared_value {
     static const T value{};
     return value;
   }
-  std::shared_ptr<const T> value_;
+  counted_ref<T> value_;
 };
 
 // An immutable list whose copies share one allocation, for lists that repeat across many
@@ -113,9 +165,10 @@ class shared_vector {
  public:
   shared_vector() = default;
   shared_vector(std::vector<T> items)  // NOLINT: built from a vector like one
-      : items_(items.empty() ? nullptr : std::make_shared<const std::vector<T>>(std::move(items))) {}
+      : items_(items.empty() ? counted_ref<const std::vector<T>>()
+                             : counted_ref<const std::vector<T>>::make(std::move(items))) {}
   shared_vector(std::initializer_list<T> items) : shared_vector(std::vector<T>(items)) {}
-  const std::vector<T>& get() const { return items_ ? *items_ : empty_; }
+  const std::vector<T>& get() const { return items_ ? *items_.get() : empty_; }
   operator const std::vector<T>&() const { return get(); }  // NOLINT: reads as the vector
   auto begin() const { return get().begin(); }
   auto end() const { return get().end(); }
@@ -127,7 +180,7 @@ class shared_vector {
 
  private:
   static inline const std::vector<T> empty_{};
-  std::shared_ptr<const std::vector<T>> items_;
+  counted_ref<const std::vector<T>> items_;
 };
 
 // ASCII lower case: server names compare without regard to case (RFC 6066 section 3; DNS,
@@ -428,7 +481,7 @@ struct endpoint_config {
 
 struct locality_endpoints_config {
   // Shared: every endpoint group of a 10,000-cluster mesh names one of a few localities, and
-  // ads_state hands equal ones one copy (16 bytes per group instead of three shared_strings).
+  // ads_state hands equal ones one copy (8 bytes per group instead of three shared_strings).
   shared_value<locality> where;
   std::uint32_t priority = 0;
   std::uint32_t weight = 0;  // locality load_balancing_weight; 0 when unset
@@ -588,8 +641,8 @@ inline bool istio_service_list::operator==(const istio_service_list& other) cons
 
 // The settings of a cluster that a control plane gives all its clusters of one kind alike:
 // istiod's 10,000 SNI-DNAT clusters differ only by name (and endpoints and services). They sit in
-// one immutable block that ads_state interns (see shared_value), so that each cluster holds a
-// 16-byte reference instead of ~100 bytes of equal values. The four-byte and one-byte fields are
+// one immutable block that ads_state interns (see shared_value), so that each cluster holds an
+// 8-byte reference instead of ~100 bytes of equal values. The four-byte and one-byte fields are
 // declared together: no padding holes.
 struct cluster_settings {
   lb_policy policy = lb_policy::round_robin;

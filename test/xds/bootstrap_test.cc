@@ -411,8 +411,8 @@ TEST(IpAddress, ParsesNumericLiteralsAndRendersThemCanonically) {
 // 10,000-cluster mesh): no string per address, no padding, the locality one shared reference.
 TEST(EndpointConfig, IsCompact) {
   static_assert(sizeof(ip_address) == 17);
-  EXPECT_EQ(sizeof(endpoint_config), 40u);
-  EXPECT_EQ(sizeof(locality_endpoints_config), 48u);
+  EXPECT_EQ(sizeof(endpoint_config), 32u);
+  EXPECT_EQ(sizeof(locality_endpoints_config), 40u);
 }
 
 // 10,000 clusters sit in ads_state's in-force vector: the settings istiod sends alike for all of
