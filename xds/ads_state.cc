@@ -875,12 +875,13 @@ ads_state::result ads_state::promote_listeners(clock::time_point now) {
   return r;
 }
 
-std::set<std::string> ads_state::eds_names() const {
-  std::set<std::string> names;
+sorted_names ads_state::eds_names() const {
+  std::vector<shared_string> names;
+  names.reserve(services_.size());
   for (const auto& [name, service] : services_) {
-    if (!service.users.empty()) names.insert(name);
+    if (!service.users.empty()) names.push_back(name);
   }
-  return names;
+  return sorted_names(std::move(names));
 }
 
 std::map<std::string, std::string> ads_state::versions(resource_kind kind) const {
@@ -930,22 +931,23 @@ shared_string ads_state::shared_name(resource_kind kind, std::string_view name) 
   return {};
 }
 
-std::set<std::string> ads_state::warming_cluster_names() const {
-  std::set<std::string> out;
-  if (warming_ == 0) return out;
+sorted_names ads_state::warming_cluster_names() const {
+  if (warming_ == 0) return {};
+  std::vector<shared_string> out;
+  out.reserve(warming_);
   for (const auto& [name, e] : clusters_) {
-    if (e.warming) out.insert(name);
+    if (e.warming) out.push_back(name);
   }
-  return out;
+  return sorted_names(std::move(out));
 }
 
-std::set<std::string> ads_state::waiting_listener_names() const {
-  std::set<std::string> out;
-  if (waiting_ == 0) return out;
+sorted_names ads_state::waiting_listener_names() const {
+  if (waiting_ == 0) return {};
+  std::vector<shared_string> out;
   for (const auto& [name, e] : listeners_) {
-    if (e.waiting) out.insert(name);
+    if (e.waiting) out.push_back(name);
   }
-  return out;
+  return sorted_names(std::move(out));
 }
 
 }  // namespace ewgw::xds

@@ -98,7 +98,7 @@ TEST(AdsState, EdsClusterWarmsUntilItsFirstAssignment) {
   EXPECT_FALSE(r.changed);  // warming: nothing routes differently
   s.commit();
   EXPECT_EQ(s.warming_clusters(), 1u);
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  EXPECT_EQ(s.eds_names(), sorted_names({a}));
   EXPECT_EQ(find_cluster(s.assemble(), a), nullptr);
 
   r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001, 1002})), clock::now());
@@ -394,7 +394,7 @@ TEST(AdsState, AServiceWithSeveralUsersKeepsThemInOrder) {
   cb.mutable_eds_cluster_config()->set_service_name("shared");
   ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(ca, cb), t0).errors.empty());
   s.commit();
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{"shared"});
+  EXPECT_EQ(s.eds_names(), sorted_names({"shared"}));
   auto r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1001})), t0);
   ASSERT_TRUE(r.errors.empty());
   s.commit();
@@ -405,7 +405,7 @@ TEST(AdsState, AServiceWithSeveralUsersKeepsThemInOrder) {
   // The first user goes: the second keeps the service and its endpoints.
   ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(cb), t0).errors.empty());
   s.commit();
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{"shared"});
+  EXPECT_EQ(s.eds_names(), sorted_names({"shared"}));
   r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1002})), t0);
   s.commit();
   EXPECT_EQ(r.eds_clusters, std::vector<shared_string>{b});
@@ -547,7 +547,7 @@ TEST(AdsState, SotwRemovalsAndUnusedAssignments) {
   EXPECT_TRUE(r.changed);
   s.commit();
   EXPECT_EQ(find_cluster(s.assemble(), b), nullptr);
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  EXPECT_EQ(s.eds_names(), sorted_names({a}));
   // `b` comes back: it warms again (its old assignment was dropped).
   s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), clock::now());
   s.commit();
@@ -604,7 +604,7 @@ TEST(AdsState, InvalidResourceRejectsTheWholeResponseNamingIt) {
   EXPECT_NE(r.errors[0].find("cluster '" + b + "': connect_timeout: must not be negative"), std::string::npos)
       << r.errors[0];
   EXPECT_FALSE(r.changed);
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  EXPECT_EQ(s.eds_names(), sorted_names({a}));
 
   auto listener = istio::gateway_listener(15443, {{a, a}});
   listener.mutable_listener_filters_timeout()->set_seconds(-1);
@@ -690,7 +690,7 @@ TEST(AdsState, RollbackRestoresThePreviousState) {
   const auto after = s.assemble();
   ASSERT_EQ(after.clusters.size(), before.clusters.size());
   EXPECT_EQ(after.clusters[0], before.clusters[0]);
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  EXPECT_EQ(s.eds_names(), sorted_names({a}));
 
   r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {7})), clock::now());
   EXPECT_TRUE(r.changed);
@@ -708,7 +708,7 @@ TEST(AdsState, ClustersWithUnimplementedSettingsAreAcceptedAsUnusable) {
       << r.notes[0];
   s.commit();
   // Not subscribed for EDS, ready at once, and routing to it fails (proxy side).
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  EXPECT_EQ(s.eds_names(), sorted_names({a}));
   const cluster_config* c = find_cluster(s.assemble(), outbound.name());
   ASSERT_NE(c, nullptr);
   EXPECT_FALSE(c->settings->unsupported.empty());
@@ -759,7 +759,7 @@ TEST(AdsState, StaticResourcesStayAndStaticEdsClustersWarm) {
   fixed.name = "fixed";
   boot.clusters.push_back(fixed);
   ads_state s(boot, 15s);
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{"static-eds"});
+  EXPECT_EQ(s.eds_names(), sorted_names({"static-eds"}));
   EXPECT_EQ(s.assemble().clusters.size(), 1u);  // "fixed" only
   auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster("fixed")), clock::now());
   ASSERT_EQ(r.errors.size(), 1u);
@@ -837,7 +837,7 @@ TEST(AdsStateTransportMatches, OutboundClustersKeepEndpointTransportMetadata) {
   const auto istiod = istio::outbound_cluster("istiod.istio-system.svc.cluster.local", 15012);
   auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istiod), clock::now());
   ASSERT_TRUE(r.errors.empty()) << r.errors[0];
-  EXPECT_EQ(s.eds_names(), (std::set<std::string>{a, istiod.name()}));
+  EXPECT_EQ(s.eds_names(), sorted_names({a, istiod.name()}));
   istio::locality_spec l;
   l.endpoints = {{"10.0.0.1", 15012, 1, true, ""}, {"10.0.0.2", 15012, 1, true, "istio"}};
   s.apply_sotw(resource_kind::endpoint, list(istio::assignment(istiod.name(), {l}), istio::assignment(a, {l})),
