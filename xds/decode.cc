@@ -1010,8 +1010,8 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
           if (svc.name.empty()) svc.name = svc.host.substr(0, svc.host.find('.'));
           if (!svc.host.empty()) decoded.push_back(std::move(svc));
         }
-        // Built on the name the cluster keeps (ads_state indexes the cluster under this very
-        // block): istiod's texts are parts of it, and the list then references it for free.
+        // Built on the cluster's own name block (which ads_state's index also takes for a new
+        // cluster): istiod's texts are parts of it, and the list then references it for free.
         out.istio_services = istio_service_list(decoded, out.name);
       }
     }

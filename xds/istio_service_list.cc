@@ -1,9 +1,13 @@
 // xds::istio_service_list's builders and comparison (xds/config.h), out of line: config.h is
-// included almost everywhere, and these are only called when a cluster is decoded or compared.
+// included almost everywhere, and these run only when a cluster is decoded or compared. Copying
+// and releasing stay inline: libraries below xds (ewgw_lb) hold cluster_configs without linking
+// ewgw_xds.
+#include "xds/config.h"
+
+#include <array>
 #include <cstring>
 #include <limits>
-
-#include "xds/config.h"
+#include <optional>
 
 namespace ewgw::xds {
 
@@ -32,8 +36,8 @@ istio_service_list::istio_service_list(const std::vector<istio_service>& service
 
 namespace {
 
-// Where `services`' one service's texts sit in `name` (begin and size of each), or nullopt when
-// one is not part of it or lies beyond what a one-byte offset reaches.
+// Where `service`'s host, name and namespace sit in `name` (begin and size of each), or nullopt
+// when one is not part of it, or `name` is longer than one-byte offsets reach.
 std::optional<std::array<std::uint8_t, 6>> offsets_in(const istio_service& service, std::string_view name) {
   constexpr std::size_t reach = std::numeric_limits<std::uint8_t>::max();
   if (name.size() > reach) return std::nullopt;
@@ -54,7 +58,6 @@ istio_service_list::istio_service_list(const std::vector<istio_service>& service
     : block_(nullptr) {
   if (services.size() == 1) {
     if (auto offsets = offsets_in(services[0], cluster_name.view())) {
-      block_ = nullptr;  // ends the pointer's lifetime as the active member; the name takes its place
       new (&name_) shared_string(cluster_name);
       form_ = form::name;
       offsets_ = *offsets;
