@@ -1010,7 +1010,9 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
           if (svc.name.empty()) svc.name = svc.host.substr(0, svc.host.find('.'));
           if (!svc.host.empty()) decoded.push_back(std::move(svc));
         }
-        out.istio_services = istio_service_list(decoded);
+        // Built on the cluster's own name block (which ads_state's index also takes for a new
+        // cluster): istiod's texts are parts of it, and the list then references it for free.
+        out.istio_services = istio_service_list(decoded, out.name);
       }
     }
   }

@@ -155,6 +155,13 @@ TEST(RoutingSnapshot, ClusterTextsReadBackEachPart) {
   const cluster_texts none({}, "", "");
   EXPECT_EQ(none.name(), "");
   EXPECT_EQ(none.other_eds_service_name(), "");
+  // istiod's clusters: the labels are parts of the cluster's own name, read in place.
+  const xds::shared_string istiod_name("outbound_.80_._.helloworld.sample.svc.cluster.local");
+  const cluster_texts derived(xds::istio_service_list({svc}, istiod_name), "", "");
+  EXPECT_EQ(derived.host(), svc.host);
+  EXPECT_EQ(derived.name(), svc.name);
+  EXPECT_EQ(derived.namespace_(), svc.namespace_);
+  EXPECT_EQ(derived.host().data(), istiod_name.data() + istiod_name.view().find(svc.host));
 
   fixture f;
   xds::bootstrap_config c;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "test/xds/istio_fixtures.h"
@@ -266,6 +267,123 @@ TEST(AdsState, IstioServiceListReadsBackEveryService) {
   const istio_service_list none;
   EXPECT_TRUE(none.empty());
   EXPECT_TRUE(none == istio_service_list(std::vector<istio_service>{}));
+}
+
+// istiod's cluster names contain their one service's texts: the list then references the
+// cluster's name (no block of its own), and still reads, copies and compares like a block.
+TEST(AdsState, IstioServiceListTakesIstiodsTextsFromTheClusterName) {
+  auto name = std::make_unique<shared_string>("outbound_.8080_._.svc-42.ns-7.svc.cluster.local");
+  const std::vector<istio_service> services{{"svc-42.ns-7.svc.cluster.local", "svc-42", "ns-7"}};
+  auto list = std::make_unique<istio_service_list>(services, *name);
+  EXPECT_TRUE(list->derived_from(*name));
+  EXPECT_EQ(name->use_count(), 2);  // the name and the list: a reference, not a copy
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_FALSE(list->empty());
+  EXPECT_TRUE((*list)[0] == services[0]) << (*list)[0];
+  // The texts are the name's own characters.
+  const std::string_view whole = name->view();
+  for (std::string_view text : {(*list)[0].host, (*list)[0].name, (*list)[0].namespace_}) {
+    EXPECT_GE(text.data(), whole.data());
+    EXPECT_LE(text.data() + text.size(), whole.data() + whole.size());
+  }
+
+  // Equal to the block form of the same texts, either way round; not to other texts.
+  const istio_service_list block(services);
+  EXPECT_FALSE(block.derived_from(*name));
+  EXPECT_FALSE(block.shares_with(*list));
+  EXPECT_TRUE(block == *list);
+  EXPECT_TRUE(*list == block);
+  EXPECT_FALSE(*list == istio_service_list({{"svc-42.ns-7.svc.cluster.local", "svc-42", "ns-8"}}));
+  EXPECT_FALSE(*list == istio_service_list());
+  EXPECT_FALSE(istio_service_list() == *list);
+
+  // A copy is another reference; the views outlive the name's other holders.
+  istio_service_list copy = *list;
+  EXPECT_TRUE(copy.shares_with(*list));
+  EXPECT_EQ(name->use_count(), 3);
+  const shared_string kept = *name;
+  name.reset();
+  list.reset();
+  EXPECT_EQ(kept.use_count(), 2);  // `kept` and the copy
+  EXPECT_EQ(copy[0].host, "svc-42.ns-7.svc.cluster.local");
+  EXPECT_EQ(copy[0].name, "svc-42");
+  EXPECT_EQ(copy[0].namespace_, "ns-7");
+
+  // Moving hands the reference over and leaves the source empty; assignment releases the old one.
+  istio_service_list moved = std::move(copy);
+  EXPECT_TRUE(moved.derived_from(kept));
+  EXPECT_TRUE(copy.empty());  // NOLINT(bugprone-use-after-move): a moved-from list is empty
+  EXPECT_EQ(kept.use_count(), 2);
+  moved = block;
+  EXPECT_EQ(kept.use_count(), 1);
+  EXPECT_TRUE(moved.shares_with(block));
+  moved = istio_service_list(services, kept);
+  EXPECT_EQ(kept.use_count(), 2);
+  moved = istio_service_list();
+  EXPECT_EQ(kept.use_count(), 1);
+}
+
+// Lists whose texts the name does not hold, or that have other than one service, keep a block of
+// their own and leave the name's reference count alone.
+TEST(AdsState, IstioServiceListKeepsABlockWhenTheNameDoesNotHoldTheTexts) {
+  const shared_string name("outbound_.443_._.api.example.com");
+  const auto block_form = [&](const std::vector<istio_service>& services) {
+    const istio_service_list list(services, name);
+    EXPECT_FALSE(list.derived_from(name));
+    EXPECT_EQ(name.use_count(), 1);
+    EXPECT_TRUE(list == istio_service_list(services));
+    EXPECT_EQ(list.size(), services.size());
+    for (std::size_t i = 0; i < services.size(); ++i) EXPECT_TRUE(list[i] == services[i]) << i;
+    return list;
+  };
+  // A ServiceEntry: the host is the name's, but its namespace is not in the name.
+  block_form({{"api.example.com", "api.example.com", "external"}});
+  // A cluster named otherwise than after its service (a subset of another host).
+  block_form({{"reviews.bookinfo.svc.cluster.local", "reviews", "bookinfo"}});
+  // Several services, even when each is part of the name.
+  block_form({{"api.example.com", "api", "example"}, {"api.example.com", "api", "com"}});
+  // No services.
+  EXPECT_TRUE(block_form({}).empty());
+  // Empty texts are parts of any name (istiod leaves the namespace empty for some hosts).
+  const istio_service_list no_namespace({{"api.example.com", "api", ""}}, name);
+  EXPECT_TRUE(no_namespace.derived_from(name));
+  EXPECT_EQ(no_namespace[0].namespace_, "");
+  EXPECT_EQ(no_namespace[0].name, "api");
+  // A name beyond what the one-byte offsets address.
+  const std::string host(300, 'h');
+  const shared_string long_name("outbound_.80_._." + host);
+  const istio_service_list long_list({{host, "h", ""}}, long_name);
+  EXPECT_FALSE(long_list.derived_from(long_name));
+  EXPECT_EQ(long_list[0].host, host);
+  EXPECT_EQ(long_list, istio_service_list({{host, "h", ""}}));
+}
+
+// The in-force clusters' lists reference the very name block ads_state keeps for the cluster
+// (the index key and the cluster's name): a list with its own copy of the name would cost more
+// than the block it replaces.
+TEST(AdsState, IstiodClustersIstioServicesReferenceTheKeptName) {
+  ads_state s(ads_bootstrap(), 15s);
+  apply_two_istio_services(s, clock::now());
+  const bootstrap_config config = s.assemble();
+  for (const std::string& name : {a, b}) {
+    const cluster_config* c = find_cluster(config, name);
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(c->istio_services.size(), 1u);
+    EXPECT_EQ(c->istio_services[0].host, name);
+    EXPECT_TRUE(c->istio_services.derived_from(c->name)) << name;
+    EXPECT_TRUE(c->istio_services.derived_from(s.shared_name(resource_kind::cluster, name))) << name;
+  }
+  // A changed cluster (new settings) is a new decoded version: its list follows its name.
+  auto changed = istio::sni_dnat_cluster(a);
+  changed.mutable_connect_timeout()->set_seconds(3);
+  auto r = s.apply_sotw(resource_kind::cluster, list(changed, istio::sni_dnat_cluster(b)), clock::now());
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0];
+  s.commit();
+  const bootstrap_config after = s.assemble();
+  const cluster_config* c = find_cluster(after, a);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->settings->connect_timeout, std::chrono::seconds(3));
+  EXPECT_TRUE(c->istio_services.derived_from(c->name));
 }
 
 // istiod's SNI-DNAT clusters differ only by name: all their other settings are one shared block
