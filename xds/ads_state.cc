@@ -276,14 +276,14 @@ bool ads_state::cluster_ready(std::string_view name) const {
 
 std::vector<std::string> ads_state::missing_clusters(const listener_config& l) const {
   std::vector<std::string> missing;
-  auto check = [&](const std::string& name) {
+  auto check = [&](std::string_view name) {
     if (!name.empty() && !cluster_ready(name) && std::find(missing.begin(), missing.end(), name) == missing.end()) {
-      missing.push_back(name);
+      missing.emplace_back(name);
     }
   };
   auto chain = [&](const filter_chain_config& c) {
-    check(c.tcp_proxy.cluster);
-    for (const weighted_cluster& w : c.tcp_proxy.weighted_clusters) check(w.name);
+    check(c.cluster.view());
+    for (const weighted_cluster& w : c.settings->tcp_proxy.weighted_clusters) check(w.name);
   };
   for (const auto& c : l.filter_chains) chain(c);
   if (l.default_filter_chain) chain(*l.default_filter_chain);
@@ -484,17 +484,20 @@ void ads_state::intern_localities(load_assignment_config& config) {
 // A chain's tcp_proxy cluster, stat_prefix and server names are (for istiod's SNI-DNAT chains)
 // the cluster's name: they take the cluster index's copy instead of holding their own.
 void ads_state::share_cluster_names(listener_config& config) const {
-  auto share = [&](filter_chain_config& chain) {
-    auto& tp = chain.tcp_proxy;
-    if (tp.cluster.empty()) return;
-    auto it = clusters_.find(tp.cluster.view());
+  auto share_chain = [&](filter_chain_config& chain) {
+    if (chain.cluster.empty()) return;
+    auto it = clusters_.find(chain.cluster.view());
     if (it == clusters_.end()) return;
-    tp.cluster.share_if_equal(it->first);
-    tp.stat_prefix.share_if_equal(it->first);
-    for (shared_string& name : chain.match.server_names) name.share_if_equal(it->first);
+    const shared_string& index_copy = it->first;
+    auto share = [&](shared_string& s) {
+      if (s == index_copy) s = index_copy;
+    };
+    share(chain.cluster);
+    share(chain.stat_prefix);
+    for (shared_string& name : chain.server_names) share(name);
   };
-  for (auto& chain : config.filter_chains) share(chain);
-  if (config.default_filter_chain) share(*config.default_filter_chain);
+  for (auto& chain : config.filter_chains) share_chain(chain);
+  if (config.default_filter_chain) share_chain(*config.default_filter_chain);
 }
 
 // ---- staging --------------------------------------------------------------------------------

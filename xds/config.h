@@ -3,6 +3,7 @@
 // nothing here depends on protobuf, so lb/ and proxy/ never see a generated type.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -242,18 +243,72 @@ struct socket_address {
   bool operator==(const socket_address&) const = default;
 };
 
-// envoy.config.listener.v3.FilterChainMatch, the criteria we support. Empty means "any".
+// envoy.config.listener.v3.FilterChainMatch, the criteria we support other than server_names
+// (which filter_chain_config holds itself, see there). Empty means "any".
 struct filter_chain_match {
   std::optional<std::uint16_t> destination_port;
-  // Exact names and "*.suffix" wildcards, lower-cased. Shared: an Istio chain's server name is
-  // its cluster's name (ads_state hands them one copy).
-  std::vector<shared_string> server_names;
   // "tls" or "raw_buffer" as set by tls_inspector; empty matches both. Shared: the decoder hands
   // every chain one copy of each of the two values.
   shared_string transport_protocol;
-  // Shared: on an Istio gateway listener every chain carries the same list.
+  // Shared: chains of a listener whose settings differ still share equal lists.
   shared_vector<std::string> application_protocols;
   bool operator==(const filter_chain_match&) const = default;
+};
+
+// FilterChainMatch.server_names of one chain: exact names and "*.suffix" wildcards,
+// lower-cased. An istiod chain has exactly one, its cluster's name (shared with it), so one
+// name is held inline and costs no heap block; a chain with more keeps them all in a vector out
+// of line (`more_`, null otherwise). Reads like a const vector of shared_string; builders use
+// push_back / assignment. Copies copy the names (a listener's copies are rare; the vector only
+// exists for multi-name chains).
+class server_name_list {
+ public:
+  server_name_list() = default;
+  server_name_list(std::initializer_list<shared_string> names) {
+    for (const shared_string& n : names) push_back(n);
+  }
+  server_name_list(const server_name_list& other) { *this = other; }
+  server_name_list& operator=(const server_name_list& other) {
+    if (this != &other) {
+      one_ = other.one_;
+      more_ = other.more_ ? std::make_unique<std::vector<shared_string>>(*other.more_) : nullptr;
+    }
+    return *this;
+  }
+  server_name_list(server_name_list&&) noexcept = default;
+  server_name_list& operator=(server_name_list&&) noexcept = default;
+  const shared_string* begin() const { return more_ ? more_->data() : &one_; }
+  const shared_string* end() const { return begin() + size(); }
+  std::size_t size() const { return more_ ? more_->size() : (one_.empty() ? 0 : 1); }
+  bool empty() const { return size() == 0; }
+  const shared_string& operator[](std::size_t i) const { return begin()[i]; }
+  // A name is never empty (the decoder refuses one): an empty `one_` means "no name".
+  void push_back(shared_string name) {
+    if (!more_ && one_.empty()) {
+      one_ = std::move(name);
+      return;
+    }
+    if (!more_) {
+      more_ = std::make_unique<std::vector<shared_string>>();
+      more_->push_back(std::move(one_));
+      one_ = shared_string();
+    }
+    more_->push_back(std::move(name));
+  }
+  // The names, to replace one in place by an equal copy (sharing another holder's block).
+  shared_string* begin() { return more_ ? more_->data() : &one_; }
+  shared_string* end() { return begin() + size(); }
+  void clear() {
+    one_ = shared_string();
+    more_.reset();
+  }
+  friend bool operator==(const server_name_list& a, const server_name_list& b) {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end());
+  }
+
+ private:
+  shared_string one_;
+  std::unique_ptr<std::vector<shared_string>> more_;
 };
 
 struct weighted_cluster {
@@ -262,12 +317,11 @@ struct weighted_cluster {
   bool operator==(const weighted_cluster&) const = default;
 };
 
-// envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy (+ sni_cluster in front of it).
+// envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy (+ sni_cluster in front of it), the
+// settings other than cluster and stat_prefix (which filter_chain_config holds itself, see
+// there).
 struct tcp_proxy_config {
-  // Both shared: istiod sets them to the chain's cluster name.
-  shared_string stat_prefix;
-  shared_string cluster;                    // set when not weighted
-  std::vector<weighted_cluster> weighted_clusters;
+  std::vector<weighted_cluster> weighted_clusters;  // set instead of a cluster
   // Envoy default 1h; zero disables the idle timeout.
   milliseconds idle_timeout{std::chrono::hours(1)};
   // Zero: no limit.
@@ -276,17 +330,39 @@ struct tcp_proxy_config {
   std::uint32_t max_connect_attempts = 1;
   // An envoy.filters.network.sni_cluster filter precedes tcp_proxy: a non-empty SNI names the
   // cluster; an empty SNI falls back to `cluster` / `weighted_clusters`. (Declared after the
-  // 4-byte field: one chain per cluster, no padding hole.)
+  // 4-byte field: no padding hole.)
   bool cluster_from_sni = false;
   // access_log: one line per connection when it closes.
   accesslog::logger_list access_logs;
   bool operator==(const tcp_proxy_config&) const = default;
 };
 
-struct filter_chain_config {
-  shared_string name;  // a reference, not a string per chain: istiod's SNI chains leave it empty
+// What a chain shares with the other chains of its listener: its match criteria other than the
+// server names, and its tcp_proxy settings other than the cluster and stat_prefix. An istiod
+// east-west listener has a chain per service (10,000) and these are equal on all of them, so
+// they sit in one immutable block that equal chains share (the decoder hands the chains of a
+// listener one copy, see decode_listener): a chain holds a 16-byte reference instead of ~130
+// bytes of equal values.
+struct filter_chain_settings {
   filter_chain_match match;
   tcp_proxy_config tcp_proxy;
+  bool operator==(const filter_chain_settings&) const = default;
+};
+
+// One FilterChain: inline only what differs from chain to chain (an istiod chain's server name,
+// tcp_proxy cluster and stat_prefix, all three its cluster's name and sharing one string with it,
+// and the chain's name, which Envoy wants unique on a listener), the rest in the shared
+// `settings` block. Read as chain.settings->tcp_proxy.idle_timeout; builders change it as
+// chain.settings.edit().tcp_proxy.idle_timeout = ...
+struct filter_chain_config {
+  shared_string name;  // a reference, not a string per chain: istiod's SNI chains leave it empty
+  // FilterChainMatch.server_names (see server_name_list).
+  server_name_list server_names;
+  // TcpProxy.cluster: set when not weighted.
+  shared_string cluster;
+  // TcpProxy.stat_prefix: istiod sets it to the chain's cluster name.
+  shared_string stat_prefix;
+  shared_value<filter_chain_settings> settings;
   bool operator==(const filter_chain_config&) const = default;
 };
 

@@ -168,7 +168,7 @@ TEST(AdsState, ListenerWaitsForWarmingClusterThenTakesEffect) {
   const listener_config* l = find_listener(cfg, "0.0.0.0_15443");
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->filter_chains.size(), 1u);
-  EXPECT_EQ(l->filter_chains[0].match.application_protocols.size(), 5u);
+  EXPECT_EQ(l->filter_chains[0].settings->match.application_protocols.size(), 5u);
   EXPECT_TRUE(l->tls_inspector);
 }
 
@@ -425,8 +425,9 @@ TEST(AdsState, EqualClusterSettingsAreOneBlock) {
   EXPECT_TRUE(copy == *ca);
 }
 
-// Istio puts the same five ALPNs on every chain of the 15443 listener: the decoder keeps one
-// copy for all of them (tens of thousands of chains), which still compares by content.
+// Istio puts the same five ALPNs (and tcp_proxy settings) on every chain of the 15443 listener:
+// the decoder keeps one settings block for all of them (tens of thousands of chains), which
+// still compares by content.
 TEST(AdsState, ChainsWithTheSameAlpnsShareOneList) {
   ads_state s(ads_bootstrap(), 15s);
   const auto t0 = clock::now();
@@ -434,10 +435,11 @@ TEST(AdsState, ChainsWithTheSameAlpnsShareOneList) {
   const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->filter_chains.size(), 2u);
-  const auto& first = l->filter_chains[0].match.application_protocols;
-  const auto& second = l->filter_chains[1].match.application_protocols;
+  const auto& first = l->filter_chains[0].settings->match.application_protocols;
+  const auto& second = l->filter_chains[1].settings->match.application_protocols;
   EXPECT_EQ(first.size(), 5u);
   EXPECT_TRUE(first.shares_with(second));
+  EXPECT_TRUE(l->filter_chains[0].settings.shares_with(l->filter_chains[1].settings));
   const shared_vector<std::string> copy(std::vector<std::string>(first.begin(), first.end()));
   EXPECT_FALSE(copy.shares_with(first));
   EXPECT_TRUE(copy == first);
@@ -460,11 +462,11 @@ TEST(AdsState, AClusterNameIsOneCopyAcrossClusterChainAndIndexes) {
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->filter_chains.size(), 2u);
   for (const auto& chain : l->filter_chains) {
-    const cluster_config* c = chain.tcp_proxy.cluster == a ? ca : cb;
-    EXPECT_TRUE(chain.tcp_proxy.cluster.shares_with(c->name)) << chain.tcp_proxy.cluster;
-    EXPECT_TRUE(chain.tcp_proxy.stat_prefix.shares_with(c->name));
-    ASSERT_EQ(chain.match.server_names.size(), 1u);
-    EXPECT_TRUE(chain.match.server_names[0].shares_with(c->name));
+    const cluster_config* c = chain.cluster == a ? ca : cb;
+    EXPECT_TRUE(chain.cluster.shares_with(c->name)) << chain.cluster;
+    EXPECT_TRUE(chain.stat_prefix.shares_with(c->name));
+    ASSERT_EQ(chain.server_names.size(), 1u);
+    EXPECT_TRUE(chain.server_names[0].shares_with(c->name));
   }
   EXPECT_FALSE(ca->name.shares_with(cb->name));
   EXPECT_EQ(ca->settings->istio_metadata.at("default_original_port"), "5000");
@@ -474,7 +476,7 @@ TEST(AdsState, AClusterNameIsOneCopyAcrossClusterChainAndIndexes) {
   s.commit();
   l = find_listener(s.assemble(), "0.0.0.0_15443");
   ASSERT_EQ(l->filter_chains.size(), 1u);
-  EXPECT_TRUE(l->filter_chains[0].tcp_proxy.cluster.shares_with(find_cluster(s.assemble(), a)->name));
+  EXPECT_TRUE(l->filter_chains[0].cluster.shares_with(find_cluster(s.assemble(), a)->name));
 }
 
 // Values every cluster or chain of a mesh repeats are one copy: the locality names of all
@@ -497,8 +499,8 @@ TEST(AdsState, LocalityNamesAndTransportProtocolsAreOneCopy) {
   const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->filter_chains.size(), 2u);
-  EXPECT_EQ(l->filter_chains[0].match.transport_protocol, "tls");
-  EXPECT_TRUE(l->filter_chains[0].match.transport_protocol.shares_with(l->filter_chains[1].match.transport_protocol));
+  EXPECT_EQ(l->filter_chains[0].settings->match.transport_protocol, "tls");
+  EXPECT_TRUE(l->filter_chains[0].settings->match.transport_protocol.shares_with(l->filter_chains[1].settings->match.transport_protocol));
 }
 
 // Two clusters on one EDS service name (the user list beyond its inline first entry): both get
