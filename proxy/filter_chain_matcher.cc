@@ -54,7 +54,7 @@ const filter_chain_matcher::alpn_node* filter_chain_matcher::transport_node::fin
 std::optional<std::string> filter_chain_matcher::claim_alpns(alpn_node& alpns,
                                                              const std::vector<xds::filter_chain_config>& chains,
                                                              std::size_t i) {
-  const std::vector<std::string>& protocols = chains[i].match.application_protocols;
+  const std::vector<std::string>& protocols = chains[i].settings->match.application_protocols;
   auto claim = [&](int& slot) -> std::optional<std::string> {
     if (slot != no_match && slot != static_cast<int>(i)) {
       return describe(chains, i) + " overlaps " + describe(chains, static_cast<std::size_t>(slot)) +
@@ -107,8 +107,8 @@ std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::fi
   // the room they leave is dropped at the end.
   std::unordered_map<const name_table*, std::size_t> name_counts;
   for (const xds::filter_chain_config& c : chains) {
-    server_name_node& names = server_names_for(c.match);
-    for (const xds::shared_string& n : c.match.server_names) {
+    server_name_node& names = server_names_for(c.settings->match);
+    for (const xds::shared_string& n : c.server_names) {
       ++name_counts[n.view().starts_with("*.") ? &names.wildcard : &names.exact];
     }
   }
@@ -117,15 +117,16 @@ std::optional<std::string> filter_chain_matcher::build(const std::vector<xds::fi
     n.wildcard.reserve(name_counts[&n.wildcard]);
   });
   for (std::size_t i = 0; i < chains.size(); ++i) {
-    const xds::filter_chain_match& m = chains[i].match;
+    const xds::filter_chain_match& m = chains[i].settings->match;
+    const xds::server_name_list& server_names = chains[i].server_names;
     server_name_node& names = server_names_for(m);
     std::vector<transport_node*> transports;
-    if (m.server_names.empty()) {
+    if (server_names.empty()) {
       transports.push_back(names.any ? &*names.any : &names.any.emplace());
     } else {
       // Positions first: adding a name may move the table's earlier entries.
       std::vector<std::pair<name_table*, std::size_t>> added;
-      for (const xds::shared_string& n : m.server_names) {
+      for (const xds::shared_string& n : server_names) {
         name_table& table = n.view().starts_with("*.") ? names.wildcard : names.exact;
         added.emplace_back(&table, table.add({lower_case(n), transport_node{}}).first);
       }

@@ -275,7 +275,7 @@ class log_sets {
 filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const routing_snapshot& snapshot,
                                  log_sets& logs, settings_interner& settings,
                                  std::string& log_error) {
-  const xds::tcp_proxy_config& tp = chain.tcp_proxy;
+  const xds::tcp_proxy_config& tp = chain.settings->tcp_proxy;
   chain_settings s;
   if (!chain.name.empty()) s.name = std::make_shared<const std::string>(chain.name);
   s.max_connect_attempts = tp.max_connect_attempts;
@@ -293,9 +293,11 @@ filter_chain_runtime build_chain(const xds::filter_chain_config& chain, const ro
     s.weighted.push_back(std::move(t));
   }
   filter_chain_runtime out;
-  out.cluster = find_cluster(snapshot, tp.cluster);
-  if (!out.cluster && !tp.cluster.empty()) s.unresolved_cluster = std::make_shared<const std::string>(tp.cluster);
-  out.stats = chain_tcp_stats::make(tp.stat_prefix);
+  out.cluster = find_cluster(snapshot, chain.cluster);
+  if (!out.cluster && !chain.cluster.empty()) {
+    s.unresolved_cluster = std::make_shared<const std::string>(chain.cluster.view());
+  }
+  out.stats = chain_tcp_stats::make(chain.stat_prefix);
   std::string error;
   s.access_logs = logs.get(tp.access_logs, error);
   if (!error.empty() && log_error.empty()) log_error = "filter chain '" + chain.name + "': " + error;

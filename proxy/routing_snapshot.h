@@ -160,7 +160,10 @@ struct weighted_target {
 // after choosing its route (weights, sni_cluster, timeouts, attempts, logs) and what only the
 // admin views read (names). istiod gives its thousands of SNI chains identical settings, so one
 // immutable block serves every chain with equal settings (the listener owns the blocks) instead
-// of ~100 bytes of them inline in each chain.
+// of ~100 bytes of them inline in each chain. Not the decoded xds::filter_chain_settings block,
+// although istiod's chains share that one too: this one holds what the snapshot resolved and
+// compiled (cluster objects of weighted targets, the access log set, an unresolved cluster's
+// name), which the configuration model does not carry, and which changes when a cluster does.
 struct chain_settings {
   // tcp_proxy access_log, compiled; null when the chain has none.
   std::shared_ptr<const accesslog::log_set> access_logs;

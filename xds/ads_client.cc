@@ -147,89 +147,6 @@ class token_source {
   bool loaded_ = false;
 };
 
-// A sorted set of names (the EDS subscription) kept front-coded in one buffer: per name, varints
-// for the length of the prefix it shares with the name before it and for the rest, then the
-// rest. istiod's service names sorted share most of their prefix ("outbound|8080||svc-12..."),
-// so 10,000 names take ~30 bytes each, one allocation, instead of a std::set node and a heap
-// string each (~115 bytes per cluster, measured with heaptrack).
-class packed_names {
- public:
-  // `sorted` iterates names in std::string order without repeats (a std::set<std::string>).
-  template <class Sorted>
-  static packed_names from(const Sorted& sorted) {
-    packed_names out;
-    const std::string* previous = nullptr;
-    for (const std::string& name : sorted) {
-      std::size_t shared = 0;
-      if (previous != nullptr) {
-        const std::size_t limit = std::min(previous->size(), name.size());
-        while (shared < limit && (*previous)[shared] == name[shared]) ++shared;
-      }
-      put_varint(out.buf_, shared);
-      put_varint(out.buf_, name.size() - shared);
-      out.buf_.append(name, shared);
-      previous = &name;
-    }
-    out.buf_.shrink_to_fit();
-    return out;
-  }
-
-  bool operator==(const packed_names& other) const { return buf_ == other.buf_; }
-  void clear() { std::string().swap(buf_); }
-
-  // Walks the names in order; `name()` is valid until the next `next()`.
-  class cursor {
-   public:
-    explicit cursor(const packed_names& names)
-        : p_(names.buf_.data()), end_(names.buf_.data() + names.buf_.size()) {
-      next();
-    }
-    bool done() const { return done_; }
-    const std::string& name() const { return name_; }
-    void next() {
-      if (p_ == end_) {
-        done_ = true;
-        return;
-      }
-      const std::size_t shared = get_varint();
-      const std::size_t rest = get_varint();
-      name_.resize(shared);
-      name_.append(p_, rest);
-      p_ += rest;
-    }
-
-   private:
-    std::size_t get_varint() {
-      std::size_t v = 0;
-      for (int shift = 0;; shift += 7) {
-        const auto b = static_cast<unsigned char>(*p_++);
-        v |= static_cast<std::size_t>(b & 0x7f) << shift;
-        if ((b & 0x80) == 0) return v;
-      }
-    }
-    const char* p_;
-    const char* end_;
-    std::string name_;
-    bool done_ = false;
-  };
-
-  template <class F>
-  void each(F f) const {
-    for (cursor c(*this); !c.done(); c.next()) f(c.name());
-  }
-
- private:
-  static void put_varint(std::string& out, std::size_t v) {
-    while (v >= 0x80) {
-      out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-      v >>= 7;
-    }
-    out.push_back(static_cast<char>(v));
-  }
-
-  std::string buf_;
-};
-
 }  // namespace
 
 struct ads_client::impl {
@@ -241,7 +158,7 @@ struct ads_client::impl {
     std::string version;           // SotW: version_info of the last accepted response
     std::string nonce;             // nonce of the last response received on this stream
     bool requested = false;        // subscribed on this stream
-    packed_names names;            // EDS: names sent in the subscription
+    sorted_names names;            // EDS: names sent in the subscription (the state's strings)
   };
 
   // Per EDS cluster update counters. Clusters are never dropped from it (their counters stay
@@ -555,7 +472,7 @@ struct ads_client::impl {
     for (auto& t : types) {
       t.nonce.clear();
       t.requested = false;
-      t.names.clear();
+      t.names = {};
     }
     first_message = true;
     got_response = false;
@@ -645,7 +562,7 @@ struct ads_client::impl {
     req.set_version_info(t.version);
     req.set_response_nonce(t.nonce);
     if (kind == resource_kind::endpoint) {
-      t.names.each([&](const std::string& n) { req.add_resource_names(n); });
+      for (const shared_string& n : t.names) req.add_resource_names(n.data(), n.size());
     }
     if (first_message || !ads.node_on_first_message_only) *req.mutable_node() = node;
     first_message = false;
@@ -660,13 +577,13 @@ struct ads_client::impl {
   }
 
   // The first request for a type on this stream. `eds_names`: state.eds_names() when the caller
-  // has it (it is a fresh set of every service name: built once per update, not per use).
-  void subscribe(resource_kind kind, const std::set<std::string>* eds_names = nullptr) {
+  // has it (it is a fresh list of every service name: built once per update, not per use).
+  void subscribe(resource_kind kind, const sorted_names* eds_names = nullptr) {
     auto& t = types[slot(kind)];
     if (t.requested) return;
     t.requested = true;
     if (kind == resource_kind::endpoint) {
-      t.names = eds_names != nullptr ? packed_names::from(*eds_names) : packed_names::from(state.eds_names());
+      t.names = eds_names != nullptr ? *eds_names : state.eds_names();
     }
     if (ads.api == xds_api::sotw) {
       send_sotw(kind, nullptr);
@@ -675,16 +592,16 @@ struct ads_client::impl {
     discovery::DeltaDiscoveryRequest req;
     req.set_type_url(std::string(type_url(kind)));
     if (kind == resource_kind::endpoint) {
-      t.names.each([&](const std::string& n) { req.add_resource_names_subscribe(n); });
+      for (const shared_string& n : t.names) req.add_resource_names_subscribe(n.data(), n.size());
     } else {
       req.add_resource_names_subscribe("*");  // explicit wildcard (xDS protocol, "*" reserved name)
     }
     // EDS: only the versions of subscribed names (both sorted: one merge walk).
-    packed_names::cursor subscribed(t.names);
+    auto subscribed = t.names.begin();
     for (const auto& [name, version] : state.versions(kind)) {
       if (kind == resource_kind::endpoint) {
-        while (!subscribed.done() && subscribed.name() < name) subscribed.next();
-        if (subscribed.done() || subscribed.name() != name) continue;
+        while (subscribed != t.names.end() && subscribed->view() < name) ++subscribed;
+        if (subscribed == t.names.end() || subscribed->view() != name) continue;
       }
       (*req.mutable_initial_resource_versions())[name] = version;
     }
@@ -692,16 +609,15 @@ struct ads_client::impl {
   }
 
   // EDS follows the EDS clusters: subscribe when the first appears, then send changes.
-  void update_eds_subscription(const std::set<std::string>& names) {
+  void update_eds_subscription(const sorted_names& names) {
     auto& t = types[slot(resource_kind::endpoint)];
     if (!t.requested) {
       if (!names.empty()) subscribe(resource_kind::endpoint, &names);
       return;
     }
-    auto packed = packed_names::from(names);
-    if (packed == t.names) return;
+    if (names == t.names) return;
     if (ads.api == xds_api::sotw) {
-      t.names = std::move(packed);
+      t.names = names;
       send_sotw(resource_kind::endpoint, nullptr);
       return;
     }
@@ -709,18 +625,19 @@ struct ads_client::impl {
     req.set_type_url(std::string(type_url(resource_kind::endpoint)));
     // Both sorted: one merge walk gives the names added and the names dropped.
     auto now = names.begin();
-    for (packed_names::cursor before(t.names); !before.done() || now != names.end();) {
-      if (before.done() || (now != names.end() && *now < before.name())) {
-        req.add_resource_names_subscribe(*now++);
-      } else if (now == names.end() || before.name() < *now) {
-        req.add_resource_names_unsubscribe(before.name());
-        before.next();
+    for (auto before = t.names.begin(); before != t.names.end() || now != names.end();) {
+      if (before == t.names.end() || (now != names.end() && now->view() < before->view())) {
+        req.add_resource_names_subscribe(now->data(), now->size());
+        ++now;
+      } else if (now == names.end() || before->view() < now->view()) {
+        req.add_resource_names_unsubscribe(before->data(), before->size());
+        ++before;
       } else {
         ++now;
-        before.next();
+        ++before;
       }
     }
-    t.names = std::move(packed);
+    t.names = names;
     send_delta(req);
   }
 

@@ -282,8 +282,8 @@ std::vector<std::string> ads_state::missing_clusters(const listener_config& l) c
     }
   };
   auto chain = [&](const filter_chain_config& c) {
-    check(c.tcp_proxy.cluster);
-    for (const weighted_cluster& w : c.tcp_proxy.weighted_clusters) check(w.name);
+    check(c.cluster.view());
+    for (const weighted_cluster& w : c.settings->tcp_proxy.weighted_clusters) check(w.name);
   };
   for (const auto& c : l.filter_chains) chain(c);
   if (l.default_filter_chain) chain(*l.default_filter_chain);
@@ -484,17 +484,20 @@ void ads_state::intern_localities(load_assignment_config& config) {
 // A chain's tcp_proxy cluster, stat_prefix and server names are (for istiod's SNI-DNAT chains)
 // the cluster's name: they take the cluster index's copy instead of holding their own.
 void ads_state::share_cluster_names(listener_config& config) const {
-  auto share = [&](filter_chain_config& chain) {
-    auto& tp = chain.tcp_proxy;
-    if (tp.cluster.empty()) return;
-    auto it = clusters_.find(tp.cluster.view());
+  auto share_chain = [&](filter_chain_config& chain) {
+    if (chain.cluster.empty()) return;
+    auto it = clusters_.find(chain.cluster.view());
     if (it == clusters_.end()) return;
-    tp.cluster.share_if_equal(it->first);
-    tp.stat_prefix.share_if_equal(it->first);
-    for (shared_string& name : chain.match.server_names) name.share_if_equal(it->first);
+    const shared_string& index_copy = it->first;
+    auto share = [&](shared_string& s) {
+      if (s == index_copy) s = index_copy;
+    };
+    share(chain.cluster);
+    share(chain.stat_prefix);
+    for (shared_string& name : chain.server_names) share(name);
   };
-  for (auto& chain : config.filter_chains) share(chain);
-  if (config.default_filter_chain) share(*config.default_filter_chain);
+  for (auto& chain : config.filter_chains) share_chain(chain);
+  if (config.default_filter_chain) share_chain(*config.default_filter_chain);
 }
 
 // ---- staging --------------------------------------------------------------------------------
@@ -875,12 +878,13 @@ ads_state::result ads_state::promote_listeners(clock::time_point now) {
   return r;
 }
 
-std::set<std::string> ads_state::eds_names() const {
-  std::set<std::string> names;
+sorted_names ads_state::eds_names() const {
+  std::vector<shared_string> names;
+  names.reserve(services_.size());
   for (const auto& [name, service] : services_) {
-    if (!service.users.empty()) names.emplace(name.view());
+    if (!service.users.empty()) names.push_back(name);
   }
-  return names;
+  return sorted_names(std::move(names));
 }
 
 std::map<std::string, std::string> ads_state::versions(resource_kind kind) const {
@@ -930,22 +934,23 @@ shared_string ads_state::shared_name(resource_kind kind, std::string_view name) 
   return {};
 }
 
-std::set<std::string> ads_state::warming_cluster_names() const {
-  std::set<std::string> out;
-  if (warming_ == 0) return out;
+sorted_names ads_state::warming_cluster_names() const {
+  if (warming_ == 0) return {};
+  std::vector<shared_string> out;
+  out.reserve(warming_);
   for (const auto& [name, e] : clusters_) {
-    if (e.warming) out.emplace(name.view());
+    if (e.warming) out.push_back(name);
   }
-  return out;
+  return sorted_names(std::move(out));
 }
 
-std::set<std::string> ads_state::waiting_listener_names() const {
-  std::set<std::string> out;
-  if (waiting_ == 0) return out;
+sorted_names ads_state::waiting_listener_names() const {
+  if (waiting_ == 0) return {};
+  std::vector<shared_string> out;
   for (const auto& [name, e] : listeners_) {
-    if (e.waiting) out.emplace(name.view());
+    if (e.waiting) out.push_back(name);
   }
-  return out;
+  return sorted_names(std::move(out));
 }
 
 }  // namespace ewgw::xds

@@ -47,6 +47,7 @@
 
 #include "envoy/service/discovery/v3/discovery.pb.h"
 #include "xds/config.h"
+#include "xds/sorted_names.h"
 
 namespace ewgw::xds {
 
@@ -232,7 +233,7 @@ class ads_state {
   const bootstrap_config& assemble() const { return assembled_; }
 
   // Service names the EDS subscription must hold now.
-  std::set<std::string> eds_names() const;
+  sorted_names eds_names() const;
   // Per-resource versions (Delta initial_resource_versions on a new stream).
   std::map<std::string, std::string> versions(resource_kind kind) const;
   // When the earliest listener wait ends, if any listener waits.
@@ -241,8 +242,8 @@ class ads_state {
   std::size_t warming_clusters() const { return warming_; }
   // Their names (admin /config_dump). Walks every cluster / listener: call when the count is
   // non-zero.
-  std::set<std::string> warming_cluster_names() const;
-  std::set<std::string> waiting_listener_names() const;
+  sorted_names warming_cluster_names() const;
+  sorted_names waiting_listener_names() const;
   std::size_t cluster_count() const { return clusters_.size(); }
   std::size_t listener_count() const { return listeners_.size(); }
   // Accepted listeners that are not served (listener_config::unsupported).

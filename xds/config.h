@@ -3,6 +3,7 @@
 // nothing here depends on protobuf, so lb/ and proxy/ never see a generated type.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -350,18 +351,72 @@ struct socket_address {
   bool operator==(const socket_address&) const = default;
 };
 
-// envoy.config.listener.v3.FilterChainMatch, the criteria we support. Empty means "any".
+// envoy.config.listener.v3.FilterChainMatch, the criteria we support other than server_names
+// (which filter_chain_config holds itself, see there). Empty means "any".
 struct filter_chain_match {
   std::optional<std::uint16_t> destination_port;
-  // Exact names and "*.suffix" wildcards, lower-cased. Shared: an Istio chain's server name is
-  // its cluster's name (ads_state hands them one copy).
-  std::vector<shared_string> server_names;
   // "tls" or "raw_buffer" as set by tls_inspector; empty matches both. Shared: the decoder hands
   // every chain one copy of each of the two values.
   shared_string transport_protocol;
-  // Shared: on an Istio gateway listener every chain carries the same list.
+  // Shared: chains of a listener whose settings differ still share equal lists.
   shared_vector<std::string> application_protocols;
   bool operator==(const filter_chain_match&) const = default;
+};
+
+// FilterChainMatch.server_names of one chain: exact names and "*.suffix" wildcards,
+// lower-cased. An istiod chain has exactly one, its cluster's name (shared with it), so one
+// name is held inline and costs no heap block; a chain with more keeps them all in a vector out
+// of line (`more_`, null otherwise). Reads like a const vector of shared_string; builders use
+// push_back / assignment. Copies copy the names (a listener's copies are rare; the vector only
+// exists for multi-name chains).
+class server_name_list {
+ public:
+  server_name_list() = default;
+  server_name_list(std::initializer_list<shared_string> names) {
+    for (const shared_string& n : names) push_back(n);
+  }
+  server_name_list(const server_name_list& other) { *this = other; }
+  server_name_list& operator=(const server_name_list& other) {
+    if (this != &other) {
+      one_ = other.one_;
+      more_ = other.more_ ? std::make_unique<std::vector<shared_string>>(*other.more_) : nullptr;
+    }
+    return *this;
+  }
+  server_name_list(server_name_list&&) noexcept = default;
+  server_name_list& operator=(server_name_list&&) noexcept = default;
+  const shared_string* begin() const { return more_ ? more_->data() : &one_; }
+  const shared_string* end() const { return begin() + size(); }
+  std::size_t size() const { return more_ ? more_->size() : (one_.empty() ? 0 : 1); }
+  bool empty() const { return size() == 0; }
+  const shared_string& operator[](std::size_t i) const { return begin()[i]; }
+  // A name is never empty (the decoder refuses one): an empty `one_` means "no name".
+  void push_back(shared_string name) {
+    if (!more_ && one_.empty()) {
+      one_ = std::move(name);
+      return;
+    }
+    if (!more_) {
+      more_ = std::make_unique<std::vector<shared_string>>();
+      more_->push_back(std::move(one_));
+      one_ = shared_string();
+    }
+    more_->push_back(std::move(name));
+  }
+  // The names, to replace one in place by an equal copy (sharing another holder's block).
+  shared_string* begin() { return more_ ? more_->data() : &one_; }
+  shared_string* end() { return begin() + size(); }
+  void clear() {
+    one_ = shared_string();
+    more_.reset();
+  }
+  friend bool operator==(const server_name_list& a, const server_name_list& b) {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end());
+  }
+
+ private:
+  shared_string one_;
+  std::unique_ptr<std::vector<shared_string>> more_;
 };
 
 struct weighted_cluster {
@@ -370,12 +425,11 @@ struct weighted_cluster {
   bool operator==(const weighted_cluster&) const = default;
 };
 
-// envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy (+ sni_cluster in front of it).
+// envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy (+ sni_cluster in front of it), the
+// settings other than cluster and stat_prefix (which filter_chain_config holds itself, see
+// there).
 struct tcp_proxy_config {
-  // Both shared: istiod sets them to the chain's cluster name.
-  shared_string stat_prefix;
-  shared_string cluster;                    // set when not weighted
-  std::vector<weighted_cluster> weighted_clusters;
+  std::vector<weighted_cluster> weighted_clusters;  // set instead of a cluster
   // Envoy default 1h; zero disables the idle timeout.
   milliseconds idle_timeout{std::chrono::hours(1)};
   // Zero: no limit.
@@ -384,17 +438,39 @@ struct tcp_proxy_config {
   std::uint32_t max_connect_attempts = 1;
   // An envoy.filters.network.sni_cluster filter precedes tcp_proxy: a non-empty SNI names the
   // cluster; an empty SNI falls back to `cluster` / `weighted_clusters`. (Declared after the
-  // 4-byte field: one chain per cluster, no padding hole.)
+  // 4-byte field: no padding hole.)
   bool cluster_from_sni = false;
   // access_log: one line per connection when it closes.
   accesslog::logger_list access_logs;
   bool operator==(const tcp_proxy_config&) const = default;
 };
 
-struct filter_chain_config {
-  shared_string name;  // a reference, not a string per chain: istiod's SNI chains leave it empty
+// What a chain shares with the other chains of its listener: its match criteria other than the
+// server names, and its tcp_proxy settings other than the cluster and stat_prefix. An istiod
+// east-west listener has a chain per service (10,000) and these are equal on all of them, so
+// they sit in one immutable block that equal chains share (the decoder hands the chains of a
+// listener one copy, see decode_listener): a chain holds a 16-byte reference instead of ~130
+// bytes of equal values.
+struct filter_chain_settings {
   filter_chain_match match;
   tcp_proxy_config tcp_proxy;
+  bool operator==(const filter_chain_settings&) const = default;
+};
+
+// One FilterChain: inline only what differs from chain to chain (an istiod chain's server name,
+// tcp_proxy cluster and stat_prefix, all three its cluster's name and sharing one string with it,
+// and the chain's name, which Envoy wants unique on a listener), the rest in the shared
+// `settings` block. Read as chain.settings->tcp_proxy.idle_timeout; builders change it as
+// chain.settings.edit().tcp_proxy.idle_timeout = ...
+struct filter_chain_config {
+  shared_string name;  // a reference, not a string per chain: istiod's SNI chains leave it empty
+  // FilterChainMatch.server_names (see server_name_list).
+  server_name_list server_names;
+  // TcpProxy.cluster: set when not weighted.
+  shared_string cluster;
+  // TcpProxy.stat_prefix: istiod sets it to the chain's cluster name.
+  shared_string stat_prefix;
+  shared_value<filter_chain_settings> settings;
   bool operator==(const filter_chain_config&) const = default;
 };
 
@@ -552,11 +628,21 @@ struct istio_service {
   bool operator==(const istio_service&) const = default;
 };
 
-// A cluster's Istio services, immutable, in one heap block shared by its copies: the count, the
-// end offsets of each text, then the texts. A vector of istio_service cost three 32-byte strings
-// per service, a heap block for the host and one for the vector (~180 bytes per istiod cluster
-// with its one service); this is one block of ~70. The cluster's versions (warming, and in
-// force with each new assignment) and the routing snapshot's telemetry labels share it.
+// A cluster's Istio services, immutable, shared by its copies (the cluster's versions, warming
+// and in force with each new assignment, and the routing snapshot's telemetry labels). Two forms,
+// equal when their texts are equal:
+// - Name-derived, for istiod's clusters: their one service's texts are parts of the cluster's own
+//   name (cluster "outbound_.8080_._.svc-42.ns-7.svc.cluster.local" has {host
+//   "svc-42.ns-7.svc.cluster.local", name "svc-42", namespace "ns-7"}), so the list holds a
+//   reference to that name (a shared_string copy: a reference count, no new block) and the
+//   offsets of the three texts in it. No heap block of its own: a block cost ~107 bytes per
+//   istiod cluster.
+// - A block otherwise (several services, or texts that are not parts of the name, as a
+//   ServiceEntry's may be): one allocation holding an atomic reference count, the count, the end
+//   offsets of each text and then the texts.
+// Size: sizeof(shared_string) + 8 (the form and six one-byte offsets), static_asserted below: 16
+// bytes with an 8-byte shared_string handle. A name longer than 255 characters, which the
+// one-byte offsets cannot address, takes the block form.
 class istio_service_list {
  public:
   struct view {
@@ -573,71 +659,126 @@ class istio_service_list {
     }
   };
 
-  istio_service_list() = default;
-  // Offsets are 32-bit: a cluster's texts come from one protobuf message, which is under 2 GiB.
+  istio_service_list() noexcept : block_(nullptr) {}
+  // Always the block form. Offsets are 32-bit: a cluster's texts come from one protobuf message,
+  // which is under 2 GiB.
   explicit istio_service_list(const std::vector<istio_service>& services);
+  // The name-derived form when `services` is one service whose texts are all parts of
+  // `cluster_name` (then this list keeps `cluster_name`'s block alive, so pass the name the
+  // cluster keeps), else the block form.
+  istio_service_list(const std::vector<istio_service>& services, const shared_string& cluster_name);
   istio_service_list(std::initializer_list<istio_service> services)
       : istio_service_list(std::vector<istio_service>(services)) {}
-
-  std::size_t size() const { return block_ ? load_u32(0) : 0; }
-  bool empty() const { return size() == 0; }
-  view operator[](std::size_t i) const {
-    return {text(3 * i), text(3 * i + 1), text(3 * i + 2)};
+  istio_service_list(const istio_service_list& other) noexcept : form_(other.form_), offsets_(other.offsets_) {
+    copy_reference(other);
   }
-  bool shares_with(const istio_service_list& other) const { return block_ == other.block_; }
+  istio_service_list(istio_service_list&& other) noexcept : form_(other.form_), offsets_(other.offsets_) {
+    move_reference(other);
+  }
+  istio_service_list& operator=(const istio_service_list& other) noexcept {
+    if (this != &other) {
+      release();
+      form_ = other.form_;
+      offsets_ = other.offsets_;
+      copy_reference(other);
+    }
+    return *this;
+  }
+  istio_service_list& operator=(istio_service_list&& other) noexcept {
+    if (this != &other) {
+      release();
+      form_ = other.form_;
+      offsets_ = other.offsets_;
+      move_reference(other);
+    }
+    return *this;
+  }
+  ~istio_service_list() { release(); }
+
+  std::size_t size() const {
+    switch (form_) {
+      case form::block: return block_->count;
+      case form::name: return 1;
+      case form::empty: break;
+    }
+    return 0;
+  }
+  bool empty() const { return form_ == form::empty; }
+  // The views stay valid as long as this list (or a copy) lives: the texts are immutable.
+  view operator[](std::size_t i) const {
+    if (form_ == form::name) {
+      const char* text = name_.data();
+      return {{text + offsets_[0], offsets_[1]}, {text + offsets_[2], offsets_[3]}, {text + offsets_[4], offsets_[5]}};
+    }
+    return {block_text(3 * i), block_text(3 * i + 1), block_text(3 * i + 2)};
+  }
+  // Whether the two hold the same texts by reference (copies of one list).
+  bool shares_with(const istio_service_list& other) const {
+    if (form_ != other.form_) return false;
+    if (form_ == form::name) return name_.shares_with(other.name_) && offsets_ == other.offsets_;
+    return block_ == other.block_;
+  }
+  // Whether this list takes its texts from `cluster_name`'s block (the name-derived form), for
+  // tests that a cluster's list costs no copy of its name.
+  bool derived_from(const shared_string& cluster_name) const {
+    return form_ == form::name && name_.shares_with(cluster_name);
+  }
   bool operator==(const istio_service_list& other) const;
 
  private:
-  // The block is a char array (no alignment promise): its 32-bit fields are copied in and out.
-  // Layout: count, then 3 * count end offsets into the texts, then the texts.
-  std::uint32_t load_u32(std::size_t index) const {
-    std::uint32_t v;
-    std::memcpy(&v, block_.get() + index * sizeof v, sizeof v);
-    return v;
-  }
-  std::string_view text(std::size_t k) const {
-    const std::size_t count = load_u32(0);
-    const char* texts = block_.get() + (1 + 3 * count) * sizeof(std::uint32_t);
-    const std::uint32_t begin = k == 0 ? 0 : load_u32(k);  // end of text k-1 is field 1 + (k - 1)
-    return {texts + begin, load_u32(1 + k) - begin};
-  }
-
-  std::shared_ptr<const char[]> block_;  // null when empty
-};
-
-inline istio_service_list::istio_service_list(const std::vector<istio_service>& services) {
-  if (services.empty()) return;
-  const std::size_t offsets = (1 + 3 * services.size()) * sizeof(std::uint32_t);
-  std::size_t chars = 0;
-  for (const istio_service& s : services) chars += s.host.size() + s.name.size() + s.namespace_.size();
-  // One allocation for the reference count and the bytes (C++20 make_shared of an array).
-  std::shared_ptr<char[]> block = std::make_shared_for_overwrite<char[]>(offsets + chars);
-  auto store_u32 = [&](std::size_t index, std::size_t value) {
-    const auto v = static_cast<std::uint32_t>(value);
-    std::memcpy(block.get() + index * sizeof v, &v, sizeof v);
+  // The block form's allocation: this header, then 3 * count end offsets (32-bit, after the
+  // header's 8 bytes: aligned), then the texts. Released by its last list on any thread.
+  struct block {
+    std::atomic<std::uint32_t> references;
+    std::uint32_t count;
   };
-  store_u32(0, services.size());
-  char* out = block.get() + offsets;
-  std::size_t end = 0;
-  std::size_t field = 1;
-  for (const istio_service& s : services) {
-    for (const std::string* t : {&s.host, &s.name, &s.namespace_}) {
-      std::memcpy(out + end, t->data(), t->size());
-      end += t->size();
-      store_u32(field++, end);
+  enum class form : std::uint8_t { empty, name, block };
+
+  std::string_view block_text(std::size_t k) const {
+    const auto* ends = reinterpret_cast<const std::uint32_t*>(block_ + 1);
+    const char* texts = reinterpret_cast<const char*>(ends + 3 * block_->count);
+    const std::uint32_t begin = k == 0 ? 0 : ends[k - 1];
+    return {texts + begin, ends[k] - begin};
+  }
+  void copy_reference(const istio_service_list& other) noexcept {
+    if (form_ == form::name) {
+      new (&name_) shared_string(other.name_);
+    } else {
+      block_ = other.block_;
+      if (block_ != nullptr) block_->references.fetch_add(1, std::memory_order_relaxed);
     }
   }
-  block_ = std::move(block);
-}
-
-inline bool istio_service_list::operator==(const istio_service_list& other) const {
-  if (block_ == other.block_) return true;
-  if (size() != other.size()) return false;
-  for (std::size_t i = 0; i < size(); ++i) {
-    if (!((*this)[i] == other[i])) return false;
+  // Takes `other`'s reference and leaves it empty.
+  void move_reference(istio_service_list& other) noexcept {
+    if (form_ == form::name) {
+      new (&name_) shared_string(std::move(other.name_));
+      other.name_.~shared_string();
+    } else {
+      block_ = other.block_;
+    }
+    other.block_ = nullptr;
+    other.form_ = form::empty;
   }
-  return true;
-}
+  void release() noexcept {
+    if (form_ == form::name) {
+      name_.~shared_string();
+    } else if (block_ != nullptr && block_->references.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      block_->~block();
+      ::operator delete(block_);
+    }
+    block_ = nullptr;
+    form_ = form::empty;
+  }
+
+  union {
+    shared_string name_;  // form::name
+    block* block_;        // form::block (non-null) and form::empty (null)
+  };
+  form form_ = form::empty;
+  // form::name: begin and size of host, name and namespace in name_.
+  std::array<std::uint8_t, 6> offsets_{};
+};
+static_assert(sizeof(istio_service_list) == sizeof(shared_string) + 8, "a cluster holds up to three of these");
 
 // The settings of a cluster that a control plane gives all its clusters of one kind alike:
 // istiod's 10,000 SNI-DNAT clusters differ only by name (and endpoints and services). They sit in
@@ -678,7 +819,10 @@ struct cluster_config {
   load_assignment_config load_assignment;
   // filter_metadata["istio"].services, in order (Istio's telemetry uses the first). Shared: the
   // cluster's versions (warming, in force with each new assignment) and the routing snapshot's
-  // telemetry labels hold one copy, not one each (~150 bytes per istiod cluster).
+  // telemetry labels hold one copy, not one each (~150 bytes per istiod cluster). For istiod's
+  // clusters it references `name`'s block (see istio_service_list): code that replaces `name`
+  // with an equal string of another block should rebuild the list on the new one, or the list
+  // keeps the old block alive.
   istio_service_list istio_services;
   // Everything else the cluster sets; read as settings->x, changed (by builders) as
   // settings.edit().x.

@@ -598,8 +598,8 @@ struct config_store::impl {
   kind_bases bases[kind_count];
   epoch_table epochs;
   std::string sotw_version[kind_count];  // the last state-of-the-world version_info per kind
-  std::set<std::string> warming_clusters;
-  std::set<std::string> waiting_listeners;
+  sorted_names warming_clusters;
+  sorted_names waiting_listeners;
   // Reused for every resource (under mu; render is const but decompresses).
   mutable codec zlib;
   mutable std::string packed, unpacked, dictionary, chunk, record;
@@ -804,19 +804,16 @@ void config_store::replace_all(kind k, const std::vector<std::pair<shared_string
   impl_->sotw_version[which] = version;
 }
 
-void config_store::retain(kind k, const std::set<std::string>& names) {
+void config_store::retain(kind k, const sorted_names& names) {
   std::lock_guard lock(impl_->mu);
   const int which = static_cast<int>(k);
-  std::string key;  // one buffer for the lookups: no allocation per stored resource
   for (std::size_t i = impl_->entries.size(); i-- > 0;) {
     const auto& [name, block] = impl_->entries.begin()[i];
-    if (!block.has(which)) continue;
-    key.assign(name.view());
-    if (!names.contains(key)) impl_->drop(which, i);
+    if (block.has(which) && !names.contains(name.view())) impl_->drop(which, i);
   }
 }
 
-void config_store::set_pending(std::set<std::string> warming_clusters, std::set<std::string> waiting_listeners) {
+void config_store::set_pending(sorted_names warming_clusters, sorted_names waiting_listeners) {
   std::lock_guard lock(impl_->mu);
   impl_->warming_clusters = std::move(warming_clusters);
   impl_->waiting_listeners = std::move(waiting_listeners);
@@ -843,8 +840,7 @@ std::size_t config_store::largest_dictionary() const {
 
 std::string config_store::missing_cluster_note(std::string_view cluster) const {
   std::lock_guard lock(impl_->mu);
-  const std::string name(cluster);
-  if (impl_->warming_clusters.contains(name)) {
+  if (impl_->warming_clusters.contains(cluster)) {
     return "it is warming: received over CDS but still waiting for its first EDS assignment";
   }
   if (auto it = impl_->entries.find(cluster);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "xds/config.h"
+#include "xds/sorted_names.h"
 
 namespace ewgw::xds {
 
@@ -55,10 +56,10 @@ class config_store {
   void replace_all(kind k, const std::vector<std::pair<shared_string, const std::string*>>& resources,
                    const std::string& version, time now);
   // Keeps only the named resources of kind k (EDS assignments no cluster uses any more).
-  void retain(kind k, const std::set<std::string>& names);
+  void retain(kind k, const sorted_names& names);
   // Clusters waiting for their first assignment and listeners waiting for their clusters:
   // shown as dynamic_warming_clusters / warming_state instead of active.
-  void set_pending(std::set<std::string> warming_clusters, std::set<std::string> waiting_listeners);
+  void set_pending(sorted_names warming_clusters, sorted_names waiting_listeners);
 
   // Renders envoy.admin.v3.ConfigDump as JSON (proto field names, as Envoy prints them).
   // Query: include_eds (also the EndpointsConfigDump), resource=FIELD (only the elements of

@@ -199,7 +199,7 @@ bool valid_server_name_pattern(std::string_view name) {
 }
 
 void decode_filter_chain_match(const listener_v3::FilterChainMatch& m, const std::string& path, diagnostics& diag,
-                               filter_chain_match& out) {
+                               filter_chain_match& out, server_name_list& server_names) {
   check_fields(m, {"destination_port", "server_names", "transport_protocol", "application_protocols", "source_type"}, {},
                path, diag);
   if (m.source_type() != listener_v3::FilterChainMatch::ANY) {
@@ -219,7 +219,7 @@ void decode_filter_chain_match(const listener_v3::FilterChainMatch& m, const std
                  "'" + name + "': partial wildcards are not supported (use an exact name or '*.suffix')");
       continue;
     }
-    out.server_names.push_back(ascii_lower(name));
+    server_names.push_back(ascii_lower(name));
   }
   if (!m.transport_protocol().empty()) {
     if (m.transport_protocol() != "tls" && m.transport_protocol() != "raw_buffer") {
@@ -485,8 +485,9 @@ accesslog::logger_list decode_access_logs(const pb::RepeatedPtrField<accesslog_v
   return out;
 }
 
+// The chain's cluster and stat_prefix go to `chain`, the rest of the settings to `out`.
 void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path, diagnostics& diag,
-                      tcp_proxy_config& out, access_log_cache* logs) {
+                      filter_chain_config& chain, tcp_proxy_config& out, access_log_cache* logs) {
   // access_log_flush_interval, flush_access_log_on_connected and access_log_options ask for
   // extra lines while a connection is open; ewgw writes the one line at close.
   check_fields(tp,
@@ -496,7 +497,7 @@ void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path,
                path, diag);
   out.access_logs = decode_access_logs(tp.access_log(), join(path, "access_log"), diag, logs);
   if (tp.stat_prefix().empty()) diag.error(join(path, "stat_prefix"), "must not be empty");
-  out.stat_prefix = tp.stat_prefix();
+  chain.stat_prefix = tp.stat_prefix();
   if (tp.has_weighted_clusters()) {
     const std::string wpath = join(path, "weighted_clusters.clusters");
     if (tp.weighted_clusters().clusters().empty()) diag.error(wpath, "must list at least one cluster");
@@ -514,8 +515,9 @@ void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path,
   } else if (tp.cluster().empty()) {
     diag.error(path, "needs 'cluster' or 'weighted_clusters'");
   } else {
-    out.cluster = tp.cluster();
-    out.stat_prefix.share_if_equal(out.cluster);  // istiod names the stats after the cluster
+    chain.cluster = tp.cluster();
+    // istiod names the stats after the cluster: one copy for both.
+    if (chain.stat_prefix == chain.cluster) chain.stat_prefix = chain.cluster;
   }
   if (tp.has_idle_timeout()) decode_duration(tp.idle_timeout(), join(path, "idle_timeout"), diag, out.idle_timeout);
   if (tp.has_max_downstream_connection_duration()) {
@@ -531,14 +533,17 @@ void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path,
   }
 }
 
+// The chain's own fields go to `out`, those it may share with other chains to `settings` (the
+// caller hands equal settings one block, see chain_settings_interner).
 void decode_filter_chain(const listener_v3::FilterChain& chain, const std::string& path, diagnostics& diag,
-                         filter_chain_config& out, access_log_cache* logs) {
+                         filter_chain_config& out, filter_chain_settings& settings, access_log_cache* logs) {
   // transport_socket_connect_timeout only applies to a transport socket, which we reject.
   check_fields(chain, {"filter_chain_match", "filters", "name", "transport_socket_connect_timeout"}, {"metadata"}, path,
                diag);
   out.name = chain.name();
   if (chain.has_filter_chain_match()) {
-    decode_filter_chain_match(chain.filter_chain_match(), join(path, "filter_chain_match"), diag, out.match);
+    decode_filter_chain_match(chain.filter_chain_match(), join(path, "filter_chain_match"), diag, settings.match,
+                              out.server_names);
   }
   bool have_tcp_proxy = false;
   bool have_unsupported = false;
@@ -558,10 +563,10 @@ void decode_filter_chain(const listener_v3::FilterChain& chain, const std::strin
         diag.error(join(p, "typed_config"), "cannot decode TcpProxy");
         continue;
       }
-      decode_tcp_proxy(tp, join(p, "typed_config"), diag, out.tcp_proxy, logs);
+      decode_tcp_proxy(tp, join(p, "typed_config"), diag, out, settings.tcp_proxy, logs);
       have_tcp_proxy = true;
     } else if (f.typed_config().Is<envoy::extensions::filters::network::sni_cluster::v3::SniCluster>()) {
-      out.tcp_proxy.cluster_from_sni = true;
+      settings.tcp_proxy.cluster_from_sni = true;
     } else if (is_telemetry_filter(f.name(), type_url)) {
       if (diag.keep_notices) diag.notice(p, "telemetry filter '" + f.name() + "' accepted; ewgw emits its TCP metrics natively");
     } else {
@@ -578,8 +583,43 @@ void decode_filter_chain(const listener_v3::FilterChain& chain, const std::strin
     diag.error(fpath, "no envoy.filters.network.tcp_proxy filter: nothing would carry the traffic");
   }
   // Istio's SNI-DNAT chain matches the name of the cluster it leads to: one copy for both.
-  for (shared_string& name : out.match.server_names) name.share_if_equal(out.tcp_proxy.cluster);
+  for (shared_string& name : out.server_names) {
+    if (name == out.cluster) name = out.cluster;
+  }
 }
+
+// Hands the chains of one listener with equal settings one filter_chain_settings block: all of
+// istiod's 10,000 SNI-DNAT chains on its 15443 listener hold one. A short list of recent blocks
+// (not a table of every value) suffices because chains of one kind come together, and a listener
+// whose chains all differ costs at most a few comparisons per chain. Per listener, not across
+// listeners: a listener is one resource, decoded and replaced as a whole, and its chains are
+// the ones that repeat.
+class chain_settings_interner {
+ public:
+  shared_value<filter_chain_settings> intern(filter_chain_settings settings) {
+    for (const shared_value<filter_chain_settings>& r : recent_) {
+      if (r.get() == settings) return r;
+    }
+    // New settings: their ALPN list may still be a recent chain's (Istio puts the same list on
+    // chains whose other settings differ).
+    if (!settings.match.application_protocols.empty()) {
+      for (const shared_value<filter_chain_settings>& r : recent_) {
+        if (r->match.application_protocols == settings.match.application_protocols) {
+          settings.match.application_protocols = r->match.application_protocols;
+          break;
+        }
+      }
+    }
+    shared_value<filter_chain_settings> out(std::move(settings));
+    if (recent_.size() == recent) recent_.erase(recent_.begin());
+    recent_.push_back(out);
+    return out;
+  }
+
+ private:
+  static constexpr std::size_t recent = 8;
+  std::vector<shared_value<filter_chain_settings>> recent_;
+};
 
 }  // namespace internal
 
@@ -626,26 +666,22 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
   // Exact size: an Istio gateway listener has a chain per service, and push_back's doubling
   // would leave up to half of a 10,000-chain vector unused for the listener's lifetime.
   out.filter_chains.reserve(static_cast<std::size_t>(l.filter_chains_size()));
-  // The distinct ALPN lists of this listener's chains: equal lists share one copy.
-  std::vector<shared_vector<std::string>> alpn_lists;
+  chain_settings_interner settings_blocks;
   for (int i = 0; i < l.filter_chains_size(); ++i) {
     filter_chain_config chain;
-    decode_filter_chain(l.filter_chains(i), index(fc, i), diag, chain, &logs);
-    shared_vector<std::string>& alpns = chain.match.application_protocols;
-    if (!alpns.empty()) {
-      auto known = std::find(alpn_lists.begin(), alpn_lists.end(), alpns);
-      if (known != alpn_lists.end()) {
-        alpns = *known;
-      } else if (alpn_lists.size() < 16) {  // bounded: a listener with ever-new lists gains nothing
-        alpn_lists.push_back(alpns);
-      }
-    }
+    filter_chain_settings settings;
+    decode_filter_chain(l.filter_chains(i), index(fc, i), diag, chain, settings, &logs);
+    chain.settings = settings_blocks.intern(std::move(settings));
     out.filter_chains.push_back(std::move(chain));
   }
   if (l.has_default_filter_chain()) {
     filter_chain_config chain;
-    decode_filter_chain(l.default_filter_chain(), join(path, "default_filter_chain"), diag, chain, &logs);
-    chain.match = {};  // "The filter chain match is ignored in this field." (listener.proto)
+    filter_chain_settings settings;
+    decode_filter_chain(l.default_filter_chain(), join(path, "default_filter_chain"), diag, chain, settings, &logs);
+    // "The filter chain match is ignored in this field." (listener.proto)
+    chain.server_names.clear();
+    settings.match = {};
+    chain.settings = settings_blocks.intern(std::move(settings));
     out.default_filter_chain = std::move(chain);
   }
   if (out.filter_chains.empty() && !out.default_filter_chain) {
@@ -656,18 +692,18 @@ void decode_listener(const listener_v3::Listener& l, const std::string& path, di
   // service port, tens of thousands on one listener, so a pairwise check would be quadratic.
   std::map<std::string, std::size_t> seen;
   for (std::size_t i = 0; i < out.filter_chains.size(); ++i) {
-    const filter_chain_match& m = out.filter_chains[i].match;
+    const filter_chain_match& m = out.filter_chains[i].settings->match;
     auto sorted = [](const auto& list) {
-      std::vector<std::string> v(list.begin(), list.end());
+      std::vector<std::string_view> v(list.begin(), list.end());
       std::sort(v.begin(), v.end());
       return v;
     };
     std::string key = m.destination_port ? std::to_string(*m.destination_port) : "*";
     key += '\0';
-    key += m.transport_protocol;
-    for (const auto& list : {sorted(m.server_names), sorted(m.application_protocols)}) {
+    key += m.transport_protocol.view();
+    for (const auto& list : {sorted(out.filter_chains[i].server_names), sorted(m.application_protocols)}) {
       key += '\0';
-      for (const std::string& n : list) {
+      for (std::string_view n : list) {
         key += n;
         key += '\1';
       }
@@ -1010,7 +1046,9 @@ void decode_cluster(const cluster_v3::Cluster& c, const std::string& path, diagn
           if (svc.name.empty()) svc.name = svc.host.substr(0, svc.host.find('.'));
           if (!svc.host.empty()) decoded.push_back(std::move(svc));
         }
-        out.istio_services = istio_service_list(decoded);
+        // Built on the cluster's own name block (which ads_state's index also takes for a new
+        // cluster): istiod's texts are parts of it, and the list then references it for free.
+        out.istio_services = istio_service_list(decoded, out.name);
       }
     }
   }
@@ -1182,11 +1220,10 @@ void validate_static_config(const bootstrap_config& config, diagnostics& diag) {
       }
     };
     auto check_chain = [&](const filter_chain_config& chain, const std::string& cp) {
-      const tcp_proxy_config& tp = chain.tcp_proxy;
-      if (!tp.cluster.empty() && !clusters.contains(tp.cluster)) {
-        missing(cp + ".filters", "tcp_proxy names cluster '" + tp.cluster + "'");
+      if (!chain.cluster.empty() && !clusters.contains(std::string(chain.cluster.view()))) {
+        missing(cp + ".filters", "tcp_proxy names cluster '" + std::string(chain.cluster.view()) + "'");
       }
-      for (const weighted_cluster& w : tp.weighted_clusters) {
+      for (const weighted_cluster& w : chain.settings->tcp_proxy.weighted_clusters) {
         if (!clusters.contains(w.name)) missing(cp + ".filters", "tcp_proxy weighted_clusters names '" + w.name + "'");
       }
     };

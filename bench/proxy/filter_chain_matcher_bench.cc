@@ -36,14 +36,14 @@ fixture make(int services, bool wildcards, bool absent) {
   std::vector<ewgw::xds::filter_chain_config> chains;
   for (int i = 0; i < services; ++i) {
     ewgw::xds::filter_chain_config c;
-    c.match.server_names.emplace_back(service_name(i));
-    c.match.application_protocols = istio_alpns;
+    c.server_names.push_back(service_name(i));
+    c.settings.edit().match.application_protocols = istio_alpns;
     chains.push_back(std::move(c));
   }
   if (wildcards) {
     for (int ns = 0; ns < 8; ++ns) {
       ewgw::xds::filter_chain_config c;
-      c.match.server_names.emplace_back("*.ns-" + std::to_string(ns) + ".svc.cluster.local");
+      c.server_names.push_back("*.ns-" + std::to_string(ns) + ".svc.cluster.local");
       chains.push_back(std::move(c));
     }
   }

@@ -546,7 +546,7 @@ TEST_F(AccessLogTest, BadConfigurationsAreRefusedOrIgnoredByName) {
   EXPECT_NE(notices.find("access_log[0].filter.duration_filter: access log filter not supported"), std::string::npos)
       << notices;
   EXPECT_TRUE(ignored.config.listeners[0].access_logs.empty());
-  EXPECT_TRUE(ignored.config.listeners[0].filter_chains[0].tcp_proxy.access_logs.empty());
+  EXPECT_TRUE(ignored.config.listeners[0].filter_chains[0].settings->tcp_proxy.access_logs.empty());
   // A file that cannot be opened: the configuration is not applied.
   auto unopenable = load("          access_log:\n" + file_log(10, path("no/such/dir/a.log"), "%BYTES_SENT%\n"));
   ASSERT_TRUE(unopenable.diag.ok());
@@ -568,9 +568,9 @@ TEST_F(AccessLogTest, ChainsShareOneDecodedList) {
   ASSERT_TRUE(loaded.diag.ok()) << loaded.diag.errors[0];
   const auto& chains = loaded.config.listeners[0].filter_chains;
   ASSERT_EQ(chains.size(), 3u);
-  ASSERT_FALSE(chains[0].tcp_proxy.access_logs.empty());
-  EXPECT_EQ(chains[0].tcp_proxy.access_logs.items.get(), chains[1].tcp_proxy.access_logs.items.get());
-  EXPECT_EQ(chains[0].tcp_proxy.access_logs.items.get(), chains[2].tcp_proxy.access_logs.items.get());
+  ASSERT_FALSE(chains[0].settings->tcp_proxy.access_logs.empty());
+  EXPECT_EQ(chains[0].settings->tcp_proxy.access_logs.items.get(), chains[1].settings->tcp_proxy.access_logs.items.get());
+  EXPECT_EQ(chains[0].settings->tcp_proxy.access_logs.items.get(), chains[2].settings->tcp_proxy.access_logs.items.get());
 }
 
 }  // namespace

@@ -175,7 +175,7 @@ TEST_F(ConfigUpdateTest, InvalidUpdateKeepsTheLastGoodConfiguration) {
   // sees it (as Envoy's "overlapping matching rules").
   auto bad = load(yaml({{"east", 0, {{"a.svc", "c"}}}}, {{"c", backend.port()}}));
   auto overlapping = bad.listeners[0].filter_chains[0];
-  overlapping.match.server_names = {"a.svc", "b.svc"};
+  overlapping.server_names = {"a.svc", "b.svc"};
   bad.listeners[0].filter_chains.push_back(overlapping);
   auto errors = gw_->apply(bad);
   ASSERT_FALSE(errors.empty());

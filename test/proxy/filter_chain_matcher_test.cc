@@ -15,10 +15,11 @@ namespace {
 xds::filter_chain_config chain(std::vector<std::string> names, std::vector<std::string> alpns = {},
                                std::optional<std::uint16_t> port = std::nullopt, std::string transport = "") {
   xds::filter_chain_config c;
-  c.match.server_names.assign(names.begin(), names.end());
-  c.match.application_protocols = std::move(alpns);
-  c.match.destination_port = port;
-  c.match.transport_protocol = std::move(transport);
+  for (std::string& n : names) c.server_names.push_back(std::move(n));
+  xds::filter_chain_match& m = c.settings.edit().match;
+  m.application_protocols = std::move(alpns);
+  m.destination_port = port;
+  m.transport_protocol = std::move(transport);
   return c;
 }
 

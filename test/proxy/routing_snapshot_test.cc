@@ -28,10 +28,10 @@ xds::listener_config listener(std::uint64_t revision, const std::vector<std::str
   l.address = {"127.0.0.1", 15443, false};
   for (const auto& c : clusters) {
     xds::filter_chain_config chain;
-    chain.match.server_names = {c};
-    chain.match.application_protocols = {"istio", "istio-peer-exchange"};
-    chain.tcp_proxy.stat_prefix = c;
-    chain.tcp_proxy.cluster = c;
+    chain.server_names = {c};
+    chain.settings.edit().match.application_protocols = {"istio", "istio-peer-exchange"};
+    chain.stat_prefix = c;
+    chain.cluster = c;
     l.filter_chains.push_back(chain);
   }
   return l;
@@ -155,6 +155,13 @@ TEST(RoutingSnapshot, ClusterTextsReadBackEachPart) {
   const cluster_texts none({}, "", "");
   EXPECT_EQ(none.name(), "");
   EXPECT_EQ(none.other_eds_service_name(), "");
+  // istiod's clusters: the labels are parts of the cluster's own name, read in place.
+  const xds::shared_string istiod_name("outbound_.80_._.helloworld.sample.svc.cluster.local");
+  const cluster_texts derived(xds::istio_service_list({svc}, istiod_name), "", "");
+  EXPECT_EQ(derived.host(), svc.host);
+  EXPECT_EQ(derived.name(), svc.name);
+  EXPECT_EQ(derived.namespace_(), svc.namespace_);
+  EXPECT_EQ(derived.host().data(), istiod_name.data() + istiod_name.view().find(svc.host));
 
   fixture f;
   xds::bootstrap_config c;
@@ -181,9 +188,9 @@ TEST(RoutingSnapshot, ClusterAndChainStatsShareTheDecodedName) {
   c.clusters = {cluster("outbound_.8080_._.svc-1.ns-1.svc.cluster.local", 1, 1)};
   c.listeners = {listener(2, {})};
   xds::filter_chain_config chain;
-  chain.match.server_names = {"outbound_.8080_._.svc-1.ns-1.svc.cluster.local"};
-  chain.tcp_proxy.stat_prefix = c.clusters[0].name;
-  chain.tcp_proxy.cluster = c.clusters[0].name;
+  chain.server_names = {"outbound_.8080_._.svc-1.ns-1.svc.cluster.local"};
+  chain.stat_prefix = c.clusters[0].name;
+  chain.cluster = c.clusters[0].name;
   c.listeners[0].filter_chains.push_back(chain);
   auto s = f.build(c, nullptr);
   const auto& runtime = *s->clusters.at(c.clusters[0].name.view());
@@ -251,9 +258,9 @@ TEST(RoutingSnapshot, ChainsWithEqualSettingsShareOneBlock) {
   c.clusters = {cluster("a", 1, 1), cluster("b", 2, 2), cluster("c", 3, 3)};
   c.listeners = {listener(4, {"a", "b", "c"})};
   xds::filter_chain_config weighted;
-  weighted.match.server_names = {"w"};
-  weighted.tcp_proxy.stat_prefix = "w";
-  weighted.tcp_proxy.weighted_clusters = {{"a", 1}, {"c", 3}};
+  weighted.server_names = {"w"};
+  weighted.stat_prefix = "w";
+  weighted.settings.edit().tcp_proxy.weighted_clusters = {{"a", 1}, {"c", 3}};
   c.listeners[0].filter_chains.push_back(weighted);
   auto first = f.build(c, nullptr);
   const listener_runtime& l1 = *first->listeners[0];

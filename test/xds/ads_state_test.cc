@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "test/xds/istio_fixtures.h"
@@ -98,7 +99,7 @@ TEST(AdsState, EdsClusterWarmsUntilItsFirstAssignment) {
   EXPECT_FALSE(r.changed);  // warming: nothing routes differently
   s.commit();
   EXPECT_EQ(s.warming_clusters(), 1u);
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  EXPECT_EQ(s.eds_names(), sorted_names({a}));
   EXPECT_EQ(find_cluster(s.assemble(), a), nullptr);
 
   r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {1001, 1002})), clock::now());
@@ -167,7 +168,7 @@ TEST(AdsState, ListenerWaitsForWarmingClusterThenTakesEffect) {
   const listener_config* l = find_listener(cfg, "0.0.0.0_15443");
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->filter_chains.size(), 1u);
-  EXPECT_EQ(l->filter_chains[0].match.application_protocols.size(), 5u);
+  EXPECT_EQ(l->filter_chains[0].settings->match.application_protocols.size(), 5u);
   EXPECT_TRUE(l->tls_inspector);
 }
 
@@ -268,6 +269,123 @@ TEST(AdsState, IstioServiceListReadsBackEveryService) {
   EXPECT_TRUE(none == istio_service_list(std::vector<istio_service>{}));
 }
 
+// istiod's cluster names contain their one service's texts: the list then references the
+// cluster's name (no block of its own), and still reads, copies and compares like a block.
+TEST(AdsState, IstioServiceListTakesIstiodsTextsFromTheClusterName) {
+  auto name = std::make_unique<shared_string>("outbound_.8080_._.svc-42.ns-7.svc.cluster.local");
+  const std::vector<istio_service> services{{"svc-42.ns-7.svc.cluster.local", "svc-42", "ns-7"}};
+  auto list = std::make_unique<istio_service_list>(services, *name);
+  EXPECT_TRUE(list->derived_from(*name));
+  EXPECT_EQ(name->use_count(), 2);  // the name and the list: a reference, not a copy
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_FALSE(list->empty());
+  EXPECT_TRUE((*list)[0] == services[0]) << (*list)[0];
+  // The texts are the name's own characters.
+  const std::string_view whole = name->view();
+  for (std::string_view text : {(*list)[0].host, (*list)[0].name, (*list)[0].namespace_}) {
+    EXPECT_GE(text.data(), whole.data());
+    EXPECT_LE(text.data() + text.size(), whole.data() + whole.size());
+  }
+
+  // Equal to the block form of the same texts, either way round; not to other texts.
+  const istio_service_list block(services);
+  EXPECT_FALSE(block.derived_from(*name));
+  EXPECT_FALSE(block.shares_with(*list));
+  EXPECT_TRUE(block == *list);
+  EXPECT_TRUE(*list == block);
+  EXPECT_FALSE(*list == istio_service_list({{"svc-42.ns-7.svc.cluster.local", "svc-42", "ns-8"}}));
+  EXPECT_FALSE(*list == istio_service_list());
+  EXPECT_FALSE(istio_service_list() == *list);
+
+  // A copy is another reference; the views outlive the name's other holders.
+  istio_service_list copy = *list;
+  EXPECT_TRUE(copy.shares_with(*list));
+  EXPECT_EQ(name->use_count(), 3);
+  const shared_string kept = *name;
+  name.reset();
+  list.reset();
+  EXPECT_EQ(kept.use_count(), 2);  // `kept` and the copy
+  EXPECT_EQ(copy[0].host, "svc-42.ns-7.svc.cluster.local");
+  EXPECT_EQ(copy[0].name, "svc-42");
+  EXPECT_EQ(copy[0].namespace_, "ns-7");
+
+  // Moving hands the reference over and leaves the source empty; assignment releases the old one.
+  istio_service_list moved = std::move(copy);
+  EXPECT_TRUE(moved.derived_from(kept));
+  EXPECT_TRUE(copy.empty());  // NOLINT(bugprone-use-after-move): a moved-from list is empty
+  EXPECT_EQ(kept.use_count(), 2);
+  moved = block;
+  EXPECT_EQ(kept.use_count(), 1);
+  EXPECT_TRUE(moved.shares_with(block));
+  moved = istio_service_list(services, kept);
+  EXPECT_EQ(kept.use_count(), 2);
+  moved = istio_service_list();
+  EXPECT_EQ(kept.use_count(), 1);
+}
+
+// Lists whose texts the name does not hold, or that have other than one service, keep a block of
+// their own and leave the name's reference count alone.
+TEST(AdsState, IstioServiceListKeepsABlockWhenTheNameDoesNotHoldTheTexts) {
+  const shared_string name("outbound_.443_._.api.example.com");
+  const auto block_form = [&](const std::vector<istio_service>& services) {
+    const istio_service_list list(services, name);
+    EXPECT_FALSE(list.derived_from(name));
+    EXPECT_EQ(name.use_count(), 1);
+    EXPECT_TRUE(list == istio_service_list(services));
+    EXPECT_EQ(list.size(), services.size());
+    for (std::size_t i = 0; i < services.size(); ++i) EXPECT_TRUE(list[i] == services[i]) << i;
+    return list;
+  };
+  // A ServiceEntry: the host is the name's, but its namespace is not in the name.
+  block_form({{"api.example.com", "api.example.com", "external"}});
+  // A cluster named otherwise than after its service (a subset of another host).
+  block_form({{"reviews.bookinfo.svc.cluster.local", "reviews", "bookinfo"}});
+  // Several services, even when each is part of the name.
+  block_form({{"api.example.com", "api", "example"}, {"api.example.com", "api", "com"}});
+  // No services.
+  EXPECT_TRUE(block_form({}).empty());
+  // Empty texts are parts of any name (istiod leaves the namespace empty for some hosts).
+  const istio_service_list no_namespace({{"api.example.com", "api", ""}}, name);
+  EXPECT_TRUE(no_namespace.derived_from(name));
+  EXPECT_EQ(no_namespace[0].namespace_, "");
+  EXPECT_EQ(no_namespace[0].name, "api");
+  // A name beyond what the one-byte offsets address.
+  const std::string host(300, 'h');
+  const shared_string long_name("outbound_.80_._." + host);
+  const istio_service_list long_list({{host, "h", ""}}, long_name);
+  EXPECT_FALSE(long_list.derived_from(long_name));
+  EXPECT_EQ(long_list[0].host, host);
+  EXPECT_EQ(long_list, istio_service_list({{host, "h", ""}}));
+}
+
+// The in-force clusters' lists reference the very name block ads_state keeps for the cluster
+// (the index key and the cluster's name): a list with its own copy of the name would cost more
+// than the block it replaces.
+TEST(AdsState, IstiodClustersIstioServicesReferenceTheKeptName) {
+  ads_state s(ads_bootstrap(), 15s);
+  apply_two_istio_services(s, clock::now());
+  const bootstrap_config config = s.assemble();
+  for (const std::string& name : {a, b}) {
+    const cluster_config* c = find_cluster(config, name);
+    ASSERT_NE(c, nullptr);
+    ASSERT_EQ(c->istio_services.size(), 1u);
+    EXPECT_EQ(c->istio_services[0].host, name);
+    EXPECT_TRUE(c->istio_services.derived_from(c->name)) << name;
+    EXPECT_TRUE(c->istio_services.derived_from(s.shared_name(resource_kind::cluster, name))) << name;
+  }
+  // A changed cluster (new settings) is a new decoded version: its list follows its name.
+  auto changed = istio::sni_dnat_cluster(a);
+  changed.mutable_connect_timeout()->set_seconds(3);
+  auto r = s.apply_sotw(resource_kind::cluster, list(changed, istio::sni_dnat_cluster(b)), clock::now());
+  ASSERT_TRUE(r.errors.empty()) << r.errors[0];
+  s.commit();
+  const bootstrap_config after = s.assemble();
+  const cluster_config* c = find_cluster(after, a);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->settings->connect_timeout, std::chrono::seconds(3));
+  EXPECT_TRUE(c->istio_services.derived_from(c->name));
+}
+
 // istiod's SNI-DNAT clusters differ only by name: all their other settings are one shared block
 // (each cluster in force holds a reference, not ~100 bytes of equal values). A cluster with other
 // settings gets its own block, which still shares the equal istio metadata, and all of it
@@ -307,8 +425,9 @@ TEST(AdsState, EqualClusterSettingsAreOneBlock) {
   EXPECT_TRUE(copy == *ca);
 }
 
-// Istio puts the same five ALPNs on every chain of the 15443 listener: the decoder keeps one
-// copy for all of them (tens of thousands of chains), which still compares by content.
+// Istio puts the same five ALPNs (and tcp_proxy settings) on every chain of the 15443 listener:
+// the decoder keeps one settings block for all of them (tens of thousands of chains), which
+// still compares by content.
 TEST(AdsState, ChainsWithTheSameAlpnsShareOneList) {
   ads_state s(ads_bootstrap(), 15s);
   const auto t0 = clock::now();
@@ -316,10 +435,11 @@ TEST(AdsState, ChainsWithTheSameAlpnsShareOneList) {
   const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->filter_chains.size(), 2u);
-  const auto& first = l->filter_chains[0].match.application_protocols;
-  const auto& second = l->filter_chains[1].match.application_protocols;
+  const auto& first = l->filter_chains[0].settings->match.application_protocols;
+  const auto& second = l->filter_chains[1].settings->match.application_protocols;
   EXPECT_EQ(first.size(), 5u);
   EXPECT_TRUE(first.shares_with(second));
+  EXPECT_TRUE(l->filter_chains[0].settings.shares_with(l->filter_chains[1].settings));
   const shared_vector<std::string> copy(std::vector<std::string>(first.begin(), first.end()));
   EXPECT_FALSE(copy.shares_with(first));
   EXPECT_TRUE(copy == first);
@@ -342,11 +462,11 @@ TEST(AdsState, AClusterNameIsOneCopyAcrossClusterChainAndIndexes) {
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->filter_chains.size(), 2u);
   for (const auto& chain : l->filter_chains) {
-    const cluster_config* c = chain.tcp_proxy.cluster == a ? ca : cb;
-    EXPECT_TRUE(chain.tcp_proxy.cluster.shares_with(c->name)) << chain.tcp_proxy.cluster;
-    EXPECT_TRUE(chain.tcp_proxy.stat_prefix.shares_with(c->name));
-    ASSERT_EQ(chain.match.server_names.size(), 1u);
-    EXPECT_TRUE(chain.match.server_names[0].shares_with(c->name));
+    const cluster_config* c = chain.cluster == a ? ca : cb;
+    EXPECT_TRUE(chain.cluster.shares_with(c->name)) << chain.cluster;
+    EXPECT_TRUE(chain.stat_prefix.shares_with(c->name));
+    ASSERT_EQ(chain.server_names.size(), 1u);
+    EXPECT_TRUE(chain.server_names[0].shares_with(c->name));
   }
   EXPECT_FALSE(ca->name.shares_with(cb->name));
   EXPECT_EQ(ca->settings->istio_metadata.at("default_original_port"), "5000");
@@ -356,7 +476,7 @@ TEST(AdsState, AClusterNameIsOneCopyAcrossClusterChainAndIndexes) {
   s.commit();
   l = find_listener(s.assemble(), "0.0.0.0_15443");
   ASSERT_EQ(l->filter_chains.size(), 1u);
-  EXPECT_TRUE(l->filter_chains[0].tcp_proxy.cluster.shares_with(find_cluster(s.assemble(), a)->name));
+  EXPECT_TRUE(l->filter_chains[0].cluster.shares_with(find_cluster(s.assemble(), a)->name));
 }
 
 // Values every cluster or chain of a mesh repeats are one copy: the locality names of all
@@ -379,8 +499,8 @@ TEST(AdsState, LocalityNamesAndTransportProtocolsAreOneCopy) {
   const auto* l = find_listener(s.assemble(), "0.0.0.0_15443");
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->filter_chains.size(), 2u);
-  EXPECT_EQ(l->filter_chains[0].match.transport_protocol, "tls");
-  EXPECT_TRUE(l->filter_chains[0].match.transport_protocol.shares_with(l->filter_chains[1].match.transport_protocol));
+  EXPECT_EQ(l->filter_chains[0].settings->match.transport_protocol, "tls");
+  EXPECT_TRUE(l->filter_chains[0].settings->match.transport_protocol.shares_with(l->filter_chains[1].settings->match.transport_protocol));
 }
 
 // Two clusters on one EDS service name (the user list beyond its inline first entry): both get
@@ -394,7 +514,7 @@ TEST(AdsState, AServiceWithSeveralUsersKeepsThemInOrder) {
   cb.mutable_eds_cluster_config()->set_service_name("shared");
   ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(ca, cb), t0).errors.empty());
   s.commit();
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{"shared"});
+  EXPECT_EQ(s.eds_names(), sorted_names({"shared"}));
   auto r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1001})), t0);
   ASSERT_TRUE(r.errors.empty());
   s.commit();
@@ -405,7 +525,7 @@ TEST(AdsState, AServiceWithSeveralUsersKeepsThemInOrder) {
   // The first user goes: the second keeps the service and its endpoints.
   ASSERT_TRUE(s.apply_sotw(resource_kind::cluster, list(cb), t0).errors.empty());
   s.commit();
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{"shared"});
+  EXPECT_EQ(s.eds_names(), sorted_names({"shared"}));
   r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment("shared", {1002})), t0);
   s.commit();
   EXPECT_EQ(r.eds_clusters, std::vector<shared_string>{b});
@@ -546,7 +666,7 @@ TEST(AdsState, SotwRemovalsAndUnusedAssignments) {
   EXPECT_TRUE(r.changed);
   s.commit();
   EXPECT_EQ(find_cluster(s.assemble(), b), nullptr);
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  EXPECT_EQ(s.eds_names(), sorted_names({a}));
   // `b` comes back: it warms again (its old assignment was dropped).
   s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istio::sni_dnat_cluster(b)), clock::now());
   s.commit();
@@ -603,7 +723,7 @@ TEST(AdsState, InvalidResourceRejectsTheWholeResponseNamingIt) {
   EXPECT_NE(r.errors[0].find("cluster '" + b + "': connect_timeout: must not be negative"), std::string::npos)
       << r.errors[0];
   EXPECT_FALSE(r.changed);
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  EXPECT_EQ(s.eds_names(), sorted_names({a}));
 
   auto listener = istio::gateway_listener(15443, {{a, a}});
   listener.mutable_listener_filters_timeout()->set_seconds(-1);
@@ -689,7 +809,7 @@ TEST(AdsState, RollbackRestoresThePreviousState) {
   const auto after = s.assemble();
   ASSERT_EQ(after.clusters.size(), before.clusters.size());
   EXPECT_EQ(after.clusters[0], before.clusters[0]);
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  EXPECT_EQ(s.eds_names(), sorted_names({a}));
 
   r = s.apply_sotw(resource_kind::endpoint, list(istio::local_assignment(a, {7})), clock::now());
   EXPECT_TRUE(r.changed);
@@ -707,7 +827,7 @@ TEST(AdsState, ClustersWithUnimplementedSettingsAreAcceptedAsUnusable) {
       << r.notes[0];
   s.commit();
   // Not subscribed for EDS, ready at once, and routing to it fails (proxy side).
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{a});
+  EXPECT_EQ(s.eds_names(), sorted_names({a}));
   const cluster_config* c = find_cluster(s.assemble(), outbound.name());
   ASSERT_NE(c, nullptr);
   EXPECT_FALSE(c->settings->unsupported.empty());
@@ -758,7 +878,7 @@ TEST(AdsState, StaticResourcesStayAndStaticEdsClustersWarm) {
   fixed.name = "fixed";
   boot.clusters.push_back(fixed);
   ads_state s(boot, 15s);
-  EXPECT_EQ(s.eds_names(), std::set<std::string>{"static-eds"});
+  EXPECT_EQ(s.eds_names(), sorted_names({"static-eds"}));
   EXPECT_EQ(s.assemble().clusters.size(), 1u);  // "fixed" only
   auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster("fixed")), clock::now());
   ASSERT_EQ(r.errors.size(), 1u);
@@ -836,7 +956,7 @@ TEST(AdsStateTransportMatches, OutboundClustersKeepEndpointTransportMetadata) {
   const auto istiod = istio::outbound_cluster("istiod.istio-system.svc.cluster.local", 15012);
   auto r = s.apply_sotw(resource_kind::cluster, list(istio::sni_dnat_cluster(a), istiod), clock::now());
   ASSERT_TRUE(r.errors.empty()) << r.errors[0];
-  EXPECT_EQ(s.eds_names(), (std::set<std::string>{a, istiod.name()}));
+  EXPECT_EQ(s.eds_names(), sorted_names({a, istiod.name()}));
   istio::locality_spec l;
   l.endpoints = {{"10.0.0.1", 15012, 1, true, ""}, {"10.0.0.2", 15012, 1, true, "istio"}};
   s.apply_sotw(resource_kind::endpoint, list(istio::assignment(istiod.name(), {l}), istio::assignment(a, {l})),

@@ -75,12 +75,12 @@ TEST(Bootstrap, DemoConfigLoadsIntoPlainStructs) {
   EXPECT_EQ(l.listener_filters_timeout.count(), 15000);
   ASSERT_EQ(l.filter_chains.size(), 2u);
   const filter_chain_config& chain = l.filter_chains[0];
-  ASSERT_EQ(chain.match.server_names.size(), 1u);
-  EXPECT_EQ(chain.match.server_names[0], "outbound_.5000_._.helloworld.sample.svc.cluster.local");
-  EXPECT_EQ(chain.match.application_protocols.size(), 5u);
-  EXPECT_EQ(chain.tcp_proxy.cluster, "outbound_.5000_._.helloworld.sample.svc.cluster.local");
-  EXPECT_EQ(chain.tcp_proxy.idle_timeout.count(), 3600000);
-  EXPECT_EQ(chain.tcp_proxy.max_connect_attempts, 1u);
+  ASSERT_EQ(chain.server_names.size(), 1u);
+  EXPECT_EQ(chain.server_names[0], "outbound_.5000_._.helloworld.sample.svc.cluster.local");
+  EXPECT_EQ(chain.settings->match.application_protocols.size(), 5u);
+  EXPECT_EQ(chain.cluster, "outbound_.5000_._.helloworld.sample.svc.cluster.local");
+  EXPECT_EQ(chain.settings->tcp_proxy.idle_timeout.count(), 3600000);
+  EXPECT_EQ(chain.settings->tcp_proxy.max_connect_attempts, 1u);
   ASSERT_EQ(c.clusters.size(), 2u);
   EXPECT_EQ(c.clusters[0].settings->connect_timeout.count(), 10000);
   ASSERT_EQ(c.clusters[0].load_assignment.localities.size(), 1u);
@@ -102,8 +102,8 @@ TEST(Bootstrap, JsonFormIsAccepted) {
   const auto r = load_bootstrap_text(json, "inline.json");
   ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
   EXPECT_EQ(r.config.listeners[0].address.port, 1234);
-  EXPECT_EQ(r.config.listeners[0].filter_chains[0].tcp_proxy.max_connect_attempts, 3u);
-  EXPECT_EQ(r.config.listeners[0].filter_chains[0].tcp_proxy.max_downstream_connection_duration.count(), 2500);
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].settings->tcp_proxy.max_connect_attempts, 3u);
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].settings->tcp_proxy.max_downstream_connection_duration.count(), 2500);
   EXPECT_FALSE(r.config.listeners[0].tls_inspector);
   const auto& loc = r.config.clusters[0].load_assignment.localities[0];
   EXPECT_EQ(r.config.clusters[0].settings->connect_timeout.count(), 250);
@@ -283,7 +283,7 @@ TEST(Bootstrap, ServerNamePatterns) {
   ok.replace(ok.find("a.example.com"), 13, "\"*.Example.COM\"");
   const auto r = load_bootstrap_text(ok, "t.yaml");
   ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
-  EXPECT_EQ(r.config.listeners[0].filter_chains[0].match.server_names[0], "*.example.com");
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].server_names[0], "*.example.com");
 }
 
 TEST(Bootstrap, DuplicateMatchersAreRejected) {
@@ -318,7 +318,7 @@ TEST(Bootstrap, WeightedClustersAndSniCluster) {
   text.replace(text.find("cluster: c1"), 11, "weighted_clusters: {clusters: [{name: c1, weight: 80}, {name: c1, weight: 20}]}");
   const auto r = load_bootstrap_text(text, "t.yaml");
   ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
-  const tcp_proxy_config& tp = r.config.listeners[0].filter_chains[0].tcp_proxy;
+  const tcp_proxy_config& tp = r.config.listeners[0].filter_chains[0].settings->tcp_proxy;
   EXPECT_TRUE(tp.cluster_from_sni);
   ASSERT_EQ(tp.weighted_clusters.size(), 2u);
   EXPECT_EQ(tp.weighted_clusters[0].weight, 80u);
@@ -342,12 +342,12 @@ TEST(Bootstrap, DurationsAreCheckedAndClamped) {
   tiny.replace(tiny.find("cluster: c1"), 11, "cluster: c1\n          idle_timeout: 0.0001s");
   auto r = load_bootstrap_text(tiny, "t.yaml");
   ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
-  EXPECT_EQ(r.config.listeners[0].filter_chains[0].tcp_proxy.idle_timeout.count(), 1);  // not "disabled"
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].settings->tcp_proxy.idle_timeout.count(), 1);  // not "disabled"
   std::string huge = config_with("");
   huge.replace(huge.find("cluster: c1"), 11, "cluster: c1\n          idle_timeout: 315576000000s");
   r = load_bootstrap_text(huge, "t.yaml");
   ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
-  EXPECT_EQ(r.config.listeners[0].filter_chains[0].tcp_proxy.idle_timeout.count(), 10LL * 365 * 24 * 3600 * 1000);
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].settings->tcp_proxy.idle_timeout.count(), 10LL * 365 * 24 * 3600 * 1000);
 }
 
 TEST(Bootstrap, AddressesAreValidatedStrictly) {
@@ -376,7 +376,7 @@ TEST(Bootstrap, ZeroIdleTimeoutDisables) {
   text.replace(text.find("cluster: c1"), 11, "cluster: c1\n          idle_timeout: 0s");
   const auto r = load_bootstrap_text(text, "t.yaml");
   ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag);
-  EXPECT_EQ(r.config.listeners[0].filter_chains[0].tcp_proxy.idle_timeout.count(), 0);
+  EXPECT_EQ(r.config.listeners[0].filter_chains[0].settings->tcp_proxy.idle_timeout.count(), 0);
 }
 
 TEST(Bootstrap, DuplicateNamesAndAddresses) {
@@ -417,7 +417,101 @@ TEST(EndpointConfig, IsCompact) {
 
 // 10,000 clusters sit in ads_state's in-force vector: the settings istiod sends alike for all of
 // them are one shared block (see AdsState.EqualClusterSettingsAreOneBlock), not part of each.
-TEST(ClusterConfig, IsCompact) { EXPECT_LE(sizeof(cluster_config), 112u); }
+// Three references to the cluster's name block (the name, the EDS service name, the Istio
+// services' texts) and 72 bytes of the rest: 120 with a 16-byte shared_string, 96 with 8.
+TEST(ClusterConfig, IsCompact) { EXPECT_LE(sizeof(cluster_config), 72u + 3 * sizeof(shared_string)); }
+
+// An istiod east-west listener keeps a chain per service (10,000) in ads_state: only the server
+// name, the tcp_proxy cluster and stat_prefix (and the chain's name) are the chain's own, the
+// rest is one shared block (see FilterChainConfig.EqualSettingsAreOneBlockPerListener).
+TEST(FilterChainConfig, IsCompact) {
+  EXPECT_LE(sizeof(filter_chain_config), 88u);
+  EXPECT_LE(sizeof(server_name_list), sizeof(shared_string) + sizeof(void*));
+}
+
+// One server name sits inline (no vector block); more keep their order; copies are deep and
+// compare by content; an empty list is empty.
+TEST(FilterChainConfig, ServerNameList) {
+  server_name_list names;
+  EXPECT_TRUE(names.empty());
+  EXPECT_EQ(names.begin(), names.end());
+  const shared_string a("a.example.com");
+  names.push_back(a);
+  ASSERT_EQ(names.size(), 1u);
+  EXPECT_TRUE(names[0].shares_with(a));
+  EXPECT_EQ(names.begin(), names.begin() + 0);  // inline: the list's own storage
+  names.push_back("b.example.com");
+  names.push_back("*.c.example.com");
+  ASSERT_EQ(names.size(), 3u);
+  EXPECT_EQ(names[0], "a.example.com");
+  EXPECT_TRUE(names[0].shares_with(a));
+  EXPECT_EQ(names[1], "b.example.com");
+  EXPECT_EQ(names[2], "*.c.example.com");
+  server_name_list copy = names;
+  EXPECT_TRUE(copy == names);
+  EXPECT_NE(copy.begin(), names.begin());
+  copy.push_back("d.example.com");
+  EXPECT_FALSE(copy == names);
+  EXPECT_EQ(names.size(), 3u);
+  EXPECT_TRUE((server_name_list{"a.example.com"} == server_name_list{shared_string("a.example.com")}));
+  EXPECT_FALSE((server_name_list{"a.example.com"} == server_name_list{"a.example.com", "b.example.com"}));
+  names.clear();
+  EXPECT_TRUE(names.empty());
+  EXPECT_TRUE(names == server_name_list{});
+}
+
+// The decoder hands the chains of a listener with equal settings one block, and a chain whose
+// settings differ its own (which still shares the equal ALPN list); each chain keeps its server
+// names, cluster and stat_prefix. The default chain's match is ignored (listener.proto).
+TEST(FilterChainConfig, EqualSettingsAreOneBlockPerListener) {
+  auto chain = [](const std::string& name, const std::string& match_extra, const std::string& tcp_proxy_extra) {
+    return "    - filter_chain_match: {server_names: [" + name + "]" + match_extra +
+           "}\n"
+           "      filters: [{name: t, typed_config: {\"@type\": "
+           "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: " +
+           name + ", cluster: " + name + tcp_proxy_extra + "}}]\n";
+  };
+  auto cluster = [](const std::string& name) {
+    return "  - {name: " + name + ", type: STATIC, load_assignment: {cluster_name: " + name +
+           ", endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: "
+           "1}}}}]}]}}\n";
+  };
+  const std::string alpns = ", application_protocols: [istio, istio-peer-exchange]";
+  std::string default_chain = chain("c1", alpns, "");
+  default_chain.replace(0, 6, "      ");  // a mapping, not a list item
+  const std::string text = "static_resources:\n  listeners:\n  - name: l1\n"
+                           "    address: {socket_address: {address: 127.0.0.1, port_value: 15443}}\n"
+                           "    filter_chains:\n" +
+                           chain("a.example.com", "", "") + chain("c1", alpns, "") + chain("c2", alpns, "") +
+                           chain("c3", alpns, ", max_connect_attempts: 3") + "    default_filter_chain:\n" +
+                           default_chain + "  clusters:\n" + cluster("a.example.com") + cluster("c1") +
+                           cluster("c2") + cluster("c3");
+  const auto r = load_bootstrap_text(text, "t.yaml");
+  ASSERT_TRUE(r.diag.ok()) << all_errors(r.diag) << text;
+  const listener_config& l = r.config.listeners[0];
+  ASSERT_EQ(l.filter_chains.size(), 4u);  // a.example.com, c1, c2, c3
+  const filter_chain_config& c1 = l.filter_chains[1];
+  const filter_chain_config& c2 = l.filter_chains[2];
+  const filter_chain_config& c3 = l.filter_chains[3];
+  EXPECT_TRUE(c1.settings.shares_with(c2.settings));
+  EXPECT_FALSE(c1.settings.shares_with(c3.settings));
+  EXPECT_EQ(c3.settings->tcp_proxy.max_connect_attempts, 3u);
+  EXPECT_EQ(c1.settings->tcp_proxy.max_connect_attempts, 1u);
+  EXPECT_TRUE(c1.settings->match.application_protocols.shares_with(c3.settings->match.application_protocols));
+  EXPECT_FALSE(l.filter_chains[0].settings.shares_with(c1.settings));  // no ALPNs there
+  for (const auto* c : {&c1, &c2, &c3}) {
+    ASSERT_EQ(c->server_names.size(), 1u);
+    EXPECT_EQ(c->server_names[0], c->cluster);
+    EXPECT_TRUE(c->server_names[0].shares_with(c->cluster));  // one copy of the name
+    EXPECT_TRUE(c->stat_prefix.shares_with(c->cluster));
+  }
+  EXPECT_EQ(c1.cluster, "c1");
+  EXPECT_EQ(c2.cluster, "c2");
+  ASSERT_TRUE(l.default_filter_chain);
+  EXPECT_TRUE(l.default_filter_chain->server_names.empty());
+  EXPECT_TRUE(l.default_filter_chain->settings->match.application_protocols.empty());
+  EXPECT_EQ(l.default_filter_chain->cluster, "c1");
+}
 
 }  // namespace
 }  // namespace ewgw::xds
