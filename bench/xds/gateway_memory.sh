@@ -10,7 +10,12 @@
 # settle, and reports (RSS_large - RSS_small) / (LARGE - SMALL).
 #
 #   bench/xds/gateway_memory.sh [--clusters 10000] [--small 100] [--sotw] [--concurrency 2] [--no-build]
-#                               [--bin BUILD_DIR]
+#                               [--bin BUILD_DIR] [--trace DIR]
+#
+# --trace DIR runs the large gateway under `heaptrack --raw` (its RSS is then heaptrack's, not
+# comparable), stops it with SIGKILL so that its live blocks stay recorded, and prints which
+# allocation sites leave free holes between live blocks (bench/xds/heap_holes.py). Needs the
+# heaptrack package.
 #
 # Every port is chosen by the kernel (port 0) and read back from the processes' logs. ctest runs
 # it small as a smoke test (label bench); its numbers come from running it directly.
@@ -23,6 +28,7 @@ api=DELTA_GRPC
 concurrency=2
 build=1
 bin="$root/build/release"
+trace=""
 while (($#)); do
   case "$1" in
     --clusters) large="$2"; shift 2 ;;
@@ -31,7 +37,8 @@ while (($#)); do
     --concurrency) concurrency="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
     --bin) bin="$2"; build=0; shift 2 ;;
-    *) echo "usage: $0 [--clusters N] [--small N] [--sotw] [--concurrency N] [--no-build] [--bin DIR]" >&2; exit 2 ;;
+    --trace) trace="$2"; shift 2 ;;
+    *) echo "usage: $0 [--clusters N] [--small N] [--sotw] [--concurrency N] [--no-build] [--bin DIR] [--trace DIR]" >&2; exit 2 ;;
   esac
 done
 if ((build)); then
@@ -87,8 +94,17 @@ dynamic_resources:
   cds_config: {ads: {}, resource_api_version: V3}
   lds_config: {ads: {}, resource_api_version: V3}
 EOF
-  "$bin/proxy/ewgw" --config "$work/bootstrap-$services.yaml" --concurrency "$concurrency" \
-    >"$work/ewgw-$services.log" 2>&1 &
+  local tracing=0
+  if [[ -n "$trace" && "$services" == "$large" ]]; then
+    tracing=1
+    mkdir -p "$trace"
+    rm -f "$trace"/ewgw.raw*
+    heaptrack --raw -o "$trace/ewgw" "$bin/proxy/ewgw" --config "$work/bootstrap-$services.yaml" \
+      --concurrency "$concurrency" >"$work/ewgw-$services.log" 2>&1 &
+  else
+    "$bin/proxy/ewgw" --config "$work/bootstrap-$services.yaml" --concurrency "$concurrency" \
+      >"$work/ewgw-$services.log" 2>&1 &
+  fi
   gw_pid=$!
   pids+=("$gw_pid")
   admin_port="$(port_from_log "$work/ewgw-$services.log" 's/.*endpoints=admin.* port=\([0-9]*\).*/\1/p')"
@@ -108,8 +124,17 @@ EOF
     exit 1
   fi
   sleep 3  # let the xDS thread finish acknowledging and the workers go idle
-  awk '/^VmRSS/ {print $2}' "/proc/$gw_pid/status"
-  kill "$gw_pid" "$cp_pid"
+  if ((tracing)); then
+    # heaptrack's script runs the gateway as its child: measure and stop the gateway itself.
+    local traced
+    traced="$(pgrep -f "^$bin/proxy/ewgw --config $work/bootstrap-$services.yaml" | head -1)"
+    awk '/^VmRSS/ {print $2}' "/proc/$traced/status"
+    kill -9 "$traced"
+    wait "$gw_pid" 2>/dev/null || true
+  else
+    awk '/^VmRSS/ {print $2}' "/proc/$gw_pid/status"
+  fi
+  kill "$gw_pid" "$cp_pid" 2>/dev/null || true
   wait "$gw_pid" "$cp_pid" 2>/dev/null || true
 }
 
@@ -118,3 +143,7 @@ rss_large="$(measure "$large")"
 echo "ewgw RSS: $rss_small KiB with $small clusters, $rss_large KiB with $large clusters ($api, $concurrency workers)"
 awk -v a="$rss_small" -v b="$rss_large" -v n="$small" -v m="$large" \
   'BEGIN { printf "RSS per SNI cluster (3 endpoints, one chain, admin on): %.0f bytes\n", (b - a) * 1024 / (m - n) }'
+if [[ -n "$trace" ]]; then
+  echo "(the $large-cluster gateway ran under heaptrack: its RSS above includes heaptrack's own)"
+  python3 "$root/bench/xds/heap_holes.py" "$(ls "$trace"/ewgw.raw*)" "$bin/proxy/ewgw" "$large"
+fi
