@@ -763,9 +763,9 @@ struct ads_client::impl {
   // The name the store keeps for an accepted resource: the state's own string when it holds the
   // resource (shared, not copied: see config_dump.cc), else a copy (an EDS assignment for a
   // service no cluster uses any more, which the state ignores).
-  shared_string dump_name(resource_kind kind, std::string name) const {
+  shared_string dump_name(resource_kind kind, std::string_view name) const {
     if (shared_string shared = state.shared_name(kind, name); !shared.empty()) return shared;
-    return shared_string(std::move(name));
+    return shared_string(name);
   }
 
   void record_sotw(resource_kind kind, const discovery::DiscoveryResponse& resp) {
@@ -794,8 +794,10 @@ struct ads_client::impl {
     const auto now = std::chrono::system_clock::now();
     for (const auto& res : resp.resources()) {
       if (!res.has_resource()) continue;
-      std::string name = res.name().empty() ? config_store::resource_name(res.resource().value()) : res.name();
-      store->put(dump_kind(kind), dump_name(kind, std::move(name)), res.version(), res.resource().value(), now);
+      // The name from the resource itself only when the Resource wrapper leaves it out.
+      const std::string parsed = res.name().empty() ? config_store::resource_name(res.resource().value()) : std::string();
+      const std::string_view name = res.name().empty() ? std::string_view(parsed) : std::string_view(res.name());
+      store->put(dump_kind(kind), dump_name(kind, name), res.version(), res.resource().value(), now);
     }
     for (const auto& name : resp.removed_resources()) store->remove(dump_kind(kind), name);
   }

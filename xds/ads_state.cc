@@ -222,7 +222,7 @@ void ads_state::add_user(const shared_string& service, const shared_string& clus
   service_entry s;
   if (auto it = services_.find(service); it != services_.end()) s = it->second;
   if (s.users.contains(cluster)) return;
-  s.users.add(cluster);
+  s.users.push_back(cluster);
   set_service(service, std::move(s));
 }
 
@@ -327,7 +327,16 @@ bool ads_state::decode_cluster_any(const google::protobuf::Any& any, const resou
     return false;
   }
   intern_shared(config);
-  shared_string key = config.name;  // the decoded name: the index shares its block
+  if (auto it = clusters_.find(name); it != clusters_.end()) {
+    // A new version of a cluster the index holds takes the index's name block, and so do its EDS
+    // service name and Istio services when they are that name: else the in-force version (and
+    // the snapshot's cluster built from it) would keep a second copy of the name.
+    const shared_string& kept = it->first;
+    if (config.eds_service_name == config.name) config.eds_service_name = kept;
+    config.name = kept;
+    config.istio_services.rebase(kept);
+  }
+  shared_string key = config.name;  // the index shares the decoded name's block
   out.push_back({std::move(key), version, digest, std::move(config)});
   return true;
 }
@@ -489,12 +498,9 @@ void ads_state::share_cluster_names(listener_config& config) const {
     auto it = clusters_.find(chain.cluster.view());
     if (it == clusters_.end()) return;
     const shared_string& index_copy = it->first;
-    auto share = [&](shared_string& s) {
-      if (s == index_copy) s = index_copy;
-    };
-    share(chain.cluster);
-    share(chain.stat_prefix);
-    for (shared_string& name : chain.server_names) share(name);
+    chain.cluster.share_if_equal(index_copy);
+    chain.stat_prefix.share_if_equal(index_copy);
+    for (shared_string& name : chain.server_names) name.share_if_equal(index_copy);
   };
   for (auto& chain : config.filter_chains) share_chain(chain);
   if (config.default_filter_chain) share_chain(*config.default_filter_chain);

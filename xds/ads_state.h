@@ -275,57 +275,7 @@ class ads_state {
   // The clusters using one EDS service name. istiod gives every cluster its own service name, so
   // there is one user, held inline (no vector block per service); more go to a vector. Order of
   // insertion is kept. Cluster names are never empty.
-  class user_list {
-   public:
-    user_list() = default;
-    user_list(const user_list& other) { *this = other; }
-    user_list& operator=(const user_list& other) {
-      if (this != &other) {
-        one_ = other.one_;
-        more_ = other.more_ ? std::make_unique<std::vector<shared_string>>(*other.more_) : nullptr;
-      }
-      return *this;
-    }
-    user_list(user_list&&) noexcept = default;
-    user_list& operator=(user_list&&) noexcept = default;
-    const shared_string* begin() const { return more_ ? more_->data() : &one_; }
-    const shared_string* end() const {
-      return more_ ? more_->data() + more_->size() : &one_ + (one_.empty() ? 0 : 1);
-    }
-    bool empty() const { return begin() == end(); }
-    std::size_t size() const { return static_cast<std::size_t>(end() - begin()); }
-    bool contains(const shared_string& user) const { return std::find(begin(), end(), user) != end(); }
-    void add(shared_string user) {
-      if (!more_ && one_.empty() && !user.empty()) {
-        one_ = std::move(user);
-        return;
-      }
-      if (!more_) {
-        more_ = std::make_unique<std::vector<shared_string>>();
-        if (!one_.empty()) more_->push_back(std::move(one_));
-        one_ = {};
-      }
-      more_->push_back(std::move(user));
-    }
-    void remove(const shared_string& user) {
-      if (!more_) {
-        if (!one_.empty() && one_ == user) one_ = {};
-        return;
-      }
-      auto it = std::find(more_->begin(), more_->end(), user);
-      if (it != more_->end()) more_->erase(it);
-      if (more_->size() == 1 && !more_->front().empty()) {
-        one_ = std::move(more_->front());
-        more_.reset();
-      } else if (more_->empty()) {
-        more_.reset();
-      }
-    }
-
-   private:
-    shared_string one_;
-    std::unique_ptr<std::vector<shared_string>> more_;
-  };
+  using user_list = shared_string_list;
   struct service_entry {
     user_list users;  // clusters whose version in force or warming uses it
     resource_version version;

@@ -74,6 +74,9 @@ class counted_ref {
   explicit operator bool() const { return block_ != nullptr; }
   // A relaxed read, like std::shared_ptr::use_count: 0 when empty.
   long use_count() const { return block_ ? static_cast<long>(block_->refs.load(std::memory_order_relaxed)) : 0; }
+  // This handle is the block's only holder. An acquire read: when another thread has just
+  // dropped its reference, its reads of the value happen before the caller changes it.
+  bool unique() const { return block_ != nullptr && block_->refs.load(std::memory_order_acquire) == 1; }
   friend bool operator==(const counted_ref& a, const counted_ref& b) { return a.block_ == b.block_; }
 
  private:
@@ -137,11 +140,9 @@ class shared_value {
   const T* operator->() const { return &get(); }
   // The value to change, copied first unless this holder is its only one (a published value,
   // shared with others, is never changed). Repeated edits of a fresh value copy nothing.
-  // Builders only (the decoder, ads_state while staging), on a value no other thread has seen:
-  // use_count() is a relaxed read, so it cannot tell a value some other thread is about to
-  // stop sharing from one it still reads.
+  // Builders only (the decoder, ads_state while staging).
   T& edit() {
-    if (!value_ || value_.use_count() != 1) value_ = counted_ref<T>::make(get());
+    if (!value_.unique()) value_ = counted_ref<T>::make(get());
     return *value_.get();
   }
   bool shares_with(const shared_value& other) const { return value_ == other.value_; }
@@ -215,7 +216,7 @@ class shared_string {
   shared_string() = default;
   explicit shared_string(std::string_view s) : block_(make_block(s)) {}
   shared_string(const std::string& s) : block_(make_block(s)) {}  // NOLINT: built from a string like one
-  shared_string(const char* s) : block_(make_block(s)) {}         // NOLINT
+  shared_string(const char* s) : block_(s == nullptr ? nullptr : make_block(s)) {}  // NOLINT: null reads as empty
   shared_string(const shared_string& other) noexcept : block_(other.block_) { acquire(block_); }
   shared_string(shared_string&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
   shared_string& operator=(const shared_string& other) noexcept {
@@ -316,8 +317,8 @@ class shared_map {
   using map_type = std::map<K, V>;
   shared_map() = default;
   shared_map(map_type items)  // NOLINT: built from a map like one
-      : items_(items.empty() ? nullptr : std::make_shared<const map_type>(std::move(items))) {}
-  const map_type& get() const { return items_ ? *items_ : empty_; }
+      : items_(items.empty() ? counted_ref<const map_type>() : counted_ref<const map_type>::make(std::move(items))) {}
+  const map_type& get() const { return items_ ? *items_.get() : empty_; }
   operator const map_type&() const { return get(); }  // NOLINT: reads as the map
   auto begin() const { return get().begin(); }
   auto end() const { return get().end(); }
@@ -331,7 +332,7 @@ class shared_map {
 
  private:
   static inline const map_type empty_{};
-  std::shared_ptr<const map_type> items_;
+  counted_ref<const map_type> items_;
 };
 
 // Heterogeneous hashing for indexes keyed by shared_string (lookups by std::string or
@@ -363,45 +364,64 @@ struct filter_chain_match {
   bool operator==(const filter_chain_match&) const = default;
 };
 
-// FilterChainMatch.server_names of one chain: exact names and "*.suffix" wildcards,
-// lower-cased. An istiod chain has exactly one, its cluster's name (shared with it), so one
-// name is held inline and costs no heap block; a chain with more keeps them all in a vector out
-// of line (`more_`, null otherwise). Reads like a const vector of shared_string; builders use
-// push_back / assignment. Copies copy the names (a listener's copies are rare; the vector only
-// exists for multi-name chains).
-class server_name_list {
+// A short list of shared_strings, in order, whose usual length is one: that one is held inline
+// and costs no heap block; a list of more keeps them all in a vector out of line (`more_`, null
+// otherwise). Reads like a const vector of shared_string. Copies copy the names (references).
+// Used where 10,000 istiod resources each hold one name: a chain's server names (its cluster's
+// name) and the clusters using an EDS service (ads_state).
+class shared_string_list {
  public:
-  server_name_list() = default;
-  server_name_list(std::initializer_list<shared_string> names) {
+  shared_string_list() = default;
+  shared_string_list(std::initializer_list<shared_string> names) {
     for (const shared_string& n : names) push_back(n);
   }
-  server_name_list(const server_name_list& other) { *this = other; }
-  server_name_list& operator=(const server_name_list& other) {
+  shared_string_list(const shared_string_list& other) { *this = other; }
+  shared_string_list& operator=(const shared_string_list& other) {
     if (this != &other) {
       one_ = other.one_;
       more_ = other.more_ ? std::make_unique<std::vector<shared_string>>(*other.more_) : nullptr;
     }
     return *this;
   }
-  server_name_list(server_name_list&&) noexcept = default;
-  server_name_list& operator=(server_name_list&&) noexcept = default;
+  shared_string_list(shared_string_list&&) noexcept = default;
+  shared_string_list& operator=(shared_string_list&&) noexcept = default;
   const shared_string* begin() const { return more_ ? more_->data() : &one_; }
   const shared_string* end() const { return begin() + size(); }
   std::size_t size() const { return more_ ? more_->size() : (one_.empty() ? 0 : 1); }
   bool empty() const { return size() == 0; }
   const shared_string& operator[](std::size_t i) const { return begin()[i]; }
-  // A name is never empty (the decoder refuses one): an empty `one_` means "no name".
+  bool contains(std::string_view name) const {
+    return std::find_if(begin(), end(), [&](const shared_string& n) { return n.view() == name; }) != end();
+  }
+  // An empty `one_` means "no name inline", so an empty name goes to the vector: the list still
+  // holds exactly what was pushed.
   void push_back(shared_string name) {
-    if (!more_ && one_.empty()) {
+    if (!more_ && one_.empty() && !name.empty()) {
       one_ = std::move(name);
       return;
     }
     if (!more_) {
       more_ = std::make_unique<std::vector<shared_string>>();
-      more_->push_back(std::move(one_));
+      if (!one_.empty()) more_->push_back(std::move(one_));
       one_ = shared_string();
     }
     more_->push_back(std::move(name));
+  }
+  // Removes the first name equal to `name`, if any; a list left with one non-empty name holds it
+  // inline again.
+  void remove(std::string_view name) {
+    if (!more_) {
+      if (!one_.empty() && one_.view() == name) one_ = shared_string();
+      return;
+    }
+    auto it = std::find_if(more_->begin(), more_->end(), [&](const shared_string& n) { return n.view() == name; });
+    if (it != more_->end()) more_->erase(it);
+    if (more_->size() == 1 && !more_->front().empty()) {
+      one_ = std::move(more_->front());
+      more_.reset();
+    } else if (more_->empty()) {
+      more_.reset();
+    }
   }
   // The names, to replace one in place by an equal copy (sharing another holder's block).
   shared_string* begin() { return more_ ? more_->data() : &one_; }
@@ -410,7 +430,7 @@ class server_name_list {
     one_ = shared_string();
     more_.reset();
   }
-  friend bool operator==(const server_name_list& a, const server_name_list& b) {
+  friend bool operator==(const shared_string_list& a, const shared_string_list& b) {
     return std::equal(a.begin(), a.end(), b.begin(), b.end());
   }
 
@@ -418,6 +438,10 @@ class server_name_list {
   shared_string one_;
   std::unique_ptr<std::vector<shared_string>> more_;
 };
+
+// FilterChainMatch.server_names of one chain: exact names and "*.suffix" wildcards,
+// lower-cased. An istiod chain has exactly one, its cluster's name (shared with it).
+using server_name_list = shared_string_list;
 
 struct weighted_cluster {
   std::string name;
@@ -449,7 +473,7 @@ struct tcp_proxy_config {
 // server names, and its tcp_proxy settings other than the cluster and stat_prefix. An istiod
 // east-west listener has a chain per service (10,000) and these are equal on all of them, so
 // they sit in one immutable block that equal chains share (the decoder hands the chains of a
-// listener one copy, see decode_listener): a chain holds a 16-byte reference instead of ~130
+// listener one copy, see decode_listener): a chain holds an 8-byte reference instead of ~130
 // bytes of equal values.
 struct filter_chain_settings {
   filter_chain_match match;
@@ -540,7 +564,7 @@ struct endpoint_config {
   std::uint32_t weight = 1;  // load_balancing_weight, default 1
   // metadata.filter_metadata["envoy.transport_socket_match"] string fields (e.g. Istio's
   // tlsMode: istio). Kept only for clusters that select transports by it.
-  // Shared: a pointer pair (unset for most clusters) instead of a vector per endpoint; the
+  // Shared: one pointer (unset for most clusters) instead of a vector per endpoint; the
   // decoder hands equal lists of one assignment one copy.
   shared_vector<std::pair<std::string, std::string>> transport_socket_match;
 
@@ -724,6 +748,13 @@ class istio_service_list {
     return form_ == form::name && name_.shares_with(cluster_name);
   }
   bool operator==(const istio_service_list& other) const;
+  // A name-derived list takes its texts from `cluster_name` instead when it holds an equal name
+  // in another block (ads_state hands a changed version of a cluster the name its index keeps).
+  void rebase(const shared_string& cluster_name) {
+    if (form_ == form::name && !name_.shares_with(cluster_name) && name_.view() == cluster_name.view()) {
+      name_ = cluster_name;
+    }
+  }
 
  private:
   // The block form's allocation: this header, then 3 * count end offsets (32-bit, after the
@@ -778,7 +809,7 @@ class istio_service_list {
   // form::name: begin and size of host, name and namespace in name_.
   std::array<std::uint8_t, 6> offsets_{};
 };
-static_assert(sizeof(istio_service_list) == sizeof(shared_string) + 8, "a cluster holds up to three of these");
+static_assert(sizeof(istio_service_list) == sizeof(shared_string) + 8, "held by every copy of a cluster");
 
 // The settings of a cluster that a control plane gives all its clusters of one kind alike:
 // istiod's 10,000 SNI-DNAT clusters differ only by name (and endpoints and services). They sit in

@@ -583,9 +583,7 @@ void decode_filter_chain(const listener_v3::FilterChain& chain, const std::strin
     diag.error(fpath, "no envoy.filters.network.tcp_proxy filter: nothing would carry the traffic");
   }
   // Istio's SNI-DNAT chain matches the name of the cluster it leads to: one copy for both.
-  for (shared_string& name : out.server_names) {
-    if (name == out.cluster) name = out.cluster;
-  }
+  for (shared_string& name : out.server_names) name.share_if_equal(out.cluster);
 }
 
 // Hands the chains of one listener with equal settings one filter_chain_settings block: all of
@@ -1220,7 +1218,7 @@ void validate_static_config(const bootstrap_config& config, diagnostics& diag) {
       }
     };
     auto check_chain = [&](const filter_chain_config& chain, const std::string& cp) {
-      if (!chain.cluster.empty() && !clusters.contains(std::string(chain.cluster.view()))) {
+      if (!chain.cluster.empty() && !clusters.contains(chain.cluster.view())) {
         missing(cp + ".filters", "tcp_proxy names cluster '" + std::string(chain.cluster.view()) + "'");
       }
       for (const weighted_cluster& w : chain.settings->tcp_proxy.weighted_clusters) {

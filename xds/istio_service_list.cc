@@ -1,7 +1,6 @@
 // xds::istio_service_list's builders and comparison (xds/config.h), out of line: config.h is
 // included almost everywhere, and these run only when a cluster is decoded or compared. Copying
-// and releasing stay inline: libraries below xds (ewgw_lb) hold cluster_configs without linking
-// ewgw_xds.
+// and releasing stay inline: they are a reference count, taken with every copy of a cluster.
 #include "xds/config.h"
 
 #include <array>

@@ -450,6 +450,27 @@ TEST_F(AccessLogTest, IdleTimeoutSetsNoFlag) {
   EXPECT_EQ(stat("tcp.chain0.idle_timeout"), 1);
 }
 
+// A connection whose cluster is removed while it is open keeps running (docs/configuration.md);
+// when it closes, its line still names the cluster. The record references the cluster's name
+// and holds the cluster alive until the writer thread has formatted it, after the session and
+// every snapshot that had the cluster are gone (ASan reports a read of the freed name otherwise).
+TEST_F(AccessLogTest, NamesAClusterRemovedWhileItsConnectionWasOpen) {
+  test::tcp_sink_server backend;
+  const std::string logs = "          access_log:\n" + file_log(10, path("a.log"), "%UPSTREAM_CLUSTER% %RESPONSE_FLAGS%\n");
+  start(make_yaml({{istio_sni, "helloworld", logs}}, {{"helloworld", {backend.port()}}}, ""));
+  auto fd = send_hello(istio_sni);
+  ASSERT_TRUE(backend.wait_for_bytes(0, 1));
+  auto next = xds::load_bootstrap_text(
+      make_yaml({{"other.example.com", "other", logs}}, {{"other", {backend.port()}}}, ""), "next.yaml");
+  ASSERT_TRUE(next.diag.ok());
+  ASSERT_TRUE(gw_->apply(next.config).empty());
+  ASSERT_EQ(read_file(path("a.log")), "");  // still open
+  fd.reset();
+  ASSERT_TRUE(backend.wait_peer_closed(0));
+  backend.close(0);
+  EXPECT_EQ(wait_lines(path("a.log"), 1), std::vector<std::string>{"helloworld -"});
+}
+
 TEST_F(AccessLogTest, MalformedClientHelloIsOnTheListenerLogOnly) {
   test::tcp_sink_server backend;
   const std::string logs = "          access_log:\n" + file_log(10, path("chain.log"), test_format);

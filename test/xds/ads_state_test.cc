@@ -373,7 +373,8 @@ TEST(AdsState, IstiodClustersIstioServicesReferenceTheKeptName) {
     EXPECT_TRUE(c->istio_services.derived_from(c->name)) << name;
     EXPECT_TRUE(c->istio_services.derived_from(s.shared_name(resource_kind::cluster, name))) << name;
   }
-  // A changed cluster (new settings) is a new decoded version: its list follows its name.
+  // A changed cluster (new settings) is a new decoded version: it takes the name the index keeps,
+  // and its list and EDS service name follow, so that no second copy of the name stays.
   auto changed = istio::sni_dnat_cluster(a);
   changed.mutable_connect_timeout()->set_seconds(3);
   auto r = s.apply_sotw(resource_kind::cluster, list(changed, istio::sni_dnat_cluster(b)), clock::now());
@@ -384,6 +385,10 @@ TEST(AdsState, IstiodClustersIstioServicesReferenceTheKeptName) {
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->settings->connect_timeout, std::chrono::seconds(3));
   EXPECT_TRUE(c->istio_services.derived_from(c->name));
+  const shared_string kept = s.shared_name(resource_kind::cluster, a);
+  EXPECT_TRUE(c->name.shares_with(kept));
+  EXPECT_TRUE(c->eds_service_name.shares_with(kept));
+  EXPECT_TRUE(c->istio_services.derived_from(kept));
 }
 
 // istiod's SNI-DNAT clusters differ only by name: all their other settings are one shared block

@@ -418,14 +418,14 @@ TEST(EndpointConfig, IsCompact) {
 // 10,000 clusters sit in ads_state's in-force vector: the settings istiod sends alike for all of
 // them are one shared block (see AdsState.EqualClusterSettingsAreOneBlock), not part of each.
 // Three references to the cluster's name block (the name, the EDS service name, the Istio
-// services' texts) and 72 bytes of the rest: 120 with a 16-byte shared_string, 96 with 8.
-TEST(ClusterConfig, IsCompact) { EXPECT_LE(sizeof(cluster_config), 72u + 3 * sizeof(shared_string)); }
+// services' texts) and 64 bytes of the rest.
+TEST(ClusterConfig, IsCompact) { EXPECT_LE(sizeof(cluster_config), 64u + 3 * sizeof(shared_string)); }
 
 // An istiod east-west listener keeps a chain per service (10,000) in ads_state: only the server
 // name, the tcp_proxy cluster and stat_prefix (and the chain's name) are the chain's own, the
 // rest is one shared block (see FilterChainConfig.EqualSettingsAreOneBlockPerListener).
 TEST(FilterChainConfig, IsCompact) {
-  EXPECT_LE(sizeof(filter_chain_config), 88u);
+  EXPECT_LE(sizeof(filter_chain_config), 48u);
   EXPECT_LE(sizeof(server_name_list), sizeof(shared_string) + sizeof(void*));
 }
 
@@ -458,6 +458,32 @@ TEST(FilterChainConfig, ServerNameList) {
   names.clear();
   EXPECT_TRUE(names.empty());
   EXPECT_TRUE(names == server_name_list{});
+  // A builder's empty name is kept like any other, first or not.
+  names.push_back(shared_string());
+  EXPECT_EQ(names.size(), 1u);
+  names.push_back("a.example.com");
+  EXPECT_EQ(names.size(), 2u);
+  EXPECT_TRUE(names[0].empty());
+  EXPECT_EQ(names[1], "a.example.com");
+}
+
+// The same list holds the clusters using an EDS service (ads_state): removal keeps the order, and
+// a list back to one name holds it inline again.
+TEST(SharedStringList, RemoveKeepsTheOrder) {
+  shared_string_list users{"a", "b", "c"};
+  EXPECT_TRUE(users.contains("b"));
+  users.remove("b");
+  EXPECT_FALSE(users.contains("b"));
+  EXPECT_TRUE((users == shared_string_list{"a", "c"}));
+  users.remove("absent");
+  EXPECT_EQ(users.size(), 2u);
+  users.remove("a");
+  EXPECT_TRUE((users == shared_string_list{"c"}));
+  users.push_back("d");
+  EXPECT_TRUE((users == shared_string_list{"c", "d"}));
+  users.remove("c");
+  users.remove("d");
+  EXPECT_TRUE(users.empty());
 }
 
 // The decoder hands the chains of a listener with equal settings one block, and a chain whose

@@ -229,8 +229,10 @@ TEST(SharedString, CountsCopiesMadeAndDroppedOnManyThreads) {
   EXPECT_EQ(name.use_count(), 1);
 }
 
-// The last reference is dropped on another thread than the one that made the block: every
-// reader's reads of the text happen before the free (acq_rel decrement), which ASan checks.
+// The last reference is dropped on another thread than the one that made the block, which reads
+// the text just before: ASan reports a read of a freed block or a double free if the last drop
+// is not the only one that frees (a smoke test; the ordering itself is what the acq_rel
+// decrement guarantees, which no test can observe reliably).
 TEST(SharedString, TheLastHolderOnAnyThreadFreesTheBlock) {
   constexpr int names = 2000;
   std::vector<shared_string> made;
