@@ -40,13 +40,53 @@ struct revision_tag {
   bool operator==(const revision_tag&) const { return true; }
 };
 
-// One heap block holding an atomic reference count and a value, behind an 8-byte handle: the
-// storage of the shared types below. A std::shared_ptr is a 16-byte handle and its make_shared
-// block adds a 16-byte control block; these handles sit in every copy of every cluster, endpoint
-// and chain (10,000 clusters hold tens of thousands). Copies are made and dropped on several
-// threads (the xDS thread builds, the admin thread renders, workers drop snapshots), so taking a
-// reference is a relaxed increment (the taker already holds one) and dropping one an acq_rel
-// decrement, so that every holder's reads happen before the last holder destroys the value.
+// The reference count behind the shared types below: an 8-byte handle to a heap block that
+// starts with an atomic count (`refs`); `Block::destroy` frees a block whose count reached zero.
+// A std::shared_ptr is a 16-byte handle and its make_shared block adds a 16-byte control block;
+// these handles sit in every copy of every cluster, endpoint and chain (10,000 clusters hold
+// tens of thousands). Copies are made and dropped on several threads (the xDS thread builds, the
+// admin thread renders, workers drop snapshots), so taking a reference is a relaxed increment
+// (the taker already holds one) and dropping one an acq_rel decrement, so that every holder's
+// reads happen before the last holder destroys the block.
+template <class Block>
+class counted_handle {
+ public:
+  counted_handle() = default;
+  // Takes over the first reference of a block made with a count of one.
+  explicit counted_handle(Block* made) noexcept : block_(made) {}
+  counted_handle(const counted_handle& other) noexcept : block_(other.block_) { acquire(block_); }
+  counted_handle(counted_handle&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
+  counted_handle& operator=(const counted_handle& other) noexcept {
+    acquire(other.block_);  // first, so that assigning a handle to itself keeps its block alive
+    release(std::exchange(block_, other.block_));
+    return *this;
+  }
+  counted_handle& operator=(counted_handle&& other) noexcept {
+    if (this != &other) release(std::exchange(block_, std::exchange(other.block_, nullptr)));
+    return *this;
+  }
+  ~counted_handle() { release(block_); }
+  void swap(counted_handle& other) noexcept { std::swap(block_, other.block_); }
+  Block* get() const { return block_; }
+  // A relaxed read, like std::shared_ptr::use_count: 0 when empty.
+  long use_count() const { return block_ ? static_cast<long>(block_->refs.load(std::memory_order_relaxed)) : 0; }
+  // This handle is the block's only holder. An acquire read: when another thread has just
+  // dropped its reference, its reads of the block happen before the caller changes it.
+  bool unique() const { return block_ != nullptr && block_->refs.load(std::memory_order_acquire) == 1; }
+  friend bool operator==(const counted_handle& a, const counted_handle& b) { return a.block_ == b.block_; }
+
+ private:
+  static void acquire(Block* b) noexcept {
+    if (b) b->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  static void release(Block* b) noexcept {
+    if (b && b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) Block::destroy(b);
+  }
+  Block* block_ = nullptr;
+};
+
+// One heap block holding the count and a value: the storage of shared_value, shared_vector,
+// shared_optional and shared_map.
 template <class T>
 class counted_ref {
  public:
@@ -54,45 +94,25 @@ class counted_ref {
   template <class... Args>
   static counted_ref make(Args&&... args) {
     counted_ref r;
-    r.block_ = new block(std::forward<Args>(args)...);
+    r.handle_ = counted_handle<block>(new block(std::forward<Args>(args)...));
     return r;
   }
-  counted_ref(const counted_ref& other) noexcept : block_(other.block_) { acquire(block_); }
-  counted_ref(counted_ref&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
-  counted_ref& operator=(const counted_ref& other) noexcept {
-    acquire(other.block_);  // first, so that assigning a handle to itself keeps its block alive
-    release(std::exchange(block_, other.block_));
-    return *this;
-  }
-  counted_ref& operator=(counted_ref&& other) noexcept {
-    if (this != &other) release(std::exchange(block_, std::exchange(other.block_, nullptr)));
-    return *this;
-  }
-  ~counted_ref() { release(block_); }
-  void reset() noexcept { release(std::exchange(block_, nullptr)); }
-  T* get() const { return block_ ? &block_->value : nullptr; }
-  explicit operator bool() const { return block_ != nullptr; }
-  // A relaxed read, like std::shared_ptr::use_count: 0 when empty.
-  long use_count() const { return block_ ? static_cast<long>(block_->refs.load(std::memory_order_relaxed)) : 0; }
-  // This handle is the block's only holder. An acquire read: when another thread has just
-  // dropped its reference, its reads of the value happen before the caller changes it.
-  bool unique() const { return block_ != nullptr && block_->refs.load(std::memory_order_acquire) == 1; }
-  friend bool operator==(const counted_ref& a, const counted_ref& b) { return a.block_ == b.block_; }
+  void reset() noexcept { handle_ = counted_handle<block>(); }
+  T* get() const { return handle_.get() ? &handle_.get()->value : nullptr; }
+  explicit operator bool() const { return handle_.get() != nullptr; }
+  long use_count() const { return handle_.use_count(); }
+  bool unique() const { return handle_.unique(); }
+  friend bool operator==(const counted_ref& a, const counted_ref& b) { return a.handle_ == b.handle_; }
 
  private:
   struct block {
     template <class... Args>
     explicit block(Args&&... args) : value(std::forward<Args>(args)...) {}
+    static void destroy(block* b) { delete b; }
     std::atomic<std::uint32_t> refs{1};
     T value;
   };
-  static void acquire(block* b) noexcept {
-    if (b) b->refs.fetch_add(1, std::memory_order_relaxed);
-  }
-  static void release(block* b) noexcept {
-    if (b && b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete b;
-  }
-  block* block_ = nullptr;
+  counted_handle<block> handle_;
 };
 
 // An optional value kept out of line, for members that most configurations leave unset: an
@@ -205,40 +225,27 @@ inline std::string ascii_lower(std::string_view s) {
 // 64-byte chunk for make_shared's control block and string, and another for a text longer than
 // the string's inline buffer. Empty is a null handle with no block. Reads like a const string
 // (view(), data(), size(), c_str(), conversion to std::string_view); build a std::string with
-// std::string(s.view()) where one is needed. Equality and order compare contents.
-//
-// Copies are made and dropped on several threads (the xDS thread builds, the admin thread
-// renders, workers drop the snapshots that hold names), so the count is atomic: taking a
-// reference needs no ordering (the taker already holds one), dropping one is acq_rel so that
-// every holder's reads of the text happen before the last holder frees it.
+// std::string(s.view()) where one is needed. Equality and order compare contents. Copies are
+// made and dropped on several threads: the count is counted_handle's.
 class shared_string {
  public:
   shared_string() = default;
   explicit shared_string(std::string_view s) : block_(make_block(s)) {}
   shared_string(const std::string& s) : block_(make_block(s)) {}  // NOLINT: built from a string like one
-  shared_string(const char* s) : block_(s == nullptr ? nullptr : make_block(s)) {}  // NOLINT: null reads as empty
-  shared_string(const shared_string& other) noexcept : block_(other.block_) { acquire(block_); }
-  shared_string(shared_string&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
-  shared_string& operator=(const shared_string& other) noexcept {
-    acquire(other.block_);  // first, so that assigning a string to itself keeps its block alive
-    release(std::exchange(block_, other.block_));
-    return *this;
-  }
-  shared_string& operator=(shared_string&& other) noexcept {
-    if (this != &other) release(std::exchange(block_, std::exchange(other.block_, nullptr)));
-    return *this;
-  }
-  ~shared_string() { release(block_); }
-  void swap(shared_string& other) noexcept { std::swap(block_, other.block_); }
+  shared_string(const char* s) : block_(s == nullptr ? counted_handle<block>() : make_block(s)) {}  // NOLINT: null is empty
+  void swap(shared_string& other) noexcept { block_.swap(other.block_); }
   friend void swap(shared_string& a, shared_string& b) noexcept { a.swap(b); }
 
-  std::string_view view() const { return block_ ? std::string_view(text_of(block_), block_->size) : std::string_view(); }
+  std::string_view view() const {
+    const block* b = block_.get();
+    return b ? std::string_view(text_of(b), b->size) : std::string_view();
+  }
   operator std::string_view() const { return view(); }  // NOLINT: reads as the string
-  const char* c_str() const { return block_ ? text_of(block_) : ""; }
+  const char* c_str() const { return block_.get() ? text_of(block_.get()) : ""; }
   const char* data() const { return c_str(); }
-  std::size_t size() const { return block_ ? block_->size : 0; }
+  std::size_t size() const { return block_.get() ? block_.get()->size : 0; }
   std::size_t length() const { return size(); }
-  bool empty() const { return block_ == nullptr; }
+  bool empty() const { return block_.get() == nullptr; }
   const char* begin() const { return data(); }
   const char* end() const { return data() + size(); }
   char operator[](std::size_t i) const { return data()[i]; }
@@ -246,10 +253,10 @@ class shared_string {
   // How many shared_strings reference this one's block (0 when empty): for tests that a holder
   // shares a name instead of copying it, and keeps it alive. A relaxed read, like
   // std::shared_ptr::use_count.
-  long use_count() const { return block_ ? static_cast<long>(block_->refs.load(std::memory_order_relaxed)) : 0; }
+  long use_count() const { return block_.use_count(); }
   // Takes `other`'s block when the contents are equal, so this copy costs no heap of its own.
   void share_if_equal(const shared_string& other) {
-    if (block_ != other.block_ && view() == other.view()) *this = other;
+    if (!(block_ == other.block_) && view() == other.view()) *this = other;
   }
 
   friend bool operator==(const shared_string& a, const shared_string& b) {
@@ -282,10 +289,14 @@ class shared_string {
   struct block {
     std::atomic<std::uint32_t> refs;
     std::uint32_t size;
+    static void destroy(block* b) {
+      b->~block();
+      ::operator delete(b);
+    }
   };
   static const char* text_of(const block* b) { return reinterpret_cast<const char*>(b + 1); }
-  static block* make_block(std::string_view s) {
-    if (s.empty()) return nullptr;
+  static counted_handle<block> make_block(std::string_view s) {
+    if (s.empty()) return {};
     // A name is at most a few hundred bytes; the 32-bit length keeps the header at 8 bytes.
     if (s.size() >= std::numeric_limits<std::uint32_t>::max()) throw std::length_error("shared_string: text too long");
     void* memory = ::operator new(sizeof(block) + s.size() + 1);
@@ -293,18 +304,9 @@ class shared_string {
     char* text = reinterpret_cast<char*>(b + 1);
     std::memcpy(text, s.data(), s.size());
     text[s.size()] = '\0';
-    return b;
+    return counted_handle<block>(b);
   }
-  static void acquire(block* b) noexcept {
-    if (b) b->refs.fetch_add(1, std::memory_order_relaxed);
-  }
-  static void release(block* b) noexcept {
-    if (b && b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      b->~block();
-      ::operator delete(b);
-    }
-  }
-  block* block_ = nullptr;
+  counted_handle<block> block_;
 };
 
 // An immutable map whose copies share one allocation, for metadata that repeats across many

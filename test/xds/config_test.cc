@@ -21,6 +21,33 @@ namespace {
 
 const std::string istio_name = "outbound_.8080_._.svc-42.ns-7.svc.cluster.local";
 
+// Four threads copy `original` into slots, move it out and read it, 2,000,000 times each: enough
+// that a load-then-store count fails every run here. Returns how many reads saw a wrong value.
+template <class Handle, class Valid>
+int copy_move_and_read_on_threads(const Handle& original, Valid valid) {
+  constexpr int threads = 4;
+  constexpr int rounds = 2'000'000;
+  std::atomic<bool> go{false};
+  std::atomic<int> bad_reads{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      std::vector<Handle> held(8);
+      for (int i = 0; i < rounds; ++i) {
+        Handle& slot = held[static_cast<std::size_t>(i) % held.size()];
+        slot = original;  // drops what the slot held (a reference to the same block) and takes another
+        Handle moved = std::move(slot);
+        if (!valid(moved)) bad_reads.fetch_add(1);
+        slot = moved;
+      }
+    });
+  }
+  go.store(true, std::memory_order_release);
+  for (auto& t : pool) t.join();
+  return bad_reads.load();
+}
+
 // One pointer per reference: the reason for the intrusive block (every cluster holds ~10).
 static_assert(sizeof(shared_string) == sizeof(void*));
 
@@ -204,28 +231,11 @@ TEST(SharedString, HashesLikeTheOtherStringTypes) {
 // count is then wrong, and a block freed while copies still read it is a use-after-free (ASan)
 // or a double free.
 TEST(SharedString, CountsCopiesMadeAndDroppedOnManyThreads) {
-  constexpr int threads = 4;
-  constexpr int rounds = 2'000'000;  // enough that a load-then-store count fails every run here
   const shared_string name(istio_name);
-  std::atomic<bool> go{false};
-  std::atomic<int> bad_reads{0};
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
-      std::vector<shared_string> held(8);
-      for (int i = 0; i < rounds; ++i) {
-        shared_string& slot = held[static_cast<std::size_t>(i) % held.size()];
-        slot = name;  // drops what the slot held (a reference to the same block) and takes another
-        shared_string moved = std::move(slot);
-        if (moved.size() != istio_name.size() || moved[moved.size() - 1] != 'l') bad_reads.fetch_add(1);
-        slot = moved;
-      }
-    });
-  }
-  go.store(true, std::memory_order_release);
-  for (auto& t : pool) t.join();
-  EXPECT_EQ(bad_reads.load(), 0);
+  EXPECT_EQ(copy_move_and_read_on_threads(name, [](const shared_string& s) {
+              return s.size() == istio_name.size() && s[s.size() - 1] == 'l';
+            }),
+            0);
   EXPECT_EQ(name.use_count(), 1);
 }
 
@@ -328,28 +338,12 @@ TEST(SharedOptional, ReadsLikeAnOptionalAndComparesContents) {
 // copies taken and dropped on several threads, each reading the value. A count that loses
 // updates ends wrong, or frees the value while copies still read it (ASan).
 TEST(CountedRef, CountsCopiesMadeAndDroppedOnManyThreads) {
-  constexpr int threads = 4;
-  constexpr int rounds = 2'000'000;  // as many as shared_string's test, which fails unguarded here
-  const auto items = counted_ref<const std::vector<std::string>>::make(std::vector<std::string>{istio_name, "second"});
-  std::atomic<bool> go{false};
-  std::atomic<int> bad_reads{0};
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
-      std::vector<counted_ref<const std::vector<std::string>>> held(8);
-      for (int i = 0; i < rounds; ++i) {
-        auto& slot = held[static_cast<std::size_t>(i) % held.size()];
-        slot = items;
-        auto moved = std::move(slot);
-        if (moved.get()->size() != 2 || (*moved.get())[1].size() != 6) bad_reads.fetch_add(1);
-        slot = moved;
-      }
-    });
-  }
-  go.store(true, std::memory_order_release);
-  for (auto& t : pool) t.join();
-  EXPECT_EQ(bad_reads.load(), 0);
+  using list = counted_ref<const std::vector<std::string>>;
+  const auto items = list::make(std::vector<std::string>{istio_name, "second"});
+  EXPECT_EQ(copy_move_and_read_on_threads(items, [](const list& l) {
+              return l.get()->size() == 2 && (*l.get())[1].size() == 6;
+            }),
+            0);
   EXPECT_EQ(items.use_count(), 1);
 }
 
