@@ -516,8 +516,7 @@ void decode_tcp_proxy(const tcp_proxy_v3::TcpProxy& tp, const std::string& path,
     diag.error(path, "needs 'cluster' or 'weighted_clusters'");
   } else {
     chain.cluster = tp.cluster();
-    // istiod names the stats after the cluster: one copy for both.
-    if (chain.stat_prefix == chain.cluster) chain.stat_prefix = chain.cluster;
+    chain.stat_prefix.share_if_equal(chain.cluster);  // istiod names the stats after the cluster
   }
   if (tp.has_idle_timeout()) decode_duration(tp.idle_timeout(), join(path, "idle_timeout"), diag, out.idle_timeout);
   if (tp.has_max_downstream_connection_duration()) {
