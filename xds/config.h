@@ -685,7 +685,7 @@ class istio_service_list {
     }
   };
 
-  istio_service_list() noexcept : block_(nullptr) {}
+  istio_service_list() noexcept : block_() {}
   // Always the block form. Offsets are 32-bit: a cluster's texts come from one protobuf message,
   // which is under 2 GiB.
   explicit istio_service_list(const std::vector<istio_service>& services);
@@ -703,7 +703,7 @@ class istio_service_list {
   }
   istio_service_list& operator=(const istio_service_list& other) noexcept {
     if (this != &other) {
-      release();
+      end_reference();
       form_ = other.form_;
       offsets_ = other.offsets_;
       copy_reference(other);
@@ -712,18 +712,18 @@ class istio_service_list {
   }
   istio_service_list& operator=(istio_service_list&& other) noexcept {
     if (this != &other) {
-      release();
+      end_reference();
       form_ = other.form_;
       offsets_ = other.offsets_;
       move_reference(other);
     }
     return *this;
   }
-  ~istio_service_list() { release(); }
+  ~istio_service_list() { end_reference(); }
 
   std::size_t size() const {
     switch (form_) {
-      case form::block: return block_->count;
+      case form::block: return block_.get()->count;
       case form::name: return 1;
       case form::empty: break;
     }
@@ -760,52 +760,56 @@ class istio_service_list {
 
  private:
   // The block form's allocation: this header, then 3 * count end offsets (32-bit, after the
-  // header's 8 bytes: aligned), then the texts. Released by its last list on any thread.
+  // header's 8 bytes: aligned), then the texts. Released by its last list on any thread
+  // (counted_handle).
   struct block {
-    std::atomic<std::uint32_t> references;
+    std::atomic<std::uint32_t> refs;
     std::uint32_t count;
+    static void destroy(block* b) {
+      b->~block();
+      ::operator delete(b);
+    }
   };
   enum class form : std::uint8_t { empty, name, block };
 
   std::string_view block_text(std::size_t k) const {
-    const auto* ends = reinterpret_cast<const std::uint32_t*>(block_ + 1);
-    const char* texts = reinterpret_cast<const char*>(ends + 3 * block_->count);
+    const auto* ends = reinterpret_cast<const std::uint32_t*>(block_.get() + 1);
+    const char* texts = reinterpret_cast<const char*>(ends + 3 * block_.get()->count);
     const std::uint32_t begin = k == 0 ? 0 : ends[k - 1];
     return {texts + begin, ends[k] - begin};
   }
+  // Each starts the member of form_ (none is alive before).
   void copy_reference(const istio_service_list& other) noexcept {
     if (form_ == form::name) {
       new (&name_) shared_string(other.name_);
     } else {
-      block_ = other.block_;
-      if (block_ != nullptr) block_->references.fetch_add(1, std::memory_order_relaxed);
+      new (&block_) counted_handle<block>(other.block_);
     }
   }
   // Takes `other`'s reference and leaves it empty.
   void move_reference(istio_service_list& other) noexcept {
     if (form_ == form::name) {
       new (&name_) shared_string(std::move(other.name_));
-      other.name_.~shared_string();
     } else {
-      block_ = other.block_;
+      new (&block_) counted_handle<block>(std::move(other.block_));
     }
-    other.block_ = nullptr;
+    other.end_reference();
+    new (&other.block_) counted_handle<block>();
     other.form_ = form::empty;
   }
-  void release() noexcept {
+  // Ends the life of the member of form_ (dropping its reference); the caller starts one again
+  // or the list is gone.
+  void end_reference() noexcept {
     if (form_ == form::name) {
       name_.~shared_string();
-    } else if (block_ != nullptr && block_->references.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      block_->~block();
-      ::operator delete(block_);
+    } else {
+      block_.~counted_handle();
     }
-    block_ = nullptr;
-    form_ = form::empty;
   }
 
   union {
-    shared_string name_;  // form::name
-    block* block_;        // form::block (non-null) and form::empty (null)
+    shared_string name_;           // form::name
+    counted_handle<block> block_;  // form::block (non-null) and form::empty (null)
   };
   form form_ = form::empty;
   // form::name: begin and size of host, name and namespace in name_.

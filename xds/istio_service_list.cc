@@ -10,7 +10,7 @@
 
 namespace ewgw::xds {
 
-istio_service_list::istio_service_list(const std::vector<istio_service>& services) : block_(nullptr) {
+istio_service_list::istio_service_list(const std::vector<istio_service>& services) : block_() {
   if (services.empty()) return;
   const std::size_t ends = 3 * services.size();
   std::size_t chars = 0;
@@ -29,7 +29,7 @@ istio_service_list::istio_service_list(const std::vector<istio_service>& service
       end_of[field++] = end;
     }
   }
-  block_ = b;
+  block_ = counted_handle<block>(b);
   form_ = form::block;
 }
 
@@ -54,9 +54,10 @@ std::optional<std::array<std::uint8_t, 6>> offsets_in(const istio_service& servi
 }  // namespace
 
 istio_service_list::istio_service_list(const std::vector<istio_service>& services, const shared_string& cluster_name)
-    : block_(nullptr) {
+    : block_() {
   if (services.size() == 1) {
     if (auto offsets = offsets_in(services[0], cluster_name.view())) {
+      block_.~counted_handle();  // empty: the name takes its place
       new (&name_) shared_string(cluster_name);
       form_ = form::name;
       offsets_ = *offsets;
